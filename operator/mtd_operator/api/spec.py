@@ -1,0 +1,324 @@
+"""The `MultiTaskDeployment` spec: the one definition of the API.
+
+Everything else (the CRD in `crds/`, the chart, the examples, the planner) is derived
+from or checked against these models. Field names are camelCase on the wire (Kubernetes
+API conventions) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "multitask.dev"
+API_VERSION = "v1alpha1"
+KIND = "MultiTaskDeployment"
+PLURAL = "multitaskdeployments"
+SINGULAR = "multitaskdeployment"
+SHORT_NAMES = ["mtd"]
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS1123_RE = re.compile(DNS1123_LABEL)
+
+TaskType = Literal["classification", "generation"]
+Metric = Literal["accuracy", "macroF1", "rougeL", "exactMatch", "chrF"]
+CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "macroF1", "exactMatch")
+GENERATION_METRICS: tuple[str, ...] = ("rougeL", "exactMatch", "chrF")
+BASE_MODEL_SCHEMES = ("pvc://", "hf://", "/", "./", "../")
+
+
+class ApiModel(BaseModel):
+    """Base for every API object: camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    def to_api(self) -> dict:
+        """The wire form (camelCase, defaults included, unset optionals left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class BaseModelRef(ApiModel):
+    """Where the frozen base LLM comes from."""
+
+    uri: str = Field(
+        min_length=1,
+        description=(
+            "The base model: a path (absolute, or relative to the spec file when run "
+            "locally / to the workspace volume on a cluster), pvc://CLAIM/PATH, or "
+            "hf://ORG/NAME for a Hugging Face Hub id."
+        ),
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        if "://" in uri and not uri.startswith(("pvc://", "hf://")):
+            raise ValueError(
+                f"unsupported scheme in {uri!r}; allowed: a path, pvc://CLAIM/PATH, hf://ORG/NAME"
+            )
+        if uri.startswith("pvc://") and len(uri.removeprefix("pvc://").split("/", 1)) < 2:
+            raise ValueError(f"{uri!r} must name a claim and a path: pvc://CLAIM/PATH")
+        if uri.startswith("hf://") and not uri.removeprefix("hf://").strip("/"):
+            raise ValueError(f"{uri!r} must name a repository: hf://ORG/NAME")
+        return uri
+
+
+class TaskData(ApiModel):
+    """JSON Lines files, one example a line: {"input": ..., "output": ...}."""
+
+    train: str = Field(min_length=1, description="Training examples (JSON Lines).")
+    eval: str | None = Field(
+        default=None,
+        description="Held-out examples for evaluation (JSON Lines). Without it the task "
+        "cannot be scored, so it can never be qualified.",
+    )
+
+
+class Baseline(ApiModel):
+    """The single-task reference a task's multi-task score is compared with."""
+
+    score: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="A known single-task score on the task's metric, in (0, 1].",
+    )
+    train: bool | None = Field(
+        default=None,
+        description="Measure the baseline by training a single-task adapter on this task.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Baseline:
+        if (self.score is None) == (not self.train):
+            raise ValueError("give exactly one of 'score' (a number in (0, 1]) or 'train: true'")
+        return self
+
+
+class TaskSpec(ApiModel):
+    """One NLP task: what it is, its data, how it is scored."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Unique task name (a DNS-1123 label); also the serving adapter id.",
+    )
+    type: TaskType = Field(description="classification (fixed label set) or generation.")
+    labels: list[str] | None = Field(
+        default=None,
+        description="classification only: the label set, 2 or more distinct strings.",
+    )
+    ordinal: bool = Field(
+        default=False,
+        description="classification only: the labels are ordered (listed low to high).",
+    )
+    instruction: str = Field(
+        min_length=1, description="The instruction put before each input in the prompt."
+    )
+    data: TaskData
+    metric: Metric | None = Field(
+        default=None,
+        description="Score used for qualification. Default: accuracy for classification, "
+        "rougeL for generation.",
+    )
+    resource: Literal["auto", "high", "low"] = Field(
+        default="auto",
+        description="high-resource tasks train in stage 1 too; auto decides by "
+        "training.highResourceMinExamples.",
+    )
+    baseline: Baseline | None = Field(
+        default=None,
+        description="The single-task reference. Without it the task is trained and served "
+        "but not qualified.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        if self.type == "classification":
+            if self.labels is None or len(self.labels) < 2:
+                raise ValueError("a classification task needs 'labels' with 2 or more entries")
+            if any(not label.strip() for label in self.labels):
+                raise ValueError("labels must be non-empty strings")
+            duplicates = sorted({lab for lab in self.labels if self.labels.count(lab) > 1})
+            if duplicates:
+                raise ValueError(f"labels must be distinct; repeated: {duplicates}")
+            if self.metric is not None and self.metric not in CLASSIFICATION_METRICS:
+                raise ValueError(
+                    f"metric {self.metric!r} is not for classification; allowed: "
+                    f"{', '.join(CLASSIFICATION_METRICS)}"
+                )
+        else:
+            if self.labels is not None:
+                raise ValueError("'labels' is only allowed on classification tasks")
+            if self.ordinal:
+                raise ValueError("'ordinal' is only allowed on classification tasks")
+            if self.metric is not None and self.metric not in GENERATION_METRICS:
+                raise ValueError(
+                    f"metric {self.metric!r} is not for generation; allowed: "
+                    f"{', '.join(GENERATION_METRICS)}"
+                )
+        return self
+
+    @property
+    def effective_metric(self) -> str:
+        if self.metric is not None:
+            return self.metric
+        return "accuracy" if self.type == "classification" else "rougeL"
+
+
+class Filtering(ApiModel):
+    """How tasks are split into groups that are trained together."""
+
+    strategy: Literal["none", "taskType", "taxonomy"] = Field(
+        default="taxonomy",
+        description="none: one group; taskType: generation vs classification; taxonomy: "
+        "generation, binary, ordinal and multiclass.",
+    )
+    isolate: list[str] = Field(
+        default_factory=list,
+        description="Tasks left out of multi-task training: each is trained alone in "
+        "its own group (too dissimilar to share an adapter).",
+    )
+
+
+class Stage1(ApiModel):
+    max_steps: int = Field(default=200, ge=1, description="Optimizer steps of stage 1.")
+
+
+class Stage2(ApiModel):
+    temperature: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=1000.0,
+        description="Sampling temperature τ: rates ∝ min(e, K)^(1/τ); 1 is capped "
+        "instance-balanced, large is uniform over tasks.",
+    )
+    dataset_cap: int = Field(
+        default=10000, ge=1, description="Artificial dataset-size cap K for the rates."
+    )
+    max_steps: int = Field(default=200, ge=1, description="Optimizer steps of stage 2.")
+
+
+class BaselineTraining(ApiModel):
+    max_steps: int = Field(
+        default=200, ge=1, description="Optimizer steps of each single-task baseline run."
+    )
+
+
+class LoraSettings(ApiModel):
+    rank: int = Field(default=16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: int = Field(default=32, ge=1, description="LoRA scaling α (scale = α / r).")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        min_length=1,
+        description="Module names to adapt; all-linear adapts every linear layer but the "
+        "output head.",
+    )
+
+
+class Training(ApiModel):
+    method: Literal["lora", "full"] = Field(
+        default="lora", description="lora trains adapters on a frozen base; full trains all weights."
+    )
+    high_resource_min_examples: int = Field(
+        default=5000,
+        ge=1,
+        description="With resource: auto, a task with at least this many training examples "
+        "is high-resource.",
+    )
+    stage1: Stage1 = Field(default_factory=Stage1)
+    stage2: Stage2 = Field(default_factory=Stage2)
+    baseline: BaselineTraining = Field(default_factory=BaselineTraining)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    batch_size: int = Field(default=8, ge=1, description="Examples per optimizer step.")
+    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
+    max_seq_length: int = Field(
+        default=512, ge=16, le=131072, description="Longer examples are truncated from the left."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed for sampling and initialisation.")
+
+
+class Qualification(ApiModel):
+    threshold: float = Field(
+        default=0.99,
+        gt=0,
+        le=2,
+        description="A task is qualified when score / baseline reaches this ratio.",
+    )
+    serve_baseline_for_unqualified: bool = Field(
+        default=True,
+        description="Serve an unqualified task from its single-task baseline adapter when "
+        "one was trained.",
+    )
+
+
+class Serving(ApiModel):
+    engine: Literal["tgi", "vllm"] = Field(default="tgi", description="Serving engine.")
+    replicas: int = Field(default=1, ge=0, le=100, description="Serving replicas.")
+
+
+class MultiTaskDeploymentSpec(ApiModel):
+    base_model: BaseModelRef
+    tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=100000)]
+    filtering: Filtering = Field(default_factory=Filtering)
+    training: Training = Field(default_factory=Training)
+    qualification: Qualification = Field(default_factory=Qualification)
+    serving: Serving = Field(default_factory=Serving)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> MultiTaskDeploymentSpec:
+        seen: set[str] = set()
+        repeated: list[str] = []
+        for task in self.tasks:
+            if task.name in seen:
+                repeated.append(task.name)
+            seen.add(task.name)
+        if repeated:
+            raise ValueError(f"task names must be unique; repeated: {sorted(set(repeated))}")
+        unknown = [name for name in self.filtering.isolate if name not in seen]
+        if unknown:
+            raise ValueError(
+                f"filtering.isolate names unknown tasks {unknown}; known: {sorted(seen)}"
+            )
+        return self
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata we read; everything else Kubernetes adds passes through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL)
+    namespace: str | None = None
+
+
+class MultiTaskDeployment(BaseModel):
+    """A whole resource as `kubectl apply` sends it (status is written by the operator)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    api_version: Literal["multitask.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["MultiTaskDeployment"]
+    metadata: ObjectMeta
+    spec: MultiTaskDeploymentSpec
+    status: dict | None = None
+
+
+def is_dns1123_label(name: str) -> bool:
+    return len(name) <= 63 and bool(_DNS1123_RE.match(name))
