@@ -20,3 +20,8 @@ def user_message(instruction: str, text: str, labels: list[str] | None = None) -
 def messages(instruction: str, text: str, labels: list[str] | None = None) -> list[dict]:
     """Chat messages for one example (no system turn: templates differ in how they add one)."""
     return [{"role": "user", "content": user_message(instruction, text, labels)}]
+
+
+def plain_prompt(instruction: str, text: str, labels: list[str] | None = None) -> str:
+    """The prompt for tokenizers without a chat template; the answer follows it directly."""
+    return f"### Instruction:\n{user_message(instruction, text, labels)}\n\n### Response:\n"

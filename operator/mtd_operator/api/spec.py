@@ -228,7 +228,8 @@ class LoraSettings(ApiModel):
 
 class Training(ApiModel):
     method: Literal["lora", "full"] = Field(
-        default="lora", description="lora trains adapters on a frozen base; full trains all weights."
+        default="lora",
+        description="lora trains adapters on a frozen base; full trains all weights.",
     )
     high_resource_min_examples: int = Field(
         default=5000,

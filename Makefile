@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Each creates (or reuses) .venv and installs what it needs; nothing else is assumed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Reinstall when the dependency list or the lock changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: all install test lint demo crd clean
+
+all: test
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -c requirements.lock -e '.[dev]'
+	# text-generation (the older TGI client) caps huggingface_hub below 1.0, which
+	# transformers 5 does not allow; its own code runs with hub 2.x, so skip its deps.
+	$(PIP) install --quiet --no-deps text-generation==0.7.0
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check operator trainer
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+crd: $(STAMP)
+	$(VENV)/bin/mtd crd > crds/multitask.dev_multitaskdeployments.yaml
+
+demo: $(STAMP)
+	$(VENV)/bin/mtd validate examples/minimal/mtd.yaml
+	$(VENV)/bin/mtd plan examples/minimal/mtd.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

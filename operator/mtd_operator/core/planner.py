@@ -1,0 +1,321 @@
+"""The planner: tasks → groups → stages, each with sampling rates and a content hash.
+
+Pure: it sees only the spec and the data profiles it is handed. Every decision about
+what to train, in which order and with which mix is made here, so the operator and the
+local runner behave the same.
+
+A stage's hash covers everything that affects its result (base model, method and
+hyper-parameters, its tasks' definitions and data fingerprints, its sampling, and the
+hash of the stage it starts from). Unchanged hash + existing artifact = nothing to do;
+that is what makes adding a task cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
+from .profile import TaskProfile
+from .sampling import instance_rates, temperature_rates
+
+HASH_LENGTH = 10
+TAXONOMY_ORDER = ("generation", "binary", "ordinal", "multiclass")
+TASK_TYPE_ORDER = ("generation", "classification")
+
+StageName = Literal["stage1", "stage2"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    strategy: Literal["instance", "temperature"]
+    rates: dict[str, float]
+    temperature: float | None = None
+    dataset_cap: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"strategy": self.strategy}
+        if self.strategy == "temperature":
+            out["temperature"] = self.temperature
+            out["datasetCap"] = self.dataset_cap
+        out["rates"] = self.rates
+        return out
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    group: str
+    name: StageName
+    tasks: tuple[str, ...]
+    sampling: Sampling
+    max_steps: int
+    starts_from: str | None  # hash of the stage whose adapter this one continues
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tasks": list(self.tasks),
+            "hash": self.hash,
+            "maxSteps": self.max_steps,
+            "startsFrom": self.starts_from,
+            "sampling": self.sampling.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    name: str
+    tasks: tuple[str, ...]
+    high_resource: tuple[str, ...]
+    stages: tuple[StagePlan, ...]
+    evaluation_hash: str
+
+    @property
+    def final_stage(self) -> StagePlan:
+        return self.stages[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tasks": list(self.tasks),
+            "highResource": list(self.high_resource),
+            "stages": [stage.to_json() for stage in self.stages],
+            "evaluation": {"hash": self.evaluation_hash},
+        }
+
+
+@dataclass(frozen=True)
+class BaselinePlan:
+    task: str
+    max_steps: int
+    hash: str
+    evaluation_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "hash": self.hash,
+            "maxSteps": self.max_steps,
+            "evaluation": {"hash": self.evaluation_hash},
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    groups: tuple[GroupPlan, ...]
+    baselines: tuple[BaselinePlan, ...]
+    hash: str
+
+    def group_of(self, task: str) -> GroupPlan:
+        for group in self.groups:
+            if task in group.tasks:
+                return group
+        raise KeyError(task)
+
+    def stages(self) -> list[StagePlan]:
+        return [stage for group in self.groups for stage in group.stages]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hash": self.hash,
+            "groups": [group.to_json() for group in self.groups],
+            "baselines": [baseline.to_json() for baseline in self.baselines],
+        }
+
+
+def content_hash(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def taxonomy_kind(task: TaskSpec) -> str:
+    if task.type == "generation":
+        return "generation"
+    assert task.labels is not None
+    if len(task.labels) == 2:
+        return "binary"
+    return "ordinal" if task.ordinal else "multiclass"
+
+
+def group_tasks(spec: MultiTaskDeploymentSpec) -> list[tuple[str, list[TaskSpec]]]:
+    """Task filtering: compatible tasks share a group; isolated tasks train alone."""
+    isolated = set(spec.filtering.isolate)
+    shared = [task for task in spec.tasks if task.name not in isolated]
+    strategy = spec.filtering.strategy
+    if strategy == "none":
+        buckets = {"all": shared}
+    elif strategy == "taskType":
+        buckets = {kind: [t for t in shared if t.type == kind] for kind in TASK_TYPE_ORDER}
+    else:
+        buckets = {kind: [t for t in shared if taxonomy_kind(t) == kind] for kind in TAXONOMY_ORDER}
+    groups = [(name, tasks) for name, tasks in buckets.items() if tasks]
+    groups += [(f"solo-{task.name}", [task]) for task in spec.tasks if task.name in isolated]
+    return groups
+
+
+def is_high_resource(task: TaskSpec, examples: int, threshold: int) -> bool:
+    if task.resource == "auto":
+        return examples >= threshold
+    return task.resource == "high"
+
+
+def _training_fingerprint(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    training = spec.training
+    return {
+        "baseModel": spec.base_model.uri,
+        "method": training.method,
+        "lora": training.lora.to_api() if training.method == "lora" else None,
+        "batchSize": training.batch_size,
+        "learningRate": training.learning_rate,
+        "maxSeqLength": training.max_seq_length,
+        "seed": training.seed,
+    }
+
+
+def _task_fingerprint(task: TaskSpec, profile: TaskProfile) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "type": task.type,
+        "labels": task.labels,
+        "ordinal": task.ordinal,
+        "instruction": task.instruction,
+        "train": profile.train.sha256,
+    }
+
+
+def _eval_fingerprint(task: TaskSpec, profile: TaskProfile) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "metric": task.effective_metric,
+        "eval": profile.eval.sha256 if profile.eval else None,
+    }
+
+
+def _stage(
+    group: str,
+    name: StageName,
+    tasks: list[TaskSpec],
+    sampling: Sampling,
+    max_steps: int,
+    starts_from: str | None,
+    training: dict[str, Any],
+    profiles: Mapping[str, TaskProfile],
+) -> StagePlan:
+    digest = content_hash(
+        {
+            "kind": "stage",
+            "stage": name,
+            "training": training,
+            "tasks": [_task_fingerprint(t, profiles[t.name]) for t in tasks],
+            "sampling": sampling.to_json(),
+            "maxSteps": max_steps,
+            "startsFrom": starts_from,
+        }
+    )
+    return StagePlan(
+        group=group,
+        name=name,
+        tasks=tuple(t.name for t in tasks),
+        sampling=sampling,
+        max_steps=max_steps,
+        starts_from=starts_from,
+        hash=digest,
+    )
+
+
+def plan(spec: MultiTaskDeploymentSpec, profiles: Mapping[str, TaskProfile]) -> Plan:
+    """Build the plan; `profiles` must hold every task (the caller profiles first)."""
+    missing = [task.name for task in spec.tasks if task.name not in profiles]
+    if missing:
+        raise ValueError(f"no data profile for tasks {missing}")
+    training = _training_fingerprint(spec)
+    stage2_settings = spec.training.stage2
+    threshold = spec.training.high_resource_min_examples
+
+    groups = []
+    for group_name, tasks in group_tasks(spec):
+        examples = {t.name: profiles[t.name].train_examples for t in tasks}
+        high = [t for t in tasks if is_high_resource(t, examples[t.name], threshold)]
+        stages: list[StagePlan] = []
+        if high:
+            stages.append(
+                _stage(
+                    group_name,
+                    "stage1",
+                    high,
+                    Sampling("instance", instance_rates({t.name: examples[t.name] for t in high})),
+                    spec.training.stage1.max_steps,
+                    None,
+                    training,
+                    profiles,
+                )
+            )
+        rates = temperature_rates(
+            examples, stage2_settings.temperature, stage2_settings.dataset_cap
+        )
+        stages.append(
+            _stage(
+                group_name,
+                "stage2",
+                tasks,
+                Sampling(
+                    "temperature", rates, stage2_settings.temperature, stage2_settings.dataset_cap
+                ),
+                stage2_settings.max_steps,
+                stages[0].hash if stages else None,
+                training,
+                profiles,
+            )
+        )
+        evaluation_hash = content_hash(
+            {
+                "kind": "evaluation",
+                "adapter": stages[-1].hash,
+                "tasks": [_eval_fingerprint(t, profiles[t.name]) for t in tasks],
+            }
+        )
+        groups.append(
+            GroupPlan(
+                name=group_name,
+                tasks=tuple(t.name for t in tasks),
+                high_resource=tuple(t.name for t in high),
+                stages=tuple(stages),
+                evaluation_hash=evaluation_hash,
+            )
+        )
+
+    baselines = []
+    for task in spec.tasks:
+        if task.baseline is None or not task.baseline.train:
+            continue
+        steps = spec.training.baseline.max_steps
+        sampling = Sampling("instance", {task.name: 1.0})
+        digest = content_hash(
+            {
+                "kind": "baseline",
+                "training": training,
+                "task": _task_fingerprint(task, profiles[task.name]),
+                "sampling": sampling.to_json(),
+                "maxSteps": steps,
+            }
+        )
+        evaluation_hash = content_hash(
+            {
+                "kind": "evaluation",
+                "adapter": digest,
+                "tasks": [_eval_fingerprint(task, profiles[task.name])],
+            }
+        )
+        baselines.append(BaselinePlan(task.name, steps, digest, evaluation_hash))
+
+    plan_hash = content_hash(
+        {
+            "groups": [(g.name, g.evaluation_hash) for g in groups],
+            "baselines": [b.evaluation_hash for b in baselines],
+        }
+    )
+    return Plan(groups=tuple(groups), baselines=tuple(baselines), hash=plan_hash)

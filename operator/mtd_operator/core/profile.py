@@ -1,0 +1,212 @@
+"""Data profiling: read each task's JSON Lines once, check it, count it, fingerprint it.
+
+The planner needs example counts (high/low resource, sampling rates) and a content
+fingerprint (stage hashes change when data changes). Profiling streams the files, so
+memory does not grow with their size, and reports every bad line it finds (up to a
+limit) with its file and line number. Locally it runs in-process; on a cluster the same
+function runs inside a profiling Job (`mtd profile`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
+from .problems import Problem
+
+MAX_LINE_BYTES = 1_000_000
+MAX_PROBLEMS_PER_FILE = 5
+
+
+@dataclass(frozen=True)
+class FileProfile:
+    path: str
+    sha256: str
+    examples: int
+    label_counts: dict[str, int] = field(default_factory=dict)
+    input_chars_p50: int = 0
+    input_chars_p95: int = 0
+    input_chars_max: int = 0
+    output_chars_p50: int = 0
+    output_chars_max: int = 0
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    train: FileProfile
+    eval: FileProfile | None = None
+
+    @property
+    def train_examples(self) -> int:
+        return self.train.examples
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> TaskProfile:
+        return cls(
+            train=FileProfile(**raw["train"]),
+            eval=FileProfile(**raw["eval"]) if raw.get("eval") else None,
+        )
+
+
+def resolve_data_path(path: str, base_dir: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def _percentile(sorted_values: list[int], q: float) -> int:
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+def _label_hint(output: str, labels: list[str]) -> str:
+    folded = {label.casefold().strip(): label for label in labels}
+    match = folded.get(output.casefold().strip())
+    if match is not None:
+        return f"; did you mean {match!r}? (labels are matched exactly)"
+    return ""
+
+
+def profile_file(
+    path: Path, field_path: str, labels: list[str] | None
+) -> tuple[FileProfile | None, list[Problem]]:
+    """Stream one JSON Lines file; return its profile, or the problems that make it unusable."""
+    problems: list[Problem] = []
+
+    def problem(line_no: int | None, message: str) -> None:
+        where = f"{path}:{line_no}" if line_no else str(path)
+        problems.append(Problem(field_path, f"{where}: {message}"))
+
+    if not path.exists():
+        problem(None, "file does not exist")
+        return None, problems
+    if not path.is_file():
+        problem(None, "is not a regular file")
+        return None, problems
+
+    digest = hashlib.sha256()
+    label_set = set(labels or [])
+    label_counts = dict.fromkeys(labels or [], 0)
+    input_lengths: list[int] = []
+    output_lengths: list[int] = []
+    bad_lines = 0
+    try:
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                digest.update(raw)
+                if bad_lines >= MAX_PROBLEMS_PER_FILE:
+                    continue
+                if len(raw) > MAX_LINE_BYTES:
+                    problem(line_no, f"line is longer than {MAX_LINE_BYTES} bytes")
+                    bad_lines += 1
+                    continue
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    problem(line_no, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+                    bad_lines += 1
+                    continue
+                except json.JSONDecodeError as exc:
+                    problem(line_no, f"not valid JSON ({exc.msg}, column {exc.colno})")
+                    bad_lines += 1
+                    continue
+                if not isinstance(record, dict):
+                    problem(line_no, 'expected an object like {"input": "...", "output": "..."}')
+                    bad_lines += 1
+                    continue
+                missing = [key for key in ("input", "output") if key not in record]
+                if missing:
+                    problem(line_no, f"missing key(s) {', '.join(missing)}")
+                    bad_lines += 1
+                    continue
+                if not isinstance(record["input"], str) or not isinstance(record["output"], str):
+                    problem(line_no, "'input' and 'output' must be strings")
+                    bad_lines += 1
+                    continue
+                output = record["output"]
+                if labels is not None:
+                    if output not in label_set:
+                        problem(
+                            line_no,
+                            f"output {output!r} is not a label; allowed: {', '.join(labels)}"
+                            + _label_hint(output, labels),
+                        )
+                        bad_lines += 1
+                        continue
+                    label_counts[output] += 1
+                elif not output.strip():
+                    problem(line_no, "'output' is empty")
+                    bad_lines += 1
+                    continue
+                input_lengths.append(len(record["input"]))
+                output_lengths.append(len(output))
+    except OSError as exc:
+        problem(None, f"cannot be read: {exc.strerror}")
+        return None, problems
+
+    if bad_lines >= MAX_PROBLEMS_PER_FILE:
+        problem(None, f"stopped reporting after {MAX_PROBLEMS_PER_FILE} bad lines")
+    if problems:
+        return None, problems
+    if not input_lengths:
+        problem(None, "has no examples (empty file)")
+        return None, problems
+
+    input_lengths.sort()
+    output_lengths.sort()
+    return (
+        FileProfile(
+            path=str(path),
+            sha256=digest.hexdigest(),
+            examples=len(input_lengths),
+            label_counts=label_counts,
+            input_chars_p50=int(statistics.median_low(input_lengths)),
+            input_chars_p95=_percentile(input_lengths, 0.95),
+            input_chars_max=input_lengths[-1],
+            output_chars_p50=int(statistics.median_low(output_lengths)),
+            output_chars_max=output_lengths[-1],
+        ),
+        [],
+    )
+
+
+def profile_task(
+    task: TaskSpec, index: int, base_dir: Path
+) -> tuple[TaskProfile | None, list[Problem]]:
+    prefix = f"spec.tasks[{index}].data"
+    train, problems = profile_file(
+        resolve_data_path(task.data.train, base_dir), f"{prefix}.train", task.labels
+    )
+    evaluation = None
+    if task.data.eval is not None:
+        evaluation, eval_problems = profile_file(
+            resolve_data_path(task.data.eval, base_dir), f"{prefix}.eval", task.labels
+        )
+        problems += eval_problems
+    if train is None or problems:
+        return None, problems
+    return TaskProfile(train=train, eval=evaluation), []
+
+
+def profile_spec(
+    spec: MultiTaskDeploymentSpec, base_dir: Path
+) -> tuple[dict[str, TaskProfile], list[Problem]]:
+    """Profile every task; the problems of all of them are returned together."""
+    profiles: dict[str, TaskProfile] = {}
+    problems: list[Problem] = []
+    for index, task in enumerate(spec.tasks):
+        profile, task_problems = profile_task(task, index, base_dir)
+        problems += task_problems
+        if profile is not None:
+            profiles[task.name] = profile
+    return profiles, problems
