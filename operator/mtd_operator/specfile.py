@@ -12,6 +12,9 @@ from .api.spec import MultiTaskDeployment
 from .core.problems import InvalidSpec, Problem, problems_from_validation
 from .core.profile import TaskProfile, profile_spec
 
+# libyaml's loader is ~10x faster on large specs; same safe semantics.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def parse_resource(raw: Any) -> MultiTaskDeployment:
     """Validate an already-parsed document against the models."""
@@ -43,7 +46,7 @@ def load_resource(path: Path) -> MultiTaskDeployment:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidSpec([Problem("", f"{path}: cannot be read: {exc}")]) from None
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

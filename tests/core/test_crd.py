@@ -7,6 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
 from mtd_operator.api.crd import build_crd, crd_yaml
 from mtd_operator.specfile import load_resource
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mtd_operator.api.spec import MultiTaskDeploymentSpec
 from mtd_operator.core.planner import plan
 from mtd_operator.core.profile import FileProfile, TaskProfile

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from mtd_operator.core.sampling import instance_rates, temperature_rates
 
 

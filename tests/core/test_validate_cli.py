@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from mtd_operator.cli import main
 
 from .specs import resource, task
