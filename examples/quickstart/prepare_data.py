@@ -56,7 +56,7 @@ SPLITS = ("train", "eval", "test")
 # Characters kept of each input (English; CJK text gets CJK_FRACTION of it, since
 # SmolLM2's tokenizer spends 1-2 tokens per Chinese character).
 DEFAULT_MAX_CHARS = {"small": 240, "full": 600}
-CJK_FRACTION = 0.4
+CJK_FRACTION = 0.25
 
 
 class MissingPackage(RuntimeError):
