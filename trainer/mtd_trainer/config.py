@@ -23,6 +23,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+METRICS = {
+    "classification": ("accuracy", "macroF1", "exactMatch"),
+    "generation": ("rougeL", "exactMatch", "chrF"),
+}
+
+
 class TaskConfig(Strict):
     """One task as the trainer needs it: prompt pieces, label set, data files."""
 
@@ -39,6 +45,12 @@ class TaskConfig(Strict):
     def _labels(self) -> TaskConfig:
         if self.type == "classification" and (not self.labels or len(self.labels) < 2):
             raise ValueError(f"task {self.name!r}: classification needs 2+ labels")
+        allowed = METRICS[self.type]
+        if self.metric not in allowed:
+            raise ValueError(
+                f"task {self.name!r}: metric {self.metric!r} is not for {self.type}; "
+                f"allowed: {', '.join(allowed)}"
+            )
         return self
 
 
@@ -85,6 +97,10 @@ class Hyperparameters(Strict):
         ge=1,
         description="Evaluate at this interval to find the saturation step (baselines).",
     )
+    eval_max_examples: int | None = Field(
+        default=None, ge=1, description="Examples per task in each interval evaluation."
+    )
+    eval_max_new_tokens: int = Field(default=64, ge=1)
 
 
 class TrainConfig(Strict):
@@ -134,7 +150,7 @@ class EvalConfig(Strict):
     output_path: str = Field(description="The results JSON file to write.")
 
 
-def load_config(path: str | Path) -> TrainConfig | EvalConfig:
+def load_config(path: str | Path, default_kind: str = "train") -> TrainConfig | EvalConfig:
     """Read and validate a config file; errors name the file and the field."""
     path = Path(path)
     try:
@@ -145,7 +161,7 @@ def load_config(path: str | Path) -> TrainConfig | EvalConfig:
         raise ConfigError(f"{path}: not a JSON document: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object")
-    kind = raw.get("kind", "train")
+    kind = raw.get("kind", default_kind)
     model = {"train": TrainConfig, "evaluate": EvalConfig}.get(kind)
     if model is None:
         raise ConfigError(f"{path}: kind {kind!r} is unknown; allowed: train, evaluate")

@@ -1,0 +1,181 @@
+"""Score tasks: classification by label likelihood, generation by greedy decoding.
+
+Classification never parses free text: each allowed label (with the end token the model
+learned to emit after it) is scored by its log-likelihood after the prompt and the best
+one wins, so the prediction is always a valid label. Sequences are scored padding-free
+(packed, with position ids) and the LM head runs only at the positions that matter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from . import metrics
+from .atomic import write_json
+from .config import EvalConfig, TaskConfig
+from .data import load_examples
+from .encoding import answer_ids, prompt_ids
+from .errors import InputError
+from .modeling import load_adapter, load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def classify(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskConfig,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+) -> list[str]:
+    """The most likely label for each text (sum of the label tokens' log-probabilities)."""
+    assert task.labels is not None
+    options = answer_ids(tokenizer, task.labels)
+    prompts = prompt_ids(tokenizer, task, texts)
+    predictions: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        tokens: list[int] = []
+        position_ids: list[int] = []
+        scored: list[int] = []  # positions whose logits predict a label token
+        targets: list[int] = []
+        owners: list[int] = []  # the (example, label) pair each scored token belongs to
+        for pair, (prompt, option) in enumerate(itertools.product(batch, options)):
+            sequence = [*prompt[-max(1, max_length - len(option)) :], *option]
+            answer_start = len(tokens) + len(sequence) - len(option)
+            scored.extend(range(answer_start - 1, answer_start - 1 + len(option)))
+            targets.extend(option)
+            owners.extend([pair] * len(option))
+            tokens.extend(sequence)
+            position_ids.extend(range(len(sequence)))
+        logits = model(
+            input_ids=torch.tensor([tokens], device=model.device),
+            position_ids=torch.tensor([position_ids], device=model.device),
+            logits_to_keep=torch.tensor(scored, device=model.device),
+            use_cache=False,
+        ).logits[0]
+        token_scores = torch.log_softmax(logits.float(), dim=-1).gather(
+            1, torch.tensor(targets, device=logits.device)[:, None]
+        )[:, 0]
+        pair_scores = torch.zeros(len(batch) * len(options), device=logits.device)
+        pair_scores.index_add_(0, torch.tensor(owners, device=logits.device), token_scores)
+        best = pair_scores.view(len(batch), len(options)).argmax(dim=1)
+        predictions.extend(task.labels[i] for i in best.tolist())
+    return predictions
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskConfig,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    max_new_tokens: int,
+) -> list[str]:
+    """Greedy answers, decoded without special tokens; similar lengths batched together."""
+    prompts = [prompt[-max_length:] for prompt in prompt_ids(tokenizer, task, texts)]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: dict[int, str] = {}
+    settings = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in chosen)
+        # Left padding, so every prompt ends where generation starts.
+        pad = tokenizer.pad_token_id
+        input_ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in chosen]
+        mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chosen]
+        output = model.generate(
+            input_ids=torch.tensor(input_ids, device=model.device),
+            attention_mask=torch.tensor(mask, device=model.device),
+            generation_config=settings,
+        )
+        for i, row in zip(chosen, output[:, width:].tolist(), strict=True):
+            answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    return [answers[i] for i in range(len(prompts))]
+
+
+def score_task(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskConfig,
+    examples: datasets.Dataset,
+    batch_size: int,
+    max_length: int,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """{"metric", "score", "examples", <every metric of the task type>} for one task."""
+    texts, references = examples["input"], examples["output"]
+    if task.type == "classification":
+        assert task.labels is not None
+        predictions = classify(model, tokenizer, task, texts, batch_size, max_length)
+        scores = metrics.classification_scores(predictions, references, task.labels, task.ordinal)
+    else:
+        predictions = generate(
+            model, tokenizer, task, texts, batch_size, max_length, max_new_tokens
+        )
+        scores = metrics.generation_scores(predictions, references)
+    return {"metric": task.metric, "score": scores[task.metric], "examples": len(texts), **scores}
+
+
+def eval_examples(tasks: list[TaskConfig], max_examples: int | None) -> dict[str, datasets.Dataset]:
+    """Each task's validated eval data (its first `max_examples`); missing paths are errors."""
+    loaded = {}
+    for index, task in enumerate(tasks):
+        if not task.eval_path:
+            raise InputError(f"tasks[{index}].eval_path: task {task.name!r} has no eval data")
+        examples = load_examples(task.eval_path, task)
+        if max_examples is not None and len(examples) > max_examples:
+            examples = examples.select(range(max_examples))
+        loaded[task.name] = examples
+    return loaded
+
+
+def load_for_inference(base_model: str, adapter: str | None) -> PreTrainedModel:
+    """The base model, with the adapter merged in, or a full fine-tuned model folder."""
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        return load_model(adapter, field="adapter")
+    model = load_model(base_model)
+    if adapter:
+        model = load_adapter(model, adapter, base_model, "adapter", trainable=False)
+        model = model.merge_and_unload()
+    return model
+
+
+def evaluate(config: EvalConfig) -> dict[str, Any]:
+    """Run an EvalConfig and write its results JSON atomically to `output_path`."""
+    tokenizer = load_tokenizer(config.base_model)
+    examples = eval_examples(config.tasks, config.max_examples)
+    model = load_for_inference(config.base_model, config.adapter).eval()
+    results: dict[str, Any] = {"run_name": config.run_name, "tasks": {}}
+    for task in config.tasks:
+        row = score_task(
+            model,
+            tokenizer,
+            task,
+            examples[task.name],
+            config.batch_size,
+            config.max_seq_length,
+            config.max_new_tokens,
+        )
+        log.info(
+            "%s: %s %.4f on %d examples", task.name, row["metric"], row["score"], row["examples"]
+        )
+        results["tasks"][task.name] = row
+    write_json(config.output_path, results)
+    return results

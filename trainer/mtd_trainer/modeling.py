@@ -1,0 +1,127 @@
+"""Load the base model, attach or load adapters, and save the artifact serving loads.
+
+Every way a user can name the wrong thing (a missing folder, a model that is not a
+causal LM, an adapter trained on another base or with other shapes) becomes an
+InputError naming the config field, before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import peft
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+from .atomic import atomic_dir
+from .config import LoraConfig
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+HUB_PREFIX = "hf://"
+
+
+def model_source(name: str, field: str = "base_model") -> str:
+    """What `from_pretrained` gets: an absolute local folder, or the hub id after hf://."""
+    if name.startswith(HUB_PREFIX):
+        return name.removeprefix(HUB_PREFIX)
+    path = Path(name)
+    if not path.exists():
+        raise InputError(f"{field}: {name} does not exist (give a model folder or hf://ORG/NAME)")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{field}: {name} is not a model folder (it has no config.json)")
+    return str(path.resolve())
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two ways of naming a base model name the same one."""
+
+    def key(name: str) -> str:
+        name = name.removeprefix(HUB_PREFIX)
+        return str(Path(name).resolve()) if Path(name).exists() else name.rstrip("/")
+
+    return key(a) == key(b)
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(model_source(name))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.float32):
+    """A causal LM from a folder or the hub; anything else is an InputError on `field`."""
+    source = model_source(name, field)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except ValueError as exc:
+        raise InputError(f"{field}: {name}: unreadable model config ({exc})") from None
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise InputError(
+            f"{field}: {name} is a {config.model_type!r} model, not a causal language model"
+        )
+    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+
+
+def compute_dtype(method: str) -> torch.dtype:
+    """bf16 frozen weights under LoRA on a GPU that has it; fp32 otherwise (CPU, full)."""
+    if method == "lora" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def attach_lora(model: PreTrainedModel, lora: LoraConfig) -> peft.PeftModel:
+    targets = "all-linear" if lora.target_modules == ["all-linear"] else lora.target_modules
+    config = peft.LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return peft.get_peft_model(model, config)
+    except ValueError as exc:
+        raise InputError(f"lora.target_modules: {exc}") from None
+
+
+def load_adapter(
+    model: PreTrainedModel, path: str, base_model: str, field: str, trainable: bool
+) -> peft.PeftModel:
+    """Load a peft adapter onto `model`, refusing one made for another base model."""
+    config_file = Path(path) / "adapter_config.json"
+    if not config_file.is_file():
+        raise InputError(f"{field}: {path} is not a peft adapter (it has no adapter_config.json)")
+    recorded = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if recorded and not same_model(recorded, base_model):
+        raise InputError(f"{field}: {path} was trained on {recorded}, not on {base_model}")
+    try:
+        return peft.PeftModel.from_pretrained(model, path, is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = "; ".join(
+            line.strip() for line in str(exc).splitlines() if "size mismatch" in line
+        )
+        raise InputError(
+            f"{field}: {path} does not fit base model {base_model}: {detail or first}"
+        ) from None
+
+
+def save_artifact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
+    """Save an adapter (peft format, as TGI loads it) or a full model, atomically."""
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if not isinstance(model, peft.PeftModel):
+            tokenizer.save_pretrained(tmp)
+    return target

@@ -1,0 +1,324 @@
+"""One training run: a stage of a group, or a single-task baseline.
+
+Reads top to bottom like a recipe: data → model → optimizer → resume → loop → save.
+Each optimizer step takes `batch_size × gradient_accumulation_steps` examples per
+process from the multi-task sampler; every micro-batch is packed padding-free into one
+row (position ids restart per example, so attention stays within each example), which
+on CPU and GPU alike spends compute only on real tokens. The loss is the mean over all
+answer tokens of the whole step, across micro-batches and processes, so accumulation
+and DDP give the same update as one big batch. `accelerate launch` runs it as DDP; a
+plain `python -m` run is single-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithFlattening, get_linear_schedule_with_warmup
+
+from . import checkpoints
+from .atomic import write_json, write_text
+from .config import TrainConfig
+from .data import load_examples
+from .encoding import IGNORE, encode_dataset
+from .evaluation import eval_examples, score_task
+from .metrics import saturation_step
+from .modeling import (
+    attach_lora,
+    compute_dtype,
+    load_adapter,
+    load_model,
+    load_tokenizer,
+    save_artifact,
+)
+from .sampling import TaskSampler
+
+log = logging.getLogger(__name__)
+
+MAX_GRAD_NORM = 1.0
+
+
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The model to train: LoRA on the base (new, or stage 1's adapter), or the full model."""
+    if config.method == "full":
+        if config.init_adapter:
+            return load_model(config.init_adapter, field="init_adapter")
+        return load_model(config.base_model)
+    base = load_model(config.base_model, dtype=compute_dtype(config.method))
+    if config.init_adapter:
+        model = load_adapter(base, config.init_adapter, config.base_model, "init_adapter", True)
+    else:
+        model = attach_lora(base, config.lora)
+    model.print_trainable_parameters()
+    return model
+
+
+def add_counts(batch: dict[str, list]) -> dict[str, list[int]]:
+    """Per example: tokens, and answer tokens the loss counts (the first never is)."""
+    return {
+        "length": [len(ids) for ids in batch["input_ids"]],
+        "targets": [sum(label != IGNORE for label in labels[1:]) for labels in batch["labels"]],
+    }
+
+
+class Run:
+    """State of one training run, with the pieces a test or the CLI may drive."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.hp = config.hyperparameters
+        self.output = Path(config.output_dir)
+        self.accelerator = Accelerator()
+        set_seed(self.hp.seed)
+        self.tokenizer = load_tokenizer(config.base_model)
+        self.train_sets = {
+            task.name: encode_dataset(
+                load_examples(task.train_path or "", task),
+                self.tokenizer,
+                task,
+                self.hp.max_seq_length,
+            ).map(add_counts, batched=True, desc="counting tokens")
+            for task in config.tasks
+        }
+        self.eval_sets = (
+            eval_examples(config.tasks, self.hp.eval_max_examples) if self.hp.eval_every else {}
+        )
+        self.sampler = TaskSampler(
+            {name: len(data) for name, data in self.train_sets.items()},
+            config.sampling.rates,
+            self.hp.seed,
+        )
+        model = build_model(config)
+        optimizer = torch.optim.AdamW(
+            [param for param in model.parameters() if param.requires_grad],
+            lr=self.hp.learning_rate,
+            weight_decay=self.hp.weight_decay,
+        )
+        self.scheduler = get_linear_schedule_with_warmup(
+            optimizer, math.ceil(self.hp.warmup_ratio * self.hp.max_steps), self.hp.max_steps
+        )
+        # The scheduler is stepped by hand once per optimizer step, so it is not prepared.
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.collate = DataCollatorWithFlattening()
+        self.progress: dict[str, Any] = {
+            "step": 0,
+            "tokens": 0,
+            "seconds": 0.0,
+            "loss": None,
+            "evals": [],
+            "sampler": None,
+        }
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output / "checkpoints"
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint in output_dir, if there is one."""
+        path = checkpoints.latest(self.checkpoint_dir)
+        if path is None:
+            return
+        self.progress = checkpoints.load(
+            path, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler
+        )
+        self.sampler.load_state_dict(self.progress["sampler"])
+        if self.accelerator.is_main_process:
+            self._truncate_metrics(self.progress["step"])
+        log.info("resumed from %s at step %d", path, self.progress["step"])
+
+    def step(self) -> tuple[float, int, Counter[str]]:
+        """One optimizer step; returns the mean loss, tokens trained and examples per task."""
+        hp, acc = self.hp, self.accelerator
+        per_micro = hp.batch_size * acc.num_processes
+        drawn = self.sampler.draw_many(per_micro * hp.gradient_accumulation_steps)
+        rows = [self.train_sets[task][index] for task, index in drawn]
+        num_items = sum(row["targets"] for row in rows)
+        loss_sum = torch.zeros((), device=acc.device)
+        for micro in range(hp.gradient_accumulation_steps):
+            first = micro * per_micro + acc.process_index * hp.batch_size
+            mine = rows[first : first + hp.batch_size]
+            features = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in mine]
+            batch = self.collate(features)
+            batch = {key: value.to(acc.device) for key, value in batch.items()}
+            last = micro == hp.gradient_accumulation_steps - 1
+            with contextlib.nullcontext() if last else acc.no_sync(self.model):
+                # The loss is already summed over this process's tokens / all tokens of the
+                # step; DDP averages gradients over processes, so scale that back up.
+                loss = self.model(**batch, use_cache=False, num_items_in_batch=num_items).loss
+                acc.backward(loss * acc.num_processes)
+            loss_sum += loss.detach()
+        acc.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        mean_loss = acc.reduce(loss_sum, reduction="sum").item()
+        return mean_loss, sum(row["length"] for row in rows), Counter(task for task, _ in drawn)
+
+    def evaluate(self) -> dict[str, float]:
+        """Interval evaluation (main process) for the saturation step."""
+        scores: dict[str, float] = {}
+        if self.accelerator.is_main_process:
+            model = self.accelerator.unwrap_model(self.model)
+            model.eval()
+            for task in self.config.tasks:
+                scores[task.name] = score_task(
+                    model,
+                    self.tokenizer,
+                    task,
+                    self.eval_sets[task.name],
+                    self.hp.batch_size,
+                    self.hp.max_seq_length,
+                    self.hp.eval_max_new_tokens,
+                )["score"]
+            model.train()
+        self.accelerator.wait_for_everyone()
+        return scores
+
+    def train(self, stop_after_steps: int | None = None) -> dict[str, Any] | None:
+        """Train to max_steps and save; `stop_after_steps` simulates a kill (returns None)."""
+        hp, acc, progress = self.hp, self.accelerator, self.progress
+        self.model.train()
+        bar = tqdm(
+            total=hp.max_steps,
+            initial=progress["step"],
+            desc=self.config.run_name,
+            disable=not acc.is_main_process,
+        )
+        session_start = time.monotonic()
+        seconds_before = progress["seconds"]
+        window = {"loss": 0.0, "steps": 0, "tokens": 0, "start": time.monotonic()}
+        window_tasks: Counter[str] = Counter()
+        while progress["step"] < hp.max_steps:
+            loss, tokens, tasks = self.step()
+            progress["step"] += 1
+            progress["tokens"] += tokens
+            progress["loss"] = loss
+            progress["seconds"] = seconds_before + time.monotonic() - session_start
+            window["loss"] += loss
+            window["steps"] += 1
+            window["tokens"] += tokens
+            window_tasks.update(tasks)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            step = progress["step"]
+            if step % hp.log_every == 0 or step == hp.max_steps:
+                elapsed = max(time.monotonic() - window["start"], 1e-9)
+                self._record(
+                    {
+                        "step": step,
+                        "loss": window["loss"] / window["steps"],
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "tokens_per_second": window["tokens"] / elapsed,
+                        "examples_per_task": dict(window_tasks),
+                    }
+                )
+                window = {"loss": 0.0, "steps": 0, "tokens": 0, "start": time.monotonic()}
+                window_tasks.clear()
+            if hp.eval_every and (step % hp.eval_every == 0 or step == hp.max_steps):
+                scores = self.evaluate()
+                progress["evals"].append({"step": step, "scores": scores})
+                self._record({"step": step, "eval": scores})
+            if step % hp.checkpoint_every == 0 and step < hp.max_steps:
+                progress["sampler"] = self.sampler.state_dict()
+                if acc.is_main_process:
+                    checkpoints.save(
+                        self.checkpoint_dir,
+                        step,
+                        acc.unwrap_model(self.model),
+                        self.optimizer,
+                        self.scheduler,
+                        progress,
+                    )
+                acc.wait_for_everyone()
+            if stop_after_steps is not None and step >= stop_after_steps:
+                bar.close()
+                return None
+        bar.close()
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        """Save the artifact and result.json (atomically), then drop the checkpoints."""
+        acc, progress = self.accelerator, self.progress
+        artifact = self.output / ("adapter" if self.config.method == "lora" else "model")
+        result: dict[str, Any] = {
+            "run_name": self.config.run_name,
+            "method": self.config.method,
+            "steps": progress["step"],
+            "tokens_trained": progress["tokens"],
+            "wall_seconds": round(progress["seconds"], 3),
+            "final_loss": progress["loss"],
+            "examples_per_task": self.sampler.drawn,
+            "artifact": str(artifact),
+        }
+        if progress["evals"]:
+            per_task = {
+                task.name: saturation_step(
+                    [(e["step"], e["scores"][task.name]) for e in progress["evals"]]
+                )
+                for task in self.config.tasks
+            }
+            result["saturation"] = per_task
+            result["saturation_step"] = max(step for step in per_task.values() if step is not None)
+            result["final_scores"] = progress["evals"][-1]["scores"]
+        if acc.is_main_process:
+            save_artifact(acc.unwrap_model(self.model), self.tokenizer, artifact)
+            write_json(self.output / "result.json", result)
+            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        acc.wait_for_everyone()
+        return result
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """A line in metrics.jsonl and in the log."""
+        if not self.accelerator.is_main_process:
+            return
+        self.output.mkdir(parents=True, exist_ok=True)
+        with open(self.output / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        if "eval" in entry:
+            log.info("step %d eval %s", entry["step"], entry["eval"])
+        else:
+            log.info(
+                "step %d loss %.4f lr %.2e %.0f tokens/s examples %s",
+                entry["step"],
+                entry["loss"],
+                entry["lr"],
+                entry["tokens_per_second"],
+                entry["examples_per_task"],
+            )
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines a killed run wrote after its last checkpoint."""
+        path = self.output / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]
+        write_text(path, "".join(line + "\n" for line in kept))
+
+
+def train(config: TrainConfig, stop_after_steps: int | None = None) -> dict[str, Any] | None:
+    """Run (or resume, or recognise as done) one training run; returns result.json."""
+    result_path = Path(config.output_dir) / "result.json"
+    if result_path.exists():
+        log.info("%s exists: this run is complete", result_path)
+        return json.loads(result_path.read_text(encoding="utf-8"))
+    datasets.disable_progress_bars()
+    run = Run(config)
+    run.resume()
+    return run.train(stop_after_steps)
