@@ -168,6 +168,12 @@ class TaskSpec(ApiModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _baseline_needs_eval(self) -> TaskSpec:
+        if self.baseline is not None and self.data.eval is None:
+            raise ValueError("a baseline is compared on held-out data: set data.eval too")
+        return self
+
     @property
     def effective_metric(self) -> str:
         if self.metric is not None:

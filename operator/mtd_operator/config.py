@@ -1,0 +1,81 @@
+"""The operator's one typed configuration, read from environment variables.
+
+The Helm chart sets these from its values; every default here is what a user gets
+without the chart. Malformed values fail at start-up with the variable's name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "MTD_"
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch; empty means all namespaces (cluster-wide).",
+    )
+    trainer_image: str = Field(
+        default="ghcr.io/multitask-operator/trainer:0.1.0",
+        description="Image of trainer, profiling and evaluation Jobs.",
+    )
+    tgi_image: str = Field(
+        default="ghcr.io/huggingface/text-generation-inference:3.3.6",
+        description="Serving image for serving.engine: tgi.",
+    )
+    vllm_image: str = Field(
+        default="vllm/vllm-openai:v0.11.0", description="Serving image for serving.engine: vllm."
+    )
+    gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name.")
+    trainer_gpus: int = Field(default=1, ge=0, description="GPUs per trainer Job (0: CPU only).")
+    serving_gpus: int = Field(default=1, ge=0, description="GPUs per serving replica.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    trainer_service_account: str = Field(default="multitask-trainer")
+    workspace_claim: str = Field(
+        default="multitask-workspace",
+        description="PersistentVolumeClaim (in each resource's namespace) holding data and "
+        "artifacts; mounted at workspace_mount_path in Jobs and serving pods.",
+    )
+    workspace_mount_path: str = Field(default="/workspace")
+    job_backoff_limit: int = Field(default=2, ge=0, description="Pod retries per Job.")
+    metrics_port: int = Field(default=8080, ge=1, le=65535)
+    delete_artifacts_on_delete: bool = Field(
+        default=False, description="Remove a resource's workspace folder when it is deleted."
+    )
+
+
+def _parse(field: str, raw: str) -> Any:
+    annotation = OperatorConfig.model_fields[field].annotation
+    if annotation in (list[str],):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if annotation in (dict[str, str], list[dict[str, Any]]):
+        return json.loads(raw)
+    return raw
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Build the config from MTD_* variables (e.g. MTD_TRAINER_IMAGE, MTD_NAMESPACES=a,b)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in OperatorConfig.model_fields:
+        key = ENV_PREFIX + field.upper()
+        if key in environ:
+            try:
+                values[field] = _parse(field, environ[key])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{key}: not valid JSON: {exc}") from None
+    try:
+        return OperatorConfig.model_validate(values)
+    except ValidationError as exc:
+        lines = [f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()]
+        raise ValueError("; ".join(lines)) from None

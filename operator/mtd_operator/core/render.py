@@ -1,0 +1,149 @@
+"""Render a step into the trainer's self-contained config (trainer/mtd_trainer/config.py).
+
+Pure: paths come from a `Locations` the driver supplies (a spec folder and workspace
+locally; the workspace volume's mount path on a cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
+from .planner import Plan, StagePlan
+from .steps import Step
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where things are, as the trainer process will see them."""
+
+    root: str  # this deployment's folder in the workspace
+    data_dir: str  # relative data paths resolve against this
+    base_model: str  # the base model as the trainer loads it (a folder or hf://...)
+
+    def artifact(self, relative: str) -> str:
+        return f"{self.root.rstrip('/')}/{relative}"
+
+    def data(self, path: str) -> str:
+        return path if path.startswith("/") else f"{self.data_dir.rstrip('/')}/{path}"
+
+
+def _task_config(task: TaskSpec, where: Locations) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": task.name,
+        "type": task.type,
+        "instruction": task.instruction,
+        "metric": task.effective_metric,
+        "ordinal": task.ordinal,
+        "train_path": where.data(task.data.train),
+    }
+    if task.labels is not None:
+        config["labels"] = list(task.labels)
+    if task.data.eval is not None:
+        config["eval_path"] = where.data(task.data.eval)
+    return config
+
+
+def _hyperparameters(spec: MultiTaskDeploymentSpec, max_steps: int) -> dict[str, Any]:
+    training = spec.training
+    return {
+        "max_steps": max_steps,
+        "batch_size": training.batch_size,
+        "learning_rate": training.learning_rate,
+        "max_seq_length": training.max_seq_length,
+        "seed": training.seed,
+        "checkpoint_every": max(1, min(50, max_steps // 4 or 1)),
+    }
+
+
+def _lora(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    lora = spec.training.lora
+    return {
+        "rank": lora.rank,
+        "alpha": lora.alpha,
+        "dropout": lora.dropout,
+        "target_modules": list(lora.target_modules),
+    }
+
+
+def _stage_plan(plan: Plan, step: Step) -> StagePlan:
+    for stage in plan.stages():
+        if stage.hash == step.hash and stage.group == step.group:
+            return stage
+    raise KeyError(step.key)
+
+
+def render_step(
+    step: Step,
+    spec: MultiTaskDeploymentSpec,
+    plan: Plan,
+    steps_by_key: dict[str, Step],
+    where: Locations,
+    deployment: str,
+) -> dict[str, Any]:
+    """The JSON document `python -m mtd_trainer <verb> --config` runs from."""
+    common = {"base_model": where.base_model}
+    if step.role == "stage":
+        stage = _stage_plan(plan, step)
+        parent = steps_by_key[step.after[0]] if step.after else None
+        return {
+            "kind": "train",
+            "run_name": f"{deployment}/{step.group}/{step.stage}",
+            **common,
+            "method": spec.training.method,
+            "lora": _lora(spec),
+            "tasks": [_task_config(spec.task(name), where) for name in stage.tasks],
+            "sampling": {
+                "strategy": stage.sampling.strategy,
+                "rates": stage.sampling.rates,
+                "temperature": stage.sampling.temperature,
+                "dataset_cap": stage.sampling.dataset_cap,
+            },
+            "hyperparameters": _hyperparameters(spec, stage.max_steps),
+            "init_adapter": where.artifact(parent.adapter_path) if parent else None,
+            "output_dir": where.artifact(step.output),
+        }
+    if step.role == "baseline":
+        assert step.task is not None
+        return {
+            "kind": "train",
+            "run_name": f"{deployment}/baseline/{step.task}",
+            **common,
+            "method": spec.training.method,
+            "lora": _lora(spec),
+            "tasks": [_task_config(spec.task(step.task), where)],
+            "sampling": {"strategy": "instance", "rates": {step.task: 1.0}},
+            "hyperparameters": _hyperparameters(spec, spec.training.baseline.max_steps),
+            "init_adapter": None,
+            "output_dir": where.artifact(step.output),
+        }
+    trained = steps_by_key[step.after[0]]
+    if step.role == "evaluation":
+        group = next(g for g in plan.groups if g.name == step.group)
+        names = list(group.tasks)
+    else:
+        assert step.task is not None
+        names = [step.task]
+    tasks = [spec.task(name) for name in names]
+    return {
+        "kind": "evaluate",
+        "run_name": f"{deployment}/eval/{step.group or step.task}",
+        **common,
+        "adapter": where.artifact(trained.adapter_path),
+        "tasks": [_task_config(task, where) for task in tasks if task.data.eval is not None],
+        "max_seq_length": spec.training.max_seq_length,
+        "batch_size": spec.training.batch_size,
+        "output_path": where.artifact(step.output),
+    }
+
+
+def evaluable(step: Step, spec: MultiTaskDeploymentSpec, plan: Plan) -> bool:
+    """An evaluation step with no eval data at all has nothing to run."""
+    if step.verb != "evaluate":
+        return True
+    if step.role == "evaluation":
+        group = next(g for g in plan.groups if g.name == step.group)
+        return any(spec.task(name).data.eval is not None for name in group.tasks)
+    assert step.task is not None
+    return spec.task(step.task).data.eval is not None

@@ -1,0 +1,101 @@
+"""The pipeline as a graph of steps, each one trainer command with a deterministic key.
+
+A step's key contains its content hash, so a step is never redone once it succeeded
+and a changed input is always a new step. The same keys name local processes (`mtd
+run`) and Kubernetes Jobs (the operator), and the same relative output paths lay out
+the workspace, so both drivers share artifacts' shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .planner import Plan
+
+StepRole = Literal["stage", "evaluation", "baseline", "baselineEvaluation"]
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    role: StepRole
+    verb: Literal["train", "evaluate"]
+    hash: str
+    after: tuple[str, ...]
+    output: str  # folder (train) or results file (evaluate), relative to the deployment root
+    group: str | None = None
+    stage: str | None = None
+    task: str | None = None
+
+    @property
+    def config_path(self) -> str:
+        return f"configs/{self.key}.json"
+
+    @property
+    def adapter_path(self) -> str:
+        """Where a training step's adapter lands (the trainer writes `<output>/adapter`)."""
+        return f"{self.output}/adapter"
+
+
+def baseline_adapter_name(task: str) -> str:
+    return f"single-{task}"
+
+
+def pipeline_steps(plan: Plan) -> list[Step]:
+    """Every step of the plan, dependencies before dependants."""
+    steps: list[Step] = []
+    for baseline in plan.baselines:
+        train_key = f"baseline-{baseline.task}-{baseline.hash}"
+        steps.append(
+            Step(
+                key=train_key,
+                role="baseline",
+                verb="train",
+                hash=baseline.hash,
+                after=(),
+                output=f"baselines/{baseline.task}-{baseline.hash}",
+                task=baseline.task,
+            )
+        )
+        steps.append(
+            Step(
+                key=f"baseline-eval-{baseline.task}-{baseline.evaluation_hash}",
+                role="baselineEvaluation",
+                verb="evaluate",
+                hash=baseline.evaluation_hash,
+                after=(train_key,),
+                output=f"eval/baseline-{baseline.task}-{baseline.evaluation_hash}.json",
+                task=baseline.task,
+            )
+        )
+    for group in plan.groups:
+        previous: str | None = None
+        for stage in group.stages:
+            key = f"train-{group.name}-{stage.name}-{stage.hash}"
+            steps.append(
+                Step(
+                    key=key,
+                    role="stage",
+                    verb="train",
+                    hash=stage.hash,
+                    after=(previous,) if previous else (),
+                    output=f"train/{group.name}-{stage.name}-{stage.hash}",
+                    group=group.name,
+                    stage=stage.name,
+                )
+            )
+            previous = key
+        assert previous is not None
+        steps.append(
+            Step(
+                key=f"eval-{group.name}-{group.evaluation_hash}",
+                role="evaluation",
+                verb="evaluate",
+                hash=group.evaluation_hash,
+                after=(previous,),
+                output=f"eval/{group.name}-{group.evaluation_hash}.json",
+                group=group.name,
+            )
+        )
+    return steps
