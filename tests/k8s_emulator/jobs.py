@@ -1,0 +1,423 @@
+"""``JobRunner``: plays kubelet (and the Job controller) for batch/v1 Jobs in the emulator.
+
+There is no kubelet here, yet the operator's pipeline is a chain of Jobs whose results
+drive the next step. The runner executes each Job's first container command as a local
+subprocess (the real trainer on a tiny model, in the end-to-end tests), mirrors it as a
+Pod with container states, and writes the Job status the way the Job controller does,
+including retries up to ``backoffLimit``. It also lets tests pause or fail chosen Jobs.
+
+Path mapping: container paths (volume mountPaths, workingDir, terminationMessagePath) do
+not exist locally. ``path_map`` maps container path prefixes to local directories; any
+other volumeMount gets ``<volume_root>/<volume name>``, shared by all Jobs that mount the
+same volume name (so a workspace PVC is one directory). Mapped prefixes are rewritten in
+the command, args, env values and workingDir. The termination log is a per-attempt local
+file; its path is also given to the process as ``$TERMINATION_MESSAGE_PATH``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import pathlib
+import queue
+import random
+import re
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .emulator import Emulator
+from .errors import ApiError
+from .store import Event, now_rfc3339
+
+_MESSAGE_LIMIT = 4096
+
+
+@dataclass
+class _Injected:
+    """A scripted failure for the next ``times`` attempts of matching Jobs."""
+
+    pattern: re.Pattern[str]
+    exit_code: int
+    reason: str
+    message: str
+    times: int
+
+
+@dataclass
+class _JobState:
+    namespace: str
+    name: str
+    uid: str
+    failed: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    cancelled: bool = False
+    thread: threading.Thread | None = None
+    pods: list[str] = field(default_factory=list)
+
+
+class JobRunner:
+    """Watches Jobs in an ``Emulator`` and runs them locally (see the module docstring)."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        *,
+        path_map: Mapping[str, str] | None = None,
+        volume_root: str | None = None,
+        backoff_seconds: float = 0.1,
+        max_parallel: int = 4,
+        python: str = sys.executable,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float | None = 600.0,
+    ) -> None:
+        self.emulator = emulator
+        self.store = emulator.store
+        self.path_map = dict(path_map or {})
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.volume_root = volume_root
+        self.backoff_seconds = backoff_seconds
+        self.python = python
+        self.extra_env = dict(extra_env or {})
+        self.timeout = timeout
+        self._slots = threading.Semaphore(max_parallel)
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._jobs: dict[str, _JobState] = {}
+        self._lock = threading.Lock()
+        self._paused: list[re.Pattern[str]] = []
+        self._resumed = threading.Condition(self._lock)
+        self._injected: list[_Injected] = []
+        self._unsubscribe: Any = None
+        self._thread: threading.Thread | None = None
+        self.started: list[str] = []  # "ns/name" of every attempt started, in order
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> JobRunner:
+        if self.volume_root is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="jobrunner-")
+            self.volume_root = self._tmp.name
+        self._unsubscribe = self.store.subscribe(self._on_event)
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._thread.start()
+        jobs = self.emulator.resource("batch/v1/jobs")
+        for job in self.store.list(jobs)[0]:  # Jobs created before the runner started
+            self._queue.put(Event(0, "ADDED", jobs.storage, job["metadata"].get("namespace"),
+                                  job))
+        return self
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._queue.put(None)
+        with self._lock:
+            states = list(self._jobs.values())
+            self._paused.clear()
+            self._resumed.notify_all()
+        for state in states:
+            self._cancel(state)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for state in states:
+            if state.thread is not None:
+                state.thread.join(timeout=10)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> JobRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- fault hooks
+
+    def pause(self, name_pattern: str = ".*") -> None:
+        """Hold matching Jobs (``namespace/name`` regex) before their next attempt starts."""
+        with self._lock:
+            self._paused.append(re.compile(name_pattern))
+
+    def resume(self, name_pattern: str | None = None) -> None:
+        with self._lock:
+            if name_pattern is None:
+                self._paused.clear()
+            else:
+                self._paused = [p for p in self._paused if p.pattern != name_pattern]
+            self._resumed.notify_all()
+
+    def fail_next(self, name_pattern: str = ".*", *, exit_code: int = 1, reason: str = "Error",
+                  message: str = "injected failure", times: int = 1) -> None:
+        """Make the next ``times`` attempts of matching Jobs fail without running them.
+
+        ``reason="OOMKilled"`` (with exit code 137) imitates the kernel's OOM killer.
+        """
+        with self._lock:
+            self._injected.append(_Injected(re.compile(name_pattern), exit_code, reason,
+                                            message, times))
+
+    def kill(self, namespace: str, name: str) -> None:
+        """Kill the running attempt of a Job with SIGKILL (as a node loss would)."""
+        with self._lock:
+            state = next((s for s in self._jobs.values()
+                          if (s.namespace, s.name) == (namespace, name)), None)
+        if state is not None and state.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                state.process.send_signal(signal.SIGKILL)
+
+    # ---------------------------------------------------------------- event handling
+
+    def _on_event(self, event: Event) -> None:
+        if event.storage.group == "batch" and event.storage.plural == "jobs":
+            self._queue.put(event)
+
+    def _loop(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            meta = event.obj.get("metadata", {})
+            uid = meta.get("uid", "")
+            if event.type == "DELETED":
+                with self._lock:
+                    state = self._jobs.pop(uid, None)
+                if state is not None:
+                    self._cancel(state)
+                continue
+            status = event.obj.get("status") or {}
+            done = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                       for c in status.get("conditions") or [])
+            if done or meta.get("deletionTimestamp") or event.obj.get("spec", {}).get("suspend"):
+                continue
+            with self._lock:
+                if uid in self._jobs:
+                    continue
+                state = _JobState(meta.get("namespace", "default"), meta["name"], uid)
+                self._jobs[uid] = state
+            state.thread = threading.Thread(target=self._run_job, args=(state, event.obj),
+                                            name=f"job-{state.name}", daemon=True)
+            state.thread.start()
+
+    def _cancel(self, state: _JobState) -> None:
+        state.cancelled = True
+        if state.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                state.process.kill()
+
+    # ---------------------------------------------------------------- running a Job
+
+    def _write_job_status(self, state: _JobState, status: Mapping[str, Any]) -> bool:
+        try:
+            self.emulator.patch("batch/v1/jobs", state.name, {"status": status},
+                                namespace=state.namespace, subresource="status")
+            return True
+        except ApiError:
+            return False  # the Job is gone
+
+    def _run_job(self, state: _JobState, job: Mapping[str, Any]) -> None:
+        spec = job.get("spec") or {}
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        start_time = now_rfc3339()
+        while not state.cancelled:
+            key = f"{state.namespace}/{state.name}"
+            with self._lock:
+                while any(p.search(key) for p in self._paused) and not state.cancelled:
+                    self._resumed.wait(timeout=0.2)
+            if state.cancelled:
+                return
+            if not self._write_job_status(state, {"active": 1, "startTime": start_time,
+                                                  "ready": 0}):
+                return
+            with self._slots:
+                outcome = self._attempt(state, job)
+            if state.cancelled:
+                return
+            exit_code, reason, message = outcome
+            if exit_code == 0:
+                now = now_rfc3339()
+                self._write_job_status(state, {
+                    "active": None, "ready": 0, "succeeded": 1, "completionTime": now,
+                    "conditions": [
+                        {"type": "SuccessCriteriaMet", "status": "True",
+                         "reason": "CompletionsReached", "message": "Reached expected number "
+                         "of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
+                        {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                         "message": "Reached expected number of succeeded pods",
+                         "lastProbeTime": now, "lastTransitionTime": now},
+                    ],
+                })
+                return
+            state.failed += 1
+            if state.failed > backoff_limit:
+                now = now_rfc3339()
+                detail = f"{reason}: {message}".strip() if message else reason
+                self._write_job_status(state, {
+                    "active": None, "ready": 0, "failed": state.failed,
+                    "conditions": [
+                        {"type": "FailureTarget", "status": "True",
+                         "reason": "BackoffLimitExceeded",
+                         "message": "Job has reached the specified backoff limit",
+                         "lastProbeTime": now, "lastTransitionTime": now},
+                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                         "message": "Job has reached the specified backoff limit "
+                                    f"(last pod: exit code {exit_code}, {detail})"[:1024],
+                         "lastProbeTime": now, "lastTransitionTime": now},
+                    ],
+                })
+                return
+            self._write_job_status(state, {"active": 0, "failed": state.failed})
+            time.sleep(self.backoff_seconds * (2 ** (state.failed - 1)))
+
+    def _take_injected(self, key: str) -> _Injected | None:
+        with self._lock:
+            for inj in self._injected:
+                if inj.times > 0 and inj.pattern.search(key):
+                    inj.times -= 1
+                    return inj
+        return None
+
+    def _map(self, text: str, mapping: Mapping[str, str]) -> str:
+        for src in sorted(mapping, key=len, reverse=True):
+            if text == src or text.startswith(src.rstrip("/") + "/"):
+                return mapping[src] + text[len(src):]
+        return text
+
+    def _map_all(self, text: str, mapping: Mapping[str, str]) -> str:
+        """Rewrite mapped prefixes anywhere in an argument (``--config=/workspace/x``)."""
+        for src in sorted(mapping, key=len, reverse=True):
+            text = re.sub(rf"(?<![\w/]){re.escape(src.rstrip('/'))}(?=/|$|[^\w])",
+                          mapping[src].rstrip("/"), text)
+        return text
+
+    def _attempt(self, state: _JobState, job: Mapping[str, Any]) -> tuple[int, str, str]:
+        """Run one pod attempt; return (exit code, reason, message)."""
+        pod_spec = copy.deepcopy((job.get("spec") or {}).get("template", {}).get("spec") or {})
+        containers = pod_spec.get("containers") or [{}]
+        container = containers[0]
+        suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+        pod_name = f"{state.name}-{suffix}"
+        state.pods.append(pod_name)
+        key = f"{state.namespace}/{state.name}"
+        self.started.append(key)
+        assert self.volume_root is not None
+        attempt_dir = pathlib.Path(self.volume_root) / ".attempts" / f"{state.namespace}-{pod_name}"
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        mapping = dict(self.path_map)
+        volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
+        for mount in container.get("volumeMounts") or []:
+            path = mount.get("mountPath")
+            if path and path not in mapping:
+                vol = volumes.get(mount.get("name"), {})
+                claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+                local = pathlib.Path(self.volume_root) / (claim or mount.get("name", "vol"))
+                if mount.get("subPath"):
+                    local = local / mount["subPath"]
+                local.mkdir(parents=True, exist_ok=True)
+                mapping[path] = str(local)
+        term_path = container.get("terminationMessagePath") or "/dev/termination-log"
+        local_term = attempt_dir / "termination-log"
+        mapping[term_path] = str(local_term)
+
+        labels = {"job-name": state.name, "batch.kubernetes.io/job-name": state.name,
+                  "controller-uid": state.uid, "batch.kubernetes.io/controller-uid": state.uid}
+        labels.update(((job.get("spec") or {}).get("template", {}).get("metadata") or {})
+                      .get("labels") or {})
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": pod_name, "namespace": state.namespace, "labels": labels,
+                "ownerReferences": [{
+                    "apiVersion": "batch/v1", "kind": "Job", "name": state.name,
+                    "uid": state.uid, "controller": True, "blockOwnerDeletion": True}],
+            },
+            "spec": pod_spec,
+        }
+        pods = self.emulator.resource("v1/pods")
+        try:
+            self.store.create(pods, state.namespace, pod)
+        except ApiError:
+            return (1, "Error", "could not create the pod")
+        started_at = now_rfc3339()
+        cname = container.get("name", "main")
+
+        def pod_status(phase: str, cstate: Mapping[str, Any], ready: bool = False) -> None:
+            with contextlib.suppress(ApiError):
+                self.store.patch(pods, state.namespace, pod_name, {"status": {
+                    "phase": phase, "startTime": started_at,
+                    "containerStatuses": [{
+                        "name": cname, "image": container.get("image", ""), "ready": ready,
+                        "restartCount": 0, "started": phase == "Running", "state": cstate}],
+                }}, "application/merge-patch+json", subresource="status")
+
+        injected = self._take_injected(key)
+        if injected is not None:
+            result = (injected.exit_code, injected.reason, injected.message)
+            logs = injected.message + "\n"
+        else:
+            pod_status("Running", {"running": {"startedAt": started_at}}, ready=True)
+            result, logs = self._execute(state, container, mapping, local_term, pod_name)
+        exit_code, reason, message = result
+        self.emulator.handler.pod_logs[(state.namespace, pod_name)] = logs
+        pod_status("Succeeded" if exit_code == 0 else "Failed", {"terminated": {
+            "exitCode": exit_code, "reason": reason, "message": message,
+            "startedAt": started_at, "finishedAt": now_rfc3339()}})
+        return result
+
+    def _execute(self, state: _JobState, container: Mapping[str, Any],
+                 mapping: Mapping[str, str], local_term: pathlib.Path,
+                 pod_name: str) -> tuple[tuple[int, str, str], str]:
+        command = [self._map_all(str(c), mapping) for c in
+                   list(container.get("command") or []) + list(container.get("args") or [])]
+        if not command:
+            return (1, "Error", "the container has no command"), ""
+        if command[0] in ("python", "python3"):
+            command[0] = self.python
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = self._map_all(str(item["value"]), mapping)
+        env["TERMINATION_MESSAGE_PATH"] = str(local_term)
+        env["HOSTNAME"] = pod_name
+        workdir = container.get("workingDir")
+        cwd = self._map(workdir, mapping) if workdir else None
+        if cwd:
+            pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
+        try:
+            state.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE)
+        except OSError as exc:
+            return (128, "ContainerCannotRun", str(exc)), str(exc)
+        try:
+            out, err = state.process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            state.process.kill()
+            out, err = state.process.communicate()
+            err += b"\n[job runner] timed out\n"
+        code = state.process.returncode
+        state.process = None
+        logs = out.decode(errors="replace") + err.decode(errors="replace")
+        if code < 0:  # killed by a signal: SIGKILL is how the kernel's OOM killer ends it
+            exit_code = 128 - code
+            reason = "OOMKilled" if -code == signal.SIGKILL else "Error"
+        else:
+            exit_code = code
+            reason = "Completed" if code == 0 else "Error"
+        message = ""
+        if local_term.exists():
+            message = local_term.read_text(errors="replace")[:_MESSAGE_LIMIT]
+        policy = container.get("terminationMessagePolicy", "File")
+        if not message and exit_code != 0 and policy == "FallbackToLogsOnError":
+            message = "\n".join(logs.splitlines()[-80:])[-2048:]
+        if not message and exit_code != 0:
+            message = err.decode(errors="replace")[-1024:].strip()
+        return (exit_code, reason, message), logs
