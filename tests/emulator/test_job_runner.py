@@ -1,0 +1,127 @@
+"""The kubelet-like job runner: local execution, status, pods, retries, injected faults."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+
+from tests.k8s_emulator import Emulator, JobRunner
+
+pytestmark = pytest.mark.operator
+
+JOBS = "batch/v1/jobs"
+
+
+def _job(name: str, code: str, *, backoff: int = 0, env: dict[str, str] | None = None,
+         workdir: str | None = None, policy: str = "File") -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "main", "image": "trainer:dev",
+        "command": ["python", "-c"], "args": [code],
+        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+        "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+        "terminationMessagePolicy": policy,
+    }
+    if workdir:
+        container["workingDir"] = workdir
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": backoff, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [container],
+            "volumes": [{"name": "workspace",
+                         "persistentVolumeClaim": {"claimName": "ws"}}]}}},
+    }
+
+
+def _finished(emulator: Emulator, name: str) -> dict[str, Any] | None:
+    job = emulator.try_get(JOBS, name)
+    conds = (job or {}).get("status", {}).get("conditions") or []
+    return job if any(c["type"] in ("Complete", "Failed") for c in conds) else None
+
+
+def _pods(emulator: Emulator, job: str) -> list[dict[str, Any]]:
+    return [p for p in emulator.list("v1/pods", "default")
+            if p["metadata"]["labels"].get("job-name") == job]
+
+
+def test_job_runs_to_success(emulator: Emulator, job_runner: JobRunner,
+                             tmp_path: pathlib.Path) -> None:
+    code = ("import os, pathlib; pathlib.Path('out.txt').write_text(os.environ['GREETING']);"
+            "open(os.environ['TERMINATION_MESSAGE_PATH'], 'w').write('{\"score\": 0.9}')")
+    emulator.create(_job("ok", code, env={"GREETING": "hi"}, workdir="/workspace/run"))
+    job = emulator.wait_for(lambda: _finished(emulator, "ok"), timeout=20)
+    status = job["status"]
+    assert status["succeeded"] == 1 and status["startTime"] and status["completionTime"]
+    assert "active" not in status
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Complete"] == "True"
+    assert (tmp_path / "workspace" / "run" / "out.txt").read_text() == "hi"
+
+    [pod] = _pods(emulator, "ok")
+    assert pod["status"]["phase"] == "Succeeded"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+    assert terminated["message"] == '{"score": 0.9}'
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+
+    # Deleting the Job (background propagation) garbage-collects its pod.
+    emulator.delete(JOBS, "ok", propagation="Background")
+    assert _pods(emulator, "ok") == []
+
+
+def test_job_failure_retries_up_to_backoff_limit(emulator: Emulator,
+                                                 job_runner: JobRunner) -> None:
+    code = "import sys; print('boom', file=sys.stderr); sys.exit(3)"
+    emulator.create(_job("bad", code, backoff=2))
+    job = emulator.wait_for(lambda: _finished(emulator, "bad"), timeout=20)
+    assert job["status"]["failed"] == 3
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded" and "boom" in failed["message"]
+    pods = _pods(emulator, "bad")
+    assert len(pods) == 3 and job_runner.started.count("default/bad") == 3
+    term = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error" and term["message"] == "boom"
+
+
+def test_oom_kill_and_fallback_to_logs(emulator: Emulator, job_runner: JobRunner) -> None:
+    emulator.create(_job("oom", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    emulator.create(_job("logs", "print('last words'); raise SystemExit(1)",
+                         policy="FallbackToLogsOnError"))
+    emulator.wait_for(lambda: _finished(emulator, "oom") and _finished(emulator, "logs"),
+                      timeout=20)
+    oom = _pods(emulator, "oom")[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (oom["exitCode"], oom["reason"]) == (137, "OOMKilled")
+    logs = _pods(emulator, "logs")[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert "last words" in logs["message"]
+
+
+def test_injected_failures_and_pause(emulator: Emulator, job_runner: JobRunner) -> None:
+    job_runner.fail_next("default/flaky", exit_code=137, reason="OOMKilled",
+                         message="out of memory")
+    job_runner.pause("default/held")
+    emulator.create(_job("flaky", "pass", backoff=1))
+    emulator.create(_job("held", "pass"))
+    job = emulator.wait_for(lambda: _finished(emulator, "flaky"), timeout=20)
+    assert job["status"]["succeeded"] == 1 and job["status"]["failed"] == 1
+
+    def created_rv(pod: dict[str, Any]) -> int:  # kmock keeps each object's history
+        history = emulator.objects["v1/pods", "default", pod["metadata"]["name"]].history
+        return int(history[0]["metadata"]["resourceVersion"])
+
+    first = min(_pods(emulator, "flaky"), key=created_rv)
+    assert first["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == \
+        "OOMKilled"
+
+    assert _finished(emulator, "held") is None and "default/held" not in job_runner.started
+    job_runner.resume()
+    emulator.wait_for(lambda: _finished(emulator, "held"), timeout=20)
+
+
+def test_deleting_a_running_job_kills_it(emulator: Emulator, job_runner: JobRunner,
+                                         tmp_path: pathlib.Path) -> None:
+    emulator.create(_job("long", "import time; time.sleep(60)"))
+    emulator.wait_for(lambda: (emulator.try_get(JOBS, "long") or {}).get("status", {})
+                      .get("active"), timeout=10)
+    emulator.wait_for(lambda: _pods(emulator, "long"), timeout=10)
+    emulator.delete(JOBS, "long", propagation="Background")
+    emulator.wait_for(lambda: not _pods(emulator, "long"), timeout=10)
