@@ -197,6 +197,11 @@ class Emulator:
         return self.faults.add(Fault(method="GET", path=pattern, remaining=count, watch=True,
                                      cut_after=after_events))
 
+    def drop_watches(self, path: str | re.Pattern[str] = r".*") -> int:
+        """Close the watch streams open right now (mid-stream); return how many."""
+        pattern = re.compile(path) if isinstance(path, str) else path
+        return self.handler.drop_watches(pattern)
+
     def clear_faults(self) -> None:
         self.faults.clear()
 

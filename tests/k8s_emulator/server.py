@@ -101,6 +101,8 @@ class ApiHandler(kmock.KubernetesScaffold):
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict)
     server_address: str = ""
     _changed: asyncio.Future[None] | None = attrs.field(default=None, init=False)
+    # Open watch streams: path+query → "drop me" flags, for cutting live streams.
+    _streams: dict[int, tuple[str, list[bool]]] = attrs.field(factory=dict, init=False)
     _closing: asyncio.Event | None = attrs.field(default=None, init=False)
     _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
 
@@ -119,6 +121,16 @@ class ApiHandler(kmock.KubernetesScaffold):
         if self._closing is not None:
             self._closing.set()
         self._notify()
+
+    def drop_watches(self, pattern: re.Pattern[str]) -> int:
+        """Close the currently open watch streams whose path+query matches (any thread)."""
+        count = 0
+        for path_qs, flag in list(self._streams.values()):
+            if pattern.search(path_qs):
+                flag[0] = True
+                count += 1
+        self._wake_threadsafe()
+        return count
 
     def _wake_threadsafe(self) -> None:
         loop = self._loop
@@ -412,6 +424,8 @@ class ApiHandler(kmock.KubernetesScaffold):
             out["apiVersion"] = res.api_version
             return out
 
+        dropped = [False]
+        self._streams[id(dropped)] = (raw.path_qs, dropped)
         try:
             if cursor is None:
                 items, list_rv = self.store.list(res, ns)
@@ -424,7 +438,7 @@ class ApiHandler(kmock.KubernetesScaffold):
             if cut is not None and cut.cut_after == 0:
                 raise _StreamCut()
             deadline = self._loop.time() + timeout if timeout else None
-            while not self._closing.is_set():
+            while not self._closing.is_set() and not dropped[0]:
                 waiter = self._changed
                 assert waiter is not None
                 try:
@@ -450,6 +464,8 @@ class ApiHandler(kmock.KubernetesScaffold):
                         await send(self._bookmark(res, cursor))
         except (_StreamCut, ConnectionResetError, asyncio.CancelledError):
             pass
+        finally:
+            self._streams.pop(id(dropped), None)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
