@@ -1,0 +1,135 @@
+{{/* Names, labels, images and the operator's RBAC rules, shared by the templates. */}}
+
+{{- define "mto.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped name prefix: "<release>-multitask-operator", or the release name when it already contains the chart name. */}}
+{{- define "mto.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mto.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mto.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mto.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mto.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: multitask-operator
+{{- end }}
+
+{{- define "mto.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mto.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* "repository:tag" with the tag defaulting to the chart's appVersion. Call with (list image root). */}}
+{{- define "mto.image" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{/* Namespaces that get the trainer ServiceAccount: the watched ones, or trainer.namespaces in cluster-wide mode. */}}
+{{- define "mto.trainerNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- if .Values.trainer.namespaces }}
+{{- fail "trainer.namespaces must be empty when watchNamespaces is set: the trainer ServiceAccount is created in every watched namespace" }}
+{{- end }}
+{{- toJson .Values.watchNamespaces }}
+{{- else }}
+{{- toJson .Values.trainer.namespaces }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs.py
+(scope "namespace") lists the same permissions with why, and a test keeps them equal.
+*/}}
+{{- define "mto.namespaceRules" -}}
+# Watch MultiTaskDeployments; kopf patches its finalizer and progress annotations.
+- apiGroups: ["multitask.dev"]
+  resources: ["multitaskdeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# Write status: observedGeneration, conditions, per-task rows.
+- apiGroups: ["multitask.dev"]
+  resources: ["multitaskdeployments/status"]
+  verbs: ["get", "patch", "update"]
+# Children's ownerReferences set blockOwnerDeletion, authorised as an update of the
+# owner's finalizers where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift).
+- apiGroups: ["multitask.dev"]
+  resources: ["multitaskdeployments/finalizers"]
+  verbs: ["update"]
+# Events on each transition (core API).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Events on each transition (events.k8s.io API).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Profiling, baseline, training and evaluation Jobs.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Termination messages of trainer pods.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# The tail of a failed trainer pod's log, for the failure reason.
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+# Stage configs handed to Jobs and the results Jobs write back.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# The serving Deployment (TGI or vLLM).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The serving Service.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
+
+{{/* Cluster-scoped rules the operator needs in every mode (scope "cluster"). */}}
+{{- define "mto.clusterRules" -}}
+# kopf scans the CRDs to discover the resources it serves.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/* Rules needed only when watching all namespaces (scope "all-namespaces"). */}}
+{{- define "mto.allNamespacesRules" -}}
+# kopf follows namespaces when it watches all of them.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/* The trainer ServiceAccount's rules (rbac_needs.TRAINER_NEEDS). */}}
+{{- define "mto.trainerRules" -}}
+# A trainer Job writes its results (metrics, saturation step, artifact paths).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create", "get", "patch", "update"]
+{{- end }}
