@@ -61,7 +61,9 @@ def _deployment(name: str, image: str = "srv:1") -> dict[str, Any]:
 
 def _available(emulator: Emulator, name: str) -> dict[str, Any] | None:
     dep = emulator.try_get("apps/v1/deployments", name)
-    status = (dep or {}).get("status") or {}
+    if dep is None:
+        return None
+    status = dep.get("status") or {}
     conds = {c["type"]: c for c in status.get("conditions") or []}
     ok = conds.get("Available", {}).get("status") == "True" and \
         status.get("observedGeneration") == dep["metadata"]["generation"] and \

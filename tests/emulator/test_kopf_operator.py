@@ -41,8 +41,8 @@ def _build_registry(emulator: Emulator) -> kopf.OperatorRegistry:
 
     @kopf.on.create("test.example.com", "v1", "widgets", registry=registry)
     @kopf.on.update("test.example.com", "v1", "widgets", field="spec", registry=registry)
-    def reconcile(spec: Any, name: str, namespace: str, body: Any, patch: kopf.Patch,
-                  meta: Any, **_: Any) -> None:
+    def reconcile(spec: kopf.Spec, name: str, namespace: str | None, body: kopf.Body,
+                  patch: kopf.Patch, meta: kopf.Meta, **_: Any) -> None:
         child = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": f"{name}-child"}, "data": {"size": str(spec["size"])}}
         kopf.adopt(child, owner=body)

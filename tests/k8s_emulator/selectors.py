@@ -38,6 +38,18 @@ def _split_top_level(text: str) -> list[str]:
     return [t.strip() for t in terms if t.strip()]
 
 
+def _in_check(key: str, values: set[str], negate: bool) -> Predicate:
+    return lambda labels: (labels.get(key) in values) != negate
+
+
+def _eq_check(key: str, value: str, negate: bool) -> Predicate:
+    return lambda labels: (labels.get(key) == value) != negate
+
+
+def _exists_check(key: str, negate: bool) -> Predicate:
+    return lambda labels: (key in labels) != negate
+
+
 def parse_label_selector(text: str | None) -> Predicate:
     """Parse ``a=b,c!=d,e in (f,g),h notin (i),j,!k`` into a predicate over labels."""
     if not text:
@@ -48,21 +60,17 @@ def parse_label_selector(text: str | None) -> Predicate:
         if match:
             key, op, raw_values = match.groups()
             values = {v.strip() for v in raw_values.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+            checks.append(_in_check(key, values, negate=op == "notin"))
         elif "!=" in term:
             key, value = (s.strip() for s in term.split("!=", 1))
-            checks.append(lambda lb, k=key, v=value: lb.get(k) != v)
-        elif "==" in term or "=" in term:
+            checks.append(_eq_check(key, value, negate=True))
+        elif "=" in term:
             key, value = (s.strip() for s in re.split(r"==?", term, maxsplit=1))
-            checks.append(lambda lb, k=key, v=value: lb.get(k) == v)
+            checks.append(_eq_check(key, value, negate=False))
         elif term.startswith("!"):
-            key = term[1:].strip()
-            checks.append(lambda lb, k=key: k not in lb)
+            checks.append(_exists_check(term[1:].strip(), negate=True))
         elif re.fullmatch(r"[A-Za-z0-9_./-]+", term):
-            checks.append(lambda lb, k=term: k in lb)
+            checks.append(_exists_check(term, negate=False))
         else:
             raise ApiError.bad_request(f"unable to parse requirement: {term!r}")
     return lambda labels: all(check(labels) for check in checks)

@@ -184,7 +184,8 @@ class ApiHandler(kmock.KubernetesScaffold):
         except rendering.StreamingError as exc:
             raw_response = exc.args[0]
             if self._errors:
-                self._errors[-1].append(exc.__cause__ or exc)
+                cause = exc.__cause__
+                self._errors[-1].append(cause if isinstance(cause, Exception) else exc)
             return raw_response
         except kmock.KubernetesError as exc:  # e.g. kmock's 404 for unknown endpoints
             return await self._render_error(exc)
@@ -271,7 +272,7 @@ class ApiHandler(kmock.KubernetesScaffold):
             return await self._watch(request, res, ns, name, params)
         if method == "GET" and name is None:
             return self._list(res, ns, params, wants_table)
-        if method == "GET":
+        if method == "GET" and name is not None:
             if sub == "log" and res.kind == "Pod":
                 self.store.get(res, ns, name)
                 text = self.pod_logs.get((ns or "", name), "")

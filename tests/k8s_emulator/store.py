@@ -381,8 +381,9 @@ class Store:
                 meta["generation"] = 1
             else:
                 meta.pop("generation", None)
-            obj["apiVersion"] = res.storage.group + "/" + str(res.storage.version) \
-                if res.group else str(res.storage.version)
+            storage_version = res.storage_version or res.version
+            obj["apiVersion"] = f"{res.group}/{storage_version}" if res.group \
+                else storage_version
             obj["kind"] = res.kind
             if res.kind == "CustomResourceDefinition":
                 obj["status"] = self._crd_status(obj)
@@ -501,9 +502,10 @@ class Store:
             else:
                 new["status"] = status
         else:
-            new_meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+            raw_meta = new.get("metadata")
+            new_meta: dict[str, Any] = dict(raw_meta) if isinstance(raw_meta, dict) else {}
             merged = copy.deepcopy(new)
-            merged["metadata"] = dict(new_meta)
+            merged["metadata"] = new_meta
             if res.has_status:
                 if "status" in old:
                     merged["status"] = copy.deepcopy(old["status"])
