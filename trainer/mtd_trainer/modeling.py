@@ -53,15 +53,8 @@ def same_model(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(model_source(name))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.float32):
-    """A causal LM from a folder or the hub; anything else is an InputError on `field`."""
+def causal_lm_source(name: str, field: str = "base_model") -> str:
+    """`model_source`, checked to hold a causal LM config (read without the weights)."""
     source = model_source(name, field)
     try:
         config = AutoConfig.from_pretrained(source)
@@ -71,7 +64,24 @@ def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.
         raise InputError(
             f"{field}: {name} is a {config.model_type!r} model, not a causal language model"
         )
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    return source
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    source = causal_lm_source(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"base_model: {name}: no usable tokenizer ({first})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.float32):
+    """A causal LM from a folder or the hub; anything else is an InputError on `field`."""
+    return AutoModelForCausalLM.from_pretrained(causal_lm_source(name, field), dtype=dtype)
 
 
 def compute_dtype(method: str) -> torch.dtype:

@@ -1,0 +1,91 @@
+"""Evaluation: likelihood classification is exact and always valid; results JSON shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+from mtd_trainer.config import EvalConfig, TaskConfig
+from mtd_trainer.encoding import answer_ids, prompt_ids
+from mtd_trainer.evaluation import classify, evaluate, generate
+
+from .conftest import sentiment_task, sounds_task
+
+pytestmark = pytest.mark.trainer
+
+TEXTS = ["good film", "the food was awful and very sad", "it", "quite nice day " * 6]
+STARS = TaskConfig(
+    name="stars",
+    type="classification",
+    instruction="Rate it.",
+    labels=["one star", "two stars", "three stars out of three"],  # multi-token labels
+    ordinal=True,
+    metric="macroF1",
+)
+
+
+def brute_force_label(model, tokenizer, task: TaskConfig, text: str) -> str:
+    """Score each label with its own unpacked forward pass."""
+    prompt = prompt_ids(tokenizer, task, [text])[0]
+    scores = []
+    for option in answer_ids(tokenizer, task.labels or []):
+        ids = torch.tensor([[*prompt, *option]])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(ids).logits[0], dim=-1)
+        start = len(prompt)
+        scores.append(sum(logprobs[start - 1 + i, tok].item() for i, tok in enumerate(option)))
+    return (task.labels or [])[max(range(len(scores)), key=scores.__getitem__)]
+
+
+@pytest.mark.parametrize("task", [TaskConfig.model_validate(sentiment_task({
+    "train": Path("x"), "eval": Path("y")})), STARS])  # fmt: skip
+def test_classify_matches_per_label_likelihood(tiny_model: Path, task: TaskConfig) -> None:
+    model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    predicted = classify(model, tokenizer, task, TEXTS, batch_size=3, max_length=128)
+    assert predicted == [brute_force_label(model, tokenizer, task, text) for text in TEXTS]
+    assert set(predicted) <= set(task.labels or [])
+
+
+def test_generate_is_greedy_and_batch_independent(tiny_model: Path) -> None:
+    model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    task = TaskConfig.model_validate(sounds_task({"train": Path("x"), "eval": Path("y")}))
+    batched = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=5)
+    alone = [generate(model, tokenizer, task, [text], 1, 128, 5)[0] for text in TEXTS]
+    assert batched == alone
+    assert all(isinstance(answer, str) for answer in batched)
+
+
+def test_evaluate_writes_scores_for_every_task(
+    tmp_path: Path,
+    tiny_model: Path,
+    sentiment_data: dict[str, Path],
+    sounds_data: dict[str, Path],
+) -> None:
+    output = tmp_path / "results" / "eval.json"
+    config = EvalConfig(
+        run_name="test/eval",
+        base_model=str(tiny_model),
+        tasks=[
+            TaskConfig.model_validate(sentiment_task(sentiment_data)),
+            TaskConfig.model_validate(sounds_task(sounds_data) | {"metric": "rougeL"}),
+        ],
+        max_examples=5,
+        max_new_tokens=4,
+        output_path=str(output),
+    )
+    results = evaluate(config)
+    assert json.loads(output.read_text()) == results
+    sentiment, sounds = results["tasks"]["sentiment"], results["tasks"]["sounds"]
+    assert (sentiment["metric"], sentiment["examples"]) == ("accuracy", 5)
+    assert sentiment["score"] == sentiment["accuracy"]
+    assert set(sentiment) == {"metric", "score", "examples", "accuracy", "macroF1", "exactMatch"}
+    assert (sounds["metric"], sounds["examples"]) == ("rougeL", 5)
+    assert set(sounds) == {"metric", "score", "examples", "rougeL", "exactMatch", "chrF"}
+    for row in results["tasks"].values():
+        assert all(0 <= v <= 1 for k, v in row.items() if k not in {"metric", "examples"})
