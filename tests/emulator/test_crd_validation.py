@@ -102,3 +102,30 @@ def test_status_is_validated_on_the_status_subresource(emulator: Emulator, widge
                          headers={"Content-Type": "application/merge-patch+json"})
         assert bad.status_code == 422
         assert bad.json()["details"]["causes"][0]["field"] == "status.conditions[0].status"
+
+
+def test_multi_version_crd_shares_storage(emulator: Emulator) -> None:
+    crd = yaml.safe_load(WIDGETS_CRD.read_text())
+    v1 = crd["spec"]["versions"][0]
+    beta = {**v1, "name": "v1beta1", "storage": False}
+    crd["spec"]["versions"] = [beta, v1]
+    with httpx.Client(base_url=emulator.url) as http:
+        assert http.post(CRDS, json=crd).status_code == 201
+        group = http.get("/apis/test.example.com").json()
+        assert group["preferredVersion"]["version"] == "v1"
+        assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1"]
+        http.post("/apis/test.example.com/v1beta1/namespaces/default/widgets",
+                  json={**_widget({"size": 2}), "apiVersion": "test.example.com/v1beta1"})
+        got = http.get(f"{W}/w").json()
+        assert got["apiVersion"] == "test.example.com/v1" and got["spec"]["size"] == 2
+        listed = http.get("/apis/test.example.com/v1beta1/widgets").json()
+        assert listed["apiVersion"] == "test.example.com/v1beta1"
+        assert listed["items"][0]["apiVersion"] == "test.example.com/v1beta1"
+
+
+def test_leases_are_served(emulator: Emulator) -> None:
+    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    with httpx.Client(base_url=emulator.url) as http:
+        lease = {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "me"}}
+        assert http.post(path, json=lease).status_code == 201
+        assert http.get(f"{path}/leader").json()["spec"]["holderIdentity"] == "me"

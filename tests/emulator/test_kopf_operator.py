@@ -63,21 +63,29 @@ def _build_registry(emulator: Emulator) -> kopf.OperatorRegistry:
     return registry
 
 
-@pytest.fixture
-def operator(emulator: Emulator, widgets: str) -> Iterator[None]:
-    """Run the operator in a thread with its own event loop; stop it cleanly."""
+@pytest.fixture(params=["namespaced", "clusterwide"])
+def operator(request: pytest.FixtureRequest, emulator: Emulator, widgets: str) -> Iterator[str]:
+    """Run the operator in a thread with its own event loop; stop it cleanly.
+
+    Namespaced, kopf lists and watches ``/namespaces/default/widgets``; cluster-wide, it
+    uses the all-namespaces path ``/apis/test.example.com/v1/widgets``.
+    """
     registry = _build_registry(emulator)
     stop = threading.Event()
     ready = threading.Event()
+    emulator.ensure_namespace("other")
+    clusterwide = request.param == "clusterwide"
 
     def run() -> None:
-        asyncio.run(kopf.operator(registry=registry, standalone=True, namespaces=["default"],
+        asyncio.run(kopf.operator(registry=registry, standalone=True,
+                                  clusterwide=clusterwide,
+                                  namespaces=[] if clusterwide else ["default"],
                                   stop_flag=stop, ready_flag=ready))
 
     thread = threading.Thread(target=run, name="kopf", daemon=True)
     thread.start()
     assert ready.wait(20), "kopf did not start"
-    yield
+    yield str(request.param)
     stop.set()
     thread.join(20)
     assert not thread.is_alive()
@@ -88,13 +96,14 @@ def _widget(name: str, size: int) -> dict[str, Any]:
             "metadata": {"name": name}, "spec": {"size": size}}
 
 
-def _ready(emulator: Emulator, name: str, generation: int) -> dict[str, Any] | None:
-    obj = emulator.try_get(WIDGETS, name)
+def _ready(emulator: Emulator, name: str, generation: int,
+           namespace: str = "default") -> dict[str, Any] | None:
+    obj = emulator.try_get(WIDGETS, name, namespace)
     status = (obj or {}).get("status") or {}
     return obj if status.get("observedGeneration") == generation else None
 
 
-def test_kopf_operator_end_to_end(emulator: Emulator, operator: None) -> None:
+def test_kopf_operator_end_to_end(emulator: Emulator, operator: str) -> None:
     emulator.create(_widget("w1", 3))
     obj = emulator.wait_for(lambda: _ready(emulator, "w1", 1), timeout=20)
     assert obj["metadata"]["finalizers"] == ["test.example.com/finalizer"]
@@ -124,3 +133,14 @@ def test_kopf_operator_end_to_end(emulator: Emulator, operator: None) -> None:
                     if r.headers.get("Content-Type") == "application/json-patch+json"]
     assert any(op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion"
                for r in json_patches for op in (r.data or []))
+
+
+def test_kopf_scope(emulator: Emulator, operator: str) -> None:
+    """Cluster-wide operators see every namespace; namespaced ones only their own."""
+    emulator.create(_widget("elsewhere", 1), "other")
+    emulator.create(_widget("here", 1))
+    emulator.wait_for(lambda: _ready(emulator, "here", 1), timeout=20)
+    if operator == "clusterwide":
+        emulator.wait_for(lambda: _ready(emulator, "elsewhere", 1, "other"), timeout=20)
+    else:
+        assert _ready(emulator, "elsewhere", 1, "other") is None
