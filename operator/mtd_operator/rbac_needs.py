@@ -1,8 +1,9 @@
 """Every Kubernetes API permission the operator and its trainer Jobs need, in one place.
 
 The Helm chart's RBAC rules are checked against these lists exactly (tests/chart): no
-verb the code uses may be missing, and none it does not use may be granted. Whoever
-adds an API call to the operator or the trainer adds its permission here, with why.
+verb the code uses may be missing, and none it does not use may be granted, and each
+rule's comment in the chart is its `why`. Whoever adds an API call to the operator or
+the trainer adds its permission here and in charts/multitask-operator/templates/_helpers.tpl.
 
 `scope` says where a permission is granted:
 * ``namespace``: in every watched namespace (a Role per namespace when the operator
@@ -36,68 +37,69 @@ OPERATOR_NEEDS: list[Need] = [
         "multitask.dev",
         "multitaskdeployments",
         ("get", "list", "watch", "patch"),
-        "watch the resources; kopf patches its finalizer and progress annotations",
+        "Watch MultiTaskDeployments; kopf patches its finalizer and progress annotations.",
     ),
     Need(
         "multitask.dev",
         "multitaskdeployments/status",
         ("get", "patch", "update"),
-        "write observedGeneration, conditions and per-task rows",
+        "Write status: observedGeneration, conditions, per-task rows.",
     ),
     Need(
         "multitask.dev",
         "multitaskdeployments/finalizers",
         ("update",),
-        "children's ownerReferences set blockOwnerDeletion, which clusters with the "
-        "OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) authorise "
-        "as an update of the owner's finalizers",
+        "Children's ownerReferences set blockOwnerDeletion, authorised as an update of the "
+        "owner's finalizers where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift).",
         called=False,
     ),
-    Need("", "events", ("create", "patch"), "Events on each transition (core API)"),
+    Need("", "events", ("create", "patch"), "Events on each transition (core API)."),
     Need(
         "events.k8s.io",
         "events",
         ("create", "patch"),
-        "Events on each transition (events.k8s.io API)",
+        "Events on each transition (events.k8s.io API).",
     ),
     Need(
         "batch",
         "jobs",
         ("get", "list", "watch", "create", "delete"),
-        "profiling, baseline, training and evaluation Jobs",
+        "Profiling, baseline, training and evaluation Jobs.",
     ),
-    Need("", "pods", ("get", "list", "watch"), "termination messages of trainer pods"),
-    Need("", "pods/log", ("get",), "the tail of a failed trainer pod's log, for the reason"),
+    Need("", "pods", ("get", "list", "watch"), "Termination messages of trainer pods."),
+    Need(
+        "", "pods/log", ("get",), "The tail of a failed trainer pod's log, for the failure reason."
+    ),
     Need(
         "",
         "configmaps",
         ("get", "list", "watch", "create", "update", "patch", "delete"),
-        "stage configs handed to Jobs and the results Jobs write back",
+        "Stage configs handed to Jobs and the results Jobs write back.",
     ),
     Need(
         "apps",
         "deployments",
         ("get", "list", "watch", "create", "patch", "update", "delete"),
-        "the serving Deployment (TGI or vLLM)",
+        "The serving Deployment (TGI or vLLM).",
     ),
     Need(
         "",
         "services",
         ("get", "list", "watch", "create", "patch", "delete"),
-        "the serving Service",
+        "The serving Service.",
     ),
     Need(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         ("get", "list", "watch"),
-        "kopf scans the CRDs to discover the resources it serves",
+        "kopf scans the CRDs to discover the resources it serves.",
         scope="cluster",
     ),
     Need(
         "",
         "namespaces",
         ("get", "list", "watch"),
-        "kopf follows namespaces when it watches all of them",
+        "kopf follows namespaces when it watches all of them.",
         scope="all-namespaces",
     ),
 ]
@@ -107,6 +109,6 @@ TRAINER_NEEDS: list[Need] = [
         "",
         "configmaps",
         ("create", "get", "patch", "update"),
-        "a trainer Job writes its results (metrics, saturation step, artifact paths)",
+        "A trainer Job writes its results (metrics, saturation step, artifact paths).",
     ),
 ]
