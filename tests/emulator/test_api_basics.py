@@ -138,3 +138,17 @@ def test_official_client_crud_and_errors(emulator: Emulator, api_client: Any) ->
     with pytest.raises(ApiException) as err:
         apps.read_namespaced_deployment("d", "default")
     assert err.value.status == 404
+
+
+def test_emulators_with_overlapping_lifetimes() -> None:
+    """Two servers, stopped in the order they started (not LIFO), both work and stop."""
+    first = Emulator().start()
+    second = Emulator().start()
+    try:
+        assert first.url != second.url
+        assert httpx.get(f"{first.url}/api/v1/namespaces").status_code == 200
+        first.stop()
+        assert httpx.get(f"{second.url}/api/v1/namespaces").status_code == 200
+    finally:
+        first.stop()
+        second.stop()

@@ -29,6 +29,37 @@ from .server import ApiHandler
 from .store import Store
 
 
+class _LoopbackServer(kmock.Server):
+    """kmock's Server without its DNS interceptor.
+
+    The interceptor patches aiohttp's resolver process-wide and must be exited strictly in
+    LIFO order; emulators with overlapping lifetimes (fixtures, threads) would break that,
+    and clients here connect to the IP address anyway.
+    """
+
+    async def __aenter__(self) -> Self:
+        if self._managed_server is not None:
+            raise RuntimeError("The server can be started/entered only once.")
+        server = self._server_cls(self.handler, host=self._host, port=self._port)
+        self._managed_server = server
+        await server.__aenter__()
+        client = self._client_fct(server.make_url("/"))
+        self._managed_client = client
+        await client.__aenter__()
+        self.handler.servers.append(self)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.handler.servers.remove(self)
+        if self._managed_client is not None:
+            await self._managed_client.__aexit__(exc_type, exc, tb)
+        if self._managed_server is not None:
+            await self._managed_server.__aexit__(exc_type, exc, tb)
+        self._managed_client = None
+        self._managed_server = None
+
+
 class Emulator:
     """A Kubernetes API server emulator on ``127.0.0.1`` with a free port.
 
@@ -99,8 +130,8 @@ class Emulator:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with self.handler, kmock.Server(self.handler, host=self._host,
-                                              port=self._port) as server:
+        async with self.handler, _LoopbackServer(self.handler, host=self._host,
+                                                 port=self._port) as server:
             self._server = server
             self.handler.server_address = f"{server.host}:{server.port}"
             self.url = f"http://{server.host}:{server.port}"
@@ -120,6 +151,8 @@ class Emulator:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+        if self._failure is not None:
+            raise RuntimeError("the emulator's server loop failed") from self._failure
 
     def __enter__(self) -> Self:
         return self.start()
