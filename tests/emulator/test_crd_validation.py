@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import httpx
@@ -68,6 +69,11 @@ def test_invalid_custom_resources_get_422_with_causes(emulator: Emulator, widget
         assert missing.json()["details"]["causes"] == [{
             "reason": "FieldValueRequired", "message": "Required value", "field": "spec.size"}]
 
+        # OpenAPI 3.0 boolean exclusive bounds (draft 7 has numbers): 0 < ratio.
+        assert http.post(W, json=_widget({"size": 1, "ratio": 0})).status_code == 422
+        assert http.post(W, json=_widget({"size": 1, "ratio": 0.5}, name="r")).status_code \
+            == 201
+
         too_small = http.post(W, json=_widget({"size": 0}))
         assert too_small.status_code == 422
         assert too_small.json()["details"]["causes"][0]["field"] == "spec.size"
@@ -129,3 +135,25 @@ def test_leases_are_served(emulator: Emulator) -> None:
         lease = {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "me"}}
         assert http.post(path, json=lease).status_code == 201
         assert http.get(f"{path}/leader").json()["spec"]["holderIdentity"] == "me"
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not list((ROOT / "crds").glob("*.yaml")), reason="no project CRDs yet")
+def test_project_crds_and_examples_are_accepted(emulator: Emulator) -> None:
+    """The project's own CRDs register, and its example resources pass their schema."""
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                emulator.create(doc)
+    for path in sorted((ROOT / "examples").glob("*/*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or "apiVersion" not in doc:
+                continue
+            try:
+                res = emulator.resource_of(doc)
+            except KeyError:
+                continue  # not a kind served here
+            created = emulator.store.create(res, "default", doc, field_validation="Strict")
+            assert created["metadata"]["uid"], path

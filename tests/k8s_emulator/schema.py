@@ -112,6 +112,10 @@ def to_jsonschema(schema: Any) -> Any:
             out[key] = {k: to_jsonschema(v) for k, v in value.items()}
         else:
             out[key] = to_jsonschema(value)
+    # OpenAPI 3.0 (like JSON Schema draft 4) has boolean exclusive bounds; draft 7 numbers.
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), bool) and out.pop(bound) and limit in out:
+            out[bound] = out.pop(limit)
     if schema.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out = {"anyOf": [{"type": "integer"}, {"type": "string"}], **out}
