@@ -103,6 +103,8 @@ def test_probe_ports_and_metrics_service_line_up(render, scenario):
 
 
 def test_watch_mode_arguments(render):
+    # No `command`: the image's entrypoint (kopf run --standalone -m ...) takes the args.
+    assert "command" not in render("defaults").operator_container()
     assert render("defaults").operator_container()["args"][0] == "--all-namespaces"
     args = render("namespaced").operator_container()["args"]
     assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
