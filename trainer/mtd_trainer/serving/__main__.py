@@ -1,0 +1,73 @@
+"""`python -m mtd_trainer.serving --base-model DIR --adapter name=DIR ...`: serve locally.
+
+The same `name=/path` form as TGI's LORA_ADAPTERS, so a workspace's adapter list can be
+handed to either server unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .catalogue import CatalogueError
+from .engine import EngineError
+
+
+def adapter_pair(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {value!r}")
+    return name, path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mtd_trainer.serving", description=__doc__)
+    p.add_argument("--base-model", required=True, help="the base model folder")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        type=adapter_pair,
+        default=[],
+        metavar="NAME=DIR",
+        help="a peft adapter folder served as NAME (repeat for each adapter)",
+    )
+    p.add_argument("--catalogue", help="task catalogue JSON served at /catalogue and in /info")
+    p.add_argument("--model-id", help="the base model's name in /info (default: the folder)")
+    p.add_argument("--max-input-tokens", type=int, help="longest prompt accepted")
+    p.add_argument("--max-total-tokens", type=int, help="longest prompt + generation")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    adapters = dict(args.adapter)
+    if len(adapters) != len(args.adapter):
+        print("error: an adapter name is given twice", file=sys.stderr)
+        return 2
+    from .app import serve
+
+    try:
+        serve(
+            args.base_model,
+            adapters,
+            catalogue=args.catalogue,
+            host=args.host,
+            port=args.port,
+            model_id=args.model_id,
+            max_input_tokens=args.max_input_tokens,
+            max_total_tokens=args.max_total_tokens,
+            log_level=args.log_level,
+        )
+    except (EngineError, CatalogueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,528 @@
+"""The model side of the server: one base model, N LoRA adapters, a token-by-token decoder.
+
+Concurrency: requests decode in worker threads, each with its own KV cache, and every
+forward pass runs under one lock together with the adapter switch that precedes it.
+So requests on different adapters interleave step by step (no request waits for a whole
+other generation) yet a forward pass never sees another request's adapter. On CPU this
+costs nothing in throughput (one forward pass already uses every core); on a GPU TGI
+batches instead, which is the production path.
+
+Log-probabilities reported for tokens are those of the model itself (log-softmax of its
+logits), before repetition penalties, temperature, top-k/p and grammar masking: they say
+how likely the adapter finds the token, which is what a caller wants as a confidence.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import logging
+import random
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
+
+from .grammar import Piece, RegexConstraint, allowed_tokens
+
+log = logging.getLogger(__name__)
+
+#: Model names that mean "the base model" besides its own id: TGI's customary name, and
+#: the placeholder huggingface_hub's InferenceClient sends when no model is given.
+BASE_ALIASES = frozenset({"tgi", "dummy"})
+
+#: Tokens of the prompt kept as decoding context, as TGI does, so a token's text is
+#: decoded with its neighbours (leading spaces, multi-byte characters).
+DECODE_CONTEXT = 5
+
+
+@functools.cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-to-character map, inverted: how byte-level BPE spells raw bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def token_bytes(tokenizer: Any, token: int) -> bytes:
+    """The raw bytes a token stands for (byte-level BPE, byte fallback, or plain text)."""
+    spelled = tokenizer.convert_ids_to_tokens(token)
+    if match := BYTE_FALLBACK.fullmatch(spelled):
+        return bytes.fromhex(match.group(1))
+    alphabet = _byte_level_alphabet()
+    if all(c in alphabet for c in spelled):
+        return bytes(alphabet[c] for c in spelled)
+    return spelled.replace("\u2581", " ").encode("utf-8")
+
+
+class EngineError(ValueError):
+    """A request the engine cannot serve as asked: the caller's mistake (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to choose tokens; field names and meanings follow TGI's `parameters`."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    typical_p: float | None = None
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    grammar: RegexConstraint | None = None
+    top_n_tokens: int = 0
+    prefill_details: bool = False
+
+    @property
+    def sampling(self) -> bool:
+        """TGI samples when asked to, or when any warper would change the distribution."""
+        return (
+            self.do_sample
+            or self.temperature not in (None, 1.0)
+            or bool(self.top_k)
+            or (self.top_p is not None and self.top_p < 1.0)
+            or (self.typical_p is not None and self.typical_p < 1.0)
+        )
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    text: str
+    logprob: float | None
+    special: bool = False
+
+
+@dataclass
+class Generation:
+    """The finished output; `finish_reason` is TGI's: length, eos_token or stop_sequence."""
+
+    text: str
+    tokens: list[Token]
+    top_tokens: list[list[Token]]
+    finish_reason: str
+    seed: int | None
+    prefill: list[Token]
+    input_length: int
+
+
+#: Called for every generated token with its top alternatives, and with the finished
+#: Generation when the token is the last one (streams attach it to the final event).
+Emit = Callable[[Token, list[Token], Generation | None], None]
+
+
+@dataclass
+class Detokenizer:
+    """TGI's incremental decoding: a token's text is what it adds to the decoded window.
+
+    A token that ends inside a multi-byte character adds "" until the character is
+    complete, so the texts of a stream always concatenate to the generated text.
+    """
+
+    tokenizer: Any
+    ids: list[int]
+    prefix: int = 0
+    read: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.read = len(self.ids)
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(
+            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+    def window(self) -> str:
+        return self._decode(self.ids[self.prefix : self.read])
+
+    def peek(self, token: int, window: str) -> str:
+        """The text `token` would add now, given `window()` (computed once per step)."""
+        text = self._decode([*self.ids[self.prefix :], token])
+        if len(text) > len(window) and not text.endswith("\ufffd"):
+            return text[len(window) :]
+        return ""
+
+    def piece(self, token: int, window: str) -> Piece:
+        """What `token` would append, with the bytes of a character it leaves unfinished."""
+        text = self.peek(token, window)
+        if text:
+            return text, b""
+        data = b"".join(token_bytes(self.tokenizer, t) for t in [*self.ids[self.read :], token])
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            complete = decoder.decode(data, final=False)
+        except UnicodeDecodeError:
+            return "\ufffd", b""  # not text at all: no pattern of characters accepts it
+        return complete, decoder.getstate()[0]
+
+    def push(self, token: int) -> str:
+        piece = self.peek(token, self.window())
+        self.ids.append(token)
+        if piece:
+            self.prefix, self.read = self.read, len(self.ids)
+        return piece
+
+    def flush(self) -> str:
+        """Text still pending at the end (an incomplete character, replaced)."""
+        if self.read == len(self.ids):
+            return ""
+        window = self.window()
+        return self._decode(self.ids[self.prefix :])[len(window) :]
+
+
+class Engine:
+    """A loaded base model with its adapters; thread-safe."""
+
+    def __init__(
+        self,
+        base_model: str | Path,
+        adapters: Mapping[str, str | Path] | None = None,
+        *,
+        model_id: str | None = None,
+        max_input_tokens: int | None = None,
+        max_total_tokens: int | None = None,
+    ) -> None:
+        folder = Path(base_model)
+        if not (folder / "config.json").is_file():
+            raise EngineError(f"base model {base_model}: not a model folder (no config.json)")
+        adapters = dict(adapters or {})
+        self.model_id = model_id or str(base_model)
+        for name, path in adapters.items():
+            if not name or name in BASE_ALIASES or name == self.model_id:
+                raise EngineError(
+                    f"adapter name {name!r} is reserved for the base model; choose another"
+                )
+            if not (Path(path) / "adapter_config.json").is_file():
+                raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        for index, (name, path) in enumerate(adapters.items()):
+            try:
+                if index == 0:
+                    model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+                else:
+                    model.load_adapter(str(path), adapter_name=name)
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise EngineError(
+                    f"adapter {name}: {path} does not fit {base_model}: {exc}"
+                ) from None
+            log.info("loaded adapter %s from %s", name, path)
+        self.model = model.eval()
+        self.adapters: tuple[str, ...] = tuple(adapters)
+        self.dtype = str(next(self.model.parameters()).dtype)
+        self.device_type = next(self.model.parameters()).device.type
+        context = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.max_total_tokens = max_total_tokens or context
+        self.max_input_tokens = max_input_tokens or self.max_total_tokens - 1
+        if not 0 < self.max_input_tokens < self.max_total_tokens:
+            raise EngineError(
+                f"max_input_tokens ({self.max_input_tokens}) must be positive and below "
+                f"max_total_tokens ({self.max_total_tokens})"
+            )
+        if self.tokenizer.eos_token_id is None:
+            raise EngineError(f"base model {base_model}: the tokenizer has no eos token")
+        self.eos_token_id: int = self.tokenizer.eos_token_id
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        configured = configured if isinstance(configured, list) else [configured]
+        self.end_tokens = frozenset(t for t in [self.eos_token_id, *configured] if t is not None)
+        self.special_tokens = frozenset(self.tokenizer.all_special_ids)
+        self._lock = threading.Lock()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def resolve_adapter(self, name: str | None) -> str | None:
+        """The adapter a request names (None: the base model); an unknown name is an error.
+
+        TGI answers from the base model when it does not know an adapter; here that is a
+        422, because a silent base-model answer looks like a task answer and is not one.
+        """
+        if name is None or name in BASE_ALIASES or name == self.model_id:
+            return None
+        if name in self.adapters:
+            return name
+        known = ", ".join(self.adapters) or "none"
+        raise EngineError(
+            f"unknown adapter {name!r}: this server has adapters [{known}]; "
+            f"use 'tgi' or {self.model_id!r} (or no adapter) for the base model"
+        )
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text for chat messages, as training built it (see encoding.py)."""
+        if not self.tokenizer.chat_template:
+            raise EngineError(
+                "this model's tokenizer has no chat template: use /generate with a prompt"
+            )
+        try:
+            return self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        except Exception as exc:  # jinja raises its own errors for bad conversations
+            raise EngineError(f"messages: the chat template rejected them: {exc}") from None
+
+    def check_length(
+        self, ids: list[int], max_new_tokens: int | None, truncate: int | None = None
+    ) -> tuple[list[int], int]:
+        """Apply TGI's input limits: the (truncated) prompt and the new-token budget."""
+        if truncate is not None:
+            ids = ids[-truncate:]
+        if not ids:
+            raise EngineError("`inputs` cannot be empty")
+        if len(ids) > self.max_input_tokens:
+            raise EngineError(
+                f"Input validation error: `inputs` must have less than {self.max_input_tokens} "
+                f"tokens. Given: {len(ids)}"
+            )
+        room = self.max_total_tokens - len(ids)
+        if max_new_tokens is None:
+            return ids, min(100, room)
+        if len(ids) + max_new_tokens > self.max_total_tokens:
+            raise EngineError(
+                f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
+                f"{self.max_total_tokens}. Given: {len(ids)} `inputs` tokens and "
+                f"{max_new_tokens} `max_new_tokens`"
+            )
+        return ids, max_new_tokens
+
+    # -- model calls ----------------------------------------------------------------------
+
+    @contextmanager
+    def _using(self, adapter: str | None) -> Iterator[None]:
+        """Hold the model with `adapter` active (None: adapters off) for one forward pass."""
+        with self._lock:
+            if not self.adapters:
+                yield
+            elif adapter is None:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                if self.model.active_adapter != adapter:
+                    self.model.set_adapter(adapter, inference_mode=True)
+                yield
+
+    def _token(self, token: int, logprob: float | None, text: str | None = None) -> Token:
+        if text is None:
+            text = self.tokenizer.decode([token], skip_special_tokens=False)
+        return Token(token, text, logprob, token in self.special_tokens)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt_ids: list[int],
+        adapter: str | None,
+        params: Sampling,
+        emit: Emit | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Generation:
+        """Decode up to `params.max_new_tokens` tokens after `prompt_ids`."""
+        seed = params.seed
+        if params.sampling and seed is None:
+            seed = random.randrange(2**63)
+        generator = torch.Generator().manual_seed(seed) if params.sampling else None
+        warpers = self._warpers(params)
+        detok = Detokenizer(self.tokenizer, list(prompt_ids[-DECODE_CONTEXT:]))
+        history = torch.tensor([prompt_ids])
+        counts: Counter[int] = Counter()
+        tokens: list[Token] = []
+        tops: list[list[Token]] = []
+        prefill: list[Token] = []
+        text = ""
+        cache = None
+        step_input = prompt_ids
+        for step in range(params.max_new_tokens):
+            keep_all = step == 0 and params.prefill_details
+            with self._using(adapter):
+                out = self.model(
+                    input_ids=torch.tensor([step_input]),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=0 if keep_all else 1,
+                )
+            cache = out.past_key_values
+            logits = out.logits[0].float()
+            if keep_all:
+                prefill = self._prefill(prompt_ids, logits)
+            logprobs = torch.log_softmax(logits[-1], dim=-1)
+            token = self._choose(
+                logits[-1], history, counts, text, detok, params, warpers, generator
+            )
+            piece = detok.push(token)
+            current = self._token(token, float(logprobs[token]), piece)
+            top = (
+                [
+                    self._token(int(i), float(logprobs[i]))
+                    for i in torch.topk(logprobs, params.top_n_tokens).indices
+                ]
+                if params.top_n_tokens
+                else []
+            )
+            tokens.append(current)
+            tops.append(top)
+            counts[token] += 1
+            history = torch.cat([history, torch.tensor([[token]])], dim=1)
+            if not current.special:
+                text += piece
+            finish = None
+            if token in self.end_tokens:
+                finish = "eos_token"
+            elif any(text.endswith(stop) for stop in params.stop):
+                finish = "stop_sequence"
+            elif step + 1 == params.max_new_tokens or (cancelled and cancelled.is_set()):
+                finish = "length"
+            result = None
+            if finish:
+                text += detok.flush()
+                result = Generation(text, tokens, tops, finish, seed, prefill, len(prompt_ids))
+            if emit:
+                emit(current, top, result)
+            if result:
+                return result
+            step_input = [token]
+        raise EngineError("`max_new_tokens` must be strictly positive")
+
+    def _prefill(self, prompt_ids: list[int], logits: torch.Tensor) -> list[Token]:
+        logprobs = torch.log_softmax(logits[:-1], dim=-1)
+        first = [self._token(prompt_ids[0], None)]
+        return first + [
+            self._token(token, float(logprobs[i, token])) for i, token in enumerate(prompt_ids[1:])
+        ]
+
+    @staticmethod
+    def _warpers(params: Sampling) -> LogitsProcessorList:
+        warpers = LogitsProcessorList()
+        if not params.sampling:
+            return warpers
+        if params.temperature not in (None, 1.0):
+            warpers.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k:
+            warpers.append(TopKLogitsWarper(params.top_k))
+        if params.top_p is not None and params.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(params.top_p))
+        if params.typical_p is not None and params.typical_p < 1.0:
+            warpers.append(TypicalLogitsWarper(params.typical_p))
+        return warpers
+
+    def _choose(
+        self,
+        logits: torch.Tensor,
+        history: torch.Tensor,
+        counts: Counter[int],
+        text: str,
+        detok: Detokenizer,
+        params: Sampling,
+        warpers: LogitsProcessorList,
+        generator: torch.Generator | None,
+    ) -> int:
+        """Penalties, then the grammar mask, then warpers, then greedy or sampled choice."""
+        scores = logits[None, :].clone()
+        if params.repetition_penalty not in (None, 1.0):
+            scores = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(history, scores)
+        if counts and (params.frequency_penalty or params.presence_penalty):
+            ids = torch.tensor(list(counts))
+            seen = torch.tensor(list(counts.values()), dtype=scores.dtype)
+            scores[0, ids] -= (params.frequency_penalty or 0.0) * seen
+            scores[0, ids] -= params.presence_penalty or 0.0
+        if params.grammar is not None:
+            window = detok.window()
+            allowed = allowed_tokens(
+                params.grammar,
+                text,
+                torch.argsort(scores[0], descending=True).tolist(),
+                lambda token: detok.piece(token, window),
+                self.end_tokens,
+                self.special_tokens,
+                want_all=params.sampling,
+            )
+            if not allowed:  # nothing can continue the match: end rather than break it
+                return self.eos_token_id
+            if not params.sampling:
+                return allowed[0]
+            mask = torch.full_like(scores, float("-inf"))
+            mask[0, allowed] = 0.0
+            scores = scores + mask
+        if not params.sampling:
+            return int(scores[0].argmax())
+        scores = warpers(history, scores)
+        probs = torch.softmax(scores[0], dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    @torch.inference_mode()
+    def score_labels(
+        self, prompt_ids: list[int], labels: list[str], adapter: str | None
+    ) -> list[float]:
+        """Log-likelihood of each label (and the end token) as the answer to the prompt.
+
+        Same rule as evaluation.classify: the label's tokens followed by the end token the
+        model learned to emit after an answer, summed. One left-padded batch; only the
+        last positions go through the LM head.
+        """
+        options = [
+            [*self.encode(label, add_special_tokens=False), self.eos_token_id] for label in labels
+        ]
+        longest = max(len(option) for option in options)
+        if len(prompt_ids) + longest > self.max_total_tokens:
+            raise EngineError(
+                f"Input validation error: `inputs` tokens + the longest label must be <= "
+                f"{self.max_total_tokens}. Given: {len(prompt_ids)} `inputs` tokens and "
+                f"{longest} label tokens"
+            )
+        width = len(prompt_ids) + longest
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        rows = [[pad] * (longest - len(o)) + prompt_ids + o for o in options]
+        mask = torch.tensor(
+            [[0] * (longest - len(o)) + [1] * (len(prompt_ids) + len(o)) for o in options]
+        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with self._using(adapter):
+            logits = self.model(
+                input_ids=torch.tensor(rows),
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=False,
+                logits_to_keep=longest + 1,
+            ).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        first_kept = width - (longest + 1)
+        scores = []
+        for row, option in enumerate(options):
+            start = width - len(option)  # position of the option's first token
+            scores.append(
+                sum(
+                    float(logprobs[row, position - 1 - first_kept, token])
+                    for position, token in enumerate(option, start)
+                )
+            )
+        return scores
