@@ -494,6 +494,8 @@ class Store:
     ) -> dict[str, Any]:
         if subresource not in (None, "status"):
             raise ApiError(405, "MethodNotAllowed", f"subresource {subresource} is not writable")
+        if subresource == "status" and not res.has_status:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if subresource == "status":
             status = new.get("status")
             new = copy.deepcopy(old)
