@@ -486,8 +486,9 @@ class Engine:
         """Log-likelihood of each label (and the end token) as the answer to the prompt.
 
         Same rule as evaluation.classify: the label's tokens followed by the end token the
-        model learned to emit after an answer, summed. One left-padded batch; only the
-        last positions go through the LM head.
+        model learned to emit after an answer, summed. The prompt runs once; its KV cache
+        is shared by a batch of the (right-padded) labels, so scoring three labels costs
+        little more than reading the prompt.
         """
         options = [
             [*self.encode(label, add_special_tokens=False), self.eos_token_id] for label in labels
@@ -499,30 +500,26 @@ class Engine:
                 f"{self.max_total_tokens}. Given: {len(prompt_ids)} `inputs` tokens and "
                 f"{longest} label tokens"
             )
-        width = len(prompt_ids) + longest
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        rows = [[pad] * (longest - len(o)) + prompt_ids + o for o in options]
+        rows = torch.tensor([o + [pad] * (longest - len(o)) for o in options])
         mask = torch.tensor(
-            [[0] * (longest - len(o)) + [1] * (len(prompt_ids) + len(o)) for o in options]
+            [[1] * (len(prompt_ids) + len(o)) + [0] * (longest - len(o)) for o in options]
         )
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = torch.arange(len(prompt_ids), len(prompt_ids) + longest)
         with self._using(adapter):
-            logits = self.model(
-                input_ids=torch.tensor(rows),
+            prefix = self.model(input_ids=torch.tensor([prompt_ids]), logits_to_keep=1)
+            cache = prefix.past_key_values
+            cache.batch_repeat_interleave(len(options))
+            rest = self.model(
+                input_ids=rows,
                 attention_mask=mask,
-                position_ids=positions,
-                use_cache=False,
-                logits_to_keep=longest + 1,
-            ).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        first_kept = width - (longest + 1)
-        scores = []
-        for row, option in enumerate(options):
-            start = width - len(option)  # position of the option's first token
-            scores.append(
-                sum(
-                    float(logprobs[row, position - 1 - first_kept, token])
-                    for position, token in enumerate(option, start)
-                )
-            )
-        return scores
+                position_ids=positions.expand(len(options), -1),
+                past_key_values=cache,
+            ).logits
+        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
+        following = torch.log_softmax(rest.float(), dim=-1)
+        return [
+            float(first[option[0]])
+            + sum(float(following[row, j, token]) for j, token in enumerate(option[1:]))
+            for row, option in enumerate(options)
+        ]
