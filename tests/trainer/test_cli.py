@@ -174,3 +174,11 @@ def test_config_of_the_other_kind_is_refused(
 ) -> None:
     code, err = run_cli("evaluate", write_config(train_config()), capsys)
     assert code == 2 and "kind: 'train' config given to 'evaluate'" in err
+
+
+def test_hub_names_go_to_from_pretrained_as_ids() -> None:
+    from mtd_trainer.modeling import model_source, same_model
+
+    assert model_source("hf://HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+    assert same_model("hf://org/name", "org/name/")
+    assert not same_model("hf://org/name", "hf://org/other")

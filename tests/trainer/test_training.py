@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,3 +152,32 @@ def test_full_fine_tuning_writes_a_loadable_model(train_config: Callable[..., di
         p.name for p in model_dir.iterdir()
     }
     AutoModelForCausalLM.from_pretrained(model_dir)
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_the_same_weights(
+    train_config: Callable[..., dict], write_config: Callable[..., Path]
+) -> None:
+    """A real kill: SIGKILL the CLI once a checkpoint exists, run it again, compare."""
+    hyper = {"max_steps": 60, "checkpoint_every": 5, "log_every": 5}
+    straight = train_config("straight", hyperparameters=hyper)
+    train(TrainConfig.model_validate(straight))
+
+    killed = train_config("killed", hyperparameters=hyper)
+    command = [sys.executable, "-m", "mtd_trainer", "train", "--config", str(write_config(killed))]
+    checkpoints = Path(killed["output_dir"]) / "checkpoints"
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 120
+        while not (checkpoints.is_dir() and any(checkpoints.glob("step-*"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    assert not (Path(killed["output_dir"]) / "result.json").exists()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+
+    a = load_file(Path(straight["output_dir"]) / "adapter" / "adapter_model.safetensors")
+    b = load_file(Path(killed["output_dir"]) / "adapter" / "adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
