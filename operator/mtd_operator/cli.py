@@ -14,6 +14,7 @@ from pathlib import Path
 from .api.crd import crd_yaml
 from .core.planner import Plan
 from .core.problems import InvalidSpec
+from .local.serve import ServingError
 from .specfile import load_and_profile
 
 EXIT_INVALID = 2
@@ -87,6 +88,78 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_forever(process, url: str, out=sys.stdout) -> int:
+    out.write(
+        f"\nServing at {url} (Ctrl-C stops). Try:\n"
+        f"  mtd predict --url {url} --task TASK 'some text'\n"
+        f"  curl {url}/catalogue\n"
+    )
+    out.flush()
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .local.runner import LocalRun
+    from .local.serve import start_server
+
+    run = LocalRun(Path(args.file), Path(args.workspace))
+    print(f"workspace: {run.root}\n{plan_table(run.plan)}")
+    decision = run.run_pipeline()
+    if decision.failed:
+        print("pipeline failed: see the Trained/Evaluated conditions above", file=sys.stderr)
+        return 1
+    if decision.serving is None:
+        return 1
+    if args.no_serve:
+        from .local.report import task_table
+
+        print(task_table(decision.status))
+        return 0
+    process, url = start_server(run.root / "serving.json", args.host, args.port)
+    run.mark_serving(decision.serving.revision, url)
+    return _serve_forever(process, url)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .local.serve import find_manifest, start_server
+
+    process, url = start_server(
+        find_manifest(Path(args.workspace), args.name), args.host, args.port
+    )
+    return _serve_forever(process, url)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .client import MultiTaskClient
+
+    client = MultiTaskClient(args.url)
+    prediction = client.predict(args.task, args.text)
+    if args.output == "json":
+        print(
+            json.dumps(prediction.to_json() if hasattr(prediction, "to_json") else vars(prediction))
+        )
+    else:
+        print(f"{prediction.output}\t(score {prediction.score:.3f}, adapter {prediction.adapter})")
+    return 0
+
+
+def _cmd_step(args: argparse.Namespace) -> int:
+    from .kube.jobs import run_step
+
+    return run_step(args.verb, Path(args.config), args.result_configmap)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from .kube.jobs import run_profile
+
+    return run_profile(Path(args.spec), Path(args.data_dir), args.result_configmap)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtd", description="Train and serve one multi-task LLM in place of many."
@@ -102,6 +175,48 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
     plan_cmd.set_defaults(func=_cmd_plan)
 
+    run = commands.add_parser(
+        "run", help="run the whole pipeline locally (profile, train, evaluate, qualify, serve)"
+    )
+    run.add_argument("file")
+    run.add_argument(
+        "--workspace", default="workspace", help="artifacts folder (default: ./workspace)"
+    )
+    run.add_argument("--no-serve", action="store_true", help="stop once the pipeline is done")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8080)
+    run.set_defaults(func=_cmd_run)
+
+    serve = commands.add_parser("serve", help="serve a workspace's trained adapters locally")
+    serve.add_argument("--workspace", default="workspace")
+    serve.add_argument("--name", help="the deployment, when the workspace holds several")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_cmd_serve)
+
+    predict = commands.add_parser("predict", help="ask a served task (ours or TGI)")
+    predict.add_argument("--url", required=True)
+    predict.add_argument("--task", required=True)
+    predict.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    predict.add_argument("text")
+    predict.set_defaults(func=_cmd_predict)
+
+    step = commands.add_parser(
+        "step", help="(inside a Job) run one trainer step and publish its result"
+    )
+    step.add_argument("verb", choices=("train", "evaluate"))
+    step.add_argument("--config", required=True)
+    step.add_argument("--result-configmap", required=True)
+    step.set_defaults(func=_cmd_step)
+
+    profile = commands.add_parser(
+        "profile", help="(inside a Job) profile the data files and publish the profiles"
+    )
+    profile.add_argument("--spec", required=True, help="the resource as YAML")
+    profile.add_argument("--data-dir", required=True, help="relative data paths resolve here")
+    profile.add_argument("--result-configmap", required=True)
+    profile.set_defaults(func=_cmd_profile)
+
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition")
     crd.set_defaults(func=_cmd_crd)
     return parser
@@ -116,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_INVALID
+    except ServingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

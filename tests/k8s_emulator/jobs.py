@@ -292,11 +292,17 @@ class JobRunner:
         return text
 
     def _map_all(self, text: str, mapping: Mapping[str, str]) -> str:
-        """Rewrite mapped prefixes anywhere in an argument (``--config=/workspace/x``)."""
-        for src in sorted(mapping, key=len, reverse=True):
-            text = re.sub(rf"(?<![\w/]){re.escape(src.rstrip('/'))}(?=/|$|[^\w])",
-                          mapping[src].rstrip("/"), text)
-        return text
+        """Rewrite mapped prefixes anywhere in an argument (``--config=/workspace/x``).
+
+        One pass over all prefixes (longest first), so a rewritten path is never
+        rewritten again by a shorter prefix such as ``/tmp``.
+        """
+        if not mapping:
+            return text
+        sources = {src.rstrip("/") or "/": dst.rstrip("/") for src, dst in mapping.items()}
+        pattern = "|".join(re.escape(src) for src in sorted(sources, key=len, reverse=True))
+        return re.sub(rf"(?<![\w/])({pattern})(?=/|$|[^\w])",
+                      lambda match: sources[match.group(1)], text)
 
     def _attempt(self, state: _JobState, job: Mapping[str, Any]) -> tuple[int, str, str]:
         """Run one pod attempt; return (exit code, reason, message)."""
@@ -315,8 +321,11 @@ class JobRunner:
         volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
         for mount in container.get("volumeMounts") or []:
             path = mount.get("mountPath")
+            vol = volumes.get(mount.get("name"), {})
+            if path and path not in mapping and "configMap" in vol:
+                mapping[path] = str(self._materialise_config_map(state, vol, attempt_dir))
+                continue
             if path and path not in mapping:
-                vol = volumes.get(mount.get("name"), {})
                 claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
                 local = pathlib.Path(self.volume_root) / (claim or mount.get("name", "vol"))
                 if mount.get("subPath"):
@@ -355,6 +364,7 @@ class JobRunner:
                     "phase": phase, "startTime": started_at,
                     "containerStatuses": [{
                         "name": cname, "image": container.get("image", ""), "ready": ready,
+                        "imageID": "", "containerID": f"emulator://{pod_name}",
                         "restartCount": 0, "started": phase == "Running", "state": cstate}],
                 }}, "application/merge-patch+json", subresource="status")
 
@@ -371,6 +381,21 @@ class JobRunner:
             "exitCode": exit_code, "reason": reason, "message": message,
             "startedAt": started_at, "finishedAt": now_rfc3339()}})
         return result
+
+    def _materialise_config_map(self, state: _JobState, volume: Mapping[str, Any],
+                                attempt_dir: pathlib.Path) -> pathlib.Path:
+        """Write a configMap volume's keys as files, as kubelet does (per pod: no sharing)."""
+        local = attempt_dir / "configmaps" / str(volume.get("name", "config"))
+        local.mkdir(parents=True, exist_ok=True)
+        name = volume["configMap"].get("name", "")
+        try:
+            config_maps = self.emulator.resource("v1/configmaps")
+            config_map = self.store.get(config_maps, state.namespace, name)
+        except ApiError:
+            return local  # kubelet would wait; the command then fails on the missing file
+        for key, value in (config_map.get("data") or {}).items():
+            (local / key).write_text(str(value), encoding="utf-8")
+        return local
 
     def _execute(self, state: _JobState, container: Mapping[str, Any],
                  mapping: Mapping[str, str], local_term: pathlib.Path,

@@ -1,0 +1,410 @@
+"""Pure builders of the child objects: Jobs, their ConfigMaps, the serving Deployment.
+
+No API calls here: each function returns a manifest, so every one is unit-tested
+without a cluster and the code that applies them stays thin. Names are deterministic
+(parent name + step key, shortened with a hash when too long), so a restarted operator
+finds the children it already made instead of making them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeploymentSpec
+from ..config import OperatorConfig
+from ..core.reconcile import DesiredServing
+from ..core.render import Locations
+from ..core.steps import Step
+from .constants import (
+    ANNOTATION_REVISION,
+    ANNOTATION_STEP,
+    LABEL_DEPLOYMENT,
+    LABEL_ROLE,
+    LABEL_STEP,
+    MANAGED_BY,
+)
+
+MAX_NAME = 63
+CONFIG_MOUNT = "/etc/mtd"
+SERVING_PORT = 8080
+
+
+def child_name(parent: str, suffix: str) -> str:
+    """`parent-suffix`, or a shortened form with a hash of the full name (≤ 63 chars)."""
+    name = f"{parent}-{suffix}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
+def result_name(job_name: str) -> str:
+    return child_name(job_name, "result")
+
+
+def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(parent: str, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**MANAGED_BY, LABEL_DEPLOYMENT: parent, LABEL_ROLE: role, **(extra or {})}
+
+
+def _meta(body: dict[str, Any], name: str, labels: dict[str, str], annotations=None) -> dict:
+    meta = {
+        "name": name,
+        "namespace": body["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(body)],
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def cluster_locations(
+    spec: MultiTaskDeploymentSpec, config: OperatorConfig, namespace: str, name: str
+) -> Locations:
+    """Paths as trainer pods see them: everything lives on the workspace volume."""
+    mount = config.workspace_mount_path.rstrip("/")
+    return Locations(
+        root=f"{mount}/artifacts/{namespace}/{name}",
+        data_dir=mount,
+        base_model=base_model_path(spec.base_model.uri, config),
+    )
+
+
+def base_model_path(uri: str, config: OperatorConfig) -> str:
+    mount = config.workspace_mount_path.rstrip("/")
+    if uri.startswith("hf://"):
+        return uri
+    if uri.startswith("pvc://"):
+        claim, _, path = uri.removeprefix("pvc://").partition("/")
+        if claim == config.workspace_claim:
+            return f"{mount}/{path}"
+        return f"/models/{claim}/{path}"
+    return uri if uri.startswith("/") else f"{mount}/{uri.removeprefix('./')}"
+
+
+def _extra_model_claims(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> list[str]:
+    uri = spec.base_model.uri
+    if uri.startswith("pvc://"):
+        claim = uri.removeprefix("pvc://").partition("/")[0]
+        if claim != config.workspace_claim:
+            return [claim]
+    return []
+
+
+def _volumes(
+    spec: MultiTaskDeploymentSpec, config: OperatorConfig, config_map: str | None, read_only: bool
+) -> tuple[list[dict], list[dict]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "workspace", "persistentVolumeClaim": {"claimName": config.workspace_claim}},
+        {"name": "shm", "emptyDir": {"medium": "Memory"}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "workspace", "mountPath": config.workspace_mount_path, "readOnly": read_only},
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    for claim in _extra_model_claims(spec, config):
+        volumes.append(
+            {
+                "name": f"model-{claim}"[:63],
+                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+            }
+        )
+        mounts.append(
+            {"name": f"model-{claim}"[:63], "mountPath": f"/models/{claim}", "readOnly": True}
+        )
+    if config_map is not None:
+        volumes.append({"name": "config", "configMap": {"name": config_map}})
+        mounts.append({"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True})
+    return volumes, mounts
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _scheduling(config: OperatorConfig) -> dict[str, Any]:
+    pod: dict[str, Any] = {}
+    if config.node_selector:
+        pod["nodeSelector"] = dict(config.node_selector)
+    if config.tolerations:
+        pod["tolerations"] = list(config.tolerations)
+    if config.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    return pod
+
+
+def _gpu_resources(config: OperatorConfig, gpus: int) -> dict[str, Any]:
+    if gpus <= 0:
+        return {}
+    return {
+        "limits": {config.gpu_resource: str(gpus)},
+        "requests": {config.gpu_resource: str(gpus)},
+    }
+
+
+def _job(
+    body: dict[str, Any],
+    config: OperatorConfig,
+    spec: MultiTaskDeploymentSpec,
+    name: str,
+    role: str,
+    command: list[str],
+    config_map: str,
+    gpus: int,
+    labels_extra: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    labels = _labels(body["metadata"]["name"], role, labels_extra)
+    volumes, mounts = _volumes(spec, config, config_map, read_only=False)
+    env = [
+        {"name": "MTD_NAMESPACE", "value": body["metadata"]["namespace"]},
+        {"name": "MTD_DEPLOYMENT", "value": body["metadata"]["name"]},
+        {"name": "MTD_OWNER_REFERENCE", "value": json.dumps(owner_reference(body))},
+        {"name": "HF_HOME", "value": "/tmp/hf"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(body, name, labels, annotations),
+        "spec": {
+            "backoffLimit": config.job_backoff_limit,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": config.trainer_service_account,
+                    "securityContext": _pod_security(),
+                    **_scheduling(config),
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": config.trainer_image,
+                            "command": command,
+                            "env": env,
+                            "volumeMounts": mounts,
+                            "resources": _gpu_resources(config, gpus),
+                            "securityContext": _container_security(),
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def config_map(body: dict[str, Any], name: str, role: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(body, name, _labels(body["metadata"]["name"], role)),
+        "data": data,
+    }
+
+
+def profile_key(spec: MultiTaskDeploymentSpec) -> str:
+    """Profiling reruns when anything it reads changes: data paths, labels, task types."""
+    payload = [(t.name, t.type, t.labels, t.data.train, t.data.eval) for t in spec.tasks]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:10]
+
+
+def profile_objects(
+    body: dict[str, Any], spec: MultiTaskDeploymentSpec, config: OperatorConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The profiling Job and its ConfigMap (the spec, as the Job reads it)."""
+    name = child_name(body["metadata"]["name"], f"profile-{profile_key(spec)}")
+    resource = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"name": body["metadata"]["name"]},
+        "spec": spec.to_api(),
+    }
+    cm = config_map(body, name, "profile", {"spec.yaml": yaml.safe_dump(resource, sort_keys=False)})
+    command = [
+        "mtd", "profile",
+        "--spec", f"{CONFIG_MOUNT}/spec.yaml",
+        "--data-dir", config.workspace_mount_path,
+        "--result-configmap", result_name(name),
+    ]  # fmt: skip
+    job = _job(body, config, spec, name, "profile", command, name, gpus=0)
+    return job, cm
+
+
+def step_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    step: Step,
+    rendered: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A pipeline step's Job and the ConfigMap holding its trainer config."""
+    name = child_name(body["metadata"]["name"], step.key)
+    cm = config_map(body, name, step.role, {"config.json": json.dumps(rendered, indent=1)})
+    command = [
+        "mtd", "step", step.verb,
+        "--config", f"{CONFIG_MOUNT}/config.json",
+        "--result-configmap", result_name(name),
+    ]  # fmt: skip
+    job = _job(
+        body,
+        config,
+        spec,
+        name,
+        step.role,
+        command,
+        name,
+        gpus=config.trainer_gpus,
+        labels_extra={LABEL_STEP: step.hash},
+        annotations={ANNOTATION_STEP: step.key},
+    )
+    return job, cm
+
+
+def serving_name(parent: str) -> str:
+    return child_name(parent, "serving")
+
+
+def _engine_container(
+    spec: MultiTaskDeploymentSpec, config: OperatorConfig, adapters: dict[str, str]
+) -> dict[str, Any]:
+    base = base_model_path(spec.base_model.uri, config)
+    model_id = base.removeprefix("hf://")
+    if spec.serving.engine == "tgi":
+        pairs = ",".join(f"{name}={path}" for name, path in adapters.items())
+        return {
+            "image": config.tgi_image,
+            "args": ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"],
+            "env": [
+                {"name": "LORA_ADAPTERS", "value": pairs},
+                {"name": "HF_HOME", "value": "/tmp/hf"},
+                {"name": "HUGGINGFACE_HUB_CACHE", "value": "/tmp/hf"},
+            ],
+        }
+    modules = [f"{name}={path}" for name, path in adapters.items()]
+    return {
+        "image": config.vllm_image,
+        "args": [
+            "--model",
+            model_id,
+            "--port",
+            str(SERVING_PORT),
+            "--enable-lora",
+            "--max-lora-rank",
+            str(max(8, spec.training.lora.rank * 2)),
+            "--max-loras",
+            str(max(1, len(adapters))),
+            "--lora-modules",
+            *modules,
+        ],
+        "env": [{"name": "HF_HOME", "value": "/tmp/hf"}],
+    }
+
+
+def serving_deployment(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    desired: DesiredServing,
+    locations: Locations,
+) -> dict[str, Any]:
+    """One Deployment for the whole resource: the base model once, every adapter by name.
+
+    The revision annotation on the pod template makes a new adapter set a new ReplicaSet;
+    `maxUnavailable: 0` keeps the old pods serving until the new ones are ready.
+    """
+    parent = body["metadata"]["name"]
+    name = serving_name(parent)
+    selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
+    adapters = {n: locations.artifact(step.adapter_path) for n, step in desired.adapters.items()}
+    engine = _engine_container(spec, config, adapters)
+    volumes, mounts = _volumes(spec, config, None, read_only=True)
+    probe = {"httpGet": {"path": "/health", "port": "http"}}
+    container = {
+        "name": "server",
+        **engine,
+        "ports": [{"name": "http", "containerPort": SERVING_PORT}],
+        "volumeMounts": mounts,
+        "resources": _gpu_resources(config, config.serving_gpus),
+        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 180},
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
+        "securityContext": {**_container_security(), "readOnlyRootFilesystem": False},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(
+            body, name, _labels(parent, "serving"), {ANNOTATION_REVISION: desired.revision}
+        ),
+        "spec": {
+            "replicas": spec.serving.replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": {**MANAGED_BY, **selector},
+                    "annotations": {ANNOTATION_REVISION: desired.revision},
+                },
+                "spec": {
+                    "securityContext": _pod_security(),
+                    **_scheduling(config),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def serving_service(body: dict[str, Any]) -> dict[str, Any]:
+    parent = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(body, serving_name(parent), _labels(parent, "serving")),
+        "spec": {
+            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def serving_endpoint(body: dict[str, Any]) -> str:
+    parent = body["metadata"]["name"]
+    return f"http://{serving_name(parent)}.{body['metadata']['namespace']}.svc"

@@ -1,0 +1,13 @@
+"""Label, annotation and naming constants shared by the operator and its Job pods."""
+
+from __future__ import annotations
+
+from ..api.spec import API_GROUP
+
+LABEL_DEPLOYMENT = f"{API_GROUP}/deployment"
+LABEL_ROLE = f"{API_GROUP}/role"
+LABEL_STEP = f"{API_GROUP}/step-hash"
+ANNOTATION_STEP = f"{API_GROUP}/step"
+ANNOTATION_REVISION = f"{API_GROUP}/serving-revision"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "multitask-operator"}
+RESULT_COMPONENT = {"app.kubernetes.io/component": "result"}

@@ -1,0 +1,516 @@
+"""One level-based pass over one MultiTaskDeployment on a cluster.
+
+Observe (the resource, its Jobs, result ConfigMaps, pods of failed Jobs, the serving
+Deployment) → ask the core → create what is missing → rewrite status. Every write is
+idempotent: creates treat 409 as success, the serving Deployment is patched only when
+it differs, status is patched only when it changed. Nothing is remembered between
+passes, so an operator restart at any point resumes from what the cluster shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ..api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeploymentSpec
+from ..api.status import Condition, MultiTaskDeploymentStatus
+from ..config import OperatorConfig
+from ..core.planner import plan
+from ..core.problems import problems_from_validation
+from ..core.profile import TaskProfile
+from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
+from ..core.render import render_step
+from . import builders
+from .constants import ANNOTATION_REVISION, ANNOTATION_STEP, LABEL_DEPLOYMENT
+from .metrics import METRICS
+from .results import read_result
+
+log = logging.getLogger("mtd_operator")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Clients:
+    core: client.CoreV1Api
+    batch: client.BatchV1Api
+    apps: client.AppsV1Api
+    custom: client.CustomObjectsApi
+
+    @classmethod
+    def default(cls) -> Clients:
+        return cls(
+            client.CoreV1Api(), client.BatchV1Api(), client.AppsV1Api(), client.CustomObjectsApi()
+        )
+
+
+@dataclass
+class PassResult:
+    status: dict[str, Any]
+    created: list[str]
+    done: bool
+    transitions: list[Condition]
+
+
+def _create(kind: str, fn, namespace: str, body: dict[str, Any]) -> bool:
+    """Create; an object that already exists (409) is what we wanted."""
+    try:
+        fn(namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    METRICS.children_created.labels(kind=kind).inc()
+    return True
+
+
+def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState | None:
+    status = job.status
+    conditions = {c.type: c for c in (status.conditions or []) if c.status == "True"}
+    attempts = (status.failed or 0) + (status.succeeded or 0) + (status.active or 0)
+    if "Complete" in conditions:
+        result = read_result(results.get(builders.result_name(job.metadata.name)))
+        if result is None:
+            return None  # finished but its result is gone: run it again (the trainer resumes)
+        return StepState("Succeeded", attempts=attempts, result=_normalise(result))
+    if "Failed" in conditions:
+        cond = conditions["Failed"]
+        message = f"{cond.reason}: {cond.message or ''}".strip(": ")
+        terminated = _last_termination(pods)
+        if terminated:
+            message = f"{message}; last pod: {terminated}"
+        return StepState("Failed", message=message[:1000], attempts=attempts)
+    return StepState("Running", attempts=attempts)
+
+
+def _last_termination(pods: list[Any]) -> str:
+    pods = sorted(
+        pods, key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.UTC)
+    )
+    for pod in reversed(pods):
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            term = cs.state.terminated if cs.state else None
+            if term is not None:
+                text = (term.message or "").strip().splitlines()
+                detail = text[-1] if text else ""
+                return f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
+    return ""
+
+
+def _normalise(result: dict[str, Any]) -> dict[str, Any]:
+    """Evaluation results may map task → score or task → {score, ...}: use the latter."""
+    tasks = result.get("tasks")
+    if isinstance(tasks, dict):
+        result = {
+            **result,
+            "tasks": {k: (v if isinstance(v, dict) else {"score": v}) for k, v in tasks.items()},
+        }
+    return result
+
+
+def _condition_changes(old: list[dict], new: list[Condition]) -> list[Condition]:
+    before = {c.get("type"): (c.get("status"), c.get("reason")) for c in old}
+    return [c for c in new if before.get(c.type) != (c.status, c.reason)]
+
+
+class Controller:
+    def __init__(self, config: OperatorConfig, clients: Clients | None = None):
+        self.config = config
+        self.api = clients or Clients.default()
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.api.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _children(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any], dict[str, dict], list[Any]]:
+        selector = f"{LABEL_DEPLOYMENT}={name}"
+        jobs = {
+            j.metadata.name: j
+            for j in self.api.batch.list_namespaced_job(namespace, label_selector=selector).items
+        }
+        cms = {
+            cm.metadata.name: {"data": cm.data or {}}
+            for cm in self.api.core.list_namespaced_config_map(
+                namespace, label_selector=selector
+            ).items
+        }
+        failed = [
+            j
+            for j in jobs.values()
+            if any(c.type == "Failed" and c.status == "True" for c in (j.status.conditions or []))
+        ]
+        pods: list[Any] = []
+        if failed:
+            pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector).items
+        return jobs, cms, pods
+
+    def _serving(self, namespace: str, name: str) -> tuple[Any | None, ServingObservation | None]:
+        try:
+            deployment = self.api.apps.read_namespaced_deployment(
+                builders.serving_name(name), namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, None
+            raise
+        status = deployment.status
+        spec_replicas = deployment.spec.replicas or 0
+        annotations = (
+            (deployment.spec.template.metadata.annotations or {})
+            if deployment.spec.template.metadata
+            else {}
+        )
+        revision = annotations.get(ANNOTATION_REVISION)
+        settled = (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+        updated = status.updated_replicas or 0
+        ready_replicas = status.ready_replicas or 0
+        available = status.available_replicas or 0
+        ready = (
+            settled
+            and updated >= spec_replicas
+            and available >= spec_replicas
+            and ready_replicas >= spec_replicas
+        )
+        message = ""
+        for cond in status.conditions or []:
+            if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
+                message = f"rollout stuck: {cond.message}; the previous revision keeps serving"
+        if not ready and not message:
+            message = f"{ready_replicas}/{spec_replicas} replicas ready, {updated} updated"
+        return deployment, ServingObservation(
+            revision=revision, ready=ready, ready_replicas=ready_replicas, message=message
+        )
+
+    # -- one pass --------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> PassResult | None:
+        started = time.monotonic()
+        try:
+            result = self._reconcile(namespace, name)
+            METRICS.reconciles.labels(outcome="ok").inc()
+            return result
+        except Exception:
+            METRICS.reconciles.labels(outcome="error").inc()
+            raise
+        finally:
+            METRICS.reconcile_seconds.observe(time.monotonic() - started)
+
+    def _reconcile(self, namespace: str, name: str) -> PassResult | None:
+        body = self.get(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        generation = body["metadata"].get("generation")
+        old_status = body.get("status") or {}
+        previous = [
+            Condition.model_validate(c)
+            for c in old_status.get("conditions", [])
+            if isinstance(c, dict)
+        ]
+        now = now_rfc3339()
+        created: list[str] = []
+
+        try:
+            spec = MultiTaskDeploymentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            problems = problems_from_validation(exc, MultiTaskDeploymentSpec, prefix="spec")
+            status = self._blocked_status(
+                previous, generation, now, "InvalidSpec", "; ".join(map(str, problems))
+            )
+            return self._write_status(body, old_status, status, created, done=False)
+
+        jobs, cms, pods = self._children(namespace, name)
+        profiles = self._profiles(body, spec, jobs, cms, pods, created)
+        if isinstance(profiles, MultiTaskDeploymentStatus):
+            return self._write_status(
+                body,
+                old_status,
+                profiles.model_copy(
+                    update={
+                        "conditions": self._carry(profiles.conditions, previous, generation, now)
+                    }
+                ),
+                created,
+                done=False,
+            )
+
+        the_plan = plan(spec, profiles)
+        locations = builders.cluster_locations(spec, self.config, namespace, name)
+        observed: dict[str, StepState] = {}
+        for job in jobs.values():
+            key = (job.metadata.annotations or {}).get(ANNOTATION_STEP)
+            if key is None:
+                continue
+            state = _job_state(
+                job,
+                [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name],
+                cms,
+            )
+            if state is None:
+                self._delete_job(namespace, job.metadata.name)
+                continue
+            observed[key] = state
+        for phase in ("Running", "Succeeded", "Failed"):
+            count = sum(1 for state in observed.values() if state.phase == phase)
+            METRICS.jobs.labels(namespace=namespace, deployment=name, state=phase).set(count)
+        _, serving_obs = self._serving(namespace, name)
+        if serving_obs is not None:
+            serving_obs = ServingObservation(
+                **{**serving_obs.__dict__, "endpoint": builders.serving_endpoint(body)}
+            )
+        decision = reconcile(
+            spec,
+            the_plan,
+            observed,
+            serving_obs,
+            previous=previous,
+            generation=generation,
+            now=now,
+            gpus_per_replica=self.config.serving_gpus,
+        )
+        self._start_steps(body, spec, the_plan, decision, locations, created)
+        if decision.serving is not None:
+            self._apply_serving(body, spec, decision, locations, created)
+        return self._write_status(body, old_status, decision.status, created, done=decision.done)
+
+    # -- profiling -------------------------------------------------------------------
+
+    def _profiles(
+        self, body, spec, jobs, cms, pods, created
+    ) -> dict[str, TaskProfile] | MultiTaskDeploymentStatus:
+        namespace = body["metadata"]["namespace"]
+        job, cm = builders.profile_objects(body, spec, self.config)
+        job_name = job["metadata"]["name"]
+        result = read_result(cms.get(builders.result_name(job_name)))
+        if result is not None and "profiles" in result:
+            try:
+                profiles = {k: TaskProfile.from_json(v) for k, v in result["profiles"].items()}
+            except (KeyError, TypeError):
+                profiles = {}
+            if all(t.name in profiles for t in spec.tasks):
+                return profiles
+        existing = jobs.get(job_name)
+        if existing is not None:
+            state = _job_state(
+                existing,
+                [p for p in pods if (p.metadata.labels or {}).get("job-name") == job_name],
+                {},
+            )
+            if state is not None and state.phase == "Failed":
+                return self._blocked_status(
+                    [],
+                    body["metadata"].get("generation"),
+                    now_rfc3339(),
+                    "InvalidData",
+                    state.message,
+                )
+            if any(
+                c.type == "Complete" and c.status == "True"
+                for c in existing.status.conditions or []
+            ):
+                self._delete_job(namespace, job_name)  # done but its result is gone: profile again
+        else:
+            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
+                created.append(f"ConfigMap/{cm['metadata']['name']}")
+            if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
+                created.append(f"Job/{job_name}")
+        return self._blocked_status(
+            [],
+            body["metadata"].get("generation"),
+            now_rfc3339(),
+            "Profiling",
+            "profiling the data files",
+            unknown=True,
+        )
+
+    def _blocked_status(
+        self, previous, generation, now, reason: str, message: str, unknown: bool = False
+    ) -> MultiTaskDeploymentStatus:
+        planned = Condition(
+            type="Planned",
+            status="Unknown" if unknown else "False",
+            reason=reason,
+            message=message,
+            last_transition_time=now,
+            observed_generation=generation,
+        )
+        ready = Condition(
+            type="Ready",
+            status="False",
+            reason=reason,
+            message=message,
+            last_transition_time=now,
+            observed_generation=generation,
+        )
+        status = MultiTaskDeploymentStatus(
+            observed_generation=generation, conditions=[planned, ready]
+        )
+        return status.model_copy(
+            update={"conditions": self._carry(status.conditions, previous, generation, now)}
+        )
+
+    @staticmethod
+    def _carry(
+        conditions: list[Condition], previous: list[Condition], generation, now
+    ) -> list[Condition]:
+        before = {c.type: c for c in previous}
+        out = []
+        for c in conditions:
+            old = before.get(c.type)
+            keep = old is not None and old.status == c.status and old.last_transition_time
+            out.append(
+                c.model_copy(
+                    update={
+                        "last_transition_time": old.last_transition_time
+                        if keep
+                        else (c.last_transition_time or now)
+                    }
+                )
+            )
+        return out
+
+    # -- acting ----------------------------------------------------------------------
+
+    def _start_steps(
+        self, body, spec, the_plan, decision: Decision, locations, created: list[str]
+    ) -> None:
+        namespace = body["metadata"]["namespace"]
+        by_key = {s.key: s for s in decision.steps}
+        for step in decision.start:
+            rendered = render_step(
+                step, spec, the_plan, by_key, locations, body["metadata"]["name"]
+            )
+            job, cm = builders.step_objects(body, spec, self.config, step, rendered)
+            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
+                created.append(f"ConfigMap/{cm['metadata']['name']}")
+            if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
+                created.append(f"Job/{job['metadata']['name']}")
+
+    def _delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.api.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _apply_serving(self, body, spec, decision: Decision, locations, created: list[str]) -> None:
+        namespace = body["metadata"]["namespace"]
+        assert decision.serving is not None
+        desired = builders.serving_deployment(body, spec, self.config, decision.serving, locations)
+        name = desired["metadata"]["name"]
+        try:
+            current = self.api.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if _create(
+                "Deployment", self.api.apps.create_namespaced_deployment, namespace, desired
+            ):
+                created.append(f"Deployment/{name}")
+        else:
+            current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
+            if _differs(desired, current_dict):
+                self.api.apps.patch_namespaced_deployment(
+                    name,
+                    namespace,
+                    {
+                        "metadata": {"annotations": desired["metadata"]["annotations"]},
+                        "spec": desired["spec"],
+                    },
+                )
+        if _create(
+            "Service",
+            self.api.core.create_namespaced_service,
+            namespace,
+            builders.serving_service(body),
+        ):
+            created.append(f"Service/{name}")
+
+    def _write_status(
+        self, body, old_status: dict, status: MultiTaskDeploymentStatus, created, done: bool
+    ) -> PassResult:
+        new = status.to_api()
+        transitions = _condition_changes(old_status.get("conditions", []), status.conditions)
+        if _strip_times(new) != _strip_times(old_status):
+            self.api.custom.patch_namespaced_custom_object_status(
+                API_GROUP,
+                API_VERSION,
+                body["metadata"]["namespace"],
+                PLURAL,
+                body["metadata"]["name"],
+                {"status": new},
+            )
+        for condition in transitions:
+            self._event(body, condition)
+        return PassResult(status=new, created=created, done=done, transitions=transitions)
+
+    def _event(self, body: dict[str, Any], condition: Condition) -> None:
+        meta = body["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": "MultiTaskDeployment",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": condition.reason,
+            "message": f"{condition.type}={condition.status}: {condition.message}"[:1024],
+            "type": "Warning"
+            if condition.reason
+            in {"TrainingFailed", "EvaluationFailed", "Failed", "InvalidSpec", "InvalidData"}
+            else "Normal",
+            "source": {"component": "multitask-operator"},
+            "firstTimestamp": now_rfc3339(),
+            "lastTimestamp": now_rfc3339(),
+            "count": 1,
+        }
+        try:
+            self.api.core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as exc:  # events are best effort: never fail a pass for one
+            log.warning("could not post event %s: %s", condition.reason, exc.reason)
+
+
+def _strip_times(status: dict[str, Any]) -> str:
+    """Compare statuses without timestamps, so an unchanged world writes nothing."""
+    copy = json.loads(json.dumps(status))
+    for condition in copy.get("conditions", []):
+        condition.pop("lastTransitionTime", None)
+    return json.dumps(copy, sort_keys=True)
+
+
+def _differs(desired: Any, current: Any) -> bool:
+    """True when a field we set differs (fields the server adds are ignored)."""
+    if isinstance(desired, dict):
+        if not isinstance(current, dict):
+            return True
+        return any(_differs(v, current.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(current, list) or len(desired) != len(current):
+            return True
+        return any(_differs(d, c) for d, c in zip(desired, current, strict=True))
+    if isinstance(desired, str) and isinstance(current, int | float):
+        return desired != str(current)
+    return desired != current

@@ -1,0 +1,75 @@
+"""What runs inside the operator's Job pods: `mtd step` and `mtd profile`.
+
+`mtd step` runs the trainer command exactly as `mtd run` does locally, then publishes the
+trainer's result to a ConfigMap the operator reads. `mtd profile` profiles the data on
+the workspace volume and publishes the profiles (or the problems, in the termination
+message, so the resource's status can say what is wrong with the data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.problems import InvalidSpec
+from ..core.profile import profile_spec
+from ..specfile import load_resource
+from .results import write_result
+
+TERMINATION_LOG = Path("/dev/termination-log")
+TERMINATION_LIMIT = 4000
+
+
+def termination_log() -> Path | None:
+    import os
+
+    path = Path(os.environ.get("TERMINATION_MESSAGE_PATH", str(TERMINATION_LOG)))
+    return path if path.parent.exists() else None
+
+
+def _terminate_with(message: str) -> None:
+    path = termination_log()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.write_text(message[:TERMINATION_LIMIT], encoding="utf-8")
+
+
+def _step_result(verb: str, config: dict[str, Any]) -> dict[str, Any]:
+    if verb == "train":
+        path = Path(config["output_dir"]) / "result.json"
+    else:
+        path = Path(config["output_path"])
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_step(verb: str, config_path: Path, result_name: str, python: str = sys.executable) -> int:
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    code = subprocess.call([python, "-m", "mtd_trainer", verb, "--config", str(config_path)])
+    if code != 0:
+        return code
+    write_result(result_name, _step_result(verb, config))
+    return 0
+
+
+def run_profile(spec_path: Path, data_dir: Path, result_name: str) -> int:
+    try:
+        resource = load_resource(spec_path)
+    except InvalidSpec as exc:
+        _terminate_with("\n".join(str(p) for p in exc.problems))
+        print(exc, file=sys.stderr)
+        return 2
+    profiles, problems = profile_spec(resource.spec, data_dir)
+    if problems:
+        message = "\n".join(str(p) for p in problems)
+        _terminate_with(message)
+        print(message, file=sys.stderr)
+        return 2
+    write_result(
+        result_name, {"profiles": {name: profile.to_json() for name, profile in profiles.items()}}
+    )
+    print(f"profiled {len(profiles)} tasks")
+    return 0

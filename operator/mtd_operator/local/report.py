@@ -1,0 +1,55 @@
+"""What `mtd run` shows a person: condition changes as they happen, and the task table."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from ..api.status import MultiTaskDeploymentStatus
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def task_table(status: MultiTaskDeploymentStatus) -> str:
+    rows = [("TASK", "GROUP", "METRIC", "SCORE", "BASELINE", "RATIO", "QUALIFIED", "ADAPTER")]
+    for task in status.tasks:
+        rows.append(
+            (
+                task.name,
+                task.group,
+                task.metric,
+                _fmt(task.score),
+                _fmt(task.baseline),
+                _fmt(task.ratio),
+                "yes" if task.qualified else ("-" if task.ratio is None else "no"),
+                task.adapter or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.append(f"qualified {status.qualified}")
+    if status.cost is not None:
+        cost = status.cost
+        lines.append(
+            f"serving: {cost.serving_deployments} deployment instead of "
+            f"{cost.single_task_deployments} ({cost.saving_percent:g}% fewer)"
+        )
+    return "\n".join(lines)
+
+
+def print_status_changes(
+    before: MultiTaskDeploymentStatus | None, after: MultiTaskDeploymentStatus, out: TextIO
+) -> None:
+    old = {c.type: (c.status, c.reason, c.message) for c in (before.conditions if before else [])}
+    for condition in after.conditions:
+        if old.get(condition.type) != (condition.status, condition.reason, condition.message):
+            out.write(
+                f"  [{condition.type}={condition.status}] {condition.reason}: {condition.message}\n"
+            )
+    scored = any(task.score is not None for task in after.tasks)
+    if scored and (before is None or before.tasks != after.tasks):
+        out.write(task_table(after) + "\n")
+    out.flush()

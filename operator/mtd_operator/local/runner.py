@@ -1,0 +1,228 @@
+"""The local driver (`mtd run`): the reconcile core with local processes as children.
+
+Each step runs the very command a Kubernetes Job would run (`python -m mtd_trainer
+<verb> --config FILE`), one at a time (a laptop has few cores). What a step produced is
+read back from the workspace, so an interrupted or repeated run resumes: a step whose
+output is complete is never rerun, and a training run that was killed resumes from its
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..api.spec import MultiTaskDeployment
+from ..api.status import MultiTaskDeploymentStatus
+from ..core.planner import Plan, plan
+from ..core.problems import InvalidSpec, Problem
+from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
+from ..core.render import Locations, render_step
+from ..core.steps import Step
+from ..specfile import load_and_profile
+from .report import print_status_changes, task_table
+
+STDERR_TAIL_LINES = 20
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def resolve_base_model(uri: str, spec_dir: Path) -> str:
+    if uri.startswith("hf://"):
+        return uri
+    if uri.startswith("pvc://"):
+        raise InvalidSpec(
+            [
+                Problem(
+                    "spec.baseModel.uri",
+                    f"{uri!r}: pvc:// paths exist only on a cluster; "
+                    "locally give a folder path or hf://ORG/NAME",
+                )
+            ]
+        )
+    path = Path(uri)
+    return str(path if path.is_absolute() else (spec_dir / path).resolve())
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class LocalRun:
+    """One `mtd run`: state kept in memory is only what cannot be read back from disk."""
+
+    spec_file: Path
+    workspace: Path
+    out: TextIO = sys.stdout
+    python: str = sys.executable
+    failures: dict[str, StepState] = field(default_factory=dict)
+    serving: ServingObservation | None = None
+
+    def __post_init__(self) -> None:
+        self.resource: MultiTaskDeployment
+        self.resource, self.profiles = load_and_profile(self.spec_file)
+        self.spec = self.resource.spec
+        self.plan: Plan = plan(self.spec, self.profiles)
+        self.root = (self.workspace / self.resource.metadata.name).resolve()
+        self.locations = Locations(
+            root=str(self.root),
+            data_dir=str(self.spec_file.resolve().parent),
+            base_model=resolve_base_model(
+                self.spec.base_model.uri, self.spec_file.resolve().parent
+            ),
+        )
+        self.status_path = self.root / "status.json"
+        self.previous = self._load_previous_status()
+
+    def _load_previous_status(self) -> MultiTaskDeploymentStatus | None:
+        if not self.status_path.exists():
+            return None
+        try:
+            return MultiTaskDeploymentStatus.model_validate_json(self.status_path.read_text())
+        except ValueError:
+            return None  # a status file is derived data: rebuild it
+
+    # Observation -----------------------------------------------------------------
+
+    def observe(self, steps: list[Step]) -> dict[str, StepState]:
+        observed: dict[str, StepState] = {}
+        for step in steps:
+            if step.key in self.failures:
+                observed[step.key] = self.failures[step.key]
+                continue
+            done_file = self.root / (
+                step.output + "/result.json" if step.verb == "train" else step.output
+            )
+            if done_file.exists():
+                try:
+                    result = json.loads(done_file.read_text(encoding="utf-8"))
+                except ValueError:
+                    continue  # torn or foreign file: the step runs again and rewrites it
+                observed[step.key] = StepState("Succeeded", result=result, attempts=1)
+        return observed
+
+    def decide(self) -> Decision:
+        steps_probe = reconcile(self.spec, self.plan, {}, None, now=now_rfc3339()).steps
+        decision = reconcile(
+            self.spec,
+            self.plan,
+            self.observe(steps_probe),
+            self.serving,
+            previous=self.previous.conditions if self.previous else None,
+            now=now_rfc3339(),
+        )
+        write_json_atomic(self.status_path, decision.status.to_api())
+        print_status_changes(self.previous, decision.status, self.out)
+        self.previous = decision.status
+        return decision
+
+    # Running a step --------------------------------------------------------------
+
+    def run_step(self, step: Step, decision: Decision) -> None:
+        by_key = {s.key: s for s in decision.steps}
+        config = render_step(
+            step, self.spec, self.plan, by_key, self.locations, self.resource.metadata.name
+        )
+        config_path = self.root / step.config_path
+        write_json_atomic(config_path, config)
+        log_path = self.root / "logs" / f"{step.key}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [self.python, "-m", "mtd_trainer", step.verb, "--config", str(config_path)]
+        self.out.write(f"▶ {step.key}: {' '.join(command[1:])}\n")
+        self.out.flush()
+        started = time.monotonic()
+        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        with log_path.open("a", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                bufsize=1,
+            )
+            assert process.stdout is not None
+            pump = threading.Thread(
+                target=self._pump, args=(process.stdout, log, tail), daemon=True
+            )
+            pump.start()
+            code = process.wait()
+            pump.join()
+        elapsed = time.monotonic() - started
+        if code == 0:
+            self.out.write(f"✔ {step.key} ({elapsed:.0f}s)\n")
+        else:
+            message = (tail[-1] if tail else f"exit code {code}").strip()
+            self.failures[step.key] = StepState("Failed", message=message, attempts=1)
+            self.out.write(
+                f"✘ {step.key} failed after {elapsed:.0f}s (log: {log_path}): {message}\n"
+            )
+        self.out.flush()
+
+    def _pump(self, stream: TextIO, log: TextIO, tail: deque[str]) -> None:
+        for line in stream:
+            log.write(line)
+            tail.append(line)
+            self.out.write("  " + line if not line.startswith("\r") else line)
+            self.out.flush()
+
+    # Serving -----------------------------------------------------------------------
+
+    def serving_manifest(self, decision: Decision) -> dict[str, Any]:
+        assert decision.serving is not None
+        rows = {row.name: row for row in decision.status.tasks}
+        return {
+            "revision": decision.serving.revision,
+            "baseModel": self.locations.base_model,
+            "adapters": {
+                name: self.locations.artifact(step.adapter_path)
+                for name, step in decision.serving.adapters.items()
+            },
+            "catalogue": {
+                "tasks": [
+                    {
+                        "name": task.name,
+                        "type": task.type,
+                        "instruction": task.instruction,
+                        **({"labels": list(task.labels)} if task.labels else {}),
+                        "adapter": rows[task.name].adapter,
+                    }
+                    for task in self.spec.tasks
+                ]
+            },
+        }
+
+    def run_pipeline(self) -> Decision:
+        """Run steps until nothing more can start; returns the last decision."""
+        while True:
+            decision = self.decide()
+            if not decision.start:
+                break
+            self.run_step(decision.start[0], decision)
+        if decision.serving is not None:
+            write_json_atomic(self.root / "serving.json", self.serving_manifest(decision))
+        return decision
+
+    def mark_serving(self, revision: str, endpoint: str) -> Decision:
+        self.serving = ServingObservation(
+            revision=revision, ready=True, ready_replicas=1, endpoint=endpoint
+        )
+        decision = self.decide()
+        self.out.write(task_table(decision.status) + "\n")
+        return decision

@@ -1,0 +1,156 @@
+"""`mtd run` end to end on a tiny model: the whole pipeline, reuse, and adding a task."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtd_operator.local.runner import LocalRun
+from tests.trainer.conftest import build_model, sentiment_examples, sound_examples, write_jsonl
+
+pytestmark = [pytest.mark.trainer, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("tiny"))
+
+
+def write_task_data(folder: Path) -> None:
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    write_jsonl(data / "sentiment.train.jsonl", sentiment_examples(40, 1))
+    write_jsonl(data / "sentiment.eval.jsonl", sentiment_examples(8, 2))
+    write_jsonl(data / "sounds.train.jsonl", sound_examples(20, 3))
+    write_jsonl(data / "sounds.eval.jsonl", sound_examples(6, 4))
+    flipped = [
+        {**row, "output": "yes" if row["output"] == "pos" else "no"}
+        for row in sentiment_examples(30, 5)
+    ]
+    write_jsonl(data / "agree.train.jsonl", flipped)
+    write_jsonl(data / "agree.eval.jsonl", flipped[:6])
+
+
+def task(name: str, kind: str, **extra) -> dict:
+    return {
+        "name": name,
+        "type": kind,
+        "instruction": f"Task {name}.",
+        "data": {"train": f"data/{name}.train.jsonl", "eval": f"data/{name}.eval.jsonl"},
+        **extra,
+    }
+
+
+def write_spec(folder: Path, model: Path, tasks: list[dict]) -> Path:
+    doc = {
+        "apiVersion": "multitask.dev/v1alpha1",
+        "kind": "MultiTaskDeployment",
+        "metadata": {"name": "tiny"},
+        "spec": {
+            "baseModel": {"uri": str(model)},
+            "tasks": tasks,
+            "training": {
+                "highResourceMinExamples": 35,
+                "stage1": {"maxSteps": 3},
+                "stage2": {"maxSteps": 3},
+                "baseline": {"maxSteps": 3},
+                "batchSize": 4,
+                "maxSeqLength": 64,
+                "learningRate": 0.003,
+                "lora": {"rank": 4, "alpha": 8},
+            },
+        },
+    }
+    path = folder / "mtd.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+SENTIMENT = task("sentiment", "classification", labels=["pos", "neg"], baseline={"train": True})
+SOUNDS = task("sounds", "generation", metric="exactMatch", baseline={"score": 0.5})
+AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score": 0.5})
+
+
+def run(spec: Path, workspace: Path) -> tuple[LocalRun, str, object]:
+    out = io.StringIO()
+    local = LocalRun(spec, workspace, out=out)
+    decision = local.run_pipeline()
+    return local, out.getvalue(), decision
+
+
+def started(output: str) -> list[str]:
+    return [line.split()[1].rstrip(":") for line in output.splitlines() if line.startswith("▶")]
+
+
+def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
+    write_task_data(tmp_path)
+    workspace = tmp_path / "ws"
+    spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS])
+
+    _local, output, decision = run(spec, workspace)
+    assert not decision.failed, output
+    keys = started(output)
+    # baseline + its eval, binary stage1 + stage2 + eval, generation stage2 + eval
+    assert len(keys) == 7, keys
+    assert keys.index(next(k for k in keys if "binary-stage1" in k)) < keys.index(
+        next(k for k in keys if "binary-stage2" in k)
+    )
+    status = json.loads((workspace / "tiny" / "status.json").read_text())
+    assert {c["type"] for c in status["conditions"]} >= {
+        "Planned",
+        "Trained",
+        "Evaluated",
+        "Qualified",
+        "Serving",
+        "Ready",
+    }
+    rows = {row["name"]: row for row in status["tasks"]}
+    for name in ("sentiment", "sounds"):
+        row = rows[name]
+        assert {
+            "name",
+            "group",
+            "metric",
+            "score",
+            "baseline",
+            "ratio",
+            "qualified",
+            "adapter",
+        } <= set(row)
+        assert 0.0 <= row["score"] <= 1.0
+    assert rows["sentiment"]["group"] == "binary" and rows["sounds"]["group"] == "generation"
+    manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
+    for path in manifest["adapters"].values():
+        assert (Path(path) / "adapter_config.json").exists()
+
+    # Rerun: everything is reused.
+    _, output, decision = run(spec, workspace)
+    assert started(output) == [] and not decision.failed
+
+    # A new binary task retrains the binary group from stage 2 only (it is low-resource).
+    spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS, AGREE])
+    _, output, decision = run(spec, workspace)
+    keys = started(output)
+    assert keys and all("-binary-" in key for key in keys), keys
+    assert not any("stage1" in key for key in keys), keys
+    assert not decision.failed
+
+
+def test_a_failing_step_is_reported_and_other_groups_continue(tmp_path, model):
+    write_task_data(tmp_path)
+    bad = task("sounds", "generation", metric="exactMatch")
+    spec = write_spec(tmp_path, Path(str(model)), [SENTIMENT, bad])
+    # Break the generation data after profiling would pass: the trainer must fail cleanly.
+    local = LocalRun(spec, tmp_path / "ws", out=io.StringIO())
+    (tmp_path / "data" / "sounds.train.jsonl").write_text('{"input": "x"}\n')
+    decision = local.run_pipeline()
+    assert decision.failed
+    trained = next(c for c in decision.status.conditions if c.type == "Trained")
+    assert trained.reason == "TrainingFailed" and "sounds.train.jsonl" in trained.message
+    # The binary group went on to be trained and evaluated.
+    rows = {r.name: r for r in decision.status.tasks}
+    assert rows["sentiment"].score is not None

@@ -1,0 +1,94 @@
+"""Fixtures for operator tests: the API emulator, kubectl, the job runner, the operator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.k8s_emulator import DeploymentController, Emulator, JobRunner
+from tests.k8s_emulator.fixtures import emulator, kubectl  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cluster(emulator, kubectl, workspace: Path) -> Iterator[tuple[Emulator, JobRunner]]:  # noqa: F811
+    """CRD installed, a job runner playing kubelet, a deployment controller."""
+    kubectl("apply", "-f", str(CRD))
+    env = {"KUBECONFIG": emulator.kubeconfig_path, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    runner = JobRunner(
+        emulator, path_map={str(workspace): str(workspace)}, max_parallel=2, extra_env=env
+    )
+    with runner, DeploymentController(emulator, delay=0.2):
+        yield emulator, runner
+
+
+OperatorFactory = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture
+def start_operator(emulator, workspace: Path, tmp_path: Path) -> Iterator[OperatorFactory]:  # noqa: F811
+    """Start `kopf run` with our handlers as a process (as in the operator image)."""
+    processes: list[subprocess.Popen] = []
+
+    def start(**config: str) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "KUBECONFIG": emulator.kubeconfig_path,
+            "MTD_WORKSPACE_MOUNT_PATH": str(workspace),
+            "MTD_TRAINER_GPUS": "0",
+            "MTD_SERVING_GPUS": "0",
+            "MTD_METRICS_PORT": str(free_port()),
+            **config,
+        }
+        log = (tmp_path / f"operator-{len(processes)}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+             "-m", "mtd_operator.kopf_handlers"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        process.log_path = log.name  # type: ignore[attr-defined]
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    detail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{detail}")

@@ -1,0 +1,151 @@
+"""The operator end to end on the API emulator: apply → Jobs in order → serving → Ready;
+add a task → only its group retrains; delete → children gone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.trainer.conftest import build_model, sentiment_examples, sound_examples, write_jsonl
+
+from .conftest import wait_until
+
+pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow]
+
+MTD = "multitask.dev/v1alpha1/multitaskdeployments"
+
+
+def prepare_workspace(workspace: Path) -> None:
+    build_model(workspace / "models" / "tiny")
+    data = workspace / "data"
+    data.mkdir()
+    write_jsonl(data / "sentiment.train.jsonl", sentiment_examples(40, 1))
+    write_jsonl(data / "sentiment.eval.jsonl", sentiment_examples(8, 2))
+    write_jsonl(data / "sounds.train.jsonl", sound_examples(20, 3))
+    write_jsonl(data / "sounds.eval.jsonl", sound_examples(6, 4))
+    flipped = [
+        {**row, "output": "yes" if row["output"] == "pos" else "no"}
+        for row in sentiment_examples(30, 5)
+    ]
+    write_jsonl(data / "agree.train.jsonl", flipped)
+    write_jsonl(data / "agree.eval.jsonl", flipped[:6])
+
+
+def task(name: str, kind: str, **extra) -> dict:
+    return {
+        "name": name,
+        "type": kind,
+        "instruction": f"Task {name}.",
+        "data": {"train": f"data/{name}.train.jsonl", "eval": f"data/{name}.eval.jsonl"},
+        **extra,
+    }
+
+
+SENTIMENT = task("sentiment", "classification", labels=["pos", "neg"], baseline={"score": 0.5})
+SOUNDS = task("sounds", "generation", metric="exactMatch", baseline={"score": 0.5})
+AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score": 0.5})
+
+
+def manifest(tasks: list[dict]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "multitask.dev/v1alpha1",
+            "kind": "MultiTaskDeployment",
+            "metadata": {"name": "support", "namespace": "default"},
+            "spec": {
+                "baseModel": {"uri": "models/tiny"},
+                "tasks": tasks,
+                "training": {
+                    "highResourceMinExamples": 35,
+                    "stage1": {"maxSteps": 2},
+                    "stage2": {"maxSteps": 2},
+                    "batchSize": 4,
+                    "maxSeqLength": 64,
+                    "lora": {"rank": 4, "alpha": 8},
+                },
+            },
+        }
+    )
+
+
+def condition(obj: dict | None, type_: str) -> dict:
+    for cond in ((obj or {}).get("status") or {}).get("conditions", []):
+        if cond["type"] == type_:
+            return cond
+    return {}
+
+
+def jobs(emulator) -> list[dict]:
+    return emulator.list("batch/v1/jobs", "default")
+
+
+def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator, workspace):
+    emulator, runner = cluster
+    prepare_workspace(workspace)
+    operator = start_operator()
+    log = Path(operator.log_path)
+
+    kubectl("apply", "-f", "-", input=manifest([SENTIMENT, SOUNDS]))
+    kubectl("wait", "--for=condition=Ready", "mtd/support", "--timeout=400s", timeout=420)
+
+    obj = emulator.get(MTD, "support", "default")
+    status = obj["status"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Planned": "True", "Trained": "True", "Evaluated": "True",
+        "Qualified": condition(obj, "Qualified")["status"], "Serving": "True", "Ready": "True",
+    }  # fmt: skip
+    rows = {row["name"]: row for row in status["tasks"]}
+    assert set(rows) == {"sentiment", "sounds"}
+    assert all(row["score"] is not None and row["baseline"] == 0.5 for row in rows.values())
+    assert status["cost"]["singleTaskDeployments"] == 2
+
+    # Jobs: profile first; binary stage 1 before stage 2; evaluations after training.
+    order = [name.split("/", 1)[1] for name in runner.started]
+    assert order[0].startswith("support-profile-")
+    assert order.index(next(n for n in order if "binary-stage1" in n)) < order.index(
+        next(n for n in order if "binary-stage2" in n)
+    )
+    assert len(order) == len(set(order)), "a Job ran twice"
+
+    deployment = emulator.get("apps/v1/deployments", "support-serving", "default")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    adapters = dict(pair.split("=", 1) for pair in env["LORA_ADAPTERS"].split(","))
+    assert set(adapters) == {"binary", "generation"}
+    for path in adapters.values():
+        assert (Path(path) / "adapter_model.safetensors").exists()
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+    printed = kubectl("get", "mtd").stdout
+    assert "support" in printed and "True" in printed
+
+    # Add a low-resource binary task: only the binary group retrains, from stage 2.
+    before = set(runner.started)
+    kubectl("apply", "-f", "-", input=manifest([SENTIMENT, SOUNDS, AGREE]))
+    wait_until(
+        lambda: condition(emulator.get(MTD, "support", "default"), "Ready").get("status") == "True"
+        and emulator.get(MTD, "support", "default")["status"]["taskCount"] == 3,
+        400, "Ready after adding a task", log,
+    )  # fmt: skip
+    new = [name.split("/", 1)[1] for name in runner.started if name not in before]
+    trainers = [n for n in new if "-train-" in n]
+    assert trainers and all("-binary-stage2-" in n for n in trainers), new
+    deployment = emulator.get("apps/v1/deployments", "support-serving", "default")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["LORA_ADAPTERS"] != ",".join(f"{k}={v}" for k, v in adapters.items())
+
+    # Delete: owner references take every child with it.
+    kubectl("delete", "mtd", "support", "--wait=true", timeout=60)
+    wait_until(lambda: not jobs(emulator), 30, "Jobs to be collected", log)
+    assert emulator.try_get("apps/v1/deployments", "support-serving", "default") is None
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+    assert json.loads(json.dumps(status))  # status is plain JSON
