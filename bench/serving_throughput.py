@@ -8,12 +8,16 @@ clients: classification over three labels (POST /classify, what MultiTaskClient 
 and short generation (POST /generate, max_new_tokens 16). Requests alternate between the
 adapters, so adapter switching is part of the cost. Without --adapter, two random LoRA
 adapters (rank 16, all linear layers, like the trainer's default) are made on the fly.
+On a machine shared with other work, `--threads 1` avoids torch's threads spinning
+against each other (several times faster here); the load average is printed with the
+figures so they can be judged.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -65,12 +69,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(base: Path, adapters: dict[str, Path], port: int) -> subprocess.Popen:
+def start(
+    base: Path, adapters: dict[str, Path], port: int, threads: int | None
+) -> subprocess.Popen:
     command = [sys.executable, "-m", "mtd_trainer.serving", "--base-model", str(base)]
     for name, path in adapters.items():
         command += ["--adapter", f"{name}={path}"]
     command += ["--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -120,6 +127,11 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="base model folder")
     parser.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--requests", type=int, default=24, help="requests per measurement")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of the server (OMP_NUM_THREADS); 1 is much faster on a shared machine",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -129,7 +141,7 @@ def main() -> None:
             adapters = make_adapters(args.model, Path(scratch))
         port = free_port()
         started = time.perf_counter()
-        server = start(args.model, adapters, port)
+        server = start(args.model, adapters, port, args.threads)
         load_s = time.perf_counter() - started
         url = f"http://127.0.0.1:{port}"
         names = list(adapters)
@@ -173,7 +185,13 @@ def main() -> None:
             http.close()
             server.terminate()
             server.wait(timeout=30)
-    summary = {"model": str(args.model), "adapters": len(adapters), "load_s": load_s}
+    summary = {
+        "model": str(args.model),
+        "adapters": len(adapters),
+        "threads": args.threads,
+        "load_s": load_s,
+        "load_average": os.getloadavg(),
+    }
     print(json.dumps(summary))
     if args.json:
         args.json.write_text(json.dumps({**summary, "results": results}, indent=2) + "\n")
