@@ -349,3 +349,23 @@ def test_grammar_with_characters_split_over_tokens(served: Served) -> None:
             },
         }
         assert post(served, "/generate", body).json()["generated_text"] in labels
+
+
+def test_command_line_start_up_errors(
+    served: Served, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mtd_trainer.serving.__main__ import main
+
+    assert main(["--base-model", str(tmp_path)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    not_adapter = ["--base-model", str(served.base), "--adapter", f"a={tmp_path}"]
+    assert main(not_adapter) == 2
+    assert "not a peft adapter" in capsys.readouterr().err
+    bad_catalogue = tmp_path / "catalogue.json"
+    bad_catalogue.write_text(
+        json.dumps({"tasks": [{"name": "t", "instruction": "i", "adapter": "x"}]})
+    )
+    assert main(["--base-model", str(served.base), "--catalogue", str(bad_catalogue)]) == 2
+    assert "not loaded" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--base-model", str(served.base), "--adapter", "no-equals-sign"])
