@@ -432,6 +432,8 @@ def serve(
     """Load the model and adapters, then serve until interrupted (what `mtd serve` calls)."""
     import uvicorn
 
+    if catalogue is not None:  # fail before the (slow) model load, not after it
+        load_catalogue(catalogue, (adapters or {}).keys())
     engine = Engine(
         base_model,
         adapters,
