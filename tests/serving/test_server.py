@@ -369,3 +369,33 @@ def test_command_line_start_up_errors(
     assert "not loaded" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--base-model", str(served.base), "--adapter", "no-equals-sign"])
+
+
+def test_stop_sequences_and_full_text(served: Served) -> None:
+    body = {"inputs": PROMPT, "parameters": {"max_new_tokens": 8, "details": True}}
+    free = post(served, "/generate", body).json()
+    texts = [t["text"] for t in free["details"]["tokens"] if not t["special"]]
+    stop = "".join(texts[:2])
+    assert stop, free
+    body["parameters"] |= {"stop": [stop], "return_full_text": True}
+    stopped = post(served, "/generate", body).json()
+    assert stopped["details"]["finish_reason"] == "stop_sequence"
+    assert stopped["generated_text"] == PROMPT + stop  # TGI keeps the stop sequence
+
+
+def test_chat_logprobs_and_unsupported_formats(served: Served) -> None:
+    chat = {
+        "model": "sentiment",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "the day"}]}],
+        "max_tokens": 4,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    out = post(served, "/v1/chat/completions", chat).json()
+    entries = out["choices"][0]["logprobs"]["content"]
+    assert entries and all(len(e["top_logprobs"]) == 2 for e in entries)
+    assert all(e["top_logprobs"][0]["logprob"] >= e["logprob"] for e in entries)
+    json_format = {**chat, "response_format": {"type": "json_object", "value": {}}}
+    assert_error(post(served, "/v1/chat/completions", json_format), 422, "not supported")
+    assert_error(post(served, "/v1/chat/completions", {**chat, "n": 2}), 422, "`n`")
