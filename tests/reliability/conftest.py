@@ -148,9 +148,17 @@ class Cluster:
     before the operator sees the response: the harshest place to die.
     """
 
-    def __init__(self, tmp: Path, *, fake: bool = True, profiles: Path | None = None,
-                 max_parallel: int = 4, step_seconds: float = 0.2,
-                 backoff_seconds: float = 0.1, namespaces: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        fake: bool = True,
+        profiles: Path | None = None,
+        max_parallel: int = 4,
+        step_seconds: float = 0.2,
+        backoff_seconds: float = 0.1,
+        namespaces: tuple[str, ...] = (),
+    ) -> None:
         self.tmp = tmp
         self.workspace = tmp / "workspace"
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -352,10 +360,20 @@ class Cluster:
             return []
         return [json.loads(line) for line in self.fake_log_path.read_text().splitlines()]
 
-    def assert_no_duplicates(self) -> None:
-        """No Job created twice, each started once, no finished step rerun."""
+    def assert_no_duplicates(self, *, pod_retries: bool = False) -> None:
+        """No Job created twice; each step trained/evaluated once (the trainer's log).
+
+        Without `pod_retries`, also: every Job's pod ran once and no step found its
+        output already there. With it, a Job may retry a pod (e.g. after an API fault hit
+        the pod's result write) as long as the retry found the work done, not redid it.
+        """
         twice = {k: n for k, n in self.job_adds.items() if n > 1}
         assert not twice, f"Jobs created more than once: {twice}"
+        done = Counter(e["output"] for e in self.fake_log() if not e["rerun"])
+        again = {k: n for k, n in done.items() if n > 1}
+        assert not again, f"steps whose work was done more than once: {again}"
+        if pod_retries:
+            return
         started = Counter(self.runner.started)
         again = {k: n for k, n in started.items() if n > 1}
         assert not again, f"Jobs whose pod ran more than once: {again}"
