@@ -181,3 +181,29 @@ def test_sigkilled_cli_run_resumes_to_the_same_weights(
     b = load_file(Path(killed["output_dir"]) / "adapter" / "adapter_model.safetensors")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_the_global_batch(
+    train_config: Callable[..., dict], write_config: Callable[..., Path]
+) -> None:
+    """torchrun with 2 CPU processes × batch 4 makes the same update as 1 × batch 8."""
+    no_dropout = {"rank": 4, "alpha": 8, "dropout": 0.0}
+    single = train_config(
+        "single", hyperparameters={"max_steps": 4, "batch_size": 8}, lora=no_dropout
+    )
+    train(TrainConfig.model_validate(single))
+    ddp = train_config("ddp", hyperparameters={"max_steps": 4, "batch_size": 4}, lora=no_dropout)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--nproc-per-node", "2", "-m", "mtd_trainer", "train", "--config",
+         str(write_config(ddp, "ddp.json"))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((Path(ddp["output_dir"]) / "result.json").read_text())
+    assert sum(result["examples_per_task"].values()) == 4 * 8
+    a = load_file(Path(single["output_dir"]) / "adapter" / "adapter_model.safetensors")
+    b = load_file(Path(ddp["output_dir"]) / "adapter" / "adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)

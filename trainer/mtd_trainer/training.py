@@ -81,18 +81,20 @@ class Run:
         self.config = config
         self.hp = config.hyperparameters
         self.output = Path(config.output_dir)
-        self.accelerator = Accelerator()
+        # cpu=True on GPU-less hosts is what lets torchrun start multi-process CPU DDP (gloo).
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         set_seed(self.hp.seed)
         self.tokenizer = load_tokenizer(config.base_model)
-        self.train_sets = {
-            task.name: encode_dataset(
-                load_examples(task.train_path or "", task),
-                self.tokenizer,
-                task,
-                self.hp.max_seq_length,
-            ).map(add_counts, batched=True, desc="counting tokens")
-            for task in config.tasks
-        }
+        with self.accelerator.main_process_first():  # one process fills the datasets cache
+            self.train_sets = {
+                task.name: encode_dataset(
+                    load_examples(task.train_path or "", task),
+                    self.tokenizer,
+                    task,
+                    self.hp.max_seq_length,
+                ).map(add_counts, batched=True, desc="counting tokens")
+                for task in config.tasks
+            }
         self.eval_sets = (
             eval_examples(config.tasks, self.hp.eval_max_examples) if self.hp.eval_every else {}
         )
