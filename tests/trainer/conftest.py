@@ -7,8 +7,9 @@ test trains in seconds on two CPU cores.
 from __future__ import annotations
 
 import json
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,23 @@ def build_model(folder: Path, hidden: int = 32, chat_template: str | None = CHAT
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_process() -> Iterator[None]:
+    """Tiny matrices gain nothing from threads, and threads spin against each other when
+    other processes share the cores; subprocesses (CLI, torchrun) inherit the setting."""
+    import torch
+
+    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(threads)
+    if env is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = env
 
 
 @pytest.fixture(scope="session")

@@ -70,8 +70,11 @@ def run(verb: str, config_path: str) -> dict[str, Any]:
     config = load_config(config_path, default_kind=verb)
     if verb != config.kind:
         raise ConfigError(f"{config_path}: kind: {config.kind!r} config given to {verb!r}")
+    import datasets  # heavy imports only once the config is valid
+
+    datasets.disable_progress_bars()  # one progress bar: training's
     if isinstance(config, TrainConfig):
-        from .training import train  # torch is imported only once the config is valid
+        from .training import train
 
         return train(config) or {}
     assert isinstance(config, EvalConfig)

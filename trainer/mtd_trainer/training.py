@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -320,7 +319,6 @@ def train(config: TrainConfig, stop_after_steps: int | None = None) -> dict[str,
     if result_path.exists():
         log.info("%s exists: this run is complete", result_path)
         return json.loads(result_path.read_text(encoding="utf-8"))
-    datasets.disable_progress_bars()
     run = Run(config)
     run.resume()
     return run.train(stop_after_steps)
