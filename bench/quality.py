@@ -2,7 +2,7 @@
 
 One command per scale (from the repository root, in the project's venv):
 
-    .venv/bin/python bench/quality.py --scale quick            # ~25-35 min on 2 CPU cores
+    .venv/bin/python bench/quality.py --scale quick --threads 1   # ~30-45 min, 2 CPU cores
     nohup .venv/bin/python bench/quality.py --scale full > bench-full.log 2>&1 &   # hours
 
 What it does, from a clean clone (nothing from a model or data hub):
@@ -543,7 +543,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['started']} → {report['finished']} ({report['wall_minutes']:.1f} min).",
         "",
         f"* Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores "
-        f"({report['machine']['platform']}); load average (1 min) at start "
+        f"({report['machine']['platform']}), torch threads {report['machine']['torch_threads']}; "
+        "load average (1 min) at start "
         f"{report['load']['start'][0]:.2f}, at end {report['load']['end'][0]:.2f} "
         "(a shared machine: other jobs ran alongside, so wall times are upper bounds).",
         "* Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
@@ -734,6 +735,13 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, help="data, specs, workspace (default .cache/bench/SCALE-seedN)"
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for training and scoring (sets OMP_NUM_THREADS for the trainer "
+        "processes); on a machine shared with other jobs 1 avoids threads spinning against "
+        "them (docs/serving.md measured 3-8x); default: torch's own choice",
+    )
+    parser.add_argument(
         "--methods", default=",".join(METHOD_NAMES),
         help="comma-separated subset (single-task, naive and three-stage are always run)",
     )  # fmt: skip
@@ -747,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown methods {sorted(unknown)}; known: {', '.join(METHOD_NAMES)}")
     methods = tuple(m for m in METHODS if m.name in wanted)
 
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by mtd run's children
+        os.environ["MKL_NUM_THREADS"] = str(args.threads)
     started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
     command = "python bench/quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
