@@ -182,3 +182,18 @@ def test_hub_names_go_to_from_pretrained_as_ids() -> None:
     assert model_source("hf://HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
     assert same_model("hf://org/name", "org/name/")
     assert not same_model("hf://org/name", "hf://org/other")
+
+
+def test_checkpoint_of_another_run_is_refused(
+    train_config: Callable[..., dict],
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mtd_trainer.config import TrainConfig
+    from mtd_trainer.training import train
+
+    raw = train_config("reused")
+    assert train(TrainConfig.model_validate(raw), stop_after_steps=4) is None
+    raw["hyperparameters"]["seed"] = 8
+    code, err = run_cli("train", write_config(raw), capsys)
+    assert_rejected(code, err, Path(raw["output_dir"]), "output_dir: ", "different run")

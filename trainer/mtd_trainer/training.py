@@ -33,6 +33,7 @@ from .atomic import write_json, write_text
 from .config import TrainConfig
 from .data import load_examples
 from .encoding import IGNORE, encode_dataset
+from .errors import InputError
 from .evaluation import eval_examples, score_task
 from .metrics import saturation_step
 from .modeling import (
@@ -132,10 +133,17 @@ class Run:
         path = checkpoints.latest(self.checkpoint_dir)
         if path is None:
             return
-        self.progress = checkpoints.load(
-            path, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler
-        )
-        self.sampler.load_state_dict(self.progress["sampler"])
+        try:
+            self.progress = checkpoints.load(
+                path, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler
+            )
+            self.sampler.load_state_dict(self.progress["sampler"])
+        except (ValueError, RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise InputError(
+                f"output_dir: {path} was written by a different run; use a new output_dir "
+                f"or delete it ({first})"
+            ) from None
         if self.accelerator.is_main_process:
             self._truncate_metrics(self.progress["step"])
         log.info("resumed from %s at step %d", path, self.progress["step"])
