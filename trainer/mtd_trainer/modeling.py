@@ -119,13 +119,15 @@ def load_adapter(
     try:
         return peft.PeftModel.from_pretrained(model, path, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        detail = "; ".join(
-            line.strip() for line in str(exc).splitlines() if "size mismatch" in line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        mismatches = [line for line in lines if "size mismatch" in line]
+        detail = (
+            f"{mismatches[0]} (and {len(mismatches) - 1} more)"
+            if mismatches
+            else (lines[0] if lines else type(exc).__name__)
         )
-        raise InputError(
-            f"{field}: {path} does not fit base model {base_model}: {detail or first}"
-        ) from None
+        message = f"{field}: {path} does not fit base model {base_model}: {detail}"
+        raise InputError(message) from None
 
 
 def save_artifact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
