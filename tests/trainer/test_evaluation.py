@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 
 from mtd_trainer.config import EvalConfig, TaskConfig
 from mtd_trainer.encoding import answer_ids, prompt_ids
-from mtd_trainer.evaluation import classify, evaluate, generate
+from mtd_trainer.evaluation import classify, evaluate, generate, label_log_likelihoods
 
 from .conftest import sentiment_task, sounds_task
 
@@ -28,8 +28,8 @@ STARS = TaskConfig(
 )
 
 
-def brute_force_label(model, tokenizer, task: TaskConfig, text: str) -> str:
-    """Score each label with its own unpacked forward pass."""
+def brute_force_scores(model, tokenizer, task: TaskConfig, text: str) -> list[float]:
+    """Score each label with its own unpacked forward pass over prompt + label."""
     prompt = prompt_ids(tokenizer, task, [text])[0]
     scores = []
     for option in answer_ids(tokenizer, task.labels or []):
@@ -38,7 +38,7 @@ def brute_force_label(model, tokenizer, task: TaskConfig, text: str) -> str:
             logprobs = torch.log_softmax(model(ids).logits[0], dim=-1)
         start = len(prompt)
         scores.append(sum(logprobs[start - 1 + i, tok].item() for i, tok in enumerate(option)))
-    return (task.labels or [])[max(range(len(scores)), key=scores.__getitem__)]
+    return scores
 
 
 @pytest.mark.parametrize("task", [TaskConfig.model_validate(sentiment_task({
@@ -46,9 +46,13 @@ def brute_force_label(model, tokenizer, task: TaskConfig, text: str) -> str:
 def test_classify_matches_per_label_likelihood(tiny_model: Path, task: TaskConfig) -> None:
     model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    scores = label_log_likelihoods(model, tokenizer, task, TEXTS, batch_size=3, max_length=128)
+    expected = torch.tensor([brute_force_scores(model, tokenizer, task, text) for text in TEXTS])
+    torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
     predicted = classify(model, tokenizer, task, TEXTS, batch_size=3, max_length=128)
-    assert predicted == [brute_force_label(model, tokenizer, task, text) for text in TEXTS]
-    assert set(predicted) <= set(task.labels or [])
+    labels = task.labels or []
+    assert predicted == [labels[i] for i in expected.argmax(dim=1).tolist()]
+    assert set(predicted) <= set(labels)
 
 
 def test_generate_is_greedy_and_batch_independent(tiny_model: Path) -> None:

@@ -28,7 +28,6 @@ from .modeling import load_adapter, load_model, load_tokenizer
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def classify(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -37,40 +36,85 @@ def classify(
     batch_size: int,
     max_length: int,
 ) -> list[str]:
-    """The most likely label for each text (sum of the label tokens' log-probabilities)."""
+    """The most likely label for each text: always one of the task's labels."""
+    assert task.labels is not None
+    scores = label_log_likelihoods(model, tokenizer, task, texts, batch_size, max_length)
+    return [task.labels[i] for i in scores.argmax(dim=1).tolist()]
+
+
+@torch.no_grad()
+def label_log_likelihoods(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskConfig,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+) -> torch.Tensor:
+    """[texts × labels]: log P(label tokens + eos | prompt).
+
+    Each prompt is computed once: a row holds [prompt, label 1, label 2, ...] per example,
+    and a custom mask lets each label see only its own prompt and its own earlier tokens,
+    with positions continuing from the prompt, as if each label were decoded after it.
+    """
     assert task.labels is not None
     options = answer_ids(tokenizer, task.labels)
-    prompts = prompt_ids(tokenizer, task, texts)
-    predictions: list[str] = []
+    longest = max(len(option) for option in options)
+    prompts = [
+        prompt[-max(1, max_length - longest) :] for prompt in prompt_ids(tokenizer, task, texts)
+    ]
+    rows: list[torch.Tensor] = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
         tokens: list[int] = []
-        position_ids: list[int] = []
+        positions: list[int] = []
+        example: list[int] = []  # which example each token belongs to
+        segment: list[int] = []  # 0 for the prompt, j + 1 for label j
         scored: list[int] = []  # positions whose logits predict a label token
         targets: list[int] = []
-        owners: list[int] = []  # the (example, label) pair each scored token belongs to
-        for pair, (prompt, option) in enumerate(itertools.product(batch, options)):
-            sequence = [*prompt[-max(1, max_length - len(option)) :], *option]
-            answer_start = len(tokens) + len(sequence) - len(option)
-            scored.extend(range(answer_start - 1, answer_start - 1 + len(option)))
-            targets.extend(option)
-            owners.extend([pair] * len(option))
-            tokens.extend(sequence)
-            position_ids.extend(range(len(sequence)))
+        for index, prompt in enumerate(batch):
+            last_prompt = len(tokens) + len(prompt) - 1
+            tokens.extend(prompt)
+            positions.extend(range(len(prompt)))
+            example.extend([index] * len(prompt))
+            segment.extend([0] * len(prompt))
+            for j, option in enumerate(options):
+                first = len(tokens)
+                scored.extend([last_prompt, *range(first, first + len(option) - 1)])
+                targets.extend(option)
+                tokens.extend(option)
+                positions.extend(range(len(prompt), len(prompt) + len(option)))
+                example.extend([index] * len(option))
+                segment.extend([j + 1] * len(option))
+        device = model.device
+        ex, seg = torch.tensor(example, device=device), torch.tensor(segment, device=device)
+        order = torch.arange(len(tokens), device=device)
+        allowed = (
+            (ex[:, None] == ex[None, :])
+            & (order[None, :] <= order[:, None])
+            & ((seg[None, :] == 0) | (seg[:, None] == seg[None, :]))
+        )
+        mask = torch.zeros(allowed.shape, dtype=model.dtype, device=device)
+        mask.masked_fill_(~allowed, torch.finfo(model.dtype).min)
         logits = model(
-            input_ids=torch.tensor([tokens], device=model.device),
-            position_ids=torch.tensor([position_ids], device=model.device),
-            logits_to_keep=torch.tensor(scored, device=model.device),
+            input_ids=torch.tensor([tokens], device=device),
+            position_ids=torch.tensor([positions], device=device),
+            attention_mask=mask[None, None],
+            logits_to_keep=torch.tensor(scored, device=device),
             use_cache=False,
         ).logits[0]
         token_scores = torch.log_softmax(logits.float(), dim=-1).gather(
-            1, torch.tensor(targets, device=logits.device)[:, None]
+            1, torch.tensor(targets, device=device)[:, None]
         )[:, 0]
-        pair_scores = torch.zeros(len(batch) * len(options), device=logits.device)
-        pair_scores.index_add_(0, torch.tensor(owners, device=logits.device), token_scores)
-        best = pair_scores.view(len(batch), len(options)).argmax(dim=1)
-        predictions.extend(task.labels[i] for i in best.tolist())
-    return predictions
+        owners = torch.tensor(
+            [pair for pair, (_, option) in enumerate(itertools.product(batch, options))
+             for _ in option],
+            device=device,
+        )  # fmt: skip
+        pair_scores = torch.zeros(len(batch) * len(options), device=device)
+        pair_scores.index_add_(0, owners, token_scores)
+        rows.append(pair_scores.view(len(batch), len(options)).cpu())
+    return torch.cat(rows)
 
 
 @torch.no_grad()
