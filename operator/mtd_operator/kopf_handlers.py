@@ -10,6 +10,7 @@ what the cluster shows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -64,7 +65,11 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
 
 
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10, initial_delay=0)
-def run_pipeline(stopped: kopf.DaemonStopped, namespace: str, name: str, **_: object) -> None:
+async def run_pipeline(stopped: kopf.DaemonStopped, namespace: str, name: str, **_: object) -> None:
+    """Async on purpose: a sync daemon holds one of kopf's executor threads (min(32,
+    CPUs + 4)) for the resource's whole life, so past a handful of resources the others
+    never ran. Each pass runs the synchronous Controller in a thread, released between
+    passes."""
     assert _config is not None
     controller = Controller(_config)
     wake = trigger(namespace, name)
@@ -72,7 +77,7 @@ def run_pipeline(stopped: kopf.DaemonStopped, namespace: str, name: str, **_: ob
     while not stopped:
         wake.clear()
         try:
-            result = controller.reconcile(namespace, name)
+            result = await asyncio.to_thread(controller.reconcile, namespace, name)
             failures = 0
             if result is None:
                 return  # gone or being deleted: owner references clean up the children
@@ -94,15 +99,15 @@ def run_pipeline(stopped: kopf.DaemonStopped, namespace: str, name: str, **_: ob
             log.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, wait)
         deadline = time.monotonic() + wait
         while not stopped and not wake.is_set() and time.monotonic() < deadline:
-            stopped.wait(POLL_SECONDS)
+            await asyncio.sleep(POLL_SECONDS)
 
 
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
-def spec_changed(namespace: str, name: str, **_: object) -> None:
+async def spec_changed(namespace: str, name: str, **_: object) -> None:
     trigger(namespace, name).set()
 
 
-def _wake_parent(namespace: str | None, labels: dict[str, str], **_: object) -> None:
+async def _wake_parent(namespace: str | None, labels: dict[str, str], **_: object) -> None:
     parent = labels.get(LABEL_DEPLOYMENT)
     if parent:
         trigger(namespace, parent).set()
