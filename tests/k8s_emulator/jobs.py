@@ -171,8 +171,8 @@ class JobRunner:
             state = next((s for s in self._jobs.values()
                           if (s.namespace, s.name) == (namespace, name)), None)
         if state is not None and state.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                state.process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # the whole pod: every process
+                os.killpg(state.process.pid, signal.SIGKILL)
 
     # ---------------------------------------------------------------- event handling
 
@@ -211,7 +211,7 @@ class JobRunner:
         state.cancelled = True
         if state.process is not None:
             with contextlib.suppress(ProcessLookupError):
-                state.process.kill()
+                os.killpg(state.process.pid, signal.SIGKILL)
 
     # ---------------------------------------------------------------- running a Job
 
@@ -418,14 +418,16 @@ class JobRunner:
         if cwd:
             pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
         try:
+            # Its own process group, like a pod's container: a kill ends its children too.
             state.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE)
+                                             stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             return (128, "ContainerCannotRun", str(exc)), str(exc)
         try:
             out, err = state.process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            state.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state.process.pid, signal.SIGKILL)
             out, err = state.process.communicate()
             err += b"\n[job runner] timed out\n"
         code = state.process.returncode
