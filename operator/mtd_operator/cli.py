@@ -170,11 +170,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
-        print(
-            json.dumps(prediction.to_json() if hasattr(prediction, "to_json") else vars(prediction))
-        )
+        print(json.dumps(prediction.to_json()))
     else:
-        print(f"{prediction.output}\t(score {prediction.score:.3f}, adapter {prediction.adapter})")
+        score = "-" if prediction.score is None else f"{prediction.score:.3f}"
+        print(f"{prediction.output}\t(score {score}, adapter {prediction.adapter})")
     return 0
 
 

@@ -37,12 +37,12 @@ OPERATOR_NEEDS: list[Need] = [
         "multitask.dev",
         "multitaskdeployments",
         ("get", "list", "watch", "patch"),
-        "Watch MultiTaskDeployments; kopf patches its finalizer and progress annotations.",
+        "Watch MultiTaskDeployments and read each one per pass; kopf patches its annotations.",
     ),
     Need(
         "multitask.dev",
         "multitaskdeployments/status",
-        ("get", "patch", "update"),
+        ("patch",),
         "Write status: observedGeneration, conditions, per-task rows.",
     ),
     Need(
@@ -53,54 +53,34 @@ OPERATOR_NEEDS: list[Need] = [
         "owner's finalizers where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift).",
         called=False,
     ),
-    Need("", "events", ("create", "patch"), "Events on each transition (core API)."),
-    Need(
-        "events.k8s.io",
-        "events",
-        ("create", "patch"),
-        "Events on each transition (events.k8s.io API).",
-    ),
+    Need("", "events", ("create",), "Events on each condition transition."),
     Need(
         "batch",
         "jobs",
-        ("get", "list", "watch", "create", "delete"),
-        "Profiling, baseline, training and evaluation Jobs.",
+        ("list", "watch", "create", "delete"),
+        "Profiling, baseline, training and evaluation Jobs; a finished Job whose result is "
+        "gone is deleted so that it runs again.",
     ),
-    Need("", "pods", ("get", "list", "watch"), "Termination messages of trainer pods."),
-    Need(
-        "", "pods/log", ("get",), "The tail of a failed trainer pod's log, for the failure reason."
-    ),
+    Need("", "pods", ("list",), "The termination state of a failed Job's pods, for the reason."),
     Need(
         "",
         "configmaps",
-        ("get", "list", "watch", "create", "update", "patch", "delete"),
-        "Stage configs handed to Jobs and the results Jobs write back.",
+        ("list", "watch", "create"),
+        "Step configs handed to Jobs, and the results Jobs write back (read by list).",
     ),
     Need(
         "apps",
         "deployments",
-        ("get", "list", "watch", "create", "patch", "update", "delete"),
+        ("get", "list", "watch", "create", "patch"),
         "The serving Deployment (TGI or vLLM).",
     ),
-    Need(
-        "",
-        "services",
-        ("get", "list", "watch", "create", "patch", "delete"),
-        "The serving Service.",
-    ),
+    Need("", "services", ("create",), "The serving Service."),
     Need(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
-        ("get", "list", "watch"),
+        ("list", "watch"),
         "kopf scans the CRDs to discover the resources it serves.",
         scope="cluster",
-    ),
-    Need(
-        "",
-        "namespaces",
-        ("get", "list", "watch"),
-        "kopf follows namespaces when it watches all of them.",
-        scope="all-namespaces",
     ),
 ]
 
@@ -108,7 +88,7 @@ TRAINER_NEEDS: list[Need] = [
     Need(
         "",
         "configmaps",
-        ("create", "get", "patch", "update"),
-        "A trainer Job writes its results (metrics, saturation step, artifact paths).",
+        ("create", "update"),
+        "A Job writes its result ConfigMap (replaced when a retried pod writes it again).",
     ),
 ]

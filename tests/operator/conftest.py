@@ -92,3 +92,40 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, log: 
         time.sleep(0.2)
     detail = log.read_text()[-4000:] if log and log.exists() else ""
     raise AssertionError(f"timed out waiting for {what}\n{detail}")
+
+
+def operator_calls(emu: Emulator) -> set[tuple[str, str, str]]:
+    """(api group, resource[/subresource], verb) of every request the operator made."""
+    calls = set()
+    for request in list(emu.requests):
+        agent = request.headers.get("User-Agent", "")
+        if not (agent.startswith("kopf/") or agent.startswith("multitask-operator/")):
+            continue
+        path = request.url.path
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < (2 if parts[:1] == ["api"] else 3) or parts[0] not in ("api", "apis"):
+            continue  # discovery, version, openapi: no RBAC
+        group = "" if parts[0] == "api" else parts[1]
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+        if rest[:1] == ["namespaces"] and len(rest) >= 3:
+            rest = rest[2:]
+        if not rest:
+            continue  # a group-version discovery document
+        resource, name, sub = (
+            rest[0],
+            rest[1] if len(rest) > 1 else None,
+            rest[2] if len(rest) > 2 else None,
+        )
+        method = str(request.method).upper().rsplit(".", 1)[-1]
+        if method == "GET":
+            verb = (
+                "watch"
+                if request.params.get("watch") in ("true", "1")
+                else ("get" if name else "list")
+            )
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, method.lower()
+            )
+        calls.add((group, f"{resource}/{sub}" if sub else resource, verb))
+    return calls

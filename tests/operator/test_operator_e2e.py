@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtd_operator.rbac_needs import OPERATOR_NEEDS
 from tests.trainer.conftest import build_model, sentiment_examples, sound_examples, write_jsonl
 
-from .conftest import wait_until
+from .conftest import operator_calls, wait_until
 
 pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow]
 
@@ -149,3 +150,17 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator, wor
     assert emulator.try_get("apps/v1/deployments", "support-serving", "default") is None
     assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
     assert json.loads(json.dumps(status))  # status is plain JSON
+
+    # Least privilege: every call the operator made is granted, and every granted verb
+    # is used, except those of paths a healthy run does not take (covered by
+    # tests/reliability: failed Jobs, results lost).
+    used = operator_calls(emulator)
+    granted = {
+        (need.api_group, need.resource, verb)
+        for need in OPERATOR_NEEDS
+        if need.called
+        for verb in need.verbs
+    }
+    failure_paths = {("batch", "jobs", "delete"), ("", "pods", "list")}
+    assert used - granted == set(), f"calls without a grant: {sorted(used - granted)}"
+    assert granted - used - failure_paths == set(), f"never used: {sorted(granted - used)}"

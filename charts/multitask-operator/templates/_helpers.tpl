@@ -63,73 +63,57 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 (scope "namespace") lists the same permissions with why, and a test keeps them equal.
 */}}
 {{- define "mto.namespaceRules" -}}
-# Watch MultiTaskDeployments; kopf patches its finalizer and progress annotations.
+# Watch MultiTaskDeployments and read each one per pass; kopf patches its annotations.
 - apiGroups: ["multitask.dev"]
   resources: ["multitaskdeployments"]
   verbs: ["get", "list", "watch", "patch"]
 # Write status: observedGeneration, conditions, per-task rows.
 - apiGroups: ["multitask.dev"]
   resources: ["multitaskdeployments/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # Children's ownerReferences set blockOwnerDeletion, authorised as an update of the
 # owner's finalizers where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift).
 - apiGroups: ["multitask.dev"]
   resources: ["multitaskdeployments/finalizers"]
   verbs: ["update"]
-# Events on each transition (core API).
+# Events on each condition transition.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-# Events on each transition (events.k8s.io API).
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# Profiling, baseline, training and evaluation Jobs.
+  verbs: ["create"]
+# Profiling, baseline, training and evaluation Jobs; a finished Job whose result is
+# gone is deleted so that it runs again.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-# Termination messages of trainer pods.
+  verbs: ["list", "watch", "create", "delete"]
+# The termination state of a failed Job's pods, for the reason.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-# The tail of a failed trainer pod's log, for the failure reason.
-- apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
-# Stage configs handed to Jobs and the results Jobs write back.
+  verbs: ["list"]
+# Step configs handed to Jobs, and the results Jobs write back (read by list).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["list", "watch", "create"]
 # The serving Deployment (TGI or vLLM).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # The serving Service.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["create"]
 {{- end }}
 
-{{/* Cluster-scoped rules the operator needs in every mode (scope "cluster"). */}}
 {{- define "mto.clusterRules" -}}
 # kopf scans the CRDs to discover the resources it serves.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-{{- end }}
-
-{{/* Rules needed only when watching all namespaces (scope "all-namespaces"). */}}
-{{- define "mto.allNamespacesRules" -}}
-# kopf follows namespaces when it watches all of them.
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* The trainer ServiceAccount's rules (rbac_needs.TRAINER_NEEDS). */}}
 {{- define "mto.trainerRules" -}}
-# A trainer Job writes its results (metrics, saturation step, artifact paths).
+# A Job writes its result ConfigMap (replaced when a retried pod writes it again).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "get", "patch", "update"]
+  verbs: ["create", "update"]
 {{- end }}

@@ -34,6 +34,7 @@ from .metrics import METRICS
 from .results import read_result
 
 log = logging.getLogger("mtd_operator")
+USER_AGENT = "multitask-operator/0.1.0"
 
 
 def now_rfc3339() -> str:
@@ -49,8 +50,13 @@ class Clients:
 
     @classmethod
     def default(cls) -> Clients:
+        api = client.ApiClient()
+        api.user_agent = USER_AGENT  # audit logs (and our RBAC test) can tell our calls apart
         return cls(
-            client.CoreV1Api(), client.BatchV1Api(), client.AppsV1Api(), client.CustomObjectsApi()
+            client.CoreV1Api(api),
+            client.BatchV1Api(api),
+            client.AppsV1Api(api),
+            client.CustomObjectsApi(api),
         )
 
 

@@ -27,7 +27,9 @@ def _api():
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.CoreV1Api()
+    api = client.ApiClient()
+    api.user_agent = "multitask-trainer/0.1.0"
+    return client.CoreV1Api(api)
 
 
 def write_result(name: str, payload: dict[str, Any]) -> None:
