@@ -81,6 +81,20 @@ class LoraConfig(Strict):
     target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])
 
 
+class CgcConfig(Strict):
+    """CGC-LoRA experts per adapted layer: shared by the group's tasks, and per task."""
+
+    common_experts: int = Field(default=2, ge=0)
+    specific_experts: int = Field(default=2, ge=0)
+    expert_rank: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _some_expert(self) -> CgcConfig:
+        if self.common_experts + self.specific_experts < 1:
+            raise ValueError("cgc: common_experts + specific_experts must be at least 1")
+        return self
+
+
 class Hyperparameters(Strict):
     max_steps: int = Field(ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -109,13 +123,18 @@ class TrainConfig(Strict):
     kind: Literal["train"] = "train"
     run_name: str = Field(description="For logs and metrics, e.g. 'support/binary/stage2'.")
     base_model: str = Field(description="A local model folder or hf://ORG/NAME.")
-    method: Literal["lora", "full"] = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    method: Literal["lora", "full", "cgcLora"] = "lora"
+    lora: LoraConfig = Field(
+        default_factory=LoraConfig,
+        description="LoRA settings; under cgcLora its alpha, dropout and target_modules.",
+    )
+    cgc: CgcConfig | None = Field(default=None, description="Experts, for method cgcLora.")
     tasks: list[TaskConfig] = Field(min_length=1)
     sampling: SamplingConfig
     hyperparameters: Hyperparameters
     init_adapter: str | None = Field(
-        default=None, description="Adapter (or full model, for method full) to start from."
+        default=None,
+        description="Adapter (full model for method full, cgc/ folder for cgcLora) to start from.",
     )
     output_dir: str = Field(description="Where the adapter/model, metrics and result go.")
 
@@ -130,6 +149,8 @@ class TrainConfig(Strict):
         missing = [task.name for task in self.tasks if not task.train_path]
         if missing:
             raise ValueError(f"tasks without train_path: {missing}")
+        if (self.method == "cgcLora") != (self.cgc is not None):
+            raise ValueError("cgc: give it exactly when method is cgcLora")
         return self
 
 
@@ -150,7 +171,71 @@ class EvalConfig(Strict):
     output_path: str = Field(description="The results JSON file to write.")
 
 
-def load_config(path: str | Path, default_kind: str = "train") -> TrainConfig | EvalConfig:
+class AdapterRef(Strict):
+    path: str = Field(description="A peft LoRA adapter folder.")
+    weight: float = 1.0
+
+
+class MergeConfig(Strict):
+    """How peft's add_weighted_adapter combines the adapters."""
+
+    method: Literal["linear", "cat", "ties"] = "linear"
+    density: float = Field(default=0.5, gt=0, le=1, description="Kept fraction, for ties.")
+
+
+class CalibrationConfig(Strict):
+    """Learnable Calibration: a low-rank correction trained on compositional data."""
+
+    train_path: str = Field(description="JSON Lines compositional examples (input, output).")
+    instruction: str
+    type: Literal["classification", "generation"] = "generation"
+    labels: list[str] | None = None
+    rank: int = Field(default=4, ge=1)
+    max_steps: int = Field(default=50, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    max_seq_length: int = Field(default=512, ge=16)
+    seed: int = 0
+
+    def task(self) -> TaskConfig:
+        """The prompt format of the composed task (as evaluation and serving use it)."""
+        return TaskConfig(
+            name="calibration",
+            type=self.type,
+            instruction=self.instruction,
+            labels=self.labels,
+            metric="accuracy" if self.type == "classification" else "rougeL",
+            train_path=self.train_path,
+        )
+
+
+class ComposeConfig(Strict):
+    """Merge task adapters into one, optionally calibrated; the result is one adapter."""
+
+    kind: Literal["compose"] = "compose"
+    run_name: str
+    base_model: str
+    adapters: list[AdapterRef] = Field(min_length=2)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    calibration: CalibrationConfig | None = None
+    output_dir: str = Field(description="Gets adapter/ and result.json.")
+
+    @model_validator(mode="after")
+    def _calibration_task(self) -> ComposeConfig:
+        if self.calibration is not None:
+            self.calibration.task()  # labels fit the type
+        return self
+
+
+AnyConfig = TrainConfig | EvalConfig | ComposeConfig
+KINDS: dict[str, type[AnyConfig]] = {
+    "train": TrainConfig,
+    "evaluate": EvalConfig,
+    "compose": ComposeConfig,
+}
+
+
+def load_config(path: str | Path, default_kind: str = "train") -> AnyConfig:
     """Read and validate a config file; errors name the file and the field."""
     path = Path(path)
     try:
@@ -162,9 +247,9 @@ def load_config(path: str | Path, default_kind: str = "train") -> TrainConfig | 
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     kind = raw.get("kind", default_kind)
-    model = {"train": TrainConfig, "evaluate": EvalConfig}.get(kind)
+    model = KINDS.get(kind)
     if model is None:
-        raise ConfigError(f"{path}: kind {kind!r} is unknown; allowed: train, evaluate")
+        raise ConfigError(f"{path}: kind {kind!r} is unknown; allowed: {', '.join(KINDS)}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

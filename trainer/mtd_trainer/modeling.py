@@ -13,6 +13,7 @@ from pathlib import Path
 
 import peft
 import torch
+from safetensors.torch import save_file
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -86,7 +87,8 @@ def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.
 
 def compute_dtype(method: str) -> torch.dtype:
     """bf16 frozen weights under LoRA on a GPU that has it; fp32 otherwise (CPU, full)."""
-    if method == "lora" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if method in ("lora", "cgcLora") and gpu_bf16:
         return torch.bfloat16
     return torch.float32
 
@@ -136,4 +138,34 @@ def save_artifact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ta
         model.save_pretrained(tmp, safe_serialization=True)
         if not isinstance(model, peft.PeftModel):
             tokenizer.save_pretrained(tmp)
+    return target
+
+
+def write_lora_adapter(
+    target: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], base_model: str
+) -> Path:
+    """An ordinary peft LoRA adapter from per-module (A [r, in], B [out, r]) factors.
+
+    B carries every scale (gates, weights, α/r), so lora_alpha = r and peft's own scaling
+    is 1: the adapter adds exactly B·A to each module, as TGI and peft load it.
+    """
+    ranks = {a.shape[0] for a, _ in factors.values()}
+    if len(ranks) != 1:
+        raise ValueError(f"one rank per adapter, not {sorted(ranks)}")
+    rank = ranks.pop()
+    config = peft.LoraConfig(
+        r=rank,
+        lora_alpha=rank,
+        lora_dropout=0.0,
+        target_modules=sorted({name.rsplit(".", 1)[-1] for name in factors}),
+        task_type="CAUSAL_LM",
+        base_model_name_or_path=base_model,
+    )
+    tensors: dict[str, torch.Tensor] = {}
+    for name, (a, b) in factors.items():
+        tensors[f"base_model.model.{name}.lora_A.weight"] = a.detach().float().cpu().contiguous()
+        tensors[f"base_model.model.{name}.lora_B.weight"] = b.detach().float().cpu().contiguous()
+    with atomic_dir(target) as tmp:
+        config.save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
     return target

@@ -30,6 +30,7 @@ from transformers import DataCollatorWithFlattening, get_linear_schedule_with_wa
 
 from . import checkpoints
 from .atomic import write_json, write_text
+from .cgc import CgcModel, task_id_tensor
 from .config import TrainConfig
 from .data import load_examples
 from .encoding import IGNORE, encode_dataset
@@ -58,6 +59,14 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
             return load_model(config.init_adapter, field="init_adapter")
         return load_model(config.base_model)
     base = load_model(config.base_model, dtype=compute_dtype(config.method))
+    if config.method == "cgcLora":
+        assert config.cgc is not None
+        tasks = [task.name for task in config.tasks]
+        cgc = CgcModel(base, tasks, config.cgc, config.lora, config.base_model)
+        if config.init_adapter:
+            cgc.load_state(config.init_adapter)
+        cgc.print_trainable_parameters()
+        return cgc
     if config.init_adapter:
         model = load_adapter(base, config.init_adapter, config.base_model, "init_adapter", True)
     else:
@@ -161,6 +170,15 @@ class Run:
             mine = rows[first : first + hp.batch_size]
             features = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in mine]
             batch = self.collate(features)
+            if self.config.method == "cgcLora":  # the task id travels with every token
+                drawn_mine = drawn[first : first + hp.batch_size]
+                batch["task_ids"] = task_id_tensor(
+                    [task.name for task in self.config.tasks],
+                    [
+                        (task, len(row["input_ids"]))
+                        for (task, _), row in zip(drawn_mine, mine, strict=True)
+                    ],
+                )
             batch = {key: value.to(acc.device) for key, value in batch.items()}
             last = micro == hp.gradient_accumulation_steps - 1
             with contextlib.nullcontext() if last else acc.no_sync(self.model):
@@ -183,15 +201,21 @@ class Run:
             model = self.accelerator.unwrap_model(self.model)
             model.eval()
             for task in self.config.tasks:
-                scores[task.name] = score_task(
-                    model,
-                    self.tokenizer,
-                    task,
-                    self.eval_sets[task.name],
-                    self.hp.batch_size,
-                    self.hp.max_seq_length,
-                    self.hp.eval_max_new_tokens,
-                )["score"]
+                routed = (
+                    model.task(task.name)
+                    if isinstance(model, CgcModel)
+                    else contextlib.nullcontext()
+                )
+                with routed:
+                    scores[task.name] = score_task(
+                        model,
+                        self.tokenizer,
+                        task,
+                        self.eval_sets[task.name],
+                        self.hp.batch_size,
+                        self.hp.max_seq_length,
+                        self.hp.eval_max_new_tokens,
+                    )["score"]
             model.train()
         self.accelerator.wait_for_everyone()
         return scores
@@ -261,7 +285,10 @@ class Run:
     def _finish(self) -> dict[str, Any]:
         """Save the artifact and result.json (atomically), then drop the checkpoints."""
         acc, progress = self.accelerator, self.progress
-        artifact = self.output / ("adapter" if self.config.method == "lora" else "model")
+        artifact = (
+            self.output
+            / {"lora": "adapter", "full": "model", "cgcLora": "adapters"}[self.config.method]
+        )
         result: dict[str, Any] = {
             "run_name": self.config.run_name,
             "method": self.config.method,
@@ -282,8 +309,18 @@ class Run:
             result["saturation"] = per_task
             result["saturation_step"] = max(step for step in per_task.values() if step is not None)
             result["final_scores"] = progress["evals"][-1]["scores"]
+        model = acc.unwrap_model(self.model)
+        if isinstance(model, CgcModel):
+            # One plain LoRA adapter per task for serving, and the CGC state for stage 2.
+            result["adapters"] = {task: str(artifact / task) for task in model.tasks}
+            result["cgc_state"] = str(self.output / "cgc")
         if acc.is_main_process:
-            save_artifact(acc.unwrap_model(self.model), self.tokenizer, artifact)
+            if isinstance(model, CgcModel):
+                model.export_task_adapters(artifact)
+                model.save_state(self.output / "cgc")
+                write_json(self.output / "cgc" / "gates.json", model.gate_weights())
+            else:
+                save_artifact(model, self.tokenizer, artifact)
             write_json(self.output / "result.json", result)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()
