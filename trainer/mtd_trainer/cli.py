@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, EvalConfig, TrainConfig, load_config
+from .config import ComposeConfig, ConfigError, EvalConfig, TrainConfig, load_config
 from .errors import InputError
 
 log = logging.getLogger("mtd_trainer")
@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for verb, help_text in (
         ("train", "run one training stage (or a single-task baseline)"),
         ("evaluate", "score every task of a group"),
+        ("compose", "merge task adapters (and calibrate) into one adapter"),
     ):
         sub = verbs.add_parser(verb, help=help_text)
         sub.add_argument("--config", required=True, help="the JSON config file")
@@ -77,6 +78,10 @@ def run(verb: str, config_path: str) -> dict[str, Any]:
         from .training import train
 
         return train(config) or {}
+    if isinstance(config, ComposeConfig):
+        from .compose import compose
+
+        return compose(config)
     assert isinstance(config, EvalConfig)
     from .evaluation import evaluate
 
