@@ -14,9 +14,13 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from mtd_trainer.cgc import CgcLinear, CgcModel, task_id_tensor
-from mtd_trainer.config import CgcConfig, LoraConfig, TrainConfig
+from mtd_trainer.config import CgcConfig, EvalConfig, LoraConfig, TaskConfig, TrainConfig
 from mtd_trainer.errors import InputError
+from mtd_trainer.evaluation import eval_examples, evaluate, score_task
+from mtd_trainer.modeling import load_tokenizer
 from mtd_trainer.training import train
+
+from .conftest import sentiment_task, sounds_task
 
 pytestmark = pytest.mark.trainer
 
@@ -203,3 +207,35 @@ def test_cgc_run_learns_and_exports_one_adapter_per_task(
         (Path(stage2["output_dir"]) / "metrics.jsonl").read_text().splitlines()[0]
     )["loss"]
     assert first_loss < losses[0] - 0.2
+
+
+def test_evaluation_with_exported_task_adapters_scores_like_the_cgc_model(
+    tiny_model: Path,
+    tmp_path: Path,
+    sentiment_data: dict[str, Path],
+    sounds_data: dict[str, Path],
+) -> None:
+    model = cgc_model(tiny_model)
+    paths = model.export_task_adapters(tmp_path / "adapters")
+    tasks = [
+        TaskConfig.model_validate(sentiment_task(sentiment_data)),
+        TaskConfig.model_validate(sounds_task(sounds_data)),
+    ]
+    config = EvalConfig(
+        run_name="test/cgc-eval",
+        base_model=str(tiny_model),
+        task_adapters=paths,
+        tasks=tasks,
+        max_examples=4,
+        max_new_tokens=3,
+        output_path=str(tmp_path / "eval.json"),
+    )
+    results = evaluate(config)
+    tokenizer = load_tokenizer(str(tiny_model))
+    examples = eval_examples(tasks, 4)
+    for task in tasks:
+        with model.task(task.name), torch.no_grad():
+            row = score_task(model, tokenizer, task, examples[task.name], 8, 512, 3)
+        assert results["tasks"][task.name] == row
+    with pytest.raises(ValidationError, match="task_adapters"):
+        EvalConfig.model_validate(config.model_dump() | {"task_adapters": {"nope": str(tmp_path)}})

@@ -161,6 +161,11 @@ class EvalConfig(Strict):
     run_name: str
     base_model: str
     adapter: str | None = Field(default=None, description="Adapter or full-model folder.")
+    task_adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per task, an adapter used instead of `adapter` (CGC-LoRA's per-task "
+        "exports, a composition's adapter).",
+    )
     tasks: list[TaskConfig] = Field(min_length=1)
     max_examples: int | None = Field(
         default=None, ge=1, description="Evaluate at most this many examples per task."
@@ -169,6 +174,13 @@ class EvalConfig(Strict):
     max_seq_length: int = Field(default=512, ge=16)
     batch_size: int = Field(default=8, ge=1)
     output_path: str = Field(description="The results JSON file to write.")
+
+    @model_validator(mode="after")
+    def _task_adapters_name_tasks(self) -> EvalConfig:
+        unknown = set(self.task_adapters) - {task.name for task in self.tasks}
+        if unknown:
+            raise ValueError(f"task_adapters: {sorted(unknown)} are not tasks of this config")
+        return self
 
 
 class AdapterRef(Strict):

@@ -205,9 +205,14 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run an EvalConfig and write its results JSON atomically to `output_path`."""
     tokenizer = load_tokenizer(config.base_model)
     examples = eval_examples(config.tasks, config.max_examples)
-    model = load_for_inference(config.base_model, config.adapter).eval()
+    models: dict[str | None, PreTrainedModel] = {}
     results: dict[str, Any] = {"run_name": config.run_name, "tasks": {}}
     for task in config.tasks:
+        adapter = config.task_adapters.get(task.name, config.adapter)
+        if adapter not in models:  # one model at a time: per-task adapters do not pile up
+            models.clear()
+            models[adapter] = load_for_inference(config.base_model, adapter).eval()
+        model = models[adapter]
         row = score_task(
             model,
             tokenizer,
