@@ -105,7 +105,7 @@ def _serve_forever(process, url: str, out=sys.stdout) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local.runner import LocalRun
-    from .local.serve import start_server
+    from .local.serve import push_adapters, running_server, start_server
 
     run = LocalRun(Path(args.file), Path(args.workspace))
     print(f"workspace: {run.root}\n{plan_table(run.plan)}")
@@ -119,6 +119,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .local.report import task_table
 
         print(task_table(decision.status))
+        return 0
+    url = f"http://{args.host}:{args.port}"
+    if running_server(url):
+        # A server from an earlier run is up: move it to the new adapters in place.
+        names = push_adapters(url, run.root / "serving.json")
+        run.mark_serving(decision.serving.revision, url)
+        print(f"{url} now serves adapters {', '.join(names)} (no restart)")
+        _ask_every_task(url, run)
         return 0
     process, url = start_server(run.root / "serving.json", args.host, args.port)
     run.mark_serving(decision.serving.revision, url)

@@ -77,3 +77,27 @@ def start_server(manifest_path: Path, host: str, port: int) -> tuple[subprocess.
         process.terminate()
         raise
     return process, url
+
+
+def running_server(url: str) -> bool:
+    """A server of ours already answers at `url` (it can take a new adapter set)."""
+    try:
+        with urllib.request.urlopen(f"{url}/info", timeout=2) as response:
+            info = json.loads(response.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return False
+    return "/adapters" in info.get("extensions", [])
+
+
+def push_adapters(url: str, manifest_path: Path) -> list[str]:
+    """Move a running server to the manifest's adapters without a restart."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    body = json.dumps({"adapters": manifest["adapters"], "catalogue": manifest["catalogue"]})
+    request = urllib.request.Request(
+        f"{url}/adapters", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=HEALTH_TIMEOUT_S) as response:
+            return json.loads(response.read())["adapters"]
+    except urllib.error.HTTPError as exc:
+        raise ServingError(f"{url} refused the new adapters: {exc.read().decode()[:500]}") from None

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .catalogue import Catalogue, load_catalogue
+from .catalogue import Catalogue, CatalogueError, load_catalogue
 from .engine import Engine, EngineError, Generation, Sampling, Token
 from .grammar import GrammarError
 from .metrics import Metrics
@@ -377,6 +377,30 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
         best = max(scores, key=lambda s: s["probability"])
         return {"label": best["label"], "probability": best["probability"], "scores": scores}
 
+    @app.post("/adapters")
+    async def reload_adapters(request: Request) -> dict[str, Any]:
+        """Our extension: swap the adapter set (and catalogue) in place, like a rollout
+        without a restart. Requests keep being served while the new weights load."""
+        nonlocal tasks
+        try:
+            body = await request.json()
+        except ValueError:
+            raise EngineError('the body must be JSON: {"adapters": {name: path}}') from None
+        adapters = body.get("adapters") if isinstance(body, dict) else None
+        if not isinstance(adapters, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in adapters.items()
+        ):
+            raise EngineError("`adapters` must map adapter names to adapter folders")
+        new_tasks = tasks
+        if body.get("catalogue") is not None:
+            try:
+                new_tasks = load_catalogue(body["catalogue"], adapters.keys())
+            except CatalogueError as exc:
+                raise EngineError(str(exc)) from None
+        names = await asyncio.to_thread(engine.replace_adapters, adapters)
+        tasks = new_tasks
+        return {"adapters": list(names)}
+
     @app.get("/catalogue")
     async def get_catalogue() -> dict[str, Any]:
         return tasks.model_dump() if tasks else {"tasks": []}
@@ -403,7 +427,7 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
             "docker_label": None,
             "adapters": list(engine.adapters),
             "catalogue": tasks.model_dump() if tasks else None,
-            "extensions": ["/classify", "/catalogue"],
+            "extensions": ["/classify", "/catalogue", "/adapters"],
         }
 
     @app.get("/health")

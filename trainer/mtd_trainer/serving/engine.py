@@ -240,6 +240,13 @@ class Engine:
             log.info("loaded adapter %s from %s", name, path)
         self.model = model.eval()
         self.adapters: tuple[str, ...] = tuple(adapters)
+        # Public adapter name → the peft adapter that serves it now. Reloads load new peft
+        # adapters under fresh names and swap this map, so no request sees a half-loaded
+        # adapter; replaced ones are deleted one reload later (by then in-flight requests
+        # that resolved them have long finished).
+        self._serving: dict[str, str] = {name: name for name in adapters}
+        self._retired: list[str] = []
+        self._reloads = 0
         self.dtype = str(next(self.model.parameters()).dtype)
         self.device_type = next(self.model.parameters()).device.type
         context = getattr(self.model.config, "max_position_embeddings", None) or 2048
@@ -259,6 +266,44 @@ class Engine:
         self.special_tokens = frozenset(self.tokenizer.all_special_ids)
         self._lock = threading.Lock()
 
+    # -- adapters -------------------------------------------------------------------------
+
+    def replace_adapters(self, adapters: Mapping[str, str | Path]) -> tuple[str, ...]:
+        """Serve exactly `adapters` from now on, without a restart and without dropping a
+        request: new weights load under the model lock (requests wait a moment, none fail),
+        then the name map is swapped. A bad adapter leaves the current set in place."""
+        for name, path in adapters.items():
+            if not name or name in BASE_ALIASES or name == self.model_id:
+                raise EngineError(f"adapter name {name!r} is reserved for the base model")
+            if not (Path(path) / "adapter_config.json").is_file():
+                raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
+        with self._lock:
+            self._reloads += 1
+            loaded: dict[str, str] = {}
+            try:
+                for name, path in adapters.items():
+                    internal = f"{name}__r{self._reloads}"
+                    if isinstance(self.model, PeftModel):
+                        self.model.load_adapter(str(path), adapter_name=internal)
+                    else:
+                        self.model = PeftModel.from_pretrained(
+                            self.model, str(path), adapter_name=internal
+                        ).eval()
+                    loaded[name] = internal
+            except (RuntimeError, ValueError, KeyError) as exc:
+                for internal in loaded.values():
+                    self.model.delete_adapter(internal)
+                raise EngineError(f"adapter reload failed, nothing changed: {exc}") from None
+            if loaded:
+                self.model.set_adapter(next(iter(loaded.values())), inference_mode=True)
+                for internal in self._retired:
+                    self.model.delete_adapter(internal)
+                self._retired = list(self._serving.values())
+            self._serving = loaded
+            self.adapters = tuple(loaded)
+        log.info("serving adapters %s (reload %d)", ", ".join(self.adapters), self._reloads)
+        return self.adapters
+
     # -- requests -------------------------------------------------------------------------
 
     def resolve_adapter(self, name: str | None) -> str | None:
@@ -269,8 +314,9 @@ class Engine:
         """
         if name is None or name in BASE_ALIASES or name == self.model_id:
             return None
-        if name in self.adapters:
-            return name
+        serving = self._serving.get(name)
+        if serving is not None:
+            return serving
         known = ", ".join(self.adapters) or "none"
         raise EngineError(
             f"unknown adapter {name!r}: this server has adapters [{known}]; "
@@ -323,7 +369,7 @@ class Engine:
     def _using(self, adapter: str | None) -> Iterator[None]:
         """Hold the model with `adapter` active (None: adapters off) for one forward pass."""
         with self._lock:
-            if not self.adapters:
+            if not isinstance(self.model, PeftModel):
                 yield
             elif adapter is None:
                 with self.model.disable_adapter():
