@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.k8s_emulator import DeploymentController, Emulator, JobRunner
-from tests.k8s_emulator.fixtures import emulator, kubectl  # noqa: F401
+
+from .clusters import REAL_KUBECONFIG, EmulatedCluster, RealCluster, TestCluster, run_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
@@ -27,40 +28,51 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    path = tmp_path / "workspace"
-    path.mkdir()
-    return path
+def cluster(tmp_path: Path) -> Iterator[TestCluster]:
+    """The emulator with the CRD, a job runner playing kubelet and a deployment
+    controller; or a real cluster when MTD_E2E_KUBECONFIG is set (see clusters.py)."""
+    if REAL_KUBECONFIG:
+        real = RealCluster(REAL_KUBECONFIG)
+        run_kubectl(real.kubeconfig, tmp_path, "apply", "-f", str(CRD))
+        yield real
+        return
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    with Emulator(bookmark_interval=1.0) as emulator:
+        run_kubectl(emulator.kubeconfig_path, tmp_path, "apply", "-f", str(CRD))
+        env = {"KUBECONFIG": emulator.kubeconfig_path, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+        runner = JobRunner(
+            emulator, path_map={str(workspace): str(workspace)}, max_parallel=2, extra_env=env
+        )
+        with runner, DeploymentController(emulator, delay=0.2):
+            yield EmulatedCluster(emulator, runner, workspace)
+        assert emulator.server_errors == []
 
 
 @pytest.fixture
-def cluster(emulator, kubectl, workspace: Path) -> Iterator[tuple[Emulator, JobRunner]]:  # noqa: F811
-    """CRD installed, a job runner playing kubelet, a deployment controller."""
-    kubectl("apply", "-f", str(CRD))
-    env = {"KUBECONFIG": emulator.kubeconfig_path, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    runner = JobRunner(
-        emulator, path_map={str(workspace): str(workspace)}, max_parallel=2, extra_env=env
-    )
-    with runner, DeploymentController(emulator, delay=0.2):
-        yield emulator, runner
+def kubectl(cluster: TestCluster, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    def run(*args: str, input: str | None = None, timeout: float = 30):
+        return run_kubectl(cluster.kubeconfig, tmp_path, *args, input=input, timeout=timeout)
+
+    return run
 
 
 OperatorFactory = Callable[..., subprocess.Popen]
 
 
 @pytest.fixture
-def start_operator(emulator, workspace: Path, tmp_path: Path) -> Iterator[OperatorFactory]:  # noqa: F811
+def start_operator(cluster: TestCluster, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start `kopf run` with our handlers as a process (as in the operator image)."""
     processes: list[subprocess.Popen] = []
 
     def start(**config: str) -> subprocess.Popen:
         env = {
             **os.environ,
-            "KUBECONFIG": emulator.kubeconfig_path,
-            "MTD_WORKSPACE_MOUNT_PATH": str(workspace),
+            "KUBECONFIG": cluster.kubeconfig,
             "MTD_TRAINER_GPUS": "0",
             "MTD_SERVING_GPUS": "0",
             "MTD_METRICS_PORT": str(free_port()),
+            **cluster.operator_env(),
             **config,
         }
         log = (tmp_path / f"operator-{len(processes)}.log").open("w")
