@@ -201,3 +201,51 @@ def test_rendered_configs_satisfy_the_trainer_contract():
             assert parsed.sampling.strategy == "temperature"
         if step.verb == "train":
             assert all(t.train_path.startswith("/workspace/data/") for t in parsed.tasks)
+
+
+def test_cgc_lora_renders_experts_continues_from_cgc_and_serves_one_adapter_per_task():
+    spec = make_spec(
+        training={
+            "highResourceMinExamples": 1000,
+            "method": "cgcLora",
+            "cgcLora": {"commonExperts": 1, "specificExperts": 2, "expertRank": 2},
+        }
+    )
+    result = plan(spec, profiles_of(COUNTS))
+    steps = pipeline_steps(result)
+    by_key = {s.key: s for s in steps}
+    where = Locations(root="/ws/support", data_dir="/ws/data", base_model="/models/base")
+    for step in steps:
+        config = render_step(step, spec, result, by_key, where, "support")
+        if step.role == "stage":
+            parsed = TrainConfig.model_validate(config)
+            assert parsed.method == "cgcLora" and parsed.cgc.specific_experts == 2
+            if step.stage == "stage2" and step.after:
+                assert parsed.init_adapter == f"/ws/support/{by_key[step.after[0]].output}/cgc"
+        elif step.role == "baseline":
+            assert TrainConfig.model_validate(config).method == "lora"
+        elif step.role == "evaluation":
+            parsed = EvalConfig.model_validate(config)
+            assert parsed.adapter is None
+            assert all(p.endswith(f"/adapters/{t}") for t, p in parsed.task_adapters.items())
+    _, _, decision = succeed_all(spec, {"big": 0.9, "small": 0.9, "gen": 0.9}, {"small": 0.5})
+    assert set(decision.serving.adapters) == {"big", "small", "gen"}
+    assert decision.serving.adapters["big"].endswith("/adapters/big")
+    assert {r.name: r.adapter for r in decision.status.tasks} == {
+        "big": "big", "small": "small", "gen": "gen"
+    }  # fmt: skip
+
+
+def test_cgc_lora_needs_an_expert():
+    with pytest.raises(ValueError, match="at least 1"):
+        make_spec(
+            training={"method": "cgcLora", "cgcLora": {"commonExperts": 0, "specificExperts": 0}}
+        )
+
+
+def test_changing_experts_changes_training_hashes():
+    one = plan(make_spec(training={"method": "cgcLora"}), profiles_of(COUNTS))
+    two = plan(
+        make_spec(training={"method": "cgcLora", "cgcLora": {"expertRank": 8}}), profiles_of(COUNTS)
+    )
+    assert {s.hash for s in one.stages()}.isdisjoint({s.hash for s in two.stages()})

@@ -45,7 +45,7 @@ def task(name: str, kind: str, **extra) -> dict:
     }
 
 
-def write_spec(folder: Path, model: Path, tasks: list[dict]) -> Path:
+def write_spec(folder: Path, model: Path, tasks: list[dict], **training) -> Path:
     doc = {
         "apiVersion": "multitask.dev/v1alpha1",
         "kind": "MultiTaskDeployment",
@@ -62,6 +62,7 @@ def write_spec(folder: Path, model: Path, tasks: list[dict]) -> Path:
                 "maxSeqLength": 64,
                 "learningRate": 0.003,
                 "lora": {"rank": 4, "alpha": 8},
+                **training,
             },
         },
     }
@@ -154,3 +155,25 @@ def test_a_failing_step_is_reported_and_other_groups_continue(tmp_path, model):
     # The binary group went on to be trained and evaluated.
     rows = {r.name: r for r in decision.status.tasks}
     assert rows["sentiment"].score is not None
+
+
+def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, model):
+    write_task_data(tmp_path)
+    spec = write_spec(
+        tmp_path,
+        model,
+        [SENTIMENT, AGREE, SOUNDS],
+        method="cgcLora",
+        cgcLora={"commonExperts": 1, "specificExperts": 1, "expertRank": 2},
+    )
+    _, output, decision = run(spec, tmp_path / "ws")
+    assert not decision.failed, output
+    manifest = json.loads((tmp_path / "ws" / "tiny" / "serving.json").read_text())
+    # Stage 2 of the binary group continued from stage 1's experts; every task is served by
+    # its own exported LoRA adapter (the baseline task may be served by its baseline).
+    assert {"agree", "sounds"} <= set(manifest["adapters"])
+    for name, path in manifest["adapters"].items():
+        config = json.loads((Path(path) / "adapter_config.json").read_text())
+        assert config["peft_type"] == "LORA", name
+    rows = {row.name: row for row in decision.status.tasks}
+    assert all(row.score is not None for row in rows.values())

@@ -232,10 +232,28 @@ class LoraSettings(ApiModel):
     )
 
 
+class CgcLoraSettings(ApiModel):
+    """CGC-LoRA (arXiv 2402.01684): per adapted layer, experts shared by the group's
+    tasks and experts of each task, mixed by a gate chosen by the task id. Each task's
+    mixture is exported as one ordinary LoRA adapter of rank
+    (commonExperts + specificExperts) × expertRank, served under the task's name."""
+
+    common_experts: int = Field(default=2, ge=0, le=64, description="Experts shared by all tasks.")
+    specific_experts: int = Field(default=2, ge=0, le=64, description="Experts of each task.")
+    expert_rank: int = Field(default=4, ge=1, le=256, description="LoRA rank of each expert.")
+
+    @model_validator(mode="after")
+    def _some_expert(self) -> CgcLoraSettings:
+        if self.common_experts + self.specific_experts < 1:
+            raise ValueError("commonExperts + specificExperts must be at least 1")
+        return self
+
+
 class Training(ApiModel):
-    method: Literal["lora", "full"] = Field(
+    method: Literal["lora", "full", "cgcLora"] = Field(
         default="lora",
-        description="lora trains adapters on a frozen base; full trains all weights.",
+        description="lora: one adapter per group on a frozen base; full: all weights; "
+        "cgcLora: task-gated LoRA experts, one exported adapter per task.",
     )
     high_resource_min_examples: int = Field(
         default=5000,
@@ -247,6 +265,10 @@ class Training(ApiModel):
     stage2: Stage2 = Field(default_factory=Stage2)
     baseline: BaselineTraining = Field(default_factory=BaselineTraining)
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    cgc_lora: CgcLoraSettings = Field(
+        default_factory=CgcLoraSettings,
+        description="Experts for method cgcLora (lora.alpha, dropout and targetModules apply).",
+    )
     batch_size: int = Field(default=8, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
     max_seq_length: int = Field(

@@ -168,7 +168,8 @@ def _training_fingerprint(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
     return {
         "baseModel": spec.base_model.uri,
         "method": training.method,
-        "lora": training.lora.to_api() if training.method == "lora" else None,
+        "lora": training.lora.to_api() if training.method != "full" else None,
+        "cgcLora": training.cgc_lora.to_api() if training.method == "cgcLora" else None,
         "batchSize": training.batch_size,
         "learningRate": training.learning_rate,
         "maxSeqLength": training.max_seq_length,

@@ -23,7 +23,7 @@ from ..api.status import (
 )
 from .planner import Plan, content_hash
 from .render import evaluable
-from .steps import Step, baseline_adapter_name, pipeline_steps
+from .steps import Step, baseline_adapter_name, pipeline_steps, served_adapter_path
 
 Phase = Literal["Running", "Succeeded", "Failed"]
 
@@ -49,10 +49,11 @@ class ServingObservation:
 
 @dataclass(frozen=True)
 class DesiredServing:
-    """The adapter set to serve: name → step whose adapter it is."""
+    """The adapter set to serve: name → adapter folder, relative to the deployment root
+    (content-addressed, so the revision changes whenever an adapter does)."""
 
     revision: str
-    adapters: dict[str, Step]
+    adapters: dict[str, str]
 
 
 @dataclass
@@ -168,7 +169,8 @@ def reconcile(
     pipeline_done = len(failed_steps) == 0 and all(succeeded(s.key) for s in steps)
 
     rows: list[TaskStatus] = []
-    adapters: dict[str, Step] = {}
+    adapters: dict[str, str] = {}
+    method = spec.training.method
     for task in spec.tasks:
         group = plan.group_of(task.name)
         score = group_scores.get(task.name)
@@ -183,9 +185,12 @@ def reconcile(
             and task.name in baseline_adapters
         ):
             adapter, served_by = baseline_adapter_name(task.name), "baseline"
-            adapters[adapter] = baseline_adapters[task.name]
+            adapters[adapter] = baseline_adapters[task.name].adapter_path
+        elif method == "cgcLora":
+            adapter = task.name
+            adapters[adapter] = served_adapter_path(final_stage[group.name], task.name, method)
         else:
-            adapters[group.name] = final_stage[group.name]
+            adapters[group.name] = final_stage[group.name].adapter_path
         rows.append(
             TaskStatus(
                 name=task.name,
@@ -207,7 +212,7 @@ def reconcile(
             {
                 "engine": spec.serving.engine,
                 "base": spec.base_model.uri,
-                "adapters": {name: step.hash for name, step in sorted(adapters.items())},
+                "adapters": dict(sorted(adapters.items())),
             }
         )
         desired = DesiredServing(revision=revision, adapters=dict(sorted(adapters.items())))

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
 from .planner import Plan, StagePlan
-from .steps import Step
+from .steps import Step, continuation_path, served_adapter_path
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,19 @@ def _lora(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
     }
 
 
+def _cgc(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    if spec.training.method != "cgcLora":
+        return {}
+    cgc = spec.training.cgc_lora
+    return {
+        "cgc": {
+            "common_experts": cgc.common_experts,
+            "specific_experts": cgc.specific_experts,
+            "expert_rank": cgc.expert_rank,
+        }
+    }
+
+
 def _stage_plan(plan: Plan, step: Step) -> StagePlan:
     for stage in plan.stages():
         if stage.hash == step.hash and stage.group == step.group:
@@ -93,6 +106,7 @@ def render_step(
             **common,
             "method": spec.training.method,
             "lora": _lora(spec),
+            **_cgc(spec),
             "tasks": [_task_config(spec.task(name), where) for name in stage.tasks],
             "sampling": {
                 "strategy": stage.sampling.strategy,
@@ -101,7 +115,9 @@ def render_step(
                 "dataset_cap": stage.sampling.dataset_cap,
             },
             "hyperparameters": _hyperparameters(spec, stage.max_steps),
-            "init_adapter": where.artifact(parent.adapter_path) if parent else None,
+            "init_adapter": (
+                where.artifact(continuation_path(parent, spec.training.method)) if parent else None
+            ),
             "output_dir": where.artifact(step.output),
         }
     if step.role == "baseline":
@@ -110,7 +126,8 @@ def render_step(
             "kind": "train",
             "run_name": f"{deployment}/baseline/{step.task}",
             **common,
-            "method": spec.training.method,
+            # A single task has nothing to share: its baseline is plain LoRA under cgcLora.
+            "method": "lora" if spec.training.method == "cgcLora" else spec.training.method,
             "lora": _lora(spec),
             "tasks": [_task_config(spec.task(step.task), where)],
             "sampling": {"strategy": "instance", "rates": {step.task: 1.0}},
@@ -125,13 +142,22 @@ def render_step(
     else:
         assert step.task is not None
         names = [step.task]
-    tasks = [spec.task(name) for name in names]
+    tasks = [spec.task(name) for name in names if spec.task(name).data.eval is not None]
+    adapters: dict[str, Any] = {"adapter": where.artifact(trained.adapter_path)}
+    if spec.training.method == "cgcLora" and trained.role == "stage":
+        adapters = {
+            "adapter": None,
+            "task_adapters": {
+                t.name: where.artifact(served_adapter_path(trained, t.name, "cgcLora"))
+                for t in tasks
+            },
+        }
     return {
         "kind": "evaluate",
         "run_name": f"{deployment}/eval/{step.group or step.task}",
         **common,
-        "adapter": where.artifact(trained.adapter_path),
-        "tasks": [_task_config(task, where) for task in tasks if task.data.eval is not None],
+        **adapters,
+        "tasks": [_task_config(task, where) for task in tasks],
         "max_seq_length": spec.training.max_seq_length,
         "batch_size": spec.training.batch_size,
         "output_path": where.artifact(step.output),

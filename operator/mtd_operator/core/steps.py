@@ -38,6 +38,18 @@ class Step:
         return f"{self.output}/adapter"
 
 
+def served_adapter_path(step: Step, task: str, method: str) -> str:
+    """Where the adapter that serves `task` lies: CGC-LoRA exports one per task."""
+    if method == "cgcLora" and step.role == "stage":
+        return f"{step.output}/adapters/{task}"
+    return step.adapter_path
+
+
+def continuation_path(step: Step, method: str) -> str:
+    """What the next stage starts from: the adapter, or CGC-LoRA's experts and gates."""
+    return f"{step.output}/cgc" if method == "cgcLora" else step.adapter_path
+
+
 def baseline_adapter_name(task: str) -> str:
     return f"single-{task}"
 

@@ -348,7 +348,7 @@ def serving_deployment(
     parent = body["metadata"]["name"]
     name = serving_name(parent)
     selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
-    adapters = {n: locations.artifact(step.adapter_path) for n, step in desired.adapters.items()}
+    adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
     engine = _engine_container(spec, config, adapters)
     volumes, mounts = _volumes(spec, config, None, read_only=True)
     probe = {"httpGet": {"path": "/health", "port": "http"}}

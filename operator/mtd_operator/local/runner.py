@@ -191,8 +191,8 @@ class LocalRun:
             "revision": decision.serving.revision,
             "baseModel": self.locations.base_model,
             "adapters": {
-                name: self.locations.artifact(step.adapter_path)
-                for name, step in decision.serving.adapters.items()
+                name: self.locations.artifact(path)
+                for name, path in decision.serving.adapters.items()
             },
             "catalogue": {
                 "tasks": [
