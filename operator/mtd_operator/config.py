@@ -49,9 +49,6 @@ class OperatorConfig(BaseModel):
     workspace_mount_path: str = Field(default="/workspace")
     job_backoff_limit: int = Field(default=2, ge=0, description="Pod retries per Job.")
     metrics_port: int = Field(default=8080, ge=1, le=65535)
-    delete_artifacts_on_delete: bool = Field(
-        default=False, description="Remove a resource's workspace folder when it is deleted."
-    )
 
 
 def _parse(field: str, raw: str) -> Any:

@@ -37,7 +37,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "workspace": {
             "claim": "ml-workspace",
             "mountPath": "/mnt/workspace",
-            "deleteArtifactsOnDelete": True,
         },
         "metrics": {"port": 9090, "service": {"port": 9191, "annotations": {"a": "b"}}},
         "liveness": {"port": 9081},

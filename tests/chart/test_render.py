@@ -142,7 +142,6 @@ def test_env_reflects_values(render):
     assert config.workspace_mount_path == "/mnt/workspace"
     assert config.job_backoff_limit == 5
     assert config.metrics_port == 9090
-    assert config.delete_artifacts_on_delete is True
 
 
 def test_image_tags_default_to_app_version(render):
