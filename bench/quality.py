@@ -2,7 +2,7 @@
 
 One command per scale (from the repository root, in the project's venv):
 
-    .venv/bin/python bench/quality.py --scale quick --threads 1   # ~30-45 min, 2 CPU cores
+    .venv/bin/python bench/quality.py --scale quick --threads 1   # ~35-60 min, 2 CPU cores
     nohup .venv/bin/python bench/quality.py --scale full > bench-full.log 2>&1 &   # hours
 
 What it does, from a clean clone (nothing from a model or data hub):
@@ -541,6 +541,19 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Produced by `{report['command']}` (seed {report['seed']}), "
         f"{report['started']} → {report['finished']} ({report['wall_minutes']:.1f} min).",
+        *(
+            [
+                "Invocations of this command into this folder (a rerun reuses finished "
+                "training runs and scores; their cost is in the tables below): "
+                + "; ".join(
+                    f"{i['started']}: {i['minutes']} min, load {i['load_start']} → {i['load_end']}"
+                    for i in report.get("invocations", [])
+                )
+                + "."
+            ]
+            if len(report.get("invocations", [])) > 1
+            else []
+        ),
         "",
         f"* Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores "
         f"({report['machine']['platform']}), torch threads {report['machine']['torch_threads']}; "
@@ -646,14 +659,48 @@ def findings(report: dict[str, Any]) -> list[str]:
         f"{naive['qualified_count']}/6, three-stage {three['qualified_count']}/6; mean ratio "
         f"naive {fmt(naive['mean_ratio'])}, three-stage {fmt(three['mean_ratio'])}.",
     ]
-    if three["qualified_count"] > naive["qualified_count"] or (
-        three["qualified_count"] == naive["qualified_count"]
-        and (three["mean_ratio"] or 0) > (naive["mean_ratio"] or 0)
-    ):
-        out.append("* On this run the three-stage method beats naive multi-task training.")
+    gap = (three["mean_ratio"] or 0) - (naive["mean_ratio"] or 0)
+    if three["qualified_count"] > naive["qualified_count"]:
+        out.append(
+            "* On this run the three-stage method qualifies more tasks than naive multi-task "
+            f"training (mean ratio {gap:+.3f})."
+        )
+    elif three["qualified_count"] == naive["qualified_count"]:
+        out.append(
+            "* **On this run the three-stage method does not beat naive multi-task training "
+            f"on the qualified count** (both {three['qualified_count']}/6); its mean ratio "
+            f"differs by {gap:+.3f}, which on this test-set size is not a significant "
+            "difference."
+        )
     else:
         out.append(
-            "* **On this run the three-stage method does not beat naive multi-task training.**"
+            "* **On this run the three-stage method does not beat naive multi-task "
+            "training: it qualifies fewer tasks.**"
+        )
+    better = [
+        name
+        for name in ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap")
+        if name in m
+        and (m[name]["qualified_count"], m[name]["mean_ratio"] or 0)
+        > (three["qualified_count"], three["mean_ratio"] or 0)
+    ]
+    if better:
+        out.append(
+            "* Ablations that did better than the full method here (qualified count, then "
+            f"mean ratio): {', '.join(f'`{b}`' for b in better)}. On this run the removed "
+            "part did not help."
+        )
+    below = [
+        t["name"]
+        for t in report["tasks"]
+        if t["name"] in report["base_scores"]
+        and m["single-task"]["scores"][t["name"]] < report["base_scores"][t["name"]]
+    ]
+    if below:
+        out.append(
+            "* The single-task baseline scored below the untrained base model (zero-shot) on "
+            f"{', '.join(f'`{b}`' for b in below)}: too few steps to learn the task, so "
+            "ratios above 1 on these tasks say little."
         )
     for name in ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap"):
         if name in m:
@@ -836,6 +883,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, summary in summarise(tasks, scores).items():
         method_rows[name].update(summary)
 
+    invocations = previous_invocations(out / "results.json", command)
+    invocations.append(
+        {
+            "started": started.replace(microsecond=0).isoformat(),
+            "minutes": round((time.monotonic() - t0) / 60, 1),
+            "load_start": round(load_start[0], 2),
+            "load_end": round(os.getloadavg()[0], 2),
+        }
+    )
     report: dict[str, Any] = {
         "scale": args.scale,
         "seed": args.seed,
@@ -844,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.replace(microsecond=0).isoformat(),
         "finished": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "wall_minutes": (time.monotonic() - t0) / 60,
+        "invocations": invocations,
         "load": {"start": load_start, "end": os.getloadavg()},
         "versions": versions(),
         "machine": machine(),
@@ -860,6 +917,26 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.md").write_text(markdown(report), encoding="utf-8")
     log(f"wrote {out}/results.md, results.json, ratio.png in {report['wall_minutes']:.1f} min")
     return 0
+
+
+def previous_invocations(path: Path, command: str) -> list[dict[str, Any]]:
+    """Earlier runs of the same command into this folder (they did the reused work)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if old.get("command") != command:
+        return []
+    if "invocations" in old:
+        return list(old["invocations"])
+    return [
+        {
+            "started": old["started"],
+            "minutes": round(old["wall_minutes"], 1),
+            "load_start": round(old["load"]["start"][0], 2),
+            "load_end": round(old["load"]["end"][0], 2),
+        }
+    ]
 
 
 def quick_variant(scale: Scale, **changes: Any) -> Scale:
