@@ -543,6 +543,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['started']} → {report['finished']} ({report['wall_minutes']:.1f} min).",
         *(
             [
+                f"Tables re-rendered from `results.json` by `bench/quality.py --render-only` "
+                f"at commit {report['rendered_by']} (same measurements, current report code)."
+            ]
+            if report.get("rendered_by")
+            else []
+        ),
+        *(
+            [
                 "Invocations of this command into this folder (a rerun reuses finished "
                 "training runs and scores; their cost is in the tables below): "
                 + "; ".join(
@@ -792,9 +800,24 @@ def main(argv: list[str] | None = None) -> int:
         "--methods", default=",".join(METHOD_NAMES),
         help="comma-separated subset (single-task, naive and three-stage are always run)",
     )  # fmt: skip
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite results.md and ratio.png from OUT/results.json (no training or "
+        "scoring; the measured numbers are kept as they are)",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     out = args.out or ROOT / "bench" / "results" / args.scale
+    if args.render_only:
+        report = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        report["findings"] = findings(report)
+        report["rendered_by"] = versions().get("git")
+        (out / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        plot(report, out / "ratio.png")
+        (out / "results.md").write_text(markdown(report), encoding="utf-8")
+        log(f"re-rendered {out}/results.md and ratio.png from results.json")
+        return 0
     work = (args.work or ROOT / ".cache" / "bench" / f"{args.scale}-seed{args.seed}").resolve()
     wanted = {"single-task", "naive", "three-stage"} | set(args.methods.split(","))
     unknown = wanted - set(METHOD_NAMES)
