@@ -169,11 +169,12 @@ def _training_fingerprint(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
         "baseModel": spec.base_model.uri,
         "method": training.method,
         "lora": training.lora.to_api() if training.method != "full" else None,
-        "cgcLora": training.cgc_lora.to_api() if training.method == "cgcLora" else None,
         "batchSize": training.batch_size,
         "learningRate": training.learning_rate,
         "maxSeqLength": training.max_seq_length,
         "seed": training.seed,
+        # Only present when used, so that adding the option changed no existing hash.
+        **({"cgcLora": training.cgc_lora.to_api()} if training.method == "cgcLora" else {}),
     }
 
 
