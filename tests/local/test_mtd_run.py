@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from mtd_operator.local.runner import LocalRun
-from tests.trainer.conftest import build_model, sentiment_examples, sound_examples, write_jsonl
+from tests.tiny_tasks import task, write_task_data
+from tests.trainer.conftest import build_model
 
 pytestmark = [pytest.mark.trainer, pytest.mark.slow]
 
@@ -18,31 +19,6 @@ pytestmark = [pytest.mark.trainer, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny"))
-
-
-def write_task_data(folder: Path) -> None:
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    write_jsonl(data / "sentiment.train.jsonl", sentiment_examples(40, 1))
-    write_jsonl(data / "sentiment.eval.jsonl", sentiment_examples(8, 2))
-    write_jsonl(data / "sounds.train.jsonl", sound_examples(20, 3))
-    write_jsonl(data / "sounds.eval.jsonl", sound_examples(6, 4))
-    flipped = [
-        {**row, "output": "yes" if row["output"] == "pos" else "no"}
-        for row in sentiment_examples(30, 5)
-    ]
-    write_jsonl(data / "agree.train.jsonl", flipped)
-    write_jsonl(data / "agree.eval.jsonl", flipped[:6])
-
-
-def task(name: str, kind: str, **extra) -> dict:
-    return {
-        "name": name,
-        "type": kind,
-        "instruction": f"Task {name}.",
-        "data": {"train": f"data/{name}.train.jsonl", "eval": f"data/{name}.eval.jsonl"},
-        **extra,
-    }
 
 
 def write_spec(folder: Path, model: Path, tasks: list[dict], **training) -> Path:

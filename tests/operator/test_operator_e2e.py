@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from mtd_operator.rbac_needs import OPERATOR_NEEDS
-from tests.trainer.conftest import build_model, sentiment_examples, sound_examples, write_jsonl
+from tests.tiny_tasks import task, write_task_data
+from tests.trainer.conftest import build_model
 
 from .clusters import NAMESPACE
 from .conftest import wait_until
@@ -23,28 +24,7 @@ MTD = "multitask.dev/v1alpha1/multitaskdeployments"
 
 def prepare_workspace(workspace: Path) -> None:
     build_model(workspace / "models" / "tiny")
-    data = workspace / "data"
-    data.mkdir()
-    write_jsonl(data / "sentiment.train.jsonl", sentiment_examples(40, 1))
-    write_jsonl(data / "sentiment.eval.jsonl", sentiment_examples(8, 2))
-    write_jsonl(data / "sounds.train.jsonl", sound_examples(20, 3))
-    write_jsonl(data / "sounds.eval.jsonl", sound_examples(6, 4))
-    flipped = [
-        {**row, "output": "yes" if row["output"] == "pos" else "no"}
-        for row in sentiment_examples(30, 5)
-    ]
-    write_jsonl(data / "agree.train.jsonl", flipped)
-    write_jsonl(data / "agree.eval.jsonl", flipped[:6])
-
-
-def task(name: str, kind: str, **extra) -> dict:
-    return {
-        "name": name,
-        "type": kind,
-        "instruction": f"Task {name}.",
-        "data": {"train": f"data/{name}.train.jsonl", "eval": f"data/{name}.eval.jsonl"},
-        **extra,
-    }
+    write_task_data(workspace)
 
 
 SENTIMENT = task("sentiment", "classification", labels=["pos", "neg"], baseline={"score": 0.5})

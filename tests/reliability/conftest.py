@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.k8s_emulator import DeploymentController, Emulator, JobRunner
-from tests.trainer.conftest import sentiment_examples, sound_examples, write_jsonl
+from tests.tiny_tasks import task, write_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
@@ -44,29 +44,7 @@ def free_port() -> int:
 # ----------------------------------------------------------------------- data and specs
 
 
-def write_data(workspace: Path) -> None:
-    data = workspace / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    write_jsonl(data / "sentiment.train.jsonl", sentiment_examples(40, 1))
-    write_jsonl(data / "sentiment.eval.jsonl", sentiment_examples(8, 2))
-    write_jsonl(data / "sounds.train.jsonl", sound_examples(20, 3))
-    write_jsonl(data / "sounds.eval.jsonl", sound_examples(6, 4))
-    flipped = [
-        {**row, "output": "yes" if row["output"] == "pos" else "no"}
-        for row in sentiment_examples(30, 5)
-    ]
-    write_jsonl(data / "agree.train.jsonl", flipped)
-    write_jsonl(data / "agree.eval.jsonl", flipped[:6])
-
-
-def task(name: str, kind: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": kind,
-        "instruction": f"Task {name}.",
-        "data": {"train": f"data/{name}.train.jsonl", "eval": f"data/{name}.eval.jsonl"},
-        **extra,
-    }
+write_data = write_task_data
 
 
 SENTIMENT = task("sentiment", "classification", labels=["pos", "neg"], baseline={"score": 0.5})
