@@ -21,11 +21,13 @@ EXIT_INVALID = 2
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    resource, profiles = load_and_profile(Path(args.file))
+    resource, profiles, _ = load_and_profile(Path(args.file))
     examples = sum(p.train_examples for p in profiles.values())
+    compositions = len(resource.spec.compositions)
     print(
         f"{args.file}: valid MultiTaskDeployment {resource.metadata.name!r}: "
         f"{len(resource.spec.tasks)} tasks, {examples} training examples"
+        + (f", {compositions} compositions" if compositions else "")
     )
     return 0
 
@@ -63,6 +65,20 @@ def plan_table(plan: Plan) -> str:
                 "1.0000",
             )
         )
+    for composition in plan.compositions:
+        for index, task in enumerate(composition.tasks):
+            first = index == 0
+            rows.append(
+                (
+                    "composition" if first else "",
+                    composition.name if first else "",
+                    composition.hash if first else "",
+                    "",
+                    "merge" if first else "",
+                    task,
+                    "",
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -74,8 +90,8 @@ def plan_table(plan: Plan) -> str:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .core.planner import plan
 
-    resource, profiles = load_and_profile(Path(args.file))
-    result = plan(resource.spec, profiles)
+    resource, profiles, compositions = load_and_profile(Path(args.file))
+    result = plan(resource.spec, profiles, compositions)
     if args.output == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -136,26 +152,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _ask_every_task(url: str, run) -> None:
     """One real query per task (its first eval example), so a run ends with proof."""
-    from .client import ClientError, MultiTaskClient
+    from .client import MultiTaskClient
     from .core.profile import resolve_data_path
 
-    print("\nOne query per task:")
+    print("\nOne query per task and composition:")
     with MultiTaskClient(url) as client:
         for task in run.spec.tasks:
-            try:
-                _ask_one(client, task, run.spec_file.resolve().parent, resolve_data_path)
-            except ClientError as exc:
-                print(f"  {task.name}: error: {exc}")
+            source = task.data.eval or task.data.train
+            _ask_one(client, task.name, source, run.spec_file.resolve().parent, resolve_data_path)
+        for composition in run.spec.compositions:
+            source = composition.data.eval or (
+                composition.calibration.data if composition.calibration else None
+            )
+            if source is None:
+                print(f"  {composition.name}: no compositional example to ask (no data)")
+                continue
+            spec_dir = run.spec_file.resolve().parent
+            _ask_one(client, composition.name, source, spec_dir, resolve_data_path)
 
 
-def _ask_one(client, task, spec_dir: Path, resolve_data_path) -> None:
-    source = resolve_data_path(task.data.eval or task.data.train, spec_dir)
+def _ask_one(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> None:
+    from .client import ClientError
+
+    try:
+        _ask(client, name, data, spec_dir, resolve_data_path)
+    except ClientError as exc:
+        print(f"  {name}: error: {exc}")
+
+
+def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> None:
+    source = resolve_data_path(data, spec_dir)
     with source.open(encoding="utf-8") as handle:
         example = json.loads(next(line for line in handle if line.strip()))
-    prediction = client.predict(task.name, example["input"])
+    prediction = client.predict(name, example["input"])
     text = example["input"].replace("\n", " ")
     answer = prediction.output.replace("\n", " ")
-    print(f"  {task.name} [{prediction.adapter}]: {text[:70]!r}")
+    print(f"  {name} [{prediction.adapter}]: {text[:70]!r}")
     print(f"    → {answer[:100]!r} (expected {example['output'][:60]!r})")
 
 
@@ -241,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     step = commands.add_parser(
         "step", help="(inside a Job) run one trainer step and publish its result"
     )
-    step.add_argument("verb", choices=("train", "evaluate"))
+    step.add_argument("verb", choices=("train", "evaluate", "compose"))
     step.add_argument("--config", required=True)
     step.add_argument("--result-configmap", required=True)
     step.set_defaults(func=_cmd_step)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from .api.spec import MultiTaskDeployment
 from .core.problems import InvalidSpec, Problem, problems_from_validation
-from .core.profile import TaskProfile, profile_spec
+from .core.profile import CompositionProfile, TaskProfile, profile_compositions, profile_spec
 
 # libyaml's loader is ~10x faster on large specs; same safe semantics.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -59,10 +59,15 @@ def load_resource(path: Path) -> MultiTaskDeployment:
     return parse_resource(documents[0])
 
 
-def load_and_profile(path: Path) -> tuple[MultiTaskDeployment, dict[str, TaskProfile]]:
-    """The resource and its data profiles; data paths resolve against the file's folder."""
+def load_and_profile(
+    path: Path,
+) -> tuple[MultiTaskDeployment, dict[str, TaskProfile], dict[str, CompositionProfile]]:
+    """The resource and the profiles of its tasks' and compositions' data; data paths
+    resolve against the file's folder. Every problem of every file is reported at once."""
     resource = load_resource(path)
-    profiles, problems = profile_spec(resource.spec, path.resolve().parent)
-    if problems:
-        raise InvalidSpec(problems)
-    return resource, profiles
+    base_dir = path.resolve().parent
+    profiles, problems = profile_spec(resource.spec, base_dir)
+    compositions, composition_problems = profile_compositions(resource.spec, base_dir)
+    if problems or composition_problems:
+        raise InvalidSpec(problems + composition_problems)
+    return resource, profiles, compositions

@@ -45,6 +45,32 @@ class ApiModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: str | None) -> None:
+    """Labels and metric fit the output type (shared by tasks and compositions)."""
+    if type_ == "classification":
+        if labels is None or len(labels) < 2:
+            raise ValueError("a classification task needs 'labels' with 2 or more entries")
+        if any(not label.strip() for label in labels):
+            raise ValueError("labels must be non-empty strings")
+        duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if duplicates:
+            raise ValueError(f"labels must be distinct; repeated: {duplicates}")
+        if metric is not None and metric not in CLASSIFICATION_METRICS:
+            raise ValueError(
+                f"metric {metric!r} is not for classification; allowed: "
+                f"{', '.join(CLASSIFICATION_METRICS)}"
+            )
+    else:
+        if labels is not None:
+            raise ValueError("'labels' is only allowed on classification tasks")
+        if ordinal:
+            raise ValueError("'ordinal' is only allowed on classification tasks")
+        if metric is not None and metric not in GENERATION_METRICS:
+            raise ValueError(
+                f"metric {metric!r} is not for generation; allowed: {', '.join(GENERATION_METRICS)}"
+            )
+
+
 class BaseModelRef(ApiModel):
     """Where the frozen base LLM comes from."""
 
@@ -143,29 +169,7 @@ class TaskSpec(ApiModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
-        if self.type == "classification":
-            if self.labels is None or len(self.labels) < 2:
-                raise ValueError("a classification task needs 'labels' with 2 or more entries")
-            if any(not label.strip() for label in self.labels):
-                raise ValueError("labels must be non-empty strings")
-            duplicates = sorted({lab for lab in self.labels if self.labels.count(lab) > 1})
-            if duplicates:
-                raise ValueError(f"labels must be distinct; repeated: {duplicates}")
-            if self.metric is not None and self.metric not in CLASSIFICATION_METRICS:
-                raise ValueError(
-                    f"metric {self.metric!r} is not for classification; allowed: "
-                    f"{', '.join(CLASSIFICATION_METRICS)}"
-                )
-        else:
-            if self.labels is not None:
-                raise ValueError("'labels' is only allowed on classification tasks")
-            if self.ordinal:
-                raise ValueError("'ordinal' is only allowed on classification tasks")
-            if self.metric is not None and self.metric not in GENERATION_METRICS:
-                raise ValueError(
-                    f"metric {self.metric!r} is not for generation; allowed: "
-                    f"{', '.join(GENERATION_METRICS)}"
-                )
+        _check_outputs(self.type, self.labels, self.ordinal, self.metric)
         return self
 
     @model_validator(mode="after")
@@ -296,6 +300,120 @@ class Serving(ApiModel):
     replicas: int = Field(default=1, ge=0, le=100, description="Serving replicas.")
 
 
+MERGE_METHODS = ("linear", "cat", "ties")
+# Serving adapter ids the planner and reconcile give out; a composition may not take one.
+RESERVED_ADAPTER_NAMES = ("all", "generation", "classification", "binary", "ordinal", "multiclass")
+RESERVED_ADAPTER_PREFIXES = ("solo-", "single-")
+
+
+class CompositionData(ApiModel):
+    """Compositional examples (JSON Lines, {"input": ..., "output": ...})."""
+
+    eval: str | None = Field(
+        default=None,
+        description="Held-out compositional examples: the composition is scored on them "
+        "like a task. Without it the composition is served but never scored.",
+    )
+
+
+class Calibration(ApiModel):
+    """Learnable Calibration (arXiv 2507.16083): a low-rank correction trained on a few
+    compositional examples with the base model and the merged adapter frozen."""
+
+    data: str = Field(min_length=1, description="Compositional training examples (JSON Lines).")
+    rank: int = Field(default=4, ge=1, le=256, description="Rank of the correction.")
+    max_steps: int = Field(default=50, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1, description="Learning rate.")
+
+
+class CompositionSpec(ApiModel):
+    """A compositional task (e.g. summarise then translate) served by one adapter merged
+    from its tasks' adapters, optionally calibrated; routed, scored and reported like a task."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Unique among tasks and compositions; also the serving adapter id.",
+    )
+    tasks: list[str] = Field(
+        min_length=2, description="The tasks whose adapters are merged, 2 or more, distinct."
+    )
+    weights: list[float] | None = Field(
+        default=None,
+        description="One merge weight per task, in the order of tasks (default 1 each).",
+    )
+    merge: Literal["linear", "cat", "ties"] = Field(
+        default="cat",
+        description="peft add_weighted_adapter: cat (exact weighted sum of the updates, "
+        "rank = sum of ranks), linear (mixes A and B separately; equal ranks), ties.",
+    )
+    density: float = Field(
+        default=0.5, gt=0, le=1, description="ties only: the fraction of weights kept."
+    )
+    type: TaskType = Field(default="generation", description="What the composition outputs.")
+    labels: list[str] | None = Field(
+        default=None, description="classification only: the label set, 2 or more."
+    )
+    instruction: str = Field(
+        min_length=1, description="The instruction put before each input in the prompt."
+    )
+    metric: Metric | None = Field(
+        default=None, description="Score, as for tasks (default accuracy / rougeL)."
+    )
+    data: CompositionData = Field(default_factory=CompositionData)
+    calibration: Calibration | None = Field(
+        default=None, description="Train a correction on top of the merge (optional)."
+    )
+    baseline: Baseline | None = Field(
+        default=None,
+        description="A known score to qualify against ('score' only: a composition has "
+        "no training data of its own to train a baseline on).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CompositionSpec:
+        duplicates = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"tasks must be distinct; repeated: {duplicates}")
+        if self.weights is not None:
+            if len(self.weights) != len(self.tasks):
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries; give one per task "
+                    f"({len(self.tasks)})"
+                )
+            if any(w == 0 or w != w or abs(w) == float("inf") for w in self.weights):
+                raise ValueError("weights must be finite and non-zero")
+        if self.density != 0.5 and self.merge != "ties":
+            raise ValueError("density is only used by merge: ties")
+        if self.name in RESERVED_ADAPTER_NAMES or self.name.startswith(RESERVED_ADAPTER_PREFIXES):
+            raise ValueError(
+                f"name {self.name!r} is reserved for group and baseline adapters; not allowed: "
+                f"{', '.join(RESERVED_ADAPTER_NAMES)} or names starting with "
+                f"{' or '.join(RESERVED_ADAPTER_PREFIXES)}"
+            )
+        _check_outputs(self.type, self.labels, False, self.metric)
+        if self.baseline is not None:
+            if self.baseline.score is None:
+                raise ValueError(
+                    "baseline: a composition takes 'score' only (it has no training data "
+                    "of its own to train a single-task baseline on)"
+                )
+            if self.data.eval is None:
+                raise ValueError("a baseline is compared on held-out data: set data.eval too")
+        return self
+
+    @property
+    def merge_weights(self) -> list[float]:
+        return list(self.weights) if self.weights is not None else [1.0] * len(self.tasks)
+
+    @property
+    def effective_metric(self) -> str:
+        if self.metric is not None:
+            return self.metric
+        return "accuracy" if self.type == "classification" else "rougeL"
+
+
 class MultiTaskDeploymentSpec(ApiModel):
     base_model: BaseModelRef
     tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=100000)]
@@ -303,6 +421,12 @@ class MultiTaskDeploymentSpec(ApiModel):
     training: Training = Field(default_factory=Training)
     qualification: Qualification = Field(default_factory=Qualification)
     serving: Serving = Field(default_factory=Serving)
+    compositions: list[CompositionSpec] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Compositional tasks, each served by an adapter merged from its "
+        "tasks' adapters (after their training).",
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> MultiTaskDeploymentSpec:
@@ -320,6 +444,60 @@ class MultiTaskDeploymentSpec(ApiModel):
                 f"filtering.isolate names unknown tasks {unknown}; known: {sorted(seen)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _compositions(self) -> MultiTaskDeploymentSpec:
+        if not self.compositions:
+            return self
+        if self.training.method == "full":
+            raise ValueError(
+                "compositions merge LoRA adapters: training.method must be lora or cgcLora, "
+                "not full"
+            )
+        tasks = {task.name for task in self.tasks}
+        names: set[str] = set()
+        for index, composition in enumerate(self.compositions):
+            where = f"compositions[{index}]"
+            if composition.name in tasks:
+                raise ValueError(
+                    f"{where}.name: {composition.name!r} is a task's name; tasks and "
+                    "compositions share the adapter ids"
+                )
+            if composition.name in names:
+                raise ValueError(f"{where}.name: {composition.name!r} is repeated")
+            names.add(composition.name)
+            unknown = [name for name in composition.tasks if name not in tasks]
+            if unknown:
+                raise ValueError(
+                    f"{where}.tasks: {unknown} are not tasks of this spec (compositions "
+                    f"merge tasks' adapters); known: {sorted(tasks)}"
+                )
+        if self.training.method == "lora":
+            # Tasks trained in one group share one adapter: merging it with itself only
+            # rescales it. The grouping is the planner's (pure; imported late: it imports us).
+            from ..core.planner import group_tasks
+
+            group_of = {t.name: g for g, members in group_tasks(self) for t in members}
+            for index, composition in enumerate(self.compositions):
+                by_group: dict[str, list[str]] = {}
+                for name in composition.tasks:
+                    by_group.setdefault(group_of[name], []).append(name)
+                shared = {g: names for g, names in by_group.items() if len(names) > 1}
+                if shared:
+                    group, names_ = next(iter(shared.items()))
+                    raise ValueError(
+                        f"compositions[{index}].tasks: {names_} are trained together in group "
+                        f"{group!r}, so they share one adapter and there is nothing to merge; "
+                        "list them in filtering.isolate, or use training.method cgcLora "
+                        "(one adapter per task)"
+                    )
+        return self
+
+    def composition(self, name: str) -> CompositionSpec:
+        for composition in self.compositions:
+            if composition.name == name:
+                return composition
+        raise KeyError(name)
 
     def task(self, name: str) -> TaskSpec:
         for task in self.tasks:

@@ -49,6 +49,22 @@ class TaskStatus(StatusModel):
     resource: Literal["high", "low"] | None = None
 
 
+class CompositionStatus(StatusModel):
+    """A composition's row: scored and qualified like a task, served by its own adapter."""
+
+    name: str
+    tasks: list[str] = Field(description="The tasks whose adapters were merged.")
+    merge: str
+    calibrated: bool = False
+    metric: str
+    score: float | None = None
+    baseline: float | None = None
+    ratio: float | None = None
+    qualified: bool = False
+    adapter: str | None = Field(default=None, description="The adapter id that serves it.")
+    rank: int | None = Field(default=None, description="Rank of the composed adapter.")
+
+
 class StageStatus(StatusModel):
     group: str
     stage: str
@@ -78,6 +94,7 @@ class MultiTaskDeploymentStatus(StatusModel):
     plan_hash: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     tasks: list[TaskStatus] = Field(default_factory=list)
+    compositions: list[CompositionStatus] = Field(default_factory=list)
     stages: list[StageStatus] = Field(default_factory=list)
     serving: ServingStatus | None = None
     cost: CostStatus | None = None

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
-from .profile import TaskProfile
+from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
+from .profile import CompositionProfile, TaskProfile
 from .sampling import instance_rates, temperature_rates
 
 HASH_LENGTH = 10
@@ -105,10 +105,31 @@ class BaselinePlan:
 
 
 @dataclass(frozen=True)
+class CompositionPlan:
+    """Merge the final adapters of `tasks` (then calibrate): one adapter, `name`."""
+
+    name: str
+    tasks: tuple[str, ...]
+    sources: tuple[str, ...]  # per task, the hash of the stage whose adapter is merged
+    hash: str
+    evaluation_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tasks": list(self.tasks),
+            "sources": list(self.sources),
+            "hash": self.hash,
+            "evaluation": {"hash": self.evaluation_hash},
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     groups: tuple[GroupPlan, ...]
     baselines: tuple[BaselinePlan, ...]
     hash: str
+    compositions: tuple[CompositionPlan, ...] = ()
 
     def group_of(self, task: str) -> GroupPlan:
         for group in self.groups:
@@ -124,6 +145,11 @@ class Plan:
             "hash": self.hash,
             "groups": [group.to_json() for group in self.groups],
             "baselines": [baseline.to_json() for baseline in self.baselines],
+            **(
+                {"compositions": [c.to_json() for c in self.compositions]}
+                if self.compositions
+                else {}
+            ),
         }
 
 
@@ -229,11 +255,20 @@ def _stage(
     )
 
 
-def plan(spec: MultiTaskDeploymentSpec, profiles: Mapping[str, TaskProfile]) -> Plan:
-    """Build the plan; `profiles` must hold every task (the caller profiles first)."""
+def plan(
+    spec: MultiTaskDeploymentSpec,
+    profiles: Mapping[str, TaskProfile],
+    composition_profiles: Mapping[str, CompositionProfile] | None = None,
+) -> Plan:
+    """Build the plan; `profiles` must hold every task and `composition_profiles` every
+    composition (the caller profiles first)."""
     missing = [task.name for task in spec.tasks if task.name not in profiles]
     if missing:
         raise ValueError(f"no data profile for tasks {missing}")
+    composition_profiles = composition_profiles or {}
+    missing = [c.name for c in spec.compositions if c.name not in composition_profiles]
+    if missing:
+        raise ValueError(f"no data profile for compositions {missing}")
     training = _training_fingerprint(spec)
     stage2_settings = spec.training.stage2
     threshold = spec.training.high_resource_min_examples
@@ -314,10 +349,69 @@ def plan(spec: MultiTaskDeploymentSpec, profiles: Mapping[str, TaskProfile]) -> 
         )
         baselines.append(BaselinePlan(task.name, steps, digest, evaluation_hash))
 
+    compositions = tuple(
+        _composition(composition, groups, training, composition_profiles[composition.name])
+        for composition in spec.compositions
+    )
     plan_hash = content_hash(
         {
             "groups": [(g.name, g.evaluation_hash) for g in groups],
             "baselines": [b.evaluation_hash for b in baselines],
+            # Only present when used, so that plans without compositions keep their hash.
+            **({"compositions": [c.evaluation_hash for c in compositions]} if compositions else {}),
         }
     )
-    return Plan(groups=tuple(groups), baselines=tuple(baselines), hash=plan_hash)
+    return Plan(
+        groups=tuple(groups), baselines=tuple(baselines), hash=plan_hash, compositions=compositions
+    )
+
+
+def _composition(
+    composition: CompositionSpec,
+    groups: list[GroupPlan],
+    training: dict[str, Any],
+    profile: CompositionProfile,
+) -> CompositionPlan:
+    final = {task: g.final_stage.hash for g in groups for task in g.tasks}
+    sources = tuple(final[task] for task in composition.tasks)
+    calibration = composition.calibration
+    digest = content_hash(
+        {
+            "kind": "composition",
+            "training": training,
+            "tasks": list(composition.tasks),
+            "sources": list(sources),
+            "weights": composition.merge_weights,
+            "merge": composition.merge,
+            "density": composition.density if composition.merge == "ties" else None,
+            "calibration": (
+                {
+                    "data": profile.calibration.sha256 if profile.calibration else None,
+                    "type": composition.type,
+                    "labels": composition.labels,
+                    "instruction": composition.instruction,
+                    "rank": calibration.rank,
+                    "maxSteps": calibration.max_steps,
+                    "learningRate": calibration.learning_rate,
+                }
+                if calibration is not None
+                else None
+            ),
+        }
+    )
+    evaluation_hash = content_hash(
+        {
+            "kind": "evaluation",
+            "adapter": digest,
+            "composition": {
+                "name": composition.name,
+                "type": composition.type,
+                "labels": composition.labels,
+                "instruction": composition.instruction,
+                "metric": composition.effective_metric,
+                "eval": profile.eval.sha256 if profile.eval else None,
+            },
+        }
+    )
+    return CompositionPlan(composition.name, tuple(composition.tasks), sources, digest,
+                           evaluation_hash)  # fmt: skip

@@ -55,6 +55,24 @@ class TaskProfile:
         )
 
 
+@dataclass(frozen=True)
+class CompositionProfile:
+    """A composition's own files: its held-out set and its calibration set, both optional."""
+
+    eval: FileProfile | None = None
+    calibration: FileProfile | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> CompositionProfile:
+        return cls(
+            eval=FileProfile(**raw["eval"]) if raw.get("eval") else None,
+            calibration=FileProfile(**raw["calibration"]) if raw.get("calibration") else None,
+        )
+
+
 def resolve_data_path(path: str, base_dir: Path) -> Path:
     candidate = Path(path)
     return candidate if candidate.is_absolute() else base_dir / candidate
@@ -209,4 +227,34 @@ def profile_spec(
         problems += task_problems
         if profile is not None:
             profiles[task.name] = profile
+    return profiles, problems
+
+
+def profile_compositions(
+    spec: MultiTaskDeploymentSpec, base_dir: Path
+) -> tuple[dict[str, CompositionProfile], list[Problem]]:
+    """Profile every composition's eval and calibration files (problems all together)."""
+    profiles: dict[str, CompositionProfile] = {}
+    problems: list[Problem] = []
+    for index, composition in enumerate(spec.compositions):
+        prefix = f"spec.compositions[{index}]"
+        files: dict[str, FileProfile | None] = {"eval": None, "calibration": None}
+        found: list[Problem] = []
+        for key, path, field_path in (
+            ("eval", composition.data.eval, f"{prefix}.data.eval"),
+            (
+                "calibration",
+                composition.calibration.data if composition.calibration else None,
+                f"{prefix}.calibration.data",
+            ),
+        ):
+            if path is None:
+                continue
+            files[key], file_problems = profile_file(
+                resolve_data_path(path, base_dir), field_path, composition.labels
+            )
+            found += file_problems
+        problems += found
+        if not found:
+            profiles[composition.name] = CompositionProfile(**files)
     return profiles, problems

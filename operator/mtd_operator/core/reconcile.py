@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..api.spec import MultiTaskDeploymentSpec
 from ..api.status import (
+    CompositionStatus,
     Condition,
     CostStatus,
     MultiTaskDeploymentStatus,
@@ -138,7 +139,7 @@ def reconcile(
         if step.key not in states and all(succeeded(dep) for dep in step.after)
     ]
 
-    train_steps = [s for s in steps if s.verb == "train"]
+    train_steps = [s for s in steps if s.verb in ("train", "compose")]
     eval_steps = [s for s in steps if s.verb == "evaluate"]
     trained, train_failed = _progress(train_steps, states)
     evaluated, eval_failed = _progress(eval_steps, states)
@@ -160,6 +161,14 @@ def reconcile(
     for task in spec.tasks:
         if task.baseline is not None and task.baseline.score is not None:
             baseline_scores[task.name] = task.baseline.score
+    composition_scores: dict[str, float] = {}
+    composed: dict[str, Step] = {}
+    for step in steps:
+        if step.role == "compositionEvaluation" and succeeded(step.key):
+            composition_scores.update(_task_scores(states[step.key].result))
+        if step.role == "composition" and succeeded(step.key):
+            assert step.composition is not None
+            composed[step.composition] = step
 
     final_stage = {
         g.name: by_key[f"train-{g.name}-{g.final_stage.name}-{g.final_stage.hash}"]
@@ -203,6 +212,31 @@ def reconcile(
                 adapter=adapter if pipeline_done else None,
                 served_by=served_by if pipeline_done else None,
                 resource="high" if task.name in group.high_resource else "low",
+            )
+        )
+
+    composition_rows: list[CompositionStatus] = []
+    for composition in spec.compositions:
+        score = composition_scores.get(composition.name)
+        baseline = composition.baseline.score if composition.baseline else None
+        ratio = round(score / baseline, 6) if score is not None and baseline else None
+        compose_step = composed.get(composition.name)
+        result = states[compose_step.key].result if compose_step else None
+        if pipeline_done and compose_step is not None:
+            adapters[composition.name] = compose_step.adapter_path
+        composition_rows.append(
+            CompositionStatus(
+                name=composition.name,
+                tasks=list(composition.tasks),
+                merge=composition.merge,
+                calibrated=composition.calibration is not None,
+                metric=composition.effective_metric,
+                score=score,
+                baseline=baseline,
+                ratio=ratio,
+                qualified=ratio is not None and ratio >= threshold,
+                adapter=composition.name if pipeline_done else None,
+                rank=(result or {}).get("rank"),
             )
         )
 
@@ -256,7 +290,10 @@ def reconcile(
             cond("Evaluated", False, "Waiting", f"{evaluated}/{len(eval_steps)} evaluations done")
         )
 
-    judged = [row for row in rows if row.baseline is not None]
+    judged: list[TaskStatus | CompositionStatus] = [
+        row for row in [*rows, *composition_rows] if row.baseline is not None
+    ]
+    qualified_judged = [row for row in judged if row.qualified]
     qualified_rows = [row for row in rows if row.qualified]
     if not pipeline_done:
         conditions.append(cond("Qualified", None, "Waiting", "qualification follows evaluation"))
@@ -264,13 +301,14 @@ def reconcile(
         conditions.append(
             cond("Qualified", None, "NoBaselines", "no task has a baseline to compare with")
         )
-    elif len(qualified_rows) == len(judged):
+    elif len(qualified_judged) == len(judged):
         conditions.append(
             cond(
                 "Qualified",
                 True,
                 "AllQualified",
-                f"{len(qualified_rows)}/{len(judged)} tasks reach {threshold:g} of their baseline",
+                f"{len(qualified_judged)}/{len(judged)} tasks reach {threshold:g} of their "
+                "baseline",
             )
         )
     else:
@@ -346,7 +384,7 @@ def reconcile(
         phase = "Pending" if state is None else state.phase
         stage_rows.append(
             StageStatus(
-                group=step.group or step.task or "",
+                group=step.group or step.task or step.composition or "",
                 stage=step.stage or step.role,
                 hash=step.hash,
                 state=phase,
@@ -375,6 +413,7 @@ def reconcile(
         plan_hash=plan.hash,
         conditions=conditions,
         tasks=rows,
+        compositions=composition_rows,
         stages=stage_rows,
         serving=serving_status,
         cost=CostStatus(

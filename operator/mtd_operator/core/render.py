@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
+from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .planner import Plan, StagePlan
 from .steps import Step, continuation_path, served_adapter_path
 
@@ -135,7 +135,22 @@ def render_step(
             "init_adapter": None,
             "output_dir": where.artifact(step.output),
         }
+    if step.role == "composition":
+        return _render_compose(step, spec, plan, steps_by_key, where, deployment)
     trained = steps_by_key[step.after[0]]
+    if step.role == "compositionEvaluation":
+        assert step.composition is not None
+        composition = spec.composition(step.composition)
+        return {
+            "kind": "evaluate",
+            "run_name": f"{deployment}/eval/{composition.name}",
+            **common,
+            "adapter": where.artifact(trained.adapter_path),
+            "tasks": [_composition_task_config(composition, where)],
+            "max_seq_length": spec.training.max_seq_length,
+            "batch_size": spec.training.batch_size,
+            "output_path": where.artifact(step.output),
+        }
     if step.role == "evaluation":
         group = next(g for g in plan.groups if g.name == step.group)
         names = list(group.tasks)
@@ -164,10 +179,75 @@ def render_step(
     }
 
 
+def _composition_task_config(composition: CompositionSpec, where: Locations) -> dict[str, Any]:
+    """A composition as the trainer scores it: a task with its own prompt and eval set."""
+    config: dict[str, Any] = {
+        "name": composition.name,
+        "type": composition.type,
+        "instruction": composition.instruction,
+        "metric": composition.effective_metric,
+    }
+    if composition.labels is not None:
+        config["labels"] = list(composition.labels)
+    if composition.data.eval is not None:
+        config["eval_path"] = where.data(composition.data.eval)
+    return config
+
+
+def _render_compose(
+    step: Step,
+    spec: MultiTaskDeploymentSpec,
+    plan: Plan,
+    steps_by_key: dict[str, Step],
+    where: Locations,
+    deployment: str,
+) -> dict[str, Any]:
+    """Merge the tasks' final adapters (each task's own export under CGC-LoRA)."""
+    assert step.composition is not None
+    composition = spec.composition(step.composition)
+    method = spec.training.method
+    final = {steps_by_key[key].group: steps_by_key[key] for key in step.after}
+    adapters = [
+        {
+            "path": where.artifact(
+                served_adapter_path(final[plan.group_of(task).name], task, method)
+            ),
+            "weight": weight,
+        }
+        for task, weight in zip(composition.tasks, composition.merge_weights, strict=True)
+    ]
+    config: dict[str, Any] = {
+        "kind": "compose",
+        "run_name": f"{deployment}/compose/{composition.name}",
+        "base_model": where.base_model,
+        "adapters": adapters,
+        "merge": {"method": composition.merge, "density": composition.density},
+        "output_dir": where.artifact(step.output),
+    }
+    calibration = composition.calibration
+    if calibration is not None:
+        config["calibration"] = {
+            "train_path": where.data(calibration.data),
+            "instruction": composition.instruction,
+            "type": composition.type,
+            "labels": list(composition.labels) if composition.labels else None,
+            "rank": calibration.rank,
+            "max_steps": calibration.max_steps,
+            "learning_rate": calibration.learning_rate,
+            "batch_size": spec.training.batch_size,
+            "max_seq_length": spec.training.max_seq_length,
+            "seed": spec.training.seed,
+        }
+    return config
+
+
 def evaluable(step: Step, spec: MultiTaskDeploymentSpec, plan: Plan) -> bool:
     """An evaluation step with no eval data at all has nothing to run."""
     if step.verb != "evaluate":
         return True
+    if step.role == "compositionEvaluation":
+        assert step.composition is not None
+        return spec.composition(step.composition).data.eval is not None
     if step.role == "evaluation":
         group = next(g for g in plan.groups if g.name == step.group)
         return any(spec.task(name).data.eval is not None for name in group.tasks)

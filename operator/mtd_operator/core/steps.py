@@ -13,20 +13,29 @@ from typing import Literal
 
 from .planner import Plan
 
-StepRole = Literal["stage", "evaluation", "baseline", "baselineEvaluation"]
+StepRole = Literal[
+    "stage", "evaluation", "baseline", "baselineEvaluation", "composition", "compositionEvaluation"
+]
+Verb = Literal["train", "evaluate", "compose"]
 
 
 @dataclass(frozen=True)
 class Step:
     key: str
     role: StepRole
-    verb: Literal["train", "evaluate"]
+    verb: Verb
     hash: str
     after: tuple[str, ...]
     output: str  # folder (train) or results file (evaluate), relative to the deployment root
     group: str | None = None
     stage: str | None = None
     task: str | None = None
+    composition: str | None = None
+
+    @property
+    def result_path(self) -> str:
+        """The file whose presence says the step succeeded (the trainer writes it last)."""
+        return self.output if self.verb == "evaluate" else f"{self.output}/result.json"
 
     @property
     def config_path(self) -> str:
@@ -57,6 +66,7 @@ def baseline_adapter_name(task: str) -> str:
 def pipeline_steps(plan: Plan) -> list[Step]:
     """Every step of the plan, dependencies before dependants."""
     steps: list[Step] = []
+    final: dict[str, str] = {}  # group → the key of its last training step
     for baseline in plan.baselines:
         train_key = f"baseline-{baseline.task}-{baseline.hash}"
         steps.append(
@@ -99,6 +109,7 @@ def pipeline_steps(plan: Plan) -> list[Step]:
             )
             previous = key
         assert previous is not None
+        final[group.name] = previous
         steps.append(
             Step(
                 key=f"eval-{group.name}-{group.evaluation_hash}",
@@ -108,6 +119,31 @@ def pipeline_steps(plan: Plan) -> list[Step]:
                 after=(previous,),
                 output=f"eval/{group.name}-{group.evaluation_hash}.json",
                 group=group.name,
+            )
+        )
+    for composition in plan.compositions:
+        compose_key = f"compose-{composition.name}-{composition.hash}"
+        sources = dict.fromkeys(final[plan.group_of(task).name] for task in composition.tasks)
+        steps.append(
+            Step(
+                key=compose_key,
+                role="composition",
+                verb="compose",
+                hash=composition.hash,
+                after=tuple(sources),
+                output=f"compositions/{composition.name}-{composition.hash}",
+                composition=composition.name,
+            )
+        )
+        steps.append(
+            Step(
+                key=f"compose-eval-{composition.name}-{composition.evaluation_hash}",
+                role="compositionEvaluation",
+                verb="evaluate",
+                hash=composition.evaluation_hash,
+                after=(compose_key,),
+                output=f"eval/composition-{composition.name}-{composition.evaluation_hash}.json",
+                composition=composition.name,
             )
         )
     return steps

@@ -237,7 +237,14 @@ def config_map(body: dict[str, Any], name: str, role: str, data: dict[str, str])
 
 def profile_key(spec: MultiTaskDeploymentSpec) -> str:
     """Profiling reruns when anything it reads changes: data paths, labels, task types."""
-    payload = [(t.name, t.type, t.labels, t.data.train, t.data.eval) for t in spec.tasks]
+    payload: list = [(t.name, t.type, t.labels, t.data.train, t.data.eval) for t in spec.tasks]
+    if spec.compositions:  # only when used, so that existing profile Jobs keep their names
+        payload.append(
+            [
+                (c.name, c.labels, c.data.eval, c.calibration.data if c.calibration else None)
+                for c in spec.compositions
+            ]
+        )
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:10]
 
 

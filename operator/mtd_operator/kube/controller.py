@@ -25,7 +25,7 @@ from ..api.status import Condition, MultiTaskDeploymentStatus
 from ..config import OperatorConfig
 from ..core.planner import plan
 from ..core.problems import problems_from_validation
-from ..core.profile import TaskProfile
+from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from ..core.render import render_step
 from . import builders
@@ -259,7 +259,7 @@ class Controller:
                 done=False,
             )
 
-        the_plan = plan(spec, profiles)
+        the_plan = plan(spec, *profiles)
         locations = builders.cluster_locations(spec, self.config, namespace, name)
         observed: dict[str, StepState] = {}
         for job in jobs.values():
@@ -302,7 +302,7 @@ class Controller:
 
     def _profiles(
         self, body, spec, jobs, cms, pods, created
-    ) -> dict[str, TaskProfile] | MultiTaskDeploymentStatus:
+    ) -> tuple[dict[str, TaskProfile], dict[str, CompositionProfile]] | MultiTaskDeploymentStatus:
         namespace = body["metadata"]["namespace"]
         job, cm = builders.profile_objects(body, spec, self.config)
         job_name = job["metadata"]["name"]
@@ -310,10 +310,16 @@ class Controller:
         if result is not None and "profiles" in result:
             try:
                 profiles = {k: TaskProfile.from_json(v) for k, v in result["profiles"].items()}
-            except (KeyError, TypeError):
-                profiles = {}
-            if all(t.name in profiles for t in spec.tasks):
-                return profiles
+                compositions = {
+                    k: CompositionProfile.from_json(v)
+                    for k, v in (result.get("compositions") or {}).items()
+                }
+            except (KeyError, TypeError, AttributeError):
+                profiles, compositions = {}, {}
+            if all(t.name in profiles for t in spec.tasks) and all(
+                c.name in compositions for c in spec.compositions
+            ):
+                return profiles, compositions
         existing = jobs.get(job_name)
         if existing is not None:
             state = _job_state(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.problems import InvalidSpec
-from ..core.profile import profile_spec
+from ..core.profile import profile_compositions, profile_spec
 from ..specfile import load_resource
 from .results import write_result
 
@@ -39,7 +39,7 @@ def _terminate_with(message: str) -> None:
 
 
 def _step_result(verb: str, config: dict[str, Any]) -> dict[str, Any]:
-    if verb == "train":
+    if verb in ("train", "compose"):
         path = Path(config["output_dir"]) / "result.json"
     else:
         path = Path(config["output_path"])
@@ -63,13 +63,19 @@ def run_profile(spec_path: Path, data_dir: Path, result_name: str) -> int:
         print(exc, file=sys.stderr)
         return 2
     profiles, problems = profile_spec(resource.spec, data_dir)
+    compositions, composition_problems = profile_compositions(resource.spec, data_dir)
+    problems += composition_problems
     if problems:
         message = "\n".join(str(p) for p in problems)
         _terminate_with(message)
         print(message, file=sys.stderr)
         return 2
     write_result(
-        result_name, {"profiles": {name: profile.to_json() for name, profile in profiles.items()}}
+        result_name,
+        {
+            "profiles": {name: profile.to_json() for name, profile in profiles.items()},
+            "compositions": {name: p.to_json() for name, p in compositions.items()},
+        },
     )
     print(f"profiled {len(profiles)} tasks")
     return 0

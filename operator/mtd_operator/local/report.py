@@ -26,6 +26,19 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
                 task.adapter or "-",
             )
         )
+    for composition in status.compositions:
+        rows.append(
+            (
+                composition.name,
+                "composition",
+                composition.metric,
+                _fmt(composition.score),
+                _fmt(composition.baseline),
+                _fmt(composition.ratio),
+                "yes" if composition.qualified else ("-" if composition.ratio is None else "no"),
+                composition.adapter or "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
@@ -49,7 +62,11 @@ def print_status_changes(
             out.write(
                 f"  [{condition.type}={condition.status}] {condition.reason}: {condition.message}\n"
             )
-    scored = any(task.score is not None for task in after.tasks)
-    if scored and (before is None or before.tasks != after.tasks):
+    scored = any(row.score is not None for row in [*after.tasks, *after.compositions])
+    changed = before is None or (before.tasks, before.compositions) != (
+        after.tasks,
+        after.compositions,
+    )
+    if scored and changed:
         out.write(task_table(after) + "\n")
     out.flush()

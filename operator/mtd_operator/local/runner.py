@@ -75,9 +75,9 @@ class LocalRun:
 
     def __post_init__(self) -> None:
         self.resource: MultiTaskDeployment
-        self.resource, self.profiles = load_and_profile(self.spec_file)
+        self.resource, self.profiles, composition_profiles = load_and_profile(self.spec_file)
         self.spec = self.resource.spec
-        self.plan: Plan = plan(self.spec, self.profiles)
+        self.plan: Plan = plan(self.spec, self.profiles, composition_profiles)
         self.root = (self.workspace / self.resource.metadata.name).resolve()
         self.locations = Locations(
             root=str(self.root),
@@ -105,9 +105,7 @@ class LocalRun:
             if step.key in self.failures:
                 observed[step.key] = self.failures[step.key]
                 continue
-            done_file = self.root / (
-                step.output + "/result.json" if step.verb == "train" else step.output
-            )
+            done_file = self.root / step.result_path
             if done_file.exists():
                 try:
                     result = json.loads(done_file.read_text(encoding="utf-8"))
@@ -204,6 +202,16 @@ class LocalRun:
                         "adapter": rows[task.name].adapter,
                     }
                     for task in self.spec.tasks
+                ]
+                + [
+                    {
+                        "name": composition.name,
+                        "type": composition.type,
+                        "instruction": composition.instruction,
+                        **({"labels": list(composition.labels)} if composition.labels else {}),
+                        "adapter": composition.name,
+                    }
+                    for composition in self.spec.compositions
                 ]
             },
         }
