@@ -1,5 +1,6 @@
 """Three toy tasks on the tiny model, shared by the local, operator and reliability tests:
-`sentiment` (binary), `sounds` (generation) and `agree` (binary, a relabelled sentiment)."""
+`sentiment` (binary), `sounds` (generation) and `agree` (binary, a relabelled sentiment),
+and one composition of two of them, `sound-sentiment`."""
 
 from __future__ import annotations
 
@@ -34,3 +35,26 @@ def task(name: str, kind: str, **extra: Any) -> dict[str, Any]:
         "data": {"train": f"data/{name}.train.jsonl", "eval": f"data/{name}.eval.jsonl"},
         **extra,
     }
+
+
+def write_composition_data(folder: Path) -> None:
+    """`sound-sentiment`: "the cow says; <sentence>" → "<sound> <label>" (both tasks' skills)."""
+    sounds, sentences = sound_examples(24, 7), sentiment_examples(24, 8)
+    rows = [
+        {"input": f"{s['input']}; {t['input']}", "output": f"{s['output']} {t['output']}"}
+        for s, t in zip(sounds, sentences, strict=True)
+    ]
+    write_jsonl(folder / "data" / "sound-sentiment.train.jsonl", rows[:16])
+    write_jsonl(folder / "data" / "sound-sentiment.eval.jsonl", rows[16:])
+
+
+SOUND_SENTIMENT: dict[str, Any] = {
+    "name": "sound-sentiment",
+    "tasks": ["sounds", "sentiment"],
+    "weights": [1.0, 0.5],
+    "merge": "cat",
+    "instruction": "Say the sound, then the sentiment.",
+    "data": {"eval": "data/sound-sentiment.eval.jsonl"},
+    "calibration": {"data": "data/sound-sentiment.train.jsonl", "rank": 2, "maxSteps": 3},
+    "baseline": {"score": 0.05},
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from mtd_operator.local.runner import LocalRun
-from tests.tiny_tasks import task, write_task_data
+from tests.tiny_tasks import SOUND_SENTIMENT, task, write_composition_data, write_task_data
 from tests.trainer.conftest import build_model
 
 pytestmark = [pytest.mark.trainer, pytest.mark.slow]
@@ -153,3 +154,53 @@ def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, mode
         assert config["peft_type"] == "LORA", name
     rows = {row.name: row for row in decision.status.tasks}
     assert all(row.score is not None for row in rows.values())
+
+
+def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
+    write_task_data(tmp_path)
+    write_composition_data(tmp_path)
+    spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS])
+    doc = yaml.safe_load(spec.read_text())
+    doc["spec"]["compositions"] = [copy.deepcopy(SOUND_SENTIMENT)]
+    spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    workspace = tmp_path / "ws"
+
+    local, output, decision = run(spec, workspace)
+    assert not decision.failed, output
+    keys = started(output)
+    compose_key = next(k for k in keys if k.startswith("compose-sound-sentiment-"))
+    # Composed after both tasks' final stages, evaluated after it was composed.
+    assert keys.index(compose_key) > max(i for i, k in enumerate(keys) if "-stage2-" in k)
+    assert any(
+        k.startswith("compose-eval-sound-sentiment-") for k in keys[keys.index(compose_key) :]
+    )
+
+    (row,) = decision.status.compositions
+    assert row.score is not None and 0.0 <= row.score <= 1.0
+    assert row.baseline == 0.05 and row.ratio is not None
+    assert row.rank == 4 + 4 + 2  # cat of two rank-4 adapters, plus the rank-2 correction
+    step = next(s for s in decision.steps if s.key == compose_key)
+    result = json.loads((local.root / step.result_path).read_text())
+    calibration = result["calibration"]
+    assert calibration["steps"] == 3 and calibration["loss_after"] < calibration["loss_before"]
+
+    manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
+    adapter = Path(manifest["adapters"]["sound-sentiment"])
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 10
+    catalogue = {row["name"]: row for row in manifest["catalogue"]["tasks"]}
+    assert catalogue["sound-sentiment"] == {
+        "name": "sound-sentiment",
+        "type": "generation",
+        "instruction": "Say the sound, then the sentiment.",
+        "adapter": "sound-sentiment",
+    }
+    status = json.loads((workspace / "tiny" / "status.json").read_text())
+    assert status["compositions"][0]["name"] == "sound-sentiment"
+
+    # New merge weights: only the composition and its evaluation run again.
+    doc["spec"]["compositions"][0]["weights"] = [0.5, 1.0]
+    spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    _, output, decision = run(spec, workspace)
+    keys = started(output)
+    assert len(keys) == 2 and all(k.startswith("compose-") for k in keys), keys
+    assert not decision.failed

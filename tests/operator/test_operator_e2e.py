@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mtd_operator.rbac_needs import OPERATOR_NEEDS
-from tests.tiny_tasks import task, write_task_data
+from tests.tiny_tasks import SOUND_SENTIMENT, task, write_composition_data, write_task_data
 from tests.trainer.conftest import build_model
 
 from .clusters import NAMESPACE
@@ -25,6 +25,7 @@ MTD = "multitask.dev/v1alpha1/multitaskdeployments"
 def prepare_workspace(workspace: Path) -> None:
     build_model(workspace / "models" / "tiny")
     write_task_data(workspace)
+    write_composition_data(workspace)
 
 
 SENTIMENT = task("sentiment", "classification", labels=["pos", "neg"], baseline={"score": 0.5})
@@ -32,7 +33,7 @@ SOUNDS = task("sounds", "generation", metric="exactMatch", baseline={"score": 0.
 AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score": 0.5})
 
 
-def manifest(tasks: list[dict]) -> str:
+def manifest(tasks: list[dict], compositions: list[dict] | None = None) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "multitask.dev/v1alpha1",
@@ -49,6 +50,7 @@ def manifest(tasks: list[dict]) -> str:
                     "maxSeqLength": 64,
                     "lora": {"rank": 4, "alpha": 8},
                 },
+                **({"compositions": compositions} if compositions else {}),
             },
         }
     )
@@ -107,9 +109,10 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
     printed = kubectl("get", "mtd").stdout
     assert "support" in printed and "True" in printed
 
-    # Add a low-resource binary task: only the binary group retrains, from stage 2.
+    # Add a low-resource binary task: only the binary group retrains, from stage 2; and a
+    # composition of two tasks: composed from their adapters, evaluated, served.
     before = set(cluster.started_jobs())
-    kubectl("apply", "-f", "-", input=manifest([SENTIMENT, SOUNDS, AGREE]))
+    kubectl("apply", "-f", "-", input=manifest([SENTIMENT, SOUNDS, AGREE], [SOUND_SENTIMENT]))
     wait_until(
         lambda: condition(cluster.get(MTD, "support", NAMESPACE), "Ready").get("status") == "True"
         and cluster.get(MTD, "support", NAMESPACE)["status"]["taskCount"] == 3,
@@ -124,6 +127,13 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["LORA_ADAPTERS"] != ",".join(f"{k}={v}" for k, v in adapters.items())
+    composed = [n for n in new if n.startswith("support-compose-")]
+    assert len(composed) == 2, new  # the merge (with calibration) and its evaluation
+    served = dict(pair.split("=", 1) for pair in env["LORA_ADAPTERS"].split(","))
+    assert set(served) == {"binary", "generation", "sound-sentiment"}
+    assert (cluster.local(served["sound-sentiment"]) / "adapter_model.safetensors").exists()
+    (row,) = cluster.get(MTD, "support", NAMESPACE)["status"]["compositions"]
+    assert row["name"] == "sound-sentiment" and row["score"] is not None
 
     # Delete: owner references take every child with it.
     kubectl("delete", "mtd", "support", "--wait=true", timeout=60)
