@@ -45,6 +45,13 @@ class ApiModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def default_metric(type_: str, metric: str | None) -> str:
+    """The metric a task is scored with: its own, or accuracy / rougeL by type."""
+    if metric is not None:
+        return metric
+    return "accuracy" if type_ == "classification" else "rougeL"
+
+
 def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: str | None) -> None:
     """Labels and metric fit the output type (shared by tasks and compositions)."""
     if type_ == "classification":
@@ -180,9 +187,7 @@ class TaskSpec(ApiModel):
 
     @property
     def effective_metric(self) -> str:
-        if self.metric is not None:
-            return self.metric
-        return "accuracy" if self.type == "classification" else "rougeL"
+        return default_metric(self.type, self.metric)
 
 
 class Filtering(ApiModel):
@@ -409,9 +414,7 @@ class CompositionSpec(ApiModel):
 
     @property
     def effective_metric(self) -> str:
-        if self.metric is not None:
-            return self.metric
-        return "accuracy" if self.type == "classification" else "rougeL"
+        return default_metric(self.type, self.metric)
 
 
 class MultiTaskDeploymentSpec(ApiModel):

@@ -29,15 +29,18 @@ class Locations:
         return path if path.startswith("/") else f"{self.data_dir.rstrip('/')}/{path}"
 
 
-def _task_config(task: TaskSpec, where: Locations) -> dict[str, Any]:
+def _task_config(task: TaskSpec | CompositionSpec, where: Locations) -> dict[str, Any]:
+    """A task, or a composition scored like one (its own prompt and eval set, no training
+    data: its adapter is merged, not trained)."""
     config: dict[str, Any] = {
         "name": task.name,
         "type": task.type,
         "instruction": task.instruction,
         "metric": task.effective_metric,
-        "ordinal": task.ordinal,
-        "train_path": where.data(task.data.train),
     }
+    if isinstance(task, TaskSpec):
+        config["ordinal"] = task.ordinal
+        config["train_path"] = where.data(task.data.train)
     if task.labels is not None:
         config["labels"] = list(task.labels)
     if task.data.eval is not None:
@@ -146,7 +149,7 @@ def render_step(
             "run_name": f"{deployment}/eval/{composition.name}",
             **common,
             "adapter": where.artifact(trained.adapter_path),
-            "tasks": [_composition_task_config(composition, where)],
+            "tasks": [_task_config(composition, where)],
             "max_seq_length": spec.training.max_seq_length,
             "batch_size": spec.training.batch_size,
             "output_path": where.artifact(step.output),
@@ -177,21 +180,6 @@ def render_step(
         "batch_size": spec.training.batch_size,
         "output_path": where.artifact(step.output),
     }
-
-
-def _composition_task_config(composition: CompositionSpec, where: Locations) -> dict[str, Any]:
-    """A composition as the trainer scores it: a task with its own prompt and eval set."""
-    config: dict[str, Any] = {
-        "name": composition.name,
-        "type": composition.type,
-        "instruction": composition.instruction,
-        "metric": composition.effective_metric,
-    }
-    if composition.labels is not None:
-        config["labels"] = list(composition.labels)
-    if composition.data.eval is not None:
-        config["eval_path"] = where.data(composition.data.eval)
-    return config
 
 
 def _render_compose(
