@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from mtd_operator.api.crd import build_crd
 from mtd_operator.core.planner import plan
 from mtd_operator.core.problems import InvalidSpec
-from mtd_operator.core.profile import FileProfile, TaskProfile
+from mtd_operator.core.profile import CompositionProfile, FileProfile, TaskProfile
 from mtd_operator.specfile import parse_resource
 from tests.k8s_emulator.schema import to_jsonschema
 
@@ -70,6 +70,19 @@ VALID = {
         },
         "qualification": {"threshold": 0.95},
         "serving": {"engine": "tgi", "replicas": 1},
+        "compositions": [
+            {
+                "name": "intent-summary",
+                "tasks": ["intent", "summary"],
+                "weights": [0.5, 1.0],
+                "merge": "ties",
+                "density": 0.4,
+                "instruction": "Name the intent, then summarise.",
+                "data": {"eval": "data/is.eval.jsonl"},
+                "calibration": {"data": "data/is.jsonl", "rank": 2, "maxSteps": 5},
+                "baseline": {"score": 0.3},
+            }
+        ],
     },
 }
 
@@ -136,6 +149,11 @@ def _profiles(spec: Any, examples: int) -> dict[str, TaskProfile]:
     }
 
 
+def _composition_profiles(spec: Any) -> dict[str, CompositionProfile]:
+    file = FileProfile(path="data/c.jsonl", sha256="c" * 64, examples=8)
+    return {c.name: CompositionProfile(eval=file, calibration=file) for c in spec.compositions}
+
+
 def check(doc: Any, examples: int = 150) -> None:
     """The properties, for one document."""
     SEEN["models"] += 1
@@ -155,7 +173,9 @@ def check(doc: Any, examples: int = 150) -> None:
     # refuse a resource `mtd validate` calls fine).
     assert schema_ok, doc
     # 3. the planner: every accepted spec plans.
-    the_plan = plan(resource.spec, _profiles(resource.spec, examples))
+    the_plan = plan(
+        resource.spec, _profiles(resource.spec, examples), _composition_profiles(resource.spec)
+    )
     assert the_plan.groups
     SEEN["planned"] += 1
 
@@ -213,6 +233,7 @@ def test_generated_task_lists_plan_or_say_why(tasks, examples, strategy) -> None
     doc = copy.deepcopy(VALID)
     doc["spec"]["tasks"] = tasks
     doc["spec"]["filtering"] = {"strategy": strategy}
+    del doc["spec"]["compositions"]  # they name VALID's tasks
     check(doc, examples)
 
 
