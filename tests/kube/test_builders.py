@@ -141,6 +141,44 @@ def test_vllm_deployment_uses_lora_modules():
     assert {m.split("=")[0] for m in modules} == {"binary", "generation"}
 
 
+@pytest.mark.parametrize(
+    ("training", "compositions", "rank", "flag"),
+    [
+        ({"lora": {"rank": 8}}, [], 8, 8),
+        ({"lora": {"rank": 12}}, [], 12, 16),  # vLLM accepts only 8, 16, 32, ...
+        (
+            {"method": "cgcLora", "lora": {"rank": 8},
+             "cgcLora": {"commonExperts": 2, "specificExperts": 3, "expertRank": 4}},
+            [], 20, 32,
+        ),
+        ({"lora": {"rank": 16}}, [{"merge": "cat", "calibration": 4}], 36, 64),
+        ({"lora": {"rank": 16}}, [{"merge": "linear", "calibration": 4}], 20, 32),
+        ({"lora": {"rank": 16}}, [{"merge": "ties"}], 16, 16),
+    ],
+)  # fmt: skip
+def test_vllm_max_lora_rank_fits_every_served_adapter(training, compositions, rank, flag):
+    entries = [
+        {
+            "name": f"c{i}",
+            "tasks": ["a", "g"],
+            "merge": c["merge"],
+            "instruction": "Do both.",
+            **({"calibration": {"data": "c.jsonl", "rank": c["calibration"]}}
+               if "calibration" in c else {}),
+        }
+        for i, c in enumerate(compositions)
+    ]  # fmt: skip
+    spec = make_spec(serving={"engine": "vllm"}, training=training, compositions=entries)
+    assert spec.max_served_rank() == rank
+    assert builders.vllm_max_lora_rank(spec) == flag
+
+
+def test_vllm_refuses_adapters_above_its_largest_rank():
+    with pytest.raises(ValueError, match="rank at most 512, but an adapter here has rank 1024"):
+        make_spec(serving={"engine": "vllm"}, training={"lora": {"rank": 1024}})
+    make_spec(serving={"engine": "tgi"}, training={"lora": {"rank": 1024}})
+
+
 def test_a_new_adapter_set_is_a_new_revision():
     one = finished_decision(make_spec())
     two = finished_decision(

@@ -306,6 +306,8 @@ class Serving(ApiModel):
 
 
 MERGE_METHODS = ("linear", "cat", "ties")
+# vLLM's --max-lora-rank accepts only these values (vllm/config/lora.py).
+VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 # Serving adapter ids the planner and reconcile give out; a composition may not take one.
 RESERVED_ADAPTER_NAMES = ("all", "generation", "classification", "binary", "ordinal", "multiclass")
 RESERVED_ADAPTER_PREFIXES = ("solo-", "single-")
@@ -494,6 +496,33 @@ class MultiTaskDeploymentSpec(ApiModel):
                         "list them in filtering.isolate, or use training.method cgcLora "
                         "(one adapter per task)"
                     )
+        return self
+
+    def max_served_rank(self) -> int:
+        """The largest LoRA rank among the adapters the serving engine loads (vLLM must be
+        told it in advance): trained adapters, CGC-LoRA exports, composed adapters."""
+        lora = self.training.lora.rank
+        per_task = lora
+        if self.training.method == "cgcLora":
+            cgc = self.training.cgc_lora
+            per_task = (cgc.common_experts + cgc.specific_experts) * cgc.expert_rank
+        ranks = [lora, per_task]
+        for composition in self.compositions:
+            # cat stacks the adapters; linear and ties keep their (common) rank.
+            merged = per_task * len(composition.tasks) if composition.merge == "cat" else per_task
+            ranks.append(merged + (composition.calibration.rank if composition.calibration else 0))
+        return max(ranks)
+
+    @model_validator(mode="after")
+    def _servable_ranks(self) -> MultiTaskDeploymentSpec:
+        if self.serving.engine == "vllm" and self.training.method != "full":
+            rank = self.max_served_rank()
+            if rank > VLLM_MAX_LORA_RANKS[-1]:
+                raise ValueError(
+                    f"serving.engine vllm loads LoRA adapters of rank at most "
+                    f"{VLLM_MAX_LORA_RANKS[-1]}, but an adapter here has rank {rank}: lower "
+                    "training.lora.rank or the experts, or merge compositions with linear"
+                )
         return self
 
     def composition(self, name: str) -> CompositionSpec:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeploymentSpec
+from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
 from ..core.reconcile import DesiredServing
 from ..core.render import Locations
@@ -304,6 +304,12 @@ def serving_name(parent: str) -> str:
     return child_name(parent, "serving")
 
 
+def vllm_max_lora_rank(spec: MultiTaskDeploymentSpec) -> int:
+    """The smallest --max-lora-rank vLLM accepts that fits every served adapter."""
+    rank = spec.max_served_rank()
+    return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), VLLM_MAX_LORA_RANKS[-1])
+
+
 def _engine_container(
     spec: MultiTaskDeploymentSpec, config: OperatorConfig, adapters: dict[str, str]
 ) -> dict[str, Any]:
@@ -330,7 +336,7 @@ def _engine_container(
             str(SERVING_PORT),
             "--enable-lora",
             "--max-lora-rank",
-            str(max(8, spec.training.lora.rank * 2)),
+            str(vllm_max_lora_rank(spec)),
             "--max-loras",
             str(max(1, len(adapters))),
             "--lora-modules",
