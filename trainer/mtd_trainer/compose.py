@@ -150,13 +150,21 @@ def calibrate(
     )
     generator = torch.Generator().manual_seed(calibration.seed)
     model.train()
-    for _ in range(calibration.max_steps):
+    log.info(
+        "calibration: %d steps of %d on %d examples, loss %.4f at the plain merge",
+        calibration.max_steps, calibration.batch_size, len(rows), before,
+    )  # fmt: skip
+    every = max(1, calibration.max_steps // 10)
+    for step in range(1, calibration.max_steps + 1):
         picks = torch.randint(len(rows), (calibration.batch_size,), generator=generator)
         batch = collate([rows[int(i)] for i in picks])
         loss = model(**batch, use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if step % every == 0 or step == calibration.max_steps:
+            log.info("calibration step %d/%d: batch loss %.4f", step, calibration.max_steps,
+                     loss.item())  # fmt: skip
     after = dataset_loss(model, rows, calibration.batch_size, collate)
     correction = lora_factors(model, "default")
     parameters = sum(a.numel() + b.numel() for a, b in correction.values())
