@@ -35,6 +35,14 @@ Methods (all on SmolLM2-135M-Instruct, LoRA, same learning rate, batch and seque
   τ = 2 and cap K.
 * ablations of `three-stage`, one change each: `no-filtering` (one group), `no-stage1`
   (every task low-resource), `tau-1`, `tau-3.33`, `no-cap` (K off).
+* `cgc-lora`: `three-stage` with `training.method: cgcLora` (CGC-LoRA: experts shared by
+  a group's tasks plus experts of each task, gated by task; stage 2 continues from stage
+  1's experts and gates). Each task is served, and scored, by its own exported adapter,
+  whose rank (common + specific experts) × expert rank equals the plain LoRA rank of the
+  scale: quick 1 + 1 experts of rank 4 (= r 8), full 2 + 2 experts of rank 4 (= r 16).
+  Same steps, batch, learning rate and α as `three-stage`; it trains more parameters in
+  groups of two tasks (one common and two specific experts there), the same in groups of
+  one.
 
 Budget: every method gets the same number of training examples, B = Σ over its training
 runs of optimizer steps × batch size (batch size is the same everywhere, so the optimizer
@@ -91,6 +99,15 @@ class Scale:
     high_resource_min_examples: int
     dataset_cap: int
     eval_batch_size: int = 8
+    # cgc-lora: experts per adapted layer; (common + specific) × rank = lora_rank
+    cgc_common_experts: int = 1
+    cgc_specific_experts: int = 1
+    cgc_expert_rank: int = 4
+
+    @property
+    def cgc_task_rank(self) -> int:
+        """The rank of each task's exported CGC-LoRA adapter."""
+        return (self.cgc_common_experts + self.cgc_specific_experts) * self.cgc_expert_rank
 
 
 SCALES: dict[str, Scale] = {
@@ -108,6 +125,9 @@ SCALES: dict[str, Scale] = {
         stage1_fraction=1 / 3,
         high_resource_min_examples=10_000,
         dataset_cap=2_000,
+        cgc_common_experts=1,
+        cgc_specific_experts=1,
+        cgc_expert_rank=4,
     ),
     # Hours (about a day on 2 CPU cores, ~1-2 h on one GPU): 1,200 steps of 8 per method.
     "full": Scale(
@@ -123,6 +143,9 @@ SCALES: dict[str, Scale] = {
         stage1_fraction=1 / 3,
         high_resource_min_examples=10_000,
         dataset_cap=2_000,
+        cgc_common_experts=2,
+        cgc_specific_experts=2,
+        cgc_expert_rank=4,
     ),
 }
 
@@ -136,6 +159,7 @@ class Method:
     temperature: float
     cap: bool
     single_task: bool = False
+    cgc: bool = False  # training.method cgcLora (else lora)
 
 
 METHODS: tuple[Method, ...] = (
@@ -151,7 +175,10 @@ METHODS: tuple[Method, ...] = (
     Method("tau-1", "three-stage, τ=1", "taxonomy", True, 1.0, True),
     Method("tau-3.33", "three-stage, τ=3.33", "taxonomy", True, 3.33, True),
     Method("no-cap", "three-stage, K off", "taxonomy", True, 2.0, False),
+    Method("cgc-lora", "three-stage with CGC-LoRA experts (one exported adapter per task)",
+           "taxonomy", True, 2.0, True, cgc=True),
 )  # fmt: skip
+ABLATIONS = ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap")
 METHOD_NAMES = tuple(m.name for m in METHODS)
 
 
@@ -203,7 +230,7 @@ def base_spec(
                 **({"isolate": [t["name"] for t in tasks]} if method.single_task else {}),
             },
             "training": {
-                "method": "lora",
+                "method": "cgcLora" if method.cgc else "lora",
                 "highResourceMinExamples": scale.high_resource_min_examples,
                 "stage1": {"maxSteps": stage1_steps},
                 "stage2": {
@@ -212,6 +239,17 @@ def base_spec(
                     "maxSteps": stage2_steps,
                 },
                 "lora": {"rank": scale.lora_rank, "alpha": scale.lora_alpha},
+                **(
+                    {
+                        "cgcLora": {
+                            "commonExperts": scale.cgc_common_experts,
+                            "specificExperts": scale.cgc_specific_experts,
+                            "expertRank": scale.cgc_expert_rank,
+                        }
+                    }
+                    if method.cgc
+                    else {}
+                ),
                 "batchSize": scale.batch_size,
                 "learningRate": scale.learning_rate,
                 "maxSeqLength": scale.max_seq_length,
@@ -297,10 +335,15 @@ def eval_configs(
     base_model: Path,
     scale: Scale,
 ) -> list[dict[str, Any]]:
-    """EvalConfigs scoring each of a method's final adapters on the test split."""
-    from mtd_operator.core.steps import pipeline_steps
+    """EvalConfigs scoring each of a method's final adapters on the test split.
+
+    Under cgcLora every task is scored with its own exported adapter (`task_adapters`,
+    the adapter it is served with), not with one adapter per group.
+    """
+    from mtd_operator.core.steps import pipeline_steps, served_adapter_path
 
     parsed, _, the_plan = plan_of(resource, spec_dir)
+    training_method = parsed.spec.training.method
     by_name = {t.name: t for t in parsed.spec.tasks}
     final_steps = {}
     for step in pipeline_steps(the_plan):
@@ -309,22 +352,34 @@ def eval_configs(
     configs = []
     for group in the_plan.groups:
         step = final_steps[group.name]
-        adapter = workspace / DEPLOYMENT / step.adapter_path
+        root = workspace / DEPLOYMENT
+        task_adapters = None
+        if training_method == "cgcLora":
+            adapter = None
+            task_adapters = {
+                name: str(root / served_adapter_path(step, name, training_method))
+                for name in group.tasks
+            }
+        else:
+            adapter = str(root / step.adapter_path)
         configs.append(
             _eval_config(
                 f"{method}/{group.name}",
                 [by_name[name] for name in group.tasks],
-                str(adapter),
+                adapter,
                 eval_dir / f"{step.hash}.json",
                 data_dir,
                 base_model,
                 scale,
+                task_adapters,
             )
         )
     return configs
 
 
-def _eval_config(run_name, tasks, adapter, output, data_dir, base_model, scale) -> dict:
+def _eval_config(
+    run_name, tasks, adapter, output, data_dir, base_model, scale, task_adapters=None
+) -> dict:
     rows = []
     for task in tasks:
         row = {
@@ -343,6 +398,7 @@ def _eval_config(run_name, tasks, adapter, output, data_dir, base_model, scale) 
         "run_name": run_name,
         "base_model": str(base_model),
         "adapter": adapter,
+        **({"task_adapters": task_adapters} if task_adapters else {}),
         "tasks": rows,
         "max_examples": scale.test_examples,
         "max_new_tokens": scale.max_new_tokens,
@@ -431,23 +487,58 @@ def run_eval(config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
     return results
 
 
-def training_cost(resource, spec_dir: Path, workspace: Path) -> dict[str, Any]:
+def stage_steps(resource, spec_dir: Path) -> list:
+    """A method's training steps (the product's pipeline), in order."""
     from mtd_operator.core.steps import pipeline_steps
 
     _, _, the_plan = plan_of(resource, spec_dir)
+    return [step for step in pipeline_steps(the_plan) if step.role == "stage"]
+
+
+def unfinished_runs(resource, spec_dir: Path, workspace: Path) -> list[str]:
+    """The training runs of a method that have no result yet (what `mtd run` will train)."""
+    return [
+        step.output
+        for step in stage_steps(resource, spec_dir)
+        if not (workspace / DEPLOYMENT / step.result_path).exists()
+    ]
+
+
+def tensor_parameters(path: Path) -> int:
+    """Number of values in a safetensors file (read from its header)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        names = handle.keys()  # a safe_open handle is not iterable
+        return sum(math.prod(handle.get_slice(name).get_shape()) for name in names)
+
+
+def run_parameters(output: Path) -> int:
+    """Trainable parameters a run ended with: its LoRA adapter, or its CGC experts and gates."""
+    cgc = output / "cgc" / "cgc_model.safetensors"
+    if cgc.exists():
+        return tensor_parameters(cgc)
+    return tensor_parameters(output / "adapter" / "adapter_model.safetensors")
+
+
+def training_cost(resource, spec_dir: Path, workspace: Path) -> dict[str, Any]:
+    _, _, the_plan = plan_of(resource, spec_dir)
     runs = []
-    for step in pipeline_steps(the_plan):
-        if step.role != "stage":
-            continue
-        result = json.loads((workspace / DEPLOYMENT / step.output / "result.json").read_text())
+    final: dict[str, int] = {}  # group → parameters of its last run
+    for step in stage_steps(resource, spec_dir):
+        output = workspace / DEPLOYMENT / step.output
+        result = json.loads((output / "result.json").read_text())
+        final[step.group] = run_parameters(output)
         runs.append(
             {
                 "run": f"{step.group}/{step.stage}",
                 "hash": step.hash,
                 "steps": result["steps"],
                 "tokens": result["tokens_trained"],
+                # the trainer's own measurement, kept in the artifact: a reused run keeps it
                 "wall_seconds": result["wall_seconds"],
                 "examples_per_task": result.get("examples_per_task", {}),
+                "parameters": final[step.group],
             }
         )
     return {
@@ -455,8 +546,17 @@ def training_cost(resource, spec_dir: Path, workspace: Path) -> dict[str, Any]:
         "steps": sum(r["steps"] for r in runs),
         "tokens": sum(r["tokens"] for r in runs),
         "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1),
+        "parameters": sum(final.values()),  # trainable, summed over the groups' final runs
         "plan": the_plan.to_json()["groups"],
     }
+
+
+def adapter_label(path: str) -> str:
+    """A served adapter's run folder (and task, for CGC-LoRA's per-task exports)."""
+    where = Path(path)
+    if where.name == "adapter":
+        return where.parent.name
+    return f"{where.parent.parent.name}/{where.name}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -531,6 +631,50 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def provenance(report: dict[str, Any]) -> list[str]:
+    """Which invocation of the command produced which rows (a later one reuses artifacts)."""
+    invocations = report.get("invocations", [])
+    head = f"Produced by `{report['command']}` (seed {report['seed']})"
+    if len(invocations) <= 1:
+        return [
+            f"{head}, {report['started']} → {report['finished']} "
+            f"({report['wall_minutes']:.1f} min)."
+        ]
+    lines = [
+        f"{head} in {len(invocations)} invocations into this folder. Training runs and "
+        "scores are content-addressed artifacts: a later invocation reuses every finished "
+        "one, so each row below was trained and scored once, by the invocation named here, "
+        "and its train wall time is the trainer's own measurement from that run.",
+        "",
+    ]
+    for i, inv in enumerate(invocations):
+        where = (
+            f"* {inv['started']} → {inv.get('finished', '?')} ({inv['minutes']} min, load "
+            f"{inv['load_start']} → {inv['load_end']}"
+            + (f", commit {inv['git']}" if inv.get("git") else "")
+            + "): "
+        )
+        trained = inv.get("trained_runs")
+        if trained is None:  # recorded before runs were tracked: the first, full run
+            what = "trained and scored " + ", ".join(f"`{m}`" for m in inv.get("methods", []))
+        else:
+            new = [m for m, runs in trained.items() if runs]
+            count = sum(len(runs) for runs in trained.values())
+            kept = [m for m in inv.get("methods", []) if m not in new]
+            names = ", ".join(f"`{m}`" for m in new)
+            what = f"trained and scored {names} ({count} training runs)"
+            if not new:
+                what = "trained nothing"
+            if kept and i > 0:
+                what += (
+                    ", added by a later run of the same command; "
+                    + ", ".join(f"`{m}`" for m in kept)
+                    + " reused from the run above (no training run redone, scores read back)"
+                )
+        lines.append(where + what + ".")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     tasks = report["tasks"]
     methods = [m for m in METHOD_NAMES if m in report["methods"]]
@@ -539,8 +683,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Quality and cost benchmark — `{report['scale']}` scale",
         "",
-        f"Produced by `{report['command']}` (seed {report['seed']}), "
-        f"{report['started']} → {report['finished']} ({report['wall_minutes']:.1f} min).",
+        *provenance(report),
         *(
             [
                 f"Tables re-rendered from `results.json` by `bench/quality.py --render-only` "
@@ -549,25 +692,16 @@ def markdown(report: dict[str, Any]) -> str:
             if report.get("rendered_by")
             else []
         ),
-        *(
-            [
-                "Invocations of this command into this folder (a rerun reuses finished "
-                "training runs and scores; their cost is in the tables below): "
-                + "; ".join(
-                    f"{i['started']}: {i['minutes']} min, load {i['load_start']} → {i['load_end']}"
-                    for i in report.get("invocations", [])
-                )
-                + "."
-            ]
-            if len(report.get("invocations", [])) > 1
-            else []
-        ),
         "",
         f"* Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores "
         f"({report['machine']['platform']}), torch threads {report['machine']['torch_threads']}; "
-        "load average (1 min) at start "
-        f"{report['load']['start'][0]:.2f}, at end {report['load']['end'][0]:.2f} "
-        "(a shared machine: other jobs ran alongside, so wall times are upper bounds).",
+        + (
+            "load average (1 min) per invocation above "
+            if len(report.get("invocations", [])) > 1
+            else "load average (1 min) at start "
+            f"{report['load']['start'][0]:.2f}, at end {report['load']['end'][0]:.2f} "
+        )
+        + "(a shared machine: other jobs ran alongside, so wall times are upper bounds).",
         "* Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         f"* Base model: SmolLM2-135M-Instruct; LoRA r={scale['lora_rank']} "
         f"α={scale['lora_alpha']}, lr {scale['learning_rate']}, batch {scale['batch_size']}, "
@@ -649,6 +783,8 @@ def markdown(report: dict[str, Any]) -> str:
         "own `wall_seconds` from each run's `result.json` (a stage 1 shared by several "
         "ablations was trained once but is counted for each).",
         "",
+        *cgc_section(report),
+        "",
         "![ratio to single-task per task and method](ratio.png)",
         "",
         "## Findings",
@@ -687,7 +823,7 @@ def findings(report: dict[str, Any]) -> list[str]:
         )
     better = [
         name
-        for name in ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap")
+        for name in ABLATIONS
         if name in m
         and (m[name]["qualified_count"], m[name]["mean_ratio"] or 0)
         > (three["qualified_count"], three["mean_ratio"] or 0)
@@ -710,7 +846,7 @@ def findings(report: dict[str, Any]) -> list[str]:
             f"{', '.join(f'`{b}`' for b in below)}: too few steps to learn the task, so "
             "ratios above 1 on these tasks say little."
         )
-    for name in ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap"):
+    for name in ABLATIONS:
         if name in m:
             row = m[name]
             out.append(
@@ -718,6 +854,24 @@ def findings(report: dict[str, Any]) -> list[str]:
                 f"{fmt(row['mean_ratio'])} (three-stage: {three['qualified_count']}/6, "
                 f"{fmt(three['mean_ratio'])})."
             )
+    if "cgc-lora" in m:
+        cgc = m["cgc-lora"]
+        diffs = {
+            t["name"]: cgc["scores"][t["name"]] - three["scores"][t["name"]]
+            for t in report["tasks"]
+        }
+        out.append(
+            f"* `cgc-lora` (CGC-LoRA, each task served by its own exported adapter of rank "
+            f"{cgc_rank(report)}, same budget as three-stage's LoRA r="
+            f"{report['scale_settings']['lora_rank']}): qualified {cgc['qualified_count']}/6, "
+            f"mean ratio {fmt(cgc['mean_ratio'])}, mean score {fmt(cgc['mean_score'])} "
+            f"(three-stage: {three['qualified_count']}/6, {fmt(three['mean_ratio'])}, "
+            f"{fmt(three['mean_score'])}); score change per task "
+            + ", ".join(f"{name} {d:+.3f}" for name, d in diffs.items())
+            + f". It trained {cgc['training']['parameters']:,} parameters (three-stage "
+            f"{three['training']['parameters']:,}) and serves {cgc['serving']['adapters']} "
+            f"adapters (three-stage {three['serving']['adapters']}) from one deployment."
+        )
     if report["scale"] == "quick":
         out += [
             "* Read the quick scale as a working end-to-end run of every method, not as a "
@@ -747,6 +901,68 @@ def findings(report: dict[str, Any]) -> list[str]:
             "differences smaller than the test set's standard error."
         )
     return out
+
+
+def cgc_rank(report: dict[str, Any]) -> int:
+    s = report["scale_settings"]
+    return (s["cgc_common_experts"] + s["cgc_specific_experts"]) * s["cgc_expert_rank"]
+
+
+def cgc_section(report: dict[str, Any]) -> list[str]:
+    """CGC-LoRA against the same three-stage plan with plain LoRA, task by task."""
+    m = report["methods"]
+    if "cgc-lora" not in m or "three-stage" not in m:
+        return []
+    s = report["scale_settings"]
+    three, cgc = m["three-stage"], m["cgc-lora"]
+    lines = [
+        "",
+        "## CGC-LoRA against plain LoRA, same plan and budget",
+        "",
+        f"`cgc-lora` is `three-stage` (same groups, stages, steps, sampling, learning rate "
+        f"and α = {s['lora_alpha']}) with `training.method: cgcLora`: per adapted layer "
+        f"{s['cgc_common_experts']} expert(s) shared by a group's tasks and "
+        f"{s['cgc_specific_experts']} of each task, rank {s['cgc_expert_rank']} each, mixed by "
+        "a gate chosen by the task; stage 2 continues from stage 1's experts and gates. Each "
+        f"task is scored with the adapter it is served with, its own export of rank "
+        f"{cgc_rank(report)} (= the LoRA rank r={s['lora_rank']} of `three-stage`).",
+        "",
+        "| task | `three-stage` (LoRA) | `cgc-lora` | difference | ratio to single-task: "
+        "LoRA | CGC |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in report["tasks"]:
+        name = t["name"]
+        a, b = three["scores"][name], cgc["scores"][name]
+        lines.append(
+            f"| `{name}` | {fmt(a)} | {fmt(b)} | {b - a:+.3f} | {fmt(three['ratios'][name])} "
+            f"| {fmt(cgc['ratios'][name])} |"
+        )
+    lines += [
+        f"| **mean** | {fmt(three['mean_score'])} | {fmt(cgc['mean_score'])} | "
+        f"{cgc['mean_score'] - three['mean_score']:+.3f} | {fmt(three['mean_ratio'])} | "
+        f"{fmt(cgc['mean_ratio'])} |",
+        "",
+        "| | `three-stage` (LoRA) | `cgc-lora` |",
+        "|---|---:|---:|",
+        f"| qualified (of 6) | {three['qualified_count']} | {cgc['qualified_count']} |",
+        f"| optimizer steps × batch | {three['budget']['examples']} | "
+        f"{cgc['budget']['examples']} |",
+        f"| tokens trained | {three['training']['tokens']:,} | {cgc['training']['tokens']:,} |",
+        f"| train wall time | {three['training']['wall_seconds'] / 60:.1f} min | "
+        f"{cgc['training']['wall_seconds'] / 60:.1f} min |",
+        f"| trainable parameters (groups' final runs) | {three['training']['parameters']:,} | "
+        f"{cgc['training']['parameters']:,} |",
+        f"| adapters served (one deployment) | {three['serving']['adapters']} | "
+        f"{cgc['serving']['adapters']} |",
+        f"| parameters of the served adapters | {three['serving']['parameters']:,} | "
+        f"{cgc['serving']['parameters']:,} |",
+        "",
+        "CGC-LoRA trains more parameters than LoRA of the same served rank in a group of "
+        "two tasks (one shared and two task experts, against one rank-r adapter) and as many "
+        "in a group of one; it serves one adapter per task instead of one per group.",
+    ]
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -861,7 +1077,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # Train (the product's local driver), then score on the test split.
     logs = work / "logs"
+    trained_runs: dict[str, list[str]] = {}
     for method in methods:
+        trained_runs[method.name] = unfinished_runs(specs[method.name], spec_dir, workspace)
+        log(f"{method.name}: {len(trained_runs[method.name])} training runs to do")
         run_method(method.name, spec_dir / f"{method.name}.yaml", workspace, logs)
 
     configs_dir = work / "configs"
@@ -885,7 +1104,8 @@ def main(argv: list[str] | None = None) -> int:
         scores[method.name] = {t["name"]: row_scores[t["name"]] for t in tasks}
         cost = training_cost(spec, spec_dir, workspace)
         serving = json.loads((logs / f"{method.name}.serving.json").read_text())
-        adapters = len(set(serving["adapters"].values()))
+        served = sorted(set(serving["adapters"].values()))
+        adapters = len(served)
         _, _, the_plan = plan_of(spec, spec_dir)
         method_rows[method.name] = {
             "description": method.description,
@@ -897,8 +1117,11 @@ def main(argv: list[str] | None = None) -> int:
                 "adapters": adapters,
                 "deployments": len(tasks) if method.single_task else 1,
                 "adapters_per_task": {
-                    task: Path(path).parent.name for task, path in serving["adapters"].items()
+                    name: adapter_label(path) for name, path in serving["adapters"].items()
                 },
+                "parameters": sum(
+                    tensor_parameters(Path(path) / "adapter_model.safetensors") for path in served
+                ),
             },
             "scores": scores[method.name],
             "eval_configs": [c["run_name"] for c in configs],
@@ -907,12 +1130,18 @@ def main(argv: list[str] | None = None) -> int:
         method_rows[name].update(summary)
 
     invocations = previous_invocations(out / "results.json", command)
+    finished = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    this_run = (time.monotonic() - t0) / 60
     invocations.append(
         {
             "started": started.replace(microsecond=0).isoformat(),
-            "minutes": round((time.monotonic() - t0) / 60, 1),
+            "finished": finished,
+            "minutes": round(this_run, 1),
             "load_start": round(load_start[0], 2),
             "load_end": round(os.getloadavg()[0], 2),
+            "git": versions().get("git"),
+            "methods": [m.name for m in methods],
+            "trained_runs": trained_runs,
         }
     )
     report: dict[str, Any] = {
@@ -920,9 +1149,9 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "data_seed": args.data_seed,
         "command": command,
-        "started": started.replace(microsecond=0).isoformat(),
-        "finished": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        "wall_minutes": (time.monotonic() - t0) / 60,
+        "started": invocations[0]["started"],
+        "finished": finished,
+        "wall_minutes": sum(i["minutes"] for i in invocations),  # all invocations
         "invocations": invocations,
         "load": {"start": load_start, "end": os.getloadavg()},
         "versions": versions(),
@@ -938,7 +1167,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     plot(report, out / "ratio.png")
     (out / "results.md").write_text(markdown(report), encoding="utf-8")
-    log(f"wrote {out}/results.md, results.json, ratio.png in {report['wall_minutes']:.1f} min")
+    log(f"wrote {out}/results.md, results.json, ratio.png in {this_run:.1f} min")
     return 0
 
 
@@ -952,12 +1181,16 @@ def previous_invocations(path: Path, command: str) -> list[dict[str, Any]]:
         return []
     if "invocations" in old:
         return list(old["invocations"])
-    return [
+    return [  # a report written before invocations were recorded: one full run
         {
             "started": old["started"],
+            "finished": old["finished"],
             "minutes": round(old["wall_minutes"], 1),
             "load_start": round(old["load"]["start"][0], 2),
             "load_end": round(old["load"]["end"][0], 2),
+            "git": old.get("versions", {}).get("git"),
+            "methods": list(old.get("methods", {})),
+            "trained_runs": None,
         }
     ]
 

@@ -161,3 +161,88 @@ def test_summary_counts_qualified_tasks(quality):
     summary = quality.summarise(tasks, scores)
     assert summary["naive"]["qualified"] == ["a"]
     assert summary["naive"]["ratios"]["b"] == pytest.approx(0.875)
+
+
+def test_cgc_lora_is_three_stage_with_cgc_experts(built, tmp_path: Path):
+    from mtd_trainer.config import EvalConfig
+
+    quality, _, data, spec_dir, base, scale, specs = built
+    cgc, three = specs["cgc-lora"]["spec"], specs["three-stage"]["spec"]
+    assert cgc["training"]["method"] == "cgcLora"
+    assert three["training"]["method"] == "lora" and "cgcLora" not in three["training"]
+    experts = cgc["training"]["cgcLora"]
+    exported = (experts["commonExperts"] + experts["specificExperts"]) * experts["expertRank"]
+    assert exported == scale.lora_rank == scale.cgc_task_rank
+    # Same plan otherwise: groups, stages, steps and sampling.
+    plans = {
+        name: quality.plan_of(specs[name], spec_dir)[2] for name in ("cgc-lora", "three-stage")
+    }
+    shape = {
+        name: [(s.group, s.name, s.max_steps, s.sampling.rates) for s in plan.stages()]
+        for name, plan in plans.items()
+    }
+    assert shape["cgc-lora"] == shape["three-stage"]
+    # Scored with each task's exported adapter, not one adapter per group.
+    configs = quality.eval_configs(
+        "cgc-lora", specs["cgc-lora"], spec_dir, tmp_path / "ws", data, tmp_path / "e", base, scale
+    )
+    for config in configs:
+        EvalConfig.model_validate(config)
+        assert config["adapter"] is None
+        names = [t["name"] for t in config["tasks"]]
+        assert sorted(config["task_adapters"]) == sorted(names)
+        for task, path in config["task_adapters"].items():
+            assert path.endswith(f"/adapters/{task}")
+    lora_configs = quality.eval_configs(
+        "three-stage", specs["three-stage"], spec_dir, tmp_path / "ws", data, tmp_path / "e",
+        base, scale,
+    )  # fmt: skip
+    assert all("task_adapters" not in c and c["adapter"].endswith("/adapter") for c in lora_configs)
+
+
+def test_every_scale_exports_cgc_adapters_of_the_lora_rank(quality):
+    for scale in quality.SCALES.values():
+        assert scale.cgc_task_rank == scale.lora_rank
+
+
+def test_adapter_label(quality):
+    assert quality.adapter_label("/w/bench/train/binary-stage2-ab/adapter") == "binary-stage2-ab"
+    assert (
+        quality.adapter_label("/w/bench/train/binary-stage2-ab/adapters/movie-review-sentiment")
+        == "binary-stage2-ab/movie-review-sentiment"
+    )
+
+
+def test_a_later_run_keeps_the_first_runs_provenance(quality, tmp_path: Path):
+    old = {  # a report written before invocations were recorded
+        "command": "python bench/quality.py --scale quick",
+        "started": "2026-01-01T06:00:00+00:00",
+        "finished": "2026-01-01T07:00:00+00:00",
+        "wall_minutes": 60.04,
+        "load": {"start": [6.0, 5, 4], "end": [3.0, 3, 3]},
+        "versions": {"git": "abc1234"},
+        "methods": {"single-task": {}, "naive": {}},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(old))
+    assert quality.previous_invocations(path, "python bench/quality.py --other") == []
+    (first,) = quality.previous_invocations(path, old["command"])
+    assert first["minutes"] == 60.0 and first["git"] == "abc1234"
+    assert first["methods"] == ["single-task", "naive"] and first["trained_runs"] is None
+    later = {
+        "started": "2026-01-02T08:00:00+00:00",
+        "finished": "2026-01-02T08:20:00+00:00",
+        "minutes": 20.0,
+        "load_start": 1.0,
+        "load_end": 2.0,
+        "git": "def5678",
+        "methods": ["single-task", "naive", "cgc-lora"],
+        "trained_runs": {"single-task": [], "naive": [], "cgc-lora": ["train/a", "train/b"]},
+    }
+    report = {"command": old["command"], "seed": 0, "invocations": [first, later]}
+    text = "\n".join(quality.provenance(report))
+    assert "2 invocations" in text
+    assert "2026-01-01T06:00:00+00:00 → 2026-01-01T07:00:00+00:00" in text
+    assert "trained and scored `single-task`, `naive`." in text
+    assert "trained and scored `cgc-lora` (2 training runs), added by a later run" in text
+    assert "`single-task`, `naive` reused" in text
