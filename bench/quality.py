@@ -461,7 +461,7 @@ def run_method(name: str, spec_path: Path, workspace: Path, logs: Path) -> float
     elapsed = time.monotonic() - started
     if code != 0:
         raise SystemExit(f"{name}: mtd run failed ({code}); see {logs / (name + '.log')}")
-    log(f"{name}: trained in {elapsed:.0f}s")
+    log(f"{name}: mtd run finished in {elapsed:.0f}s")
     root = workspace / DEPLOYMENT
     for file in ("status.json", "serving.json"):
         if (root / file).exists():
@@ -575,7 +575,11 @@ def versions() -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=ROOT).stdout.strip()  # fmt: skip
-        out["git"] = commit
+        local = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bench/quality.py", "bench/composition.py"],
+            capture_output=True, text=True, cwd=ROOT,
+        ).stdout.strip()  # fmt: skip
+        out["git"] = f"{commit} + uncommitted changes to bench/" if local else commit
     except OSError:  # pragma: no cover
         pass
     return out
@@ -671,7 +675,7 @@ def provenance(report: dict[str, Any]) -> list[str]:
                     + ", ".join(f"`{m}`" for m in kept)
                     + " reused from the run above (no training run redone, scores read back)"
                 )
-        lines.append(where + what + ".")
+        lines.append(where + what + "." + (f" {inv['note']}" if inv.get("note") else ""))
     return lines
 
 
@@ -973,7 +977,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     methods = [x for x in METHOD_NAMES if x in report["methods"] and x != "single-task"]
     names = [t["name"] for t in report["tasks"]]
-    fig, ax = plt.subplots(figsize=(12, 5))
+    fig, ax = plt.subplots(figsize=(13, 5))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
         ratios = report["methods"][method]["ratios"]
@@ -987,7 +991,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         f"Per-task ratio to single-task, SmolLM2-135M, {report['scale']} scale, seed "
         f"{report['seed']}"
     )
-    ax.legend(ncol=4, fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

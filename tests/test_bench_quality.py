@@ -246,3 +246,7 @@ def test_a_later_run_keeps_the_first_runs_provenance(quality, tmp_path: Path):
     assert "trained and scored `single-task`, `naive`." in text
     assert "trained and scored `cgc-lora` (2 training runs), added by a later run" in text
     assert "`single-task`, `naive` reused" in text
+    later["note"] = "The code that ran was committed as 1234567."
+    assert "scores read back). The code that ran was committed as 1234567." in "\n".join(
+        quality.provenance(report)
+    )
