@@ -676,7 +676,7 @@ def provenance(report: dict[str, Any]) -> list[str]:
                     + " reused from the run above (no training run redone, scores read back)"
                 )
         lines.append(where + what + "." + (f" {inv['note']}" if inv.get("note") else ""))
-    return lines
+    return [*lines, ""]
 
 
 def markdown(report: dict[str, Any]) -> str:
