@@ -29,10 +29,15 @@ input, split by split; an article missing from either file is an error.
   - `calibrated-linear`, `calibrated-cat`: the same plus Learnable Calibration (a rank-4
     correction trained on the calibration examples with the base and the merge frozen),
     folded into one adapter.
+  - `calibration-only` (a control, not a composition): the same correction, same data
+    and steps, on the base model alone (`compose` with both merge weights 0, so the merge
+    adds nothing). What the calibrated merges score above it is what the two task
+    adapters contribute; what it scores itself comes from the calibration examples.
 * Metrics: ROUGE-L F of the whole output against "<topic>: <headline>" (what
   `mtd_trainer evaluate` reports for such a composition); topic accuracy (the output's
-  prefix before the first ':' must be one of the five labels) and headline ROUGE-L (the
-  part after it), so each component is visible; the share of outputs in the format.
+  prefix before the first ':', or the whole output, must be the right label) and
+  headline ROUGE-L (the part after the ':'), so each component is visible; the share of
+  outputs in the format (a label, ':', a headline).
 * Cost per method: passes per request, adapters loaded, adapter parameters, compose (and
   calibration) wall time, scoring wall time for the test examples.
 
@@ -65,6 +70,7 @@ INSTRUCTION = (
     "tech), a colon, then its headline."
 )
 MERGE_WEIGHTS = (1.0, 1.0)
+CONTROL = "calibration-only"
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,12 @@ def parse_output(text: str, labels: list[str]) -> tuple[str | None, str]:
     return None, stripped
 
 
+def in_format(text: str, labels: list[str]) -> bool:
+    """Whether an output reads "<label>: <something>"."""
+    topic, headline = parse_output(text, labels)
+    return topic is not None and bool(headline) and ":" in text
+
+
 def component_scores(
     predictions: list[str], references: list[str], labels: list[str]
 ) -> dict[str, float]:
@@ -162,7 +174,11 @@ def component_scores(
         "rougeL": metrics.rouge_l(predictions, references),
         "topic_accuracy": metrics.accuracy([t for t, _ in parsed], [t for t, _ in wanted]),
         "headline_rougeL": metrics.rouge_l([h for _, h in parsed], [h for _, h in wanted]),
-        "in_format": sum(t is not None for t, _ in parsed) / len(parsed) if parsed else 0.0,
+        "in_format": (
+            sum(in_format(p, labels) for p in predictions) / len(predictions)
+            if predictions
+            else 0.0
+        ),
     }
 
 
@@ -382,6 +398,15 @@ def main(argv: list[str] | None = None) -> int:
                 ).model_dump()
             ComposeConfig.model_validate({**config, "output_dir": "x"})  # fail before running
             compose_rows[name] = run_compose(config, folder / "compose", log)
+    # The control: the same correction on the base alone (merge weights 0: the merge is 0).
+    control = {
+        **config,
+        "run_name": f"composition/{CONTROL}",
+        "adapters": [{**ref, "weight": 0.0} for ref in config["adapters"]],
+        "merge": {"method": "linear"},
+    }
+    ComposeConfig.model_validate({**control, "output_dir": "x"})
+    compose_rows[CONTROL] = run_compose(control, folder / "compose", log)
 
     # Predictions (cached by content) and scores.
     data_key = digest([texts, new_tokens, batch, max_len])
@@ -450,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
                 "compose_seconds": composed["wall_seconds"],
                 "compose_load": [composed["load_start"], composed["load_end"]],
             }
+            if name == CONTROL:  # only the correction is non-zero (the merge part is 0)
+                row["cost"]["parameters"] = composed["calibration"]["parameters"]
+                row["cost"]["rank"] = composed["calibration"]["rank"]
+                row["cost"]["artifact_rank"] = composed["rank"]
             row["compose"] = {k: v for k, v in composed.items() if k not in ("reused",)}
         methods[name] = row
 
@@ -541,10 +570,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"* Scoring: the first {d['test_examples_scored']} articles of the joined **test** "
         f"split; greedy decoding (≤ {s['max_new_tokens']} new tokens). `ROUGE-L` is the whole "
         'output against "<topic>: <headline>" (ROUGE-L F, as `mtd_trainer evaluate` scores '
-        "a composition); `topic acc.` needs the text before the first ':' to be the right "
-        "label; `headline ROUGE-L` scores the text after it (the whole output when out of "
-        "format); `in format` is the share of outputs that start with a label and ':'. "
-        "Two-pass picks the topic by label likelihood, so it is always in format.",
+        "a composition); `topic acc.` needs the text before the first ':' (or the whole "
+        "output) to be the right label; `headline ROUGE-L` scores the text after the ':' (the "
+        "whole output when it does not start with a label); `in format` is the share of "
+        'outputs that read "<label>: <headline>". Two-pass picks the topic by label '
+        "likelihood, so its topic is always a label.",
+        f"* `{CONTROL}` is a control, not a composition: the same rank-"
+        f"{s['calibration_rank']} correction on the same examples and steps, trained on the "
+        "base model alone (`compose` with merge weights 0 and 0, so the merged part is zero; "
+        "its cost below is the correction's). The calibrated merges' margin over it is what "
+        "the two task adapters add.",
         "",
         "## Scores and cost",
         "",
@@ -614,12 +649,30 @@ def findings(report: dict[str, Any]) -> list[str]:
                 f"{cal['in_format']:.0%} (calibration loss {c['loss_before']:.3f} → "
                 f"{c['loss_after']:.3f}, {c['parameters']:,} more parameters)."
             )
+    control = m.get(CONTROL)
+    if control:
+        cals = {k: v for k, v in m.items() if k.startswith("calibrated-")}
+        out.append(
+            f"* The control `{CONTROL}` (the same correction on the base model, no adapters) "
+            f"scores ROUGE-L {fmt(control['rougeL'])}, topic accuracy "
+            f"{fmt(control['topic_accuracy'])}, headline ROUGE-L "
+            f"{fmt(control['headline_rougeL'])}; the calibrated merges "
+            + "; ".join(
+                f"`{k}` {fmt(v['rougeL'])} / {fmt(v['topic_accuracy'])} / "
+                f"{fmt(v['headline_rougeL'])}"
+                for k, v in cals.items()
+            )
+            + ". The margin is what the merged task adapters add on top of the "
+            f"{d['calibration_examples']} compositional examples."
+        )
     two = m.get("two-pass")
     if two:
         out.append(
             f"* `two-pass` costs two passes per request and both adapters "
             f"({two['cost']['parameters']:,} parameters); its topic accuracy "
-            f"{fmt(two['topic_accuracy'])} is the topic adapter's own, by label likelihood."
+            f"{fmt(two['topic_accuracy'])} is the topic adapter's own, by label likelihood "
+            f"(trained on {report['adapters'][TOPIC]['examples']} articles; the calibration "
+            f"saw {d['calibration_examples']} more labelled articles, in the composed format)."
         )
     if report["scale"] == "quick":
         out.append(

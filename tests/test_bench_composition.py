@@ -94,3 +94,17 @@ def test_settings_fit_the_quality_scales(composition):
     for settings in composition.SETTINGS.values():
         assert settings.calibration_examples >= 100
         assert settings.max_new_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sport: Hewitt fights back", True),
+        ("politics", False),  # a topic, but no headline
+        ("politics:", False),
+        ("Blair: I will stay", False),
+        ("Hewitt fights back", False),
+    ],
+)
+def test_in_format(composition, text, expected):
+    assert composition.in_format(text, LABELS) is expected
