@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
+    versions = quality.versions()  # the code that runs (bench/ changes are marked)
 
     import torch
 
@@ -481,17 +482,35 @@ def main(argv: list[str] | None = None) -> int:
                 row["cost"]["artifact_rank"] = composed["rank"]
             row["compose"] = {k: v for k, v in composed.items() if k not in ("reused",)}
         methods[name] = row
+    made = sorted(
+        [f"compose {n}" for n, r in compose_rows.items() if not r["reused"]]
+        + [f"predictions {n}" for n, r in runs.items() if not r["reused"]]
+    )
+    finished = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    invocations = previous_invocations(out / "composition.json", command)
+    invocations.append(
+        {
+            "started": started.replace(microsecond=0).isoformat(),
+            "finished": finished,
+            "minutes": round((time.monotonic() - t0) / 60, 1),
+            "load_start": round(load_start[0], 2),
+            "load_end": round(os.getloadavg()[0], 2),
+            "git": versions.get("git"),
+            "made": made,
+        }
+    )
 
     report: dict[str, Any] = {
         "command": command,
         "scale": args.scale,
         "seed": args.seed,
         "data_seed": args.data_seed,
-        "started": started.replace(microsecond=0).isoformat(),
-        "finished": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        "minutes": round((time.monotonic() - t0) / 60, 1),
+        "started": invocations[0]["started"],
+        "finished": finished,
+        "minutes": round(sum(i["minutes"] for i in invocations), 1),
+        "invocations": invocations,
         "load": {"start": load_start[0], "end": os.getloadavg()[0]},
-        "versions": quality.versions(),
+        "versions": versions,
         "machine": quality.machine(),
         "settings": {
             **asdict(settings),
@@ -535,6 +554,59 @@ def main(argv: list[str] | None = None) -> int:
 # Report
 
 
+def previous_invocations(path: Path, command: str) -> list[dict[str, Any]]:
+    """Earlier runs of the same command into this folder (they made the reused artifacts)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if old.get("command") != command:
+        return []
+    if "invocations" in old:
+        return list(old["invocations"])
+    return [  # written before invocations were recorded
+        {
+            "started": old["started"],
+            "finished": old["finished"],
+            "minutes": old["minutes"],
+            "load_start": round(old["load"]["start"], 2),
+            "load_end": round(old["load"]["end"], 2),
+            "git": old.get("versions", {}).get("git"),
+            "made": None,
+        }
+    ]
+
+
+def provenance(report: dict[str, Any]) -> list[str]:
+    """Which invocation made which artifacts (a rerun reuses them, with their wall times)."""
+    invocations = report.get("invocations") or []
+    head = f"Produced by `{report['command']}` (seed {report['seed']})"
+    note = (
+        "on a shared machine: other jobs ran alongside, so wall times are upper bounds. "
+        "Compositions and predictions are content-addressed artifacts: a rerun reuses them, "
+        "with the wall times measured when they were made."
+    )
+    if len(invocations) <= 1:
+        return [
+            f"{head}, {report['started']} → {report['finished']} ({report['minutes']} min; "
+            f"load average {report['load']['start']:.2f} → {report['load']['end']:.2f}) {note}"
+        ]
+    lines = [f"{head} in {len(invocations)} invocations into this folder, {note}", ""]
+    for inv in invocations:
+        made = inv.get("made")
+        what = (
+            "not recorded"
+            if made is None
+            else ("made " + ", ".join(f"`{x}`" for x in made) if made else "made nothing new")
+        )
+        lines.append(
+            f"* {inv['started']} → {inv['finished']} ({inv['minutes']} min, load "
+            f"{inv['load_start']} → {inv['load_end']}, commit {inv.get('git')}): {what}."
+            + (f" {inv['note']}" if inv.get("note") else "")
+        )
+    return [*lines, ""]
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -545,11 +617,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f'# Compositions — `{report["scale"]}` scale: BBC article → "<topic>: <headline>"',
         "",
-        f"Produced by `{report['command']}` (seed {report['seed']}), {report['started']} → "
-        f"{report['finished']} ({report['minutes']} min; load average {report['load']['start']:.2f}"
-        f" → {report['load']['end']:.2f} on a shared machine: other jobs ran alongside, so wall "
-        "times are upper bounds). Compositions and predictions are content-addressed "
-        "artifacts: a rerun reuses them, with the wall times measured when they were made.",
+        *provenance(report),
         "",
         f"* Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
         f"threads {report['machine']['torch_threads']}. Versions: "
@@ -603,8 +671,8 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "## Calibration",
             "",
-            "| method | examples | steps | rank | correction parameters | loss before "
-            "(= the merge) | loss after | compose + calibration wall time |",
+            "| method | examples | steps | rank | correction parameters | loss before (the "
+            "merge; the base for the control) | loss after | compose + calibration wall time |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, row in calibrated:
@@ -662,9 +730,24 @@ def findings(report: dict[str, Any]) -> list[str]:
                 f"{fmt(v['headline_rougeL'])}"
                 for k, v in cals.items()
             )
-            + ". The margin is what the merged task adapters add on top of the "
-            f"{d['calibration_examples']} compositional examples."
+            + " (ROUGE-L / topic accuracy / headline ROUGE-L). The difference is what the "
+            f"merged task adapters add on top of the {d['calibration_examples']} "
+            "compositional examples."
         )
+        margin = max(v["rougeL"] - control["rougeL"] for v in cals.values())
+        if margin <= 0:
+            out.append(
+                "* **On this run the calibrated merges do not beat the control**: what "
+                "calibration gains over the plain merges comes from training on the "
+                "compositional examples, not from the two task adapters, which add nothing "
+                "measurable here."
+            )
+        else:
+            out.append(
+                f"* The best calibrated merge is {margin:+.3f} ROUGE-L above the control; "
+                "compare it with the noise level below before reading it as the adapters' "
+                "contribution."
+            )
     two = m.get("two-pass")
     if two:
         out.append(

@@ -108,3 +108,27 @@ def test_settings_fit_the_quality_scales(composition):
 )
 def test_in_format(composition, text, expected):
     assert composition.in_format(text, LABELS) is expected
+
+
+def test_a_rerun_keeps_the_first_runs_provenance(composition, tmp_path: Path):
+    import json
+
+    old = {
+        "command": "python bench/composition.py --scale quick",
+        "started": "2026-01-01T09:00:00+00:00",
+        "finished": "2026-01-01T09:20:00+00:00",
+        "minutes": 20.0,
+        "load": {"start": 2.5, "end": 1.0},
+        "versions": {"git": "abc1234"},
+    }
+    path = tmp_path / "composition.json"
+    path.write_text(json.dumps(old))
+    assert composition.previous_invocations(path, "python bench/composition.py") == []
+    (first,) = composition.previous_invocations(path, old["command"])
+    assert first["made"] is None and first["git"] == "abc1234"
+    later = {**first, "started": "2026-01-02T09:00:00+00:00", "made": ["compose x"]}
+    report = {"command": old["command"], "seed": 0, "invocations": [first, later]}
+    text = "\n".join(composition.provenance(report))
+    assert "2 invocations" in text
+    assert "2026-01-01T09:00:00+00:00 → 2026-01-01T09:20:00+00:00 (20.0 min" in text
+    assert "made `compose x`." in text
