@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     (out / "composition.md").write_text(markdown(report), encoding="utf-8")
-    log(f"wrote {out}/composition.md and composition.json in {report['minutes']} min")
+    log(f"wrote {out}/composition.md and composition.json in {invocations[-1]['minutes']} min")
     return 0
 
 
