@@ -52,6 +52,9 @@ def _version() -> str:
 
 
 def _error(status: int, message: str, error_type: str = "validation") -> JSONResponse:
+    # Messages may quote the request (a field name, say), lone surrogates included: escape
+    # those, or the response itself could not be encoded and the client would get a 500.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"error": message, "error_type": error_type}, status_code=status)
 
 
@@ -165,6 +168,7 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
             stop=p.stop,
             top_n_tokens=p.top_n_tokens,
             truncate=p.truncate,
+            frequency_penalty=p.frequency_penalty,
         )
         if not body.inputs:
             raise EngineError("Input validation error: `inputs` cannot be empty")

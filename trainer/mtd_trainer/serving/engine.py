@@ -494,6 +494,7 @@ class Engine:
     ) -> int:
         """Penalties, then the grammar mask, then warpers, then greedy or sampled choice."""
         scores = logits[None, :].clone()
+        fallback: int | None = None  # the best token, should sampling overflow (below)
         if params.repetition_penalty not in (None, 1.0):
             scores = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(history, scores)
         if counts and (params.frequency_penalty or params.presence_penalty):
@@ -516,13 +517,22 @@ class Engine:
                 return self.eos_token_id
             if not params.sampling:
                 return allowed[0]
+            fallback = allowed[0]
             mask = torch.full_like(scores, float("-inf"))
             mask[0, allowed] = 0.0
             scores = scores + mask
         if not params.sampling:
             return int(scores[0].argmax())
+        if fallback is None:
+            fallback = int(scores[0].argmax())
         scores = warpers(history, scores)
         probs = torch.softmax(scores[0], dim=-1)
+        if not bool(torch.isfinite(probs).all()):
+            # Extreme but valid settings (a temperature of 1e-300, a huge repetition
+            # penalty) overflow the scores to ±inf and softmax gives NaN. Sampling tends
+            # to greedy choice there: a token at +inf, else the best token before warping.
+            top = torch.nan_to_num(scores[0], nan=float("-inf"))
+            return int(top.argmax()) if bool(top.max() == float("inf")) else fallback
         return int(torch.multinomial(probs, 1, generator=generator))
 
     @torch.inference_mode()

@@ -4,19 +4,47 @@ Range checks use TGI's own error messages so a client sees the same text from th
 server and from TGI. `parameters` of /generate rejects unknown fields: a misspelt
 `adapter_id` must not quietly become a base-model answer. Chat requests ignore unknown
 fields, because OpenAI clients send many optional ones.
+
+Numbers must be finite (JSON has no NaN, but Python's parser reads one) and strings must
+be text: a lone surrogate (a `\\ud800` escape) decodes to a Python str that no tokenizer
+or encoder accepts. Both are 422s naming the field, not errors deep in the model.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .engine import EngineError, Sampling
 from .grammar import GrammarError, RegexConstraint
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_N_TOKENS = 5
+MAX_SEED = 2**64 - 1  # TGI's seed is an unsigned 64-bit integer; so is torch's
+
+
+def lone_surrogate(value: str) -> int | None:
+    """The position of the first lone surrogate in `value` (None if it is all text)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _text(value: str) -> str:
+    position = lone_surrogate(value)
+    if position is not None:
+        raise ValueError(
+            f"not valid Unicode text: a lone surrogate (U+{ord(value[position]):04X}) at "
+            f"character {position}"
+        )
+    return value
+
+
+#: A string that is text: every character encodable as UTF-8.
+Text = Annotated[str, AfterValidator(_text)]
 
 
 class Grammar(BaseModel):
@@ -27,9 +55,9 @@ class Grammar(BaseModel):
 
 
 class GenerateParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    adapter_id: str | None = None
+    adapter_id: Text | None = None
     best_of: int | None = None
     decoder_input_details: bool = False
     details: bool = False
@@ -40,7 +68,7 @@ class GenerateParameters(BaseModel):
     repetition_penalty: float | None = None
     return_full_text: bool | None = None
     seed: int | None = None
-    stop: list[str] = Field(default_factory=list)
+    stop: list[Text] = Field(default_factory=list)
     temperature: float | None = None
     top_k: int | None = None
     top_n_tokens: int | None = None
@@ -53,7 +81,7 @@ class GenerateParameters(BaseModel):
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str
+    inputs: Text
     parameters: GenerateParameters = Field(default_factory=GenerateParameters)
     stream: bool = False  # only read by the compatibility route POST /
 
@@ -62,14 +90,14 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: str
-    text: str | None = None
+    text: Text | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: str
-    content: str | list[ContentPart] | None = None
+    role: Text
+    content: Text | list[ContentPart] | None = None
 
     def as_template_input(self) -> dict[str, str]:
         """The {role, content} dict chat templates expect; text parts are joined."""
@@ -85,16 +113,16 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    model: str | None = None
+    model: Text | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     logprobs: bool = False
@@ -111,10 +139,10 @@ class ClassifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | None = None
+    inputs: Text | None = None
     messages: list[ChatMessage] | None = None
-    labels: list[str] = Field(min_length=1)
-    adapter_id: str | None = None
+    labels: list[Text] = Field(min_length=1)
+    adapter_id: Text | None = None
 
 
 def regex_constraint(grammar: Grammar | None) -> RegexConstraint | None:
@@ -127,6 +155,8 @@ def regex_constraint(grammar: Grammar | None) -> RegexConstraint | None:
         )
     if not isinstance(grammar.value, str):
         raise GrammarError("grammar: `value` must be a string (the pattern) for a `regex` grammar")
+    if lone_surrogate(grammar.value) is not None:
+        raise GrammarError("grammar: `value` is not valid Unicode text (a lone surrogate)")
     return RegexConstraint(grammar.value)
 
 
@@ -141,6 +171,8 @@ def check_ranges(
     stop: list[str] | None = None,
     top_n_tokens: int | None = None,
     truncate: int | None = None,
+    frequency_penalty: float | None = None,
+    presence_penalty: float | None = None,
 ) -> None:
     """TGI's parameter validation, with its messages."""
     problems = [
@@ -157,6 +189,15 @@ def check_ranges(
             "`max_new_tokens` must be strictly positive",
         ),
         (seed is not None and seed < 0, "`seed` must be positive"),
+        (seed is not None and seed > MAX_SEED, f"`seed` must be <= {MAX_SEED} (2^64 - 1)"),
+        (
+            frequency_penalty is not None and not -2 <= frequency_penalty <= 2,
+            "`frequency_penalty` must be >= -2.0 and <= 2.0",
+        ),
+        (
+            presence_penalty is not None and not -2 <= presence_penalty <= 2,
+            "`presence_penalty` must be >= -2.0 and <= 2.0",
+        ),
         (
             stop is not None and len(stop) > MAX_STOP_SEQUENCES,
             f"`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {len(stop or [])}",
@@ -206,7 +247,12 @@ def chat_sampling(r: ChatRequest, max_new_tokens: int) -> Sampling:
     greedy = r.temperature == 0
     stop = [r.stop] if isinstance(r.stop, str) else list(r.stop or [])
     check_ranges(
-        temperature=None if greedy else r.temperature, top_p=r.top_p, seed=r.seed, stop=stop
+        temperature=None if greedy else r.temperature,
+        top_p=r.top_p,
+        seed=r.seed,
+        stop=stop,
+        frequency_penalty=r.frequency_penalty,
+        presence_penalty=r.presence_penalty,
     )
     top_n = (r.top_logprobs or 0) if r.logprobs else 0
     check_ranges(top_n_tokens=top_n)
