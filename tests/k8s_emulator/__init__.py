@@ -7,6 +7,7 @@
 * ``JobRunner``: plays kubelet for batch/v1 Jobs by running the container command locally.
 * ``DeploymentController``: marks Deployments ready after a delay (or keeps a revision
   unready for rollout tests).
+* ``Turnstile``: a gate for both, so a test lets their writes through one at a time.
 
 See ``tests/emulator/`` for usage by example.
 """
@@ -18,6 +19,7 @@ from .faults import Fault
 from .jobs import JobRunner
 from .resources import ResourceDef
 from .store import Event, Store
+from .turnstile import Turnstile
 
 __all__ = [
     "ApiError",
@@ -28,4 +30,5 @@ __all__ = [
     "JobRunner",
     "ResourceDef",
     "Store",
+    "Turnstile",
 ]

@@ -8,11 +8,13 @@ delay, and lets a test hold chosen revisions unready.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .emulator import Emulator
@@ -30,8 +32,16 @@ class DeploymentController:
     status view, ``status.revision`` not being a real field).
     """
 
-    def __init__(self, emulator: Emulator, *, delay: float = 0.2) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        *,
+        delay: float = 0.2,
+        gate: Callable[[str, str], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self.emulator = emulator
+        # A Turnstile (turnstile.py): each status write happens inside gate("rollout", ns/name)
+        self._gate = gate or (lambda kind, key: contextlib.nullcontext())
         self.store = emulator.store
         self.delay = delay
         self._lock = threading.Lock()
@@ -156,6 +166,12 @@ class DeploymentController:
             self._write(dep, ready=True, progressing_reason="NewReplicaSetAvailable")
 
     def _write(self, dep: Mapping[str, Any], *, ready: bool, progressing_reason: str) -> None:
+        meta = dep["metadata"]
+        with self._gate("rollout", f"{meta.get('namespace')}/{meta['name']}"):
+            self._write_status(dep, ready=ready, progressing_reason=progressing_reason)
+
+    def _write_status(self, dep: Mapping[str, Any], *, ready: bool,
+                      progressing_reason: str) -> None:
         meta = dep["metadata"]
         replicas = int((dep.get("spec") or {}).get("replicas", 1))
         rev = self.revision(dep)

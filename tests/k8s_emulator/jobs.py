@@ -30,7 +30,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,7 @@ class JobRunner:
         python: str = sys.executable,
         extra_env: Mapping[str, str] | None = None,
         timeout: float | None = 600.0,
+        gate: Callable[[str, str], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.emulator = emulator
         self.store = emulator.store
@@ -88,6 +90,9 @@ class JobRunner:
         self.python = python
         self.extra_env = dict(extra_env or {})
         self.timeout = timeout
+        # A Turnstile (turnstile.py), or any gate(kind, "ns/name") returning a context
+        # manager: every Job status write happens inside it, so a test can order them.
+        self._gate = gate or (lambda kind, key: contextlib.nullcontext())
         self._slots = threading.Semaphore(max_parallel)
         self._queue: queue.Queue[Event | None] = queue.Queue()
         self._jobs: dict[str, _JobState] = {}
@@ -227,24 +232,22 @@ class JobRunner:
         spec = job.get("spec") or {}
         backoff_limit = int(spec.get("backoffLimit", 6))
         start_time = now_rfc3339()
+        key = f"{state.namespace}/{state.name}"
         while not state.cancelled:
-            key = f"{state.namespace}/{state.name}"
             with self._lock:
                 while any(p.search(key) for p in self._paused) and not state.cancelled:
                     self._resumed.wait(timeout=0.2)
-            if state.cancelled:
-                return
-            if not self._write_job_status(state, {"active": 1, "startTime": start_time,
-                                                  "ready": 0}):
+            if not self._gated_write(state, "job-start", {"active": 1, "startTime": start_time,
+                                                          "ready": 0}):
                 return
             with self._slots:
                 outcome = self._attempt(state, job)
             if state.cancelled:
                 return
             exit_code, reason, message = outcome
+            now = now_rfc3339()
             if exit_code == 0:
-                now = now_rfc3339()
-                self._write_job_status(state, {
+                self._gated_write(state, "job-end", {
                     "active": None, "ready": 0, "succeeded": 1, "completionTime": now,
                     "conditions": [
                         {"type": "SuccessCriteriaMet", "status": "True",
@@ -258,9 +261,8 @@ class JobRunner:
                 return
             state.failed += 1
             if state.failed > backoff_limit:
-                now = now_rfc3339()
                 detail = f"{reason}: {message}".strip() if message else reason
-                self._write_job_status(state, {
+                self._gated_write(state, "job-end", {
                     "active": None, "ready": 0, "failed": state.failed,
                     "conditions": [
                         {"type": "FailureTarget", "status": "True",
@@ -274,8 +276,14 @@ class JobRunner:
                     ],
                 })
                 return
-            self._write_job_status(state, {"active": 0, "failed": state.failed})
+            if not self._gated_write(state, "job-retry", {"active": 0, "failed": state.failed}):
+                return
             time.sleep(self.backoff_seconds * (2 ** (state.failed - 1)))
+
+    def _gated_write(self, state: _JobState, kind: str, status: Mapping[str, Any]) -> bool:
+        """Write the Job status once the gate lets it through; False if the Job is gone."""
+        with self._gate(kind, f"{state.namespace}/{state.name}"):
+            return not state.cancelled and self._write_job_status(state, status)
 
     def _take_injected(self, key: str) -> _Injected | None:
         with self._lock:

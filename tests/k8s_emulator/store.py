@@ -300,6 +300,10 @@ class Store:
 
     @staticmethod
     def _builtin_defaults(res: ResourceDef, obj: dict[str, Any]) -> None:
+        if res.has_status and not res.is_custom:
+            # A built-in kind's status is a Go struct: the API server always sends it, as {}
+            # when empty (a new Job reads `status: {}`, never a missing status).
+            obj.setdefault("status", {})
         spec = obj.setdefault("spec", {}) if res.kind in ("Job", "Deployment") else None
         if res.kind == "Namespace":
             obj.setdefault("status", {}).setdefault("phase", "Active")

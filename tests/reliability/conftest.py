@@ -2,6 +2,11 @@
 JobRunner (playing kubelet) running a FAKE trainer by default (see fake_mtd.py), a
 DeploymentController, and the real operator as a `kopf run` process that a test can
 SIGKILL at any API write it makes and start again.
+
+A `stepped` cluster puts the JobRunner and the DeploymentController behind a Turnstile:
+`run_stepped()` then lets the world change one write at a time (a Job starting, a Job
+ending, a rollout step), and only once the operator has caught up with the previous
+change, so a pipeline run writes the same status sequence every time.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
-from tests.k8s_emulator import DeploymentController, Emulator, JobRunner
+from tests.k8s_emulator import DeploymentController, Emulator, JobRunner, Turnstile
 from tests.tiny_tasks import task, write_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +142,7 @@ class Cluster:
         step_seconds: float = 0.2,
         backoff_seconds: float = 0.1,
         namespaces: tuple[str, ...] = (),
+        stepped: bool = False,
     ) -> None:
         self.tmp = tmp
         self.workspace = tmp / "workspace"
@@ -149,9 +156,13 @@ class Cluster:
         self.backoff_seconds = backoff_seconds
         self.namespaces = namespaces
         self.processes: list[subprocess.Popen] = []
+        self.turnstile = Turnstile() if stepped else None
         self.writes: list[str] = []
+        self.statuses: list[dict[str, Any]] = []  # each status write, timestamps stripped
+        self.operator_config: dict[str, str] = {}
         self.kills: list[str] = []
         self.job_adds: Counter[str] = Counter()
+        self.events = 0  # every change stored in the emulator, by anyone
         self._armed = False
         self._closed = False
         self._kill_prefixes: tuple[str, ...] = ()
@@ -185,13 +196,13 @@ class Cluster:
         self.runner = JobRunner(
             emu, path_map={str(self.workspace): str(self.workspace)},
             max_parallel=self.max_parallel, extra_env=env, backoff_seconds=self.backoff_seconds,
+            gate=self.turnstile,
         ).start()  # fmt: skip
-        self.deployments = DeploymentController(emu, delay=0.2).start()
+        self.deployments = DeploymentController(emu, delay=0.2, gate=self.turnstile).start()
         from kubernetes import client, config
 
-        self.api = client.CustomObjectsApi(
-            config.new_client_from_config(config_file=emu.kubeconfig_path)
-        )
+        self.api_client = config.new_client_from_config(config_file=emu.kubeconfig_path)
+        self.api = client.CustomObjectsApi(self.api_client)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -199,6 +210,8 @@ class Cluster:
             return
         self._closed = True
         self._armed = False
+        if self.turnstile is not None:
+            self.turnstile.open()  # no runner or controller thread stays parked
         for process in self.processes:
             if process.poll() is None:
                 process.terminate()
@@ -220,16 +233,20 @@ class Cluster:
     def operator(self) -> subprocess.Popen | None:
         return self.processes[-1] if self.processes else None
 
-    def start_operator(self, **config: str) -> subprocess.Popen:
-        env = {
+    def operator_env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "KUBECONFIG": self.emulator.kubeconfig_path,
             "MTD_WORKSPACE_MOUNT_PATH": str(self.workspace),
             "MTD_TRAINER_GPUS": "0",
             "MTD_SERVING_GPUS": "0",
-            "MTD_METRICS_PORT": str(free_port()),
-            **config,
+            **self.operator_config,
         }
+
+    def start_operator(self, **config: str) -> subprocess.Popen:
+        """Start `kopf run`; `config` (MTD_* variables) is kept for later restarts."""
+        self.operator_config.update(config)
+        env = {**self.operator_env(), "MTD_METRICS_PORT": str(free_port())}
         log = (self.tmp / f"operator-{len(self.processes)}.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
@@ -285,6 +302,7 @@ class Cluster:
         return None
 
     def _on_event(self, event: Any) -> None:  # under the store lock: quick
+        self.events += 1
         if event.type == "ADDED" and event.storage.plural == "jobs":
             meta = event.obj["metadata"]
             self.job_adds[f"{meta.get('namespace')}/{meta['name']}"] += 1
@@ -292,6 +310,8 @@ class Cluster:
         if what is None:
             return
         self.writes.append(what)
+        if what.startswith("status"):
+            self.statuses.append(strip_times(event.obj.get("status") or {}))
         with self._lock:
             process = self.operator
             wanted = not self._kill_prefixes or what.startswith(self._kill_prefixes)
@@ -338,6 +358,107 @@ class Cluster:
             return []
         return [json.loads(line) for line in self.fake_log_path.read_text().splitlines()]
 
+    # -- stepping the world ----------------------------------------------------------
+
+    def settled(self, name: str, namespace: str = "default") -> bool:
+        """Whether the operator has caught up with the world: a pass of its Controller,
+        run here with every write intercepted, would create, patch and delete nothing."""
+        from kubernetes import client
+
+        from mtd_operator.config import load_config
+        from mtd_operator.kube.controller import Clients, Controller
+
+        writes: list[str] = []
+        apis = (client.CoreV1Api, client.BatchV1Api, client.AppsV1Api, client.CustomObjectsApi)
+        clients = Clients(*(_DryRun(api(self.api_client), writes) for api in apis))
+        controller = Controller(load_config(self.operator_env()), clients)
+        controller.reconcile(namespace, name)
+        return not [w for w in writes if w != "create_namespaced_event"]
+
+    def next_passage(self, namespace: str = "default") -> tuple[str, str] | None:
+        """The world's next change, chosen from what the cluster shows (never from timing):
+        Jobs not started yet start first, in name order; then the first running Job (by
+        name) ends; then a Deployment not yet rolled out takes its next rollout step."""
+
+        def key(obj: dict[str, Any]) -> str:
+            return f"{namespace}/{obj['metadata']['name']}"
+
+        jobs = sorted(self.emulator.list("batch/v1/jobs", namespace), key=key)
+        live = [j for j in jobs if not any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in (j.get("status") or {}).get("conditions") or []
+        )]  # fmt: skip
+        waiting = [j for j in live if not (j.get("status") or {}).get("active")]
+        if waiting:
+            return "job-start", key(waiting[0])
+        if live:
+            return "job-end", key(live[0])  # or "job-retry": whichever the pod's exit gives
+        for dep in sorted(self.emulator.list("apps/v1/deployments", namespace), key=key):
+            status = dep.get("status") or {}
+            observed = status.get("observedGeneration") == dep["metadata"].get("generation")
+            replicas = (dep.get("spec") or {}).get("replicas", 1)
+            if not observed or (status.get("readyReplicas") or 0) < replicas:
+                return "rollout", key(dep)
+        return None
+
+    def run_stepped(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        kill_at: tuple[str, ...] | None = None,
+        timeout: float = 240,
+    ) -> int:
+        """Drive a stepped cluster until `name` is Ready: wait until the operator has
+        caught up (`settled`), then let the next change (`next_passage`) through, one at a
+        time. With `kill_at`, the operator is SIGKILLed at each of its writes of that kind
+        (see `arm_kill`) and started again. Returns how many changes were let through."""
+        assert self.turnstile is not None, "not a stepped cluster"
+        deadline = time.monotonic() + timeout
+        passed = 0
+        checked = -1  # `events` when `settled` last said no: nothing changed, still no
+        if kill_at is not None:
+            self.arm_kill(*kill_at)
+        if self.operator is None:
+            self.start_operator()
+        while True:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not Ready in {timeout} s; kills: {self.kills}\n"
+                                     f"{self.operator_logs()}")  # fmt: skip
+            process = self.operator
+            assert process is not None
+            if process.poll() is not None:
+                assert process.returncode == -9, self.operator_logs()
+                if kill_at is not None:
+                    self.arm_kill(*kill_at)
+                self.start_operator()
+            if self.events == checked:
+                time.sleep(0.05)
+                continue
+            before = self.events
+            if not self.settled(name, namespace):
+                checked = before
+                continue
+            passage = self.next_passage(namespace)
+            if passage is None:
+                assert self.ready(name, namespace), (
+                    f"settled, not Ready, and nothing left to let through\n{self.operator_logs()}"
+                )
+                return passed
+            self._let_through(*passage)
+            passed += 1
+
+    def _let_through(self, kind: str, key: str) -> None:
+        turnstile = self.turnstile
+        assert turnstile is not None
+        kinds = ("job-end", "job-retry") if kind == "job-end" else (kind,)
+
+        def parked() -> tuple[str, str] | None:
+            return next((w for w in turnstile.waiting() if w[1] == key and w[0] in kinds), None)
+
+        turnstile.let_through(*wait_until(parked, 60, f"{kind} {key} at the turnstile",
+                                          self.operator_logs))  # fmt: skip
+
     def assert_no_duplicates(self, *, pod_retries: bool = False) -> None:
         """No Job created twice; each step trained/evaluated once (the trainer's log).
 
@@ -357,6 +478,35 @@ class Cluster:
         assert not again, f"Jobs whose pod ran more than once: {again}"
         reruns = [e for e in self.fake_log() if e["rerun"]]
         assert not reruns, f"finished steps ran again: {reruns}"
+
+
+class _DryRun:
+    """A Kubernetes API client whose writes are recorded by name instead of sent. A create
+    of an object that exists answers 409, as the API server would (the Controller takes
+    that as done), so only creates that would make something count."""
+
+    def __init__(self, api: Any, writes: list[str]) -> None:
+        self._api, self._writes = api, writes
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith(("create_", "patch_", "replace_", "delete_")):
+            return getattr(self._api, name)
+
+        def write(*args: Any, **kwargs: Any) -> None:
+            read = getattr(self._api, name.replace("create_", "read_", 1), None)
+            body = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+            wanted = (body.get("metadata") or {}).get("name")
+            if read is not None and name.startswith("create_namespaced_") and wanted:
+                try:
+                    read(wanted, args[0])
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                else:
+                    raise ApiException(status=409, reason="AlreadyExists")
+            self._writes.append(name)
+
+        return write
 
 
 @pytest.fixture
