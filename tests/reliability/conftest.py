@@ -28,7 +28,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from tests.k8s_emulator import DeploymentController, Emulator, JobRunner, Turnstile
-from tests.tiny_tasks import task, write_task_data
+from tests.tiny_tasks import SOUND_SENTIMENT, task, write_composition_data, write_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
@@ -50,7 +50,15 @@ def free_port() -> int:
 # ----------------------------------------------------------------------- data and specs
 
 
-write_data = write_task_data
+
+
+def write_data(folder: Path) -> None:
+    """The three toy tasks' data and the `sound-sentiment` composition's."""
+    write_task_data(folder)
+    write_composition_data(folder)
+
+
+COMPOSITIONS = [SOUND_SENTIMENT]
 
 
 SENTIMENT = task("sentiment", "classification", labels=["pos", "neg"], baseline={"score": 0.5})
@@ -59,8 +67,14 @@ AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"train":
 ALL_TASKS = [SENTIMENT, SOUNDS, AGREE]
 
 
-def resource(name: str, namespace: str, tasks: list[dict], **training: Any) -> dict[str, Any]:
-    return {
+def resource(
+    name: str,
+    namespace: str,
+    tasks: list[dict],
+    compositions: list[dict] | None = None,
+    **training: Any,
+) -> dict[str, Any]:
+    body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "MultiTaskDeployment",
         "metadata": {"name": name, "namespace": namespace},
@@ -79,18 +93,34 @@ def resource(name: str, namespace: str, tasks: list[dict], **training: Any) -> d
             },
         },
     }
+    if compositions:
+        body["spec"]["compositions"] = compositions
+    return body
 
 
-def precomputed_profiles(workspace: Path, tasks: list[dict]) -> Path:
-    """Profiles of the tasks, computed by the real profiler once, for the fake `mtd profile`."""
+def precomputed_profiles(
+    workspace: Path, tasks: list[dict], compositions: list[dict] | None = None
+) -> Path:
+    """The profiling result (tasks' and compositions' profiles), computed by the real
+    profiler once, for the fake `mtd profile` to publish."""
     from mtd_operator.api.spec import MultiTaskDeploymentSpec
-    from mtd_operator.core.profile import profile_spec
+    from mtd_operator.core.profile import profile_compositions, profile_spec
 
-    spec = MultiTaskDeploymentSpec.model_validate(resource("x", "default", tasks)["spec"])
+    spec = MultiTaskDeploymentSpec.model_validate(
+        resource("x", "default", tasks, compositions)["spec"]
+    )
     profiles, problems = profile_spec(spec, workspace)
-    assert not problems, problems
+    composed, composition_problems = profile_compositions(spec, workspace)
+    assert not problems and not composition_problems, problems + composition_problems
     path = workspace / "profiles.json"
-    path.write_text(json.dumps({k: v.to_json() for k, v in profiles.items()}))
+    path.write_text(
+        json.dumps(
+            {
+                "profiles": {k: v.to_json() for k, v in profiles.items()},
+                "compositions": {k: v.to_json() for k, v in composed.items()},
+            }
+        )
+    )
     return path
 
 

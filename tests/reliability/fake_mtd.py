@@ -8,7 +8,7 @@ this script first on $PATH as `mtd`, so Jobs run it instead of the real `mtd ste
 * `mtd profile ...`: publishes the precomputed profiles in $MTD_FAKE_PROFILES (computed
   by the test with the real `profile_spec`); without that variable it runs the real
   `mtd profile` (so bad-data runs get the real errors).
-* `mtd step train|evaluate --config C --result-configmap R`: like the real trainer, a
+* `mtd step train|compose|evaluate --config C --result-configmap R`: like the real trainer, a
   train step whose `result.json` exists is recognised as done (and logged as a RERUN);
   otherwise it sleeps $MTD_FAKE_STEP_SECONDS, writes `adapter/adapter_config.json`,
   `adapter/adapter_model.safetensors` and `result.json` (evaluate: the results file with
@@ -82,8 +82,8 @@ def profile(args: list[str]) -> int:
     if not source:
         real = os.environ["MTD_REAL_MTD"]
         os.execv(real, [real, "profile", *args])
-    profiles = json.loads(Path(source).read_text(encoding="utf-8"))
-    write_result(option(args, "--result-configmap"), {"profiles": profiles})
+    result = json.loads(Path(source).read_text(encoding="utf-8"))  # as `mtd profile` writes
+    write_result(option(args, "--result-configmap"), result)
     log({"verb": "profile", "output": option(args, "--result-configmap"),
          "pod": os.environ.get("HOSTNAME"), "rerun": False})  # fmt: skip
     return 0
@@ -91,7 +91,7 @@ def profile(args: list[str]) -> int:
 
 def step(verb: str, args: list[str]) -> int:
     config = json.loads(Path(option(args, "--config")).read_text(encoding="utf-8"))
-    if verb == "train":
+    if verb in ("train", "compose"):
         output = Path(config["output_dir"])
         result_path = output / "result.json"
         rerun = result_path.exists()
@@ -99,14 +99,15 @@ def step(verb: str, args: list[str]) -> int:
             time.sleep(float(os.environ.get("MTD_FAKE_STEP_SECONDS", "0.2")))
             adapter = output / "adapter"
             adapter.mkdir(parents=True, exist_ok=True)
-            (adapter / "adapter_config.json").write_text(json.dumps(config["lora"]))
+            (adapter / "adapter_config.json").write_text(json.dumps(config.get("lora", {})))
             (adapter / "adapter_model.safetensors").write_bytes(b"fake")
-            result = {
-                "run_name": config["run_name"],
-                "method": config["method"],
-                "steps": config["hyperparameters"]["max_steps"],
-                "artifact": str(adapter),
-            }
+            result = {"run_name": config["run_name"], "artifact": str(adapter)}
+            if verb == "train":
+                result.update(
+                    method=config["method"], steps=config["hyperparameters"]["max_steps"]
+                )
+            else:
+                result.update(merge=config["merge"]["method"], rank=8)
             tmp = result_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(result), encoding="utf-8")
             tmp.replace(result_path)

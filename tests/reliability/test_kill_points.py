@@ -6,7 +6,7 @@ each kill a fresh `kopf run` starts, armed to die at its next write, so one pipe
 visits every write point in turn. Two schedules:
 
 * after each create: every child ConfigMap and Job, the serving Deployment and Service
-  (18), with Jobs running as fast as they can;
+  (22, 4 of them the composition's merge and evaluation), with Jobs running as fast as they can;
 * after each status patch: every status the uninterrupted run writes. Left to timing,
   Jobs end within one pass of each other and a restarted operator's first pass folds
   several changes into one patch, so a run reaches only some of those statuses. Here
@@ -32,18 +32,26 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ALL_TASKS, precomputed_profiles, resource, strip_times, write_data
+from .conftest import (
+    ALL_TASKS,
+    COMPOSITIONS,
+    precomputed_profiles,
+    resource,
+    strip_times,
+    write_data,
+)
 
 pytestmark = [pytest.mark.operator, pytest.mark.slow, pytest.mark.timeout(400)]
 
-BODY = resource("support", "default", ALL_TASKS)
+BODY = resource("support", "default", ALL_TASKS, COMPOSITIONS)  # 3 tasks, 1 composition
 
 
 def new_cluster(make_cluster, tmp_path: Path, name: str, **kwargs):
     workspace = tmp_path / name / "workspace"
     workspace.mkdir(parents=True)
     write_data(workspace)
-    return make_cluster(name, profiles=precomputed_profiles(workspace, ALL_TASKS), **kwargs)
+    profiles = precomputed_profiles(workspace, ALL_TASKS, COMPOSITIONS)
+    return make_cluster(name, profiles=profiles, **kwargs)
 
 
 def assert_quiet(cluster, seconds: float) -> None:
@@ -93,7 +101,7 @@ def test_operator_killed_after_each_create(make_cluster, tmp_path: Path) -> None
     kills = list(cluster.kills)
     expected_points = {w for w in expected_writes if w.startswith(points)}
     assert expected_points <= set(kills), expected_points - set(kills)
-    assert len(expected_points) == 18, expected_points
+    assert len(expected_points) == 22, expected_points  # 18 + the composition's 2 Jobs + 2 CMs
     cluster.assert_no_duplicates()
     status = cluster.get("support")["status"]  # type: ignore[index]
     assert strip_times(status) == expected
