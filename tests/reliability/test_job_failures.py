@@ -63,8 +63,14 @@ def test_failing_and_oom_killed_pods_exhaust_retries_with_the_reason(
     assert started[stage1] == BACKOFF_LIMIT + 1
     assert not any("-binary-stage2-" in n or "-eval-binary-" in n for n in started)
     assert cluster.get("support")["status"].get("serving") is None  # type: ignore[index]
-    events = cluster.emulator.list("v1/events", "default")
-    assert any(e["reason"] == "TrainingFailed" and e["type"] == "Warning" for e in events)
+    # The Event follows the status patch in the same pass: under load it can lag a little.
+    wait_until(
+        lambda: any(
+            e["reason"] == "TrainingFailed" and e["type"] == "Warning"
+            for e in cluster.emulator.list("v1/events", "default")
+        ),
+        30, "a TrainingFailed Warning Event",
+    )  # fmt: skip
     cluster.assert_no_duplicates(pod_retries=True)
 
 
