@@ -33,7 +33,9 @@ SOUNDS = task("sounds", "generation", metric="exactMatch", baseline={"score": 0.
 AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score": 0.5})
 
 
-def manifest(tasks: list[dict], compositions: list[dict] | None = None) -> str:
+def manifest(
+    tasks: list[dict], compositions: list[dict] | None = None, **training: object
+) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "multitask.dev/v1alpha1",
@@ -49,6 +51,7 @@ def manifest(tasks: list[dict], compositions: list[dict] | None = None) -> str:
                     "batchSize": 4,
                     "maxSeqLength": 64,
                     "lora": {"rank": 4, "alpha": 8},
+                    **training,
                 },
                 **({"compositions": compositions} if compositions else {}),
             },
@@ -157,3 +160,29 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
     failure_paths = {("batch", "jobs", "delete"), ("", "pods", "list")}
     assert used - granted == set(), f"calls without a grant: {sorted(used - granted)}"
     assert granted - used - failure_paths == set(), f"never used: {sorted(granted - used)}"
+
+
+def test_cgc_lora_through_jobs_serves_one_adapter_per_task(cluster, kubectl, start_operator):
+    """training.method cgcLora through the operator: stage 2 continues from stage 1's
+    experts, each task is evaluated and served by its own exported LoRA adapter."""
+    prepare_workspace(cluster.workspace)
+    operator = start_operator()
+    cgc = {"commonExperts": 1, "specificExperts": 1, "expertRank": 2}
+    kubectl("apply", "-f", "-", input=manifest([SENTIMENT, SOUNDS, AGREE], None,
+                                                method="cgcLora", cgcLora=cgc))  # fmt: skip
+    kubectl("wait", "--for=condition=Ready", "mtd/support", "--timeout=400s", timeout=420)
+    status = cluster.get(MTD, "support", NAMESPACE)["status"]
+    rows = {row["name"]: row for row in status["tasks"]}
+    assert all(row["score"] is not None for row in rows.values())
+    assert {row["adapter"] for row in rows.values()} == {"sentiment", "sounds", "agree"}
+    deployment = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    served = dict(pair.split("=", 1) for pair in env["LORA_ADAPTERS"].split(","))
+    assert set(served) == {"sentiment", "sounds", "agree"}
+    for name, path in served.items():
+        config = json.loads((cluster.local(path) / "adapter_config.json").read_text())
+        assert config["peft_type"] == "LORA" and config["r"] == 4, name  # (1 + 1) × 2
+    assert "Traceback" not in Path(operator.log_path).read_text()
