@@ -50,8 +50,6 @@ def free_port() -> int:
 # ----------------------------------------------------------------------- data and specs
 
 
-
-
 def write_data(folder: Path) -> None:
     """The three toy tasks' data and the `sound-sentiment` composition's."""
     write_task_data(folder)
