@@ -152,23 +152,24 @@ def reconcile(
             group_scores.update(_task_scores(states[step.key].result))
     baseline_scores: dict[str, float] = {}
     baseline_adapters: dict[str, Step] = {}
-    for step in steps:
-        if step.role == "baselineEvaluation" and succeeded(step.key):
-            baseline_scores.update(_task_scores(states[step.key].result))
-        if step.role == "baseline" and succeeded(step.key):
-            assert step.task is not None
-            baseline_adapters[step.task] = step
-    for task in spec.tasks:
-        if task.baseline is not None and task.baseline.score is not None:
-            baseline_scores[task.name] = task.baseline.score
     composition_scores: dict[str, float] = {}
     composed: dict[str, Step] = {}
     for step in steps:
-        if step.role == "compositionEvaluation" and succeeded(step.key):
+        if not succeeded(step.key):
+            continue
+        if step.role == "baselineEvaluation":
+            baseline_scores.update(_task_scores(states[step.key].result))
+        elif step.role == "baseline":
+            assert step.task is not None
+            baseline_adapters[step.task] = step
+        elif step.role == "compositionEvaluation":
             composition_scores.update(_task_scores(states[step.key].result))
-        if step.role == "composition" and succeeded(step.key):
+        elif step.role == "composition":
             assert step.composition is not None
             composed[step.composition] = step
+    for task in spec.tasks:
+        if task.baseline is not None and task.baseline.score is not None:
+            baseline_scores[task.name] = task.baseline.score
 
     final_stage = {
         g.name: by_key[f"train-{g.name}-{g.final_stage.name}-{g.final_stage.hash}"]
