@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ EXIT_INVALID = 2
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    resource, profiles, _ = load_and_profile(Path(args.file))
+    resource, profiles, _ = load_and_profile(Path(args.file), check_base_model=True)
     examples = sum(p.train_examples for p in profiles.values())
     compositions = len(resource.spec.compositions)
     print(
@@ -291,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> int:
+    """The reader of our output left (`mtd plan | head`): stop quietly, as `cat` does.
+
+    Python would report the pipe again when it flushes stdout at exit; pointing stdout at
+    /dev/null first is the remedy the Python docs give (library/signal, "Note on SIGPIPE").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
@@ -305,6 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (MemoryError, RecursionError) as exc:  # the parsers bound this; a last guard
+        print(f"error: the input is too large or too deeply nested ({exc!r})", file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as exc:  # a bug or a system failure: one line, never a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

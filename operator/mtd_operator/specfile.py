@@ -1,7 +1,15 @@
-"""Reading a MultiTaskDeployment from a YAML file, with every problem reported at once."""
+"""Reading a MultiTaskDeployment from a YAML file, with every problem reported at once.
+
+The file is untrusted input: before anything is built from it, its size is capped and
+its event stream is scanned for nesting depth and for the number of nodes aliases would
+expand to. libyaml's composer recurses once per level (30,000 nested `[` crash the
+process) and an alias "billion laughs" is small on disk but huge once validated; the
+scan rejects both in time linear in the file, without building a node.
+"""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +22,82 @@ from .core.profile import CompositionProfile, TaskProfile, profile_compositions,
 
 # libyaml's loader is ~10x faster on large specs; same safe semantics.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: Largest spec file read (10,000 tasks take about 2.5 MB).
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+#: Deepest nesting of mappings and sequences (a real spec needs 6).
+MAX_SPEC_DEPTH = 64
+#: Most nodes the document may hold once every alias is expanded.
+MAX_SPEC_NODES = 2_000_000
+
+
+def _scan_events(text: str, where: str) -> None:
+    """Raise InvalidSpec if the YAML nests too deep or its aliases expand too far."""
+    depth = 0
+    nodes = 0
+    # One frame per open collection: [nodes when it opened, its anchor, its height].
+    frames: list[list] = []
+    anchored: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
+
+    def fail(event: yaml.Event, message: str) -> None:
+        mark = event.start_mark
+        raise InvalidSpec([Problem("", f"{where}:{mark.line + 1}:{mark.column + 1}: {message}")])
+
+    def grow(event: yaml.Event, count: int, height: int) -> None:
+        nonlocal nodes
+        nodes += count
+        if nodes > MAX_SPEC_NODES:
+            fail(event, f"more than {MAX_SPEC_NODES} nodes once aliases are expanded")
+        if depth + height > MAX_SPEC_DEPTH:
+            fail(event, f"nested deeper than {MAX_SPEC_DEPTH} levels")
+        if frames:
+            frames[-1][2] = max(frames[-1][2], height + 1)
+
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.ScalarEvent):
+            grow(event, 1, 0)
+            if event.anchor:
+                anchored[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchored:
+                fail(event, f"alias *{event.anchor} names no anchor before it")
+            grow(event, *anchored[event.anchor])
+        elif isinstance(event, yaml.CollectionStartEvent):
+            grow(event, 1, 0)
+            depth += 1
+            frames.append([nodes, event.anchor, 0])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            opened, anchor, height = frames.pop()
+            depth -= 1
+            if anchor:
+                anchored[anchor] = (nodes - opened + 1, height)
+            if frames:
+                frames[-1][2] = max(frames[-1][2], height + 1)
+
+
+def _read_spec_text(path: Path) -> str:
+    """The file's text, refusing what is not a regular file of sensible size."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InvalidSpec([Problem("", f"{path}: no such file")]) from None
+    except OSError as exc:
+        raise InvalidSpec([Problem("", f"{path}: cannot be read: {exc.strerror}")]) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidSpec([Problem("", f"{path}: not a regular file")])
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise InvalidSpec([Problem("", f"{path}: cannot be read: {exc.strerror}")]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise InvalidSpec([Problem("", f"{path}: larger than {MAX_SPEC_BYTES} bytes")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidSpec(
+            [Problem("", f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
 
 
 def parse_resource(raw: Any) -> MultiTaskDeployment:
@@ -39,13 +123,9 @@ def parse_resource(raw: Any) -> MultiTaskDeployment:
 
 
 def load_resource(path: Path) -> MultiTaskDeployment:
+    text = _read_spec_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidSpec([Problem("", f"{path}: no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidSpec([Problem("", f"{path}: cannot be read: {exc}")]) from None
-    try:
+        _scan_events(text, str(path))
         documents = [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -60,14 +140,35 @@ def load_resource(path: Path) -> MultiTaskDeployment:
 
 
 def load_and_profile(
-    path: Path,
+    path: Path, check_base_model: bool = False
 ) -> tuple[MultiTaskDeployment, dict[str, TaskProfile], dict[str, CompositionProfile]]:
     """The resource and the profiles of its tasks' and compositions' data; data paths
-    resolve against the file's folder. Every problem of every file is reported at once."""
+    resolve inside the file's folder. Every problem of every file is reported at once;
+    `check_base_model` adds a local base model path that is not a model folder."""
     resource = load_resource(path)
     base_dir = path.resolve().parent
-    profiles, problems = profile_spec(resource.spec, base_dir)
+    problems = local_base_model_problems(resource, base_dir) if check_base_model else []
+    profiles, task_problems = profile_spec(resource.spec, base_dir)
     compositions, composition_problems = profile_compositions(resource.spec, base_dir)
-    if problems or composition_problems:
-        raise InvalidSpec(problems + composition_problems)
+    problems += task_problems + composition_problems
+    if problems:
+        raise InvalidSpec(problems)
     return resource, profiles, compositions
+
+
+def local_base_model_problems(resource: MultiTaskDeployment, base_dir: Path) -> list[Problem]:
+    """A base model given as a path must be a model folder here, or `mtd run` would fail
+    only after profiling and planning. pvc:// and hf:// are not checked (not local)."""
+    uri = resource.spec.base_model.uri
+    if uri.startswith(("pvc://", "hf://")):
+        return []
+    folder = base_dir / uri
+    if (folder / "config.json").is_file():
+        return []
+    return [
+        Problem(
+            "spec.baseModel.uri",
+            f"{uri!r}: no model folder at {folder} (no config.json); give the folder of a "
+            "transformers model, pvc://CLAIM/PATH or hf://ORG/NAME",
+        )
+    ]

@@ -35,5 +35,5 @@ def resource(tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
         "apiVersion": "multitask.dev/v1alpha1",
         "kind": "MultiTaskDeployment",
         "metadata": {"name": "support"},
-        "spec": {"baseModel": {"uri": "/models/base"}, "tasks": tasks, **spec},
+        "spec": {"baseModel": {"uri": "models/base"}, "tasks": tasks, **spec},
     }

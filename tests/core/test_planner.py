@@ -33,7 +33,7 @@ MIXED = [
     task("sentiment", labels=["negative", "neutral", "positive"], ordinal=True),
     task("topic", labels=["sport", "tech", "politics"]),
     task("title", "generation"),
-    task("polarity", labels=["neg", "pos"], ordinal=True),
+    task("polarity", labels=["neg", "pos"]),
 ]
 MIXED_COUNTS = {t["name"]: 100 for t in MIXED}
 

@@ -57,7 +57,13 @@ VALID = {
         "baseModel": {"uri": "models/tiny"},
         "tasks": [
             _task("intent", "classification", baseline={"score": 0.8}),
-            _task("sentiment", "classification", ordinal=True, baseline={"train": True}),
+            _task(
+                "sentiment",
+                "classification",
+                labels=["low", "mid", "high"],
+                ordinal=True,
+                baseline={"train": True},
+            ),
             _task("summary", "generation", metric="rougeL", resource="high"),
         ],
         "filtering": {"strategy": "taskType", "isolate": []},

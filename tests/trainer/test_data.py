@@ -36,6 +36,11 @@ GOOD = '{"input": "good film", "output": "pos"}\n'
         ([GOOD, '["x", "pos"]\n'], ":2: expected a JSON object"),
         ([GOOD, '{"input": "x", "output": "maybe"}\n'], ":2: unknown label 'maybe'; allowed: pos"),
         (["\n", "  \n"], ": empty file, no examples"),
+        ([GOOD, "[" * 3000 + "]" * 3000 + "\n"], ":2: not a record: JSON nested too deeply"),
+        (
+            [GOOD, '{"input": "x", "output": "AWS_SECRET=hunter2"}\n'],
+            ":2: unknown label 'AWS_SECRET=h'... (18 chars); allowed",
+        ),
     ],
 )
 def test_bad_lines_are_rejected_with_file_and_line(

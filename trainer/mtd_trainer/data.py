@@ -16,6 +16,11 @@ from .config import TaskConfig
 from .errors import InputError
 
 
+def _quote(value: str, limit: int = 12) -> str:
+    """A short prefix of a data value: errors must not copy a file's contents out."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} chars)"
+
+
 def iter_records(path: str, labels: tuple[str, ...] | None = None) -> Iterator[dict[str, str]]:
     """Yield {"input", "output"} per non-blank line; raise InputError at the first bad one."""
     count = 0
@@ -28,6 +33,8 @@ def iter_records(path: str, labels: tuple[str, ...] | None = None) -> Iterator[d
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise InputError(f"{where}: not a record: JSON nested too deeply") from None
             if not isinstance(record, dict):
                 raise InputError(f"{where}: expected a JSON object with input and output")
             for field in ("input", "output"):
@@ -37,9 +44,8 @@ def iter_records(path: str, labels: tuple[str, ...] | None = None) -> Iterator[d
             if not record["output"].strip():
                 raise InputError(f"{where}: field 'output' is empty")
             if labels is not None and record["output"].strip() not in labels:
-                raise InputError(
-                    f"{where}: unknown label {record['output']!r}; allowed: {', '.join(labels)}"
-                )
+                label = _quote(record["output"])
+                raise InputError(f"{where}: unknown label {label}; allowed: {', '.join(labels)}")
             count += 1
             output = record["output"].strip() if labels is not None else record["output"]
             yield {"input": record["input"], "output": output}

@@ -28,16 +28,32 @@ Metric = Literal["accuracy", "macroF1", "rougeL", "exactMatch", "chrF"]
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "macroF1", "exactMatch")
 GENERATION_METRICS: tuple[str, ...] = ("rougeL", "exactMatch", "chrF")
 BASE_MODEL_SCHEMES = ("pvc://", "hf://", "/", "./", "../")
+#: Upper bounds: far above any real run, low enough that arithmetic on them stays cheap
+#: and a typo (an exponent too many) is caught by validation, not by a week of training.
+MAX_STEPS = 1_000_000
+MAX_EXAMPLES = 1_000_000_000
+MAX_BATCH_SIZE = 4096
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 256
+MAX_TEXT_CHARS = 10_000
+MAX_PATH_CHARS = 4096
+
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
 
 
 class ApiModel(BaseModel):
-    """Base for every API object: camelCase aliases, unknown fields rejected."""
+    """Base for every API object: camelCase aliases, unknown fields rejected, strict types.
+
+    Strict: `maxSteps: true` is not 1 step and `ordinal: "yes"` is not true; a number
+    where a number is expected, a boolean where a boolean is (an integer still fits a
+    float field)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        strict=True,
     )
 
     def to_api(self) -> dict:
@@ -57,6 +73,11 @@ def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: 
     if type_ == "classification":
         if labels is None or len(labels) < 2:
             raise ValueError("a classification task needs 'labels' with 2 or more entries")
+        if ordinal and len(labels) < 3:
+            raise ValueError(
+                "'ordinal: true' needs 3 or more labels (2 labels are binary, whatever "
+                "their order); remove 'ordinal' or add labels"
+            )
         if any(not label.strip() for label in labels):
             raise ValueError("labels must be non-empty strings")
         duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})
@@ -83,6 +104,7 @@ class BaseModelRef(ApiModel):
 
     uri: str = Field(
         min_length=1,
+        max_length=MAX_PATH_CHARS,
         description=(
             "The base model: a path (absolute, or relative to the spec file when run "
             "locally / to the workspace volume on a cluster), pvc://CLAIM/PATH, or "
@@ -107,9 +129,12 @@ class BaseModelRef(ApiModel):
 class TaskData(ApiModel):
     """JSON Lines files, one example a line: {"input": ..., "output": ...}."""
 
-    train: str = Field(min_length=1, description="Training examples (JSON Lines).")
+    train: str = Field(
+        min_length=1, max_length=MAX_PATH_CHARS, description="Training examples (JSON Lines)."
+    )
     eval: str | None = Field(
         default=None,
+        max_length=MAX_PATH_CHARS,
         description="Held-out examples for evaluation (JSON Lines). Without it the task "
         "cannot be scored, so it can never be qualified.",
     )
@@ -146,16 +171,20 @@ class TaskSpec(ApiModel):
         description="Unique task name (a DNS-1123 label); also the serving adapter id.",
     )
     type: TaskType = Field(description="classification (fixed label set) or generation.")
-    labels: list[str] | None = Field(
+    labels: list[Label] | None = Field(
         default=None,
+        max_length=MAX_LABELS,
         description="classification only: the label set, 2 or more distinct strings.",
     )
     ordinal: bool = Field(
         default=False,
-        description="classification only: the labels are ordered (listed low to high).",
+        description="classification only: the labels are ordered (listed low to high); "
+        "needs 3 or more labels.",
     )
     instruction: str = Field(
-        min_length=1, description="The instruction put before each input in the prompt."
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="The instruction put before each input in the prompt.",
     )
     data: TaskData
     metric: Metric | None = Field(
@@ -206,7 +235,9 @@ class Filtering(ApiModel):
 
 
 class Stage1(ApiModel):
-    max_steps: int = Field(default=200, ge=1, description="Optimizer steps of stage 1.")
+    max_steps: int = Field(
+        default=200, ge=1, le=MAX_STEPS, description="Optimizer steps of stage 1."
+    )
 
 
 class Stage2(ApiModel):
@@ -218,24 +249,33 @@ class Stage2(ApiModel):
         "instance-balanced, large is uniform over tasks.",
     )
     dataset_cap: int = Field(
-        default=10000, ge=1, description="Artificial dataset-size cap K for the rates."
+        default=10000,
+        ge=1,
+        le=MAX_EXAMPLES,
+        description="Artificial dataset-size cap K for the rates.",
     )
-    max_steps: int = Field(default=200, ge=1, description="Optimizer steps of stage 2.")
+    max_steps: int = Field(
+        default=200, ge=1, le=MAX_STEPS, description="Optimizer steps of stage 2."
+    )
 
 
 class BaselineTraining(ApiModel):
     max_steps: int = Field(
-        default=200, ge=1, description="Optimizer steps of each single-task baseline run."
+        default=200,
+        ge=1,
+        le=MAX_STEPS,
+        description="Optimizer steps of each single-task baseline run.",
     )
 
 
 class LoraSettings(ApiModel):
     rank: int = Field(default=16, ge=1, le=1024, description="LoRA rank r.")
-    alpha: int = Field(default=32, ge=1, description="LoRA scaling α (scale = α / r).")
+    alpha: int = Field(default=32, ge=1, le=65536, description="LoRA scaling α (scale = α / r).")
     dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
-    target_modules: list[str] = Field(
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=lambda: ["all-linear"],
         min_length=1,
+        max_length=256,
         description="Module names to adapt; all-linear adapts every linear layer but the "
         "output head.",
     )
@@ -267,6 +307,7 @@ class Training(ApiModel):
     high_resource_min_examples: int = Field(
         default=5000,
         ge=1,
+        le=MAX_EXAMPLES,
         description="With resource: auto, a task with at least this many training examples "
         "is high-resource.",
     )
@@ -278,12 +319,16 @@ class Training(ApiModel):
         default_factory=CgcLoraSettings,
         description="Experts for method cgcLora (lora.alpha, dropout and targetModules apply).",
     )
-    batch_size: int = Field(default=8, ge=1, description="Examples per optimizer step.")
+    batch_size: int = Field(
+        default=8, ge=1, le=MAX_BATCH_SIZE, description="Examples per optimizer step."
+    )
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
     max_seq_length: int = Field(
         default=512, ge=16, le=131072, description="Longer examples are truncated from the left."
     )
-    seed: int = Field(default=0, ge=0, description="Seed for sampling and initialisation.")
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="Seed for sampling and initialisation."
+    )
 
 
 class Qualification(ApiModel):
@@ -318,6 +363,7 @@ class CompositionData(ApiModel):
 
     eval: str | None = Field(
         default=None,
+        max_length=MAX_PATH_CHARS,
         description="Held-out compositional examples: the composition is scored on them "
         "like a task. Without it the composition is served but never scored.",
     )
@@ -327,9 +373,13 @@ class Calibration(ApiModel):
     """Learnable Calibration (arXiv 2507.16083): a low-rank correction trained on a few
     compositional examples with the base model and the merged adapter frozen."""
 
-    data: str = Field(min_length=1, description="Compositional training examples (JSON Lines).")
+    data: str = Field(
+        min_length=1,
+        max_length=MAX_PATH_CHARS,
+        description="Compositional training examples (JSON Lines).",
+    )
     rank: int = Field(default=4, ge=1, le=256, description="Rank of the correction.")
-    max_steps: int = Field(default=50, ge=1, description="Optimizer steps.")
+    max_steps: int = Field(default=50, ge=1, le=MAX_STEPS, description="Optimizer steps.")
     learning_rate: float = Field(default=1e-3, gt=0, le=1, description="Learning rate.")
 
 
@@ -359,11 +409,15 @@ class CompositionSpec(ApiModel):
         default=0.5, gt=0, le=1, description="ties only: the fraction of weights kept."
     )
     type: TaskType = Field(default="generation", description="What the composition outputs.")
-    labels: list[str] | None = Field(
-        default=None, description="classification only: the label set, 2 or more."
+    labels: list[Label] | None = Field(
+        default=None,
+        max_length=MAX_LABELS,
+        description="classification only: the label set, 2 or more.",
     )
     instruction: str = Field(
-        min_length=1, description="The instruction put before each input in the prompt."
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="The instruction put before each input in the prompt.",
     )
     metric: Metric | None = Field(
         default=None, description="Score, as for tasks (default accuracy / rougeL)."

@@ -20,6 +20,16 @@ from .problems import Problem
 
 MAX_LINE_BYTES = 1_000_000
 MAX_PROBLEMS_PER_FILE = 5
+#: Characters of a data value an error message may quote: enough to find the line, too
+#: few to copy a secret out of a file that should never have been read.
+QUOTE_CHARS = 12
+
+
+def quote(value: str) -> str:
+    """A short, repr-quoted prefix of a data value for an error message."""
+    if len(value) <= QUOTE_CHARS:
+        return repr(value)
+    return f"{value[:QUOTE_CHARS]!r}... ({len(value)} characters)"
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,24 @@ class CompositionProfile:
         )
 
 
+class DataPathError(ValueError):
+    """A data path that leaves its folder (absolute elsewhere, `../`, or a symlink out)."""
+
+
 def resolve_data_path(path: str, base_dir: Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else base_dir / candidate
+    """`path` resolved against `base_dir`, symlinks followed; it must stay inside it.
+
+    Locally `base_dir` is the spec file's folder, on a cluster the workspace volume: a
+    spec must not make the operator read (and quote) `/etc/passwd` or
+    `/proc/self/environ`, nor a file of another deployment's data."""
+    base = base_dir.resolve()
+    candidate = (base / path).resolve()
+    if not candidate.is_relative_to(base):
+        raise DataPathError(
+            f"{path!r} resolves to {candidate}, outside {base}; data paths must stay "
+            "inside the spec file's folder (locally) or the workspace volume (on a cluster)"
+        )
+    return candidate
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -138,6 +163,10 @@ def profile_file(
                     problem(line_no, f"not valid JSON ({exc.msg}, column {exc.colno})")
                     bad_lines += 1
                     continue
+                except RecursionError:
+                    problem(line_no, "not a record: JSON nested too deeply")
+                    bad_lines += 1
+                    continue
                 if not isinstance(record, dict):
                     problem(line_no, 'expected an object like {"input": "...", "output": "..."}')
                     bad_lines += 1
@@ -156,7 +185,7 @@ def profile_file(
                     if output not in label_set:
                         problem(
                             line_no,
-                            f"output {output!r} is not a label; allowed: {', '.join(labels)}"
+                            f"output {quote(output)} is not a label; allowed: {', '.join(labels)}"
                             + _label_hint(output, labels),
                         )
                         bad_lines += 1
@@ -198,17 +227,26 @@ def profile_file(
     )
 
 
+def profile_path(
+    path: str, base_dir: Path, field_path: str, labels: list[str] | None
+) -> tuple[FileProfile | None, list[Problem]]:
+    """Profile the file a spec field names, once its path is known to stay inside."""
+    try:
+        resolved = resolve_data_path(path, base_dir)
+    except DataPathError as exc:
+        return None, [Problem(field_path, str(exc))]
+    return profile_file(resolved, field_path, labels)
+
+
 def profile_task(
     task: TaskSpec, index: int, base_dir: Path
 ) -> tuple[TaskProfile | None, list[Problem]]:
     prefix = f"spec.tasks[{index}].data"
-    train, problems = profile_file(
-        resolve_data_path(task.data.train, base_dir), f"{prefix}.train", task.labels
-    )
+    train, problems = profile_path(task.data.train, base_dir, f"{prefix}.train", task.labels)
     evaluation = None
     if task.data.eval is not None:
-        evaluation, eval_problems = profile_file(
-            resolve_data_path(task.data.eval, base_dir), f"{prefix}.eval", task.labels
+        evaluation, eval_problems = profile_path(
+            task.data.eval, base_dir, f"{prefix}.eval", task.labels
         )
         problems += eval_problems
     if train is None or problems:
@@ -250,9 +288,7 @@ def profile_compositions(
         ):
             if path is None:
                 continue
-            files[key], file_problems = profile_file(
-                resolve_data_path(path, base_dir), field_path, composition.labels
-            )
+            files[key], file_problems = profile_path(path, base_dir, field_path, composition.labels)
             found += file_problems
         problems += found
         if not found:
