@@ -13,6 +13,8 @@ from .conftest import build_adapter, build_base, free_port
 pytestmark = pytest.mark.serving
 
 PROMPT = "the cat says"
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def greedy_ids(base, adapter, tokens: int) -> list[int]:
@@ -41,7 +43,12 @@ def test_reload_during_traffic_drops_no_request(tmp_path):
     extra = build_adapter(base, tmp_path / "extra", seed=4)
     engine = Engine(base, {"task": old}, model_id="tiny")
     server = uvicorn.Server(
-        uvicorn.Config(build_app(engine), host="127.0.0.1", port=free_port(), log_level="warning")
+        uvicorn.Config(
+            build_app(engine, admin_token=TOKEN),
+            host="127.0.0.1",
+            port=free_port(),
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -65,7 +72,7 @@ def test_reload_during_traffic_drops_no_request(tmp_path):
         for worker in workers:
             worker.start()
         time.sleep(0.5)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=ADMIN) as client:
             swap = client.post(
                 "/adapters", json={"adapters": {"task": str(new), "extra": str(extra)}}
             )

@@ -12,6 +12,7 @@ import sys
 
 from .catalogue import CatalogueError
 from .engine import EngineError
+from .limits import Limits
 
 
 def adapter_pair(value: str) -> tuple[str, str]:
@@ -36,6 +37,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-id", help="the base model's name in /info (default: the folder)")
     p.add_argument("--max-input-tokens", type=int, help="longest prompt accepted")
     p.add_argument("--max-total-tokens", type=int, help="longest prompt + generation")
+    defaults = Limits()
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="largest request body; more gets 413 (default: %(default)s, TGI's payload limit)",
+    )
+    p.add_argument(
+        "--max-labels",
+        type=int,
+        default=defaults.max_labels,
+        help="labels one /classify request may score (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-label-chars",
+        type=int,
+        default=defaults.max_label_chars,
+        help="characters of one /classify label (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=defaults.max_concurrent_requests,
+        help="requests running the model at once; more get 429 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        help="bearer token for POST /adapters: read from this file, or generated and written "
+        "to it (mode 0600) when it does not exist; without it adapters cannot be changed",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log-level", default="info")
@@ -52,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     from .app import serve
 
     try:
+        limits = Limits(
+            max_body_bytes=args.max_body_bytes,
+            max_labels=args.max_labels,
+            max_label_chars=args.max_label_chars,
+            max_concurrent_requests=args.max_concurrent_requests,
+        )
         serve(
             args.base_model,
             adapters,
@@ -62,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             max_input_tokens=args.max_input_tokens,
             max_total_tokens=args.max_total_tokens,
             log_level=args.log_level,
+            limits=limits,
+            admin_token_file=args.admin_token_file,
         )
-    except (EngineError, CatalogueError) as exc:
+    except (EngineError, CatalogueError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

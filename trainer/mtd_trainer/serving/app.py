@@ -1,9 +1,12 @@
 """HTTP routes: the part of TGI's API that clients use, plus /classify and /catalogue.
 
-Handlers stay thin: parse, resolve the adapter, validate lengths, then run the engine in
-a worker thread so the event loop keeps answering /health and /metrics while a long
-generation runs. Every error is a JSON body {"error", "error_type"} as TGI sends, so
-both TGI clients raise their typed errors with the server's message.
+Handlers stay thin: parse, resolve the adapter, then tokenise, validate lengths and run
+the engine in a worker thread, so the event loop keeps answering /health and /metrics
+while a long request runs; a generation stops when its client leaves. Requests beyond
+the `Limits` (body size, labels, concurrency) are refused with a 4xx naming the limit,
+and POST /adapters needs the admin token. Every error is a JSON body
+{"error", "error_type"} as TGI sends, so both TGI clients raise their typed errors with
+the server's message.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,14 +26,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .catalogue import Catalogue, CatalogueError, load_catalogue
 from .engine import Engine, EngineError, Generation, Sampling, Token
 from .grammar import GrammarError
-from .metrics import Metrics
+from .limits import BodyLimit, ConcurrencyLimit, Limits, authorized, load_or_create_token
+from .metrics import Metrics, ObserveRequests
 from .schemas import (
+    AdaptersRequest,
     ChatRequest,
     ClassifyRequest,
     GenerateRequest,
@@ -42,6 +49,10 @@ ROUTER = "mtd-dev-server"
 BASE_LABEL = "__base__"  # the metrics label for requests on the base model (peft's name)
 UNKNOWN_LABEL = "__unknown__"  # unresolved adapter names: keeps label cardinality bounded
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Routes that run the model: what max_concurrent_requests counts.
+WORK_ROUTES = frozenset({"/", "/generate", "/generate_stream", "/v1/chat/completions", "/classify"})
+#: How often a running non-streaming request checks that its client is still there.
+DISCONNECT_POLL_S = 0.25
 
 
 def _version() -> str:
@@ -66,14 +77,28 @@ def _token_json(token: Token) -> dict[str, Any]:
     return {"id": token.id, "text": token.text, "logprob": token.logprob, "special": token.special}
 
 
-def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None = None) -> FastAPI:
-    """The FastAPI application serving `engine`; the catalogue is checked against it."""
+def build_app(
+    engine: Engine,
+    catalogue: str | Path | Mapping[str, Any] | None = None,
+    *,
+    limits: Limits | None = None,
+    admin_token: str | None = None,
+) -> FastAPI:
+    """The FastAPI application serving `engine`; the catalogue is checked against it.
+
+    Without `admin_token` the adapter set cannot be changed over HTTP (POST /adapters
+    answers 401 to everyone)."""
     tasks: Catalogue | None = (
         load_catalogue(catalogue, engine.adapters) if catalogue is not None else None
     )
+    limits = limits or Limits()
     metrics = Metrics()
     version = _version()
     app = FastAPI(title="multitask-operator development server", version=version)
+    # Added last, runs first: the body limit guards everything, including the metrics.
+    app.add_middleware(ObserveRequests, metrics=metrics, default_label=BASE_LABEL)
+    app.add_middleware(ConcurrencyLimit, limit=limits.max_concurrent_requests, routes=WORK_ROUTES)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 
     # -- errors and metrics -------------------------------------------------------------
 
@@ -97,33 +122,44 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), "http")
 
-    @app.middleware("http")
-    async def _observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        request.state.adapter = BASE_LABEL
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe_request(
-            getattr(route, "path", "unmatched"),
-            request.state.adapter,
-            response.status_code,
-            time.perf_counter() - start,
-        )
-        return response
-
     def resolve(request: Request, name: str | None) -> str | None:
+        """The engine's adapter for `name`; metrics use the name the user gave (the
+        engine's internal names change with every reload)."""
         request.state.adapter = UNKNOWN_LABEL
         adapter = engine.resolve_adapter(name)
-        request.state.adapter = adapter or BASE_LABEL
+        request.state.adapter = name if adapter else BASE_LABEL
         return adapter
 
-    def count_tokens(adapter: str | None, generation: Generation) -> None:
-        metrics.add_generated_tokens(adapter or BASE_LABEL, len(generation.tokens))
+    async def until_done_or_gone(request: Request, work: Callable[[threading.Event], Any]) -> Any:
+        """Run `work(cancelled)` in a worker thread; set `cancelled` if the client leaves,
+        so an abandoned generation stops at its next token instead of running on."""
+        cancelled = threading.Event()
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(work(cancelled))
+            except BaseException as exc:  # handed to the awaiting request
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="request", daemon=True).start()
+        waiting = asyncio.wrap_future(future)
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+                if done:
+                    return waiting.result()
+                if await request.is_disconnected():
+                    cancelled.set()
+                    return await waiting
+        finally:
+            cancelled.set()
+
+    def count_tokens(request: Request, generation: Generation) -> None:
+        metrics.add_generated_tokens(request.state.adapter, len(generation.tokens))
 
     async def stream(
-        ids: list[int], adapter: str | None, params: Sampling
+        request: Request, ids: list[int], adapter: str | None, params: Sampling
     ) -> AsyncIterator[tuple[Token, list[Token], Generation | None]]:
         """Tokens from a generation running in its own thread; stops it if the client leaves."""
         loop = asyncio.get_running_loop()
@@ -147,7 +183,7 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
                     raise item
                 yield item
                 if item[2] is not None:
-                    count_tokens(adapter, item[2])
+                    count_tokens(request, item[2])
                     return
         finally:
             cancelled.set()
@@ -190,23 +226,25 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
         return body
 
     async def generate_json(request: Request, body: GenerateRequest) -> dict[str, Any]:
-        ids, adapter, params = prepare(request, body)
-        generation = await run_in_threadpool(engine.generate, ids, adapter, params)
-        count_tokens(adapter, generation)
+        ids, adapter, params = await run_in_threadpool(prepare, request, body)
+        generation = await until_done_or_gone(
+            request, lambda cancelled: engine.generate(ids, adapter, params, None, cancelled)
+        )
+        count_tokens(request, generation)
         prefix = body.inputs if body.parameters.return_full_text else ""
         result: dict[str, Any] = {"generated_text": prefix + generation.text}
         if body.parameters.details:
             result["details"] = details_json(generation)
         return result
 
-    def generate_events(request: Request, body: GenerateRequest) -> StreamingResponse:
-        ids, adapter, params = prepare(request, body)
+    async def generate_events(request: Request, body: GenerateRequest) -> StreamingResponse:
+        ids, adapter, params = await run_in_threadpool(prepare, request, body)
         prefix = body.inputs if body.parameters.return_full_text else ""
 
         async def events() -> AsyncIterator[bytes]:
             index = 0
             try:
-                async for token, top, result in stream(ids, adapter, params):
+                async for token, top, result in stream(request, ids, adapter, params):
                     index += 1
                     event: dict[str, Any] = {"index": index, "token": _token_json(token)}
                     if top:
@@ -234,7 +272,7 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
 
     @app.post("/generate_stream")
     async def generate_stream(request: Request, body: GenerateRequest) -> StreamingResponse:
-        return generate_events(request, body)
+        return await generate_events(request, body)
 
     @app.post("/", response_model=None)
     async def compat_generate(
@@ -242,7 +280,7 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
     ) -> list[dict[str, Any]] | StreamingResponse:
         """TGI's route for clients that post to the base URL (both Python clients do)."""
         if body.stream:
-            return generate_events(request, body)
+            return await generate_events(request, body)
         return [await generate_json(request, body)]
 
     # -- OpenAI: /v1/chat/completions, /v1/models -----------------------------------------
@@ -252,10 +290,14 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
         request: Request, body: ChatRequest
     ) -> dict[str, Any] | StreamingResponse:
         adapter = resolve(request, body.model)
-        prompt = engine.chat_prompt([m.as_template_input() for m in body.messages])
         wanted = body.max_completion_tokens or body.max_tokens
         check_ranges(max_new_tokens=wanted)
-        ids, budget = engine.check_length(engine.encode(prompt, add_special_tokens=False), wanted)
+
+        def tokenise() -> tuple[list[int], int]:
+            prompt = engine.chat_prompt([m.as_template_input() for m in body.messages])
+            return engine.check_length(engine.encode(prompt, add_special_tokens=False), wanted)
+
+        ids, budget = await run_in_threadpool(tokenise)
         params = chat_sampling(body, budget)
         model = body.model if adapter else engine.model_id
         created = int(time.time())
@@ -280,8 +322,10 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
             }
 
         if not body.stream:
-            generation = await run_in_threadpool(engine.generate, ids, adapter, params)
-            count_tokens(adapter, generation)
+            generation = await until_done_or_gone(
+                request, lambda cancelled: engine.generate(ids, adapter, params, None, cancelled)
+            )
+            count_tokens(request, generation)
             logprobs = None
             if body.logprobs:
                 logprobs = {
@@ -326,7 +370,7 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async for token, top, result in stream(ids, adapter, params):
+                async for token, top, result in stream(request, ids, adapter, params):
                     text = "" if token.special else token.text
                     logprobs = (
                         {"content": [logprob_entry(token, top)]}
@@ -362,15 +406,30 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
         adapter = resolve(request, body.adapter_id)
         if (body.inputs is None) == (body.messages is None):
             raise EngineError("give exactly one of `inputs` (a prompt) and `messages` (a chat)")
+        if len(body.labels) > limits.max_labels:
+            raise EngineError(
+                f"`labels` has {len(body.labels)} entries; this server scores at most "
+                f"max_labels ({limits.max_labels}) per request"
+            )
+        longest = max(len(label) for label in body.labels)
+        if longest > limits.max_label_chars:
+            raise EngineError(
+                f"a label has {longest} characters; this server accepts at most "
+                f"max_label_chars ({limits.max_label_chars})"
+            )
         if len(set(body.labels)) != len(body.labels) or not all(body.labels):
             raise EngineError(f"`labels` must be distinct and non-empty. Given: {body.labels}")
-        if body.messages is not None:
-            prompt = engine.chat_prompt([m.as_template_input() for m in body.messages])
-            ids = engine.encode(prompt, add_special_tokens=False)
-        else:
-            ids = engine.encode(body.inputs or "")
-        ids, _ = engine.check_length(ids, None)
-        logprobs = await run_in_threadpool(engine.score_labels, ids, body.labels, adapter)
+
+        def score(cancelled: threading.Event) -> list[float]:
+            if body.messages is not None:
+                prompt = engine.chat_prompt([m.as_template_input() for m in body.messages])
+                ids = engine.encode(prompt, add_special_tokens=False)
+            else:
+                ids = engine.encode(body.inputs or "")
+            ids, _ = engine.check_length(ids, None)
+            return engine.score_labels(ids, body.labels, adapter, limits.label_batch, cancelled)
+
+        logprobs = await until_done_or_gone(request, score)
         top = max(logprobs)
         weights = [math.exp(lp - top) for lp in logprobs]
         total = sum(weights)
@@ -381,24 +440,32 @@ def build_app(engine: Engine, catalogue: str | Path | Mapping[str, Any] | None =
         best = max(scores, key=lambda s: s["probability"])
         return {"label": best["label"], "probability": best["probability"], "scores": scores}
 
-    @app.post("/adapters")
-    async def reload_adapters(request: Request) -> dict[str, Any]:
+    @app.post("/adapters", response_model=None)
+    async def reload_adapters(request: Request) -> dict[str, Any] | JSONResponse:
         """Our extension: swap the adapter set (and catalogue) in place, like a rollout
-        without a restart. Requests keep being served while the new weights load."""
+        without a restart. Requests keep being served while the new weights load. An
+        admin action: it needs the admin token (`Authorization: Bearer TOKEN`)."""
         nonlocal tasks
+        if not authorized(request.headers.get("authorization"), admin_token):
+            return JSONResponse(
+                {
+                    "error": "changing the adapters needs the admin token: "
+                    "Authorization: Bearer TOKEN (see --admin-token-file)",
+                    "error_type": "authentication",
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        # Parsed here, after the token check: an anonymous caller learns nothing more.
         try:
-            body = await request.json()
-        except ValueError:
-            raise EngineError('the body must be JSON: {"adapters": {name: path}}') from None
-        adapters = body.get("adapters") if isinstance(body, dict) else None
-        if not isinstance(adapters, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in adapters.items()
-        ):
-            raise EngineError("`adapters` must map adapter names to adapter folders")
+            body = AdaptersRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        adapters = dict(body.adapters)
         new_tasks = tasks
-        if body.get("catalogue") is not None:
+        if body.catalogue is not None:
             try:
-                new_tasks = load_catalogue(body["catalogue"], adapters.keys())
+                new_tasks = load_catalogue(body.catalogue, adapters.keys())
             except CatalogueError as exc:
                 raise EngineError(str(exc)) from None
         names = await asyncio.to_thread(engine.replace_adapters, adapters)
@@ -456,12 +523,18 @@ def serve(
     max_input_tokens: int | None = None,
     max_total_tokens: int | None = None,
     log_level: str = "info",
+    limits: Limits | None = None,
+    admin_token_file: str | Path | None = None,
 ) -> None:
-    """Load the model and adapters, then serve until interrupted (what `mtd serve` calls)."""
+    """Load the model and adapters, then serve until interrupted (what `mtd serve` calls).
+
+    The admin token is read from `admin_token_file`, or generated and written there
+    (mode 0600) if the file does not exist; without a file, adapters cannot be changed."""
     import uvicorn
 
     if catalogue is not None:  # fail before the (slow) model load, not after it
         load_catalogue(catalogue, (adapters or {}).keys())
+    token = load_or_create_token(Path(admin_token_file)) if admin_token_file else None
     engine = Engine(
         base_model,
         adapters,
@@ -469,4 +542,5 @@ def serve(
         max_input_tokens=max_input_tokens,
         max_total_tokens=max_total_tokens,
     )
-    uvicorn.run(build_app(engine, catalogue), host=host, port=port, log_level=log_level)
+    app = build_app(engine, catalogue, limits=limits, admin_token=token)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

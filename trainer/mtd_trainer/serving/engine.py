@@ -15,6 +15,7 @@ how likely the adapter finds the token, which is what a caller wants as a confid
 from __future__ import annotations
 
 import codecs
+import copy
 import functools
 import logging
 import random
@@ -233,9 +234,9 @@ class Engine:
                     model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
                 else:
                     model.load_adapter(str(path), adapter_name=name)
-            except (RuntimeError, ValueError, KeyError) as exc:
+            except Exception as exc:  # a damaged file raises safetensors' own errors too
                 raise EngineError(
-                    f"adapter {name}: {path} does not fit {base_model}: {exc}"
+                    f"adapter {name}: {path} cannot be loaded on {base_model}: {exc}"
                 ) from None
             log.info("loaded adapter %s from %s", name, path)
         self.model = model.eval()
@@ -290,7 +291,7 @@ class Engine:
                             self.model, str(path), adapter_name=internal
                         ).eval()
                     loaded[name] = internal
-            except (RuntimeError, ValueError, KeyError) as exc:
+            except Exception as exc:  # a damaged file raises safetensors' own errors too
                 for internal in loaded.values():
                     self.model.delete_adapter(internal)
                 raise EngineError(f"adapter reload failed, nothing changed: {exc}") from None
@@ -537,14 +538,20 @@ class Engine:
 
     @torch.inference_mode()
     def score_labels(
-        self, prompt_ids: list[int], labels: list[str], adapter: str | None
+        self,
+        prompt_ids: list[int],
+        labels: list[str],
+        adapter: str | None,
+        batch: int = 16,
+        cancelled: threading.Event | None = None,
     ) -> list[float]:
         """Log-likelihood of each label (and the end token) as the answer to the prompt.
 
         Same rule as evaluation.classify: the label's tokens followed by the end token the
         model learned to emit after an answer, summed. The prompt runs once; its KV cache
-        is shared by a batch of the (right-padded) labels, so scoring three labels costs
-        little more than reading the prompt.
+        is shared by batches of at most `batch` (right-padded) labels, so scoring three
+        labels costs little more than reading the prompt, and many labels cost memory
+        for one batch only. Each batch is one turn at the model lock.
         """
         options = [
             [*self.encode(label, add_special_tokens=False), self.eos_token_id] for label in labels
@@ -556,26 +563,40 @@ class Engine:
                 f"{self.max_total_tokens}. Given: {len(prompt_ids)} `inputs` tokens and "
                 f"{longest} label tokens"
             )
+        with self._using(adapter):
+            prefix = self.model(input_ids=torch.tensor([prompt_ids]), logits_to_keep=1)
+        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
+        scores: list[float] = []
+        for start in range(0, len(options), batch):
+            if cancelled is not None and cancelled.is_set():
+                raise EngineError("the client left before its labels were scored")
+            chunk = options[start : start + batch]
+            cache = copy.deepcopy(prefix.past_key_values)
+            following = self._label_logprobs(len(prompt_ids), chunk, cache, adapter)
+            scores += [
+                float(first[option[0]])
+                + sum(float(following[row, j, token]) for j, token in enumerate(option[1:]))
+                for row, option in enumerate(chunk)
+            ]
+        return scores
+
+    def _label_logprobs(
+        self, prompt_length: int, options: list[list[int]], cache: Any, adapter: str | None
+    ) -> torch.Tensor:
+        """Log-probabilities after each token of `options`, read on the prompt's cache."""
+        longest = max(len(option) for option in options)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         rows = torch.tensor([o + [pad] * (longest - len(o)) for o in options])
         mask = torch.tensor(
-            [[1] * (len(prompt_ids) + len(o)) + [0] * (longest - len(o)) for o in options]
+            [[1] * (prompt_length + len(o)) + [0] * (longest - len(o)) for o in options]
         )
-        positions = torch.arange(len(prompt_ids), len(prompt_ids) + longest)
+        positions = torch.arange(prompt_length, prompt_length + longest)
+        cache.batch_repeat_interleave(len(options))
         with self._using(adapter):
-            prefix = self.model(input_ids=torch.tensor([prompt_ids]), logits_to_keep=1)
-            cache = prefix.past_key_values
-            cache.batch_repeat_interleave(len(options))
-            rest = self.model(
+            logits = self.model(
                 input_ids=rows,
                 attention_mask=mask,
                 position_ids=positions.expand(len(options), -1),
                 past_key_values=cache,
             ).logits
-        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
-        following = torch.log_softmax(rest.float(), dim=-1)
-        return [
-            float(first[option[0]])
-            + sum(float(following[row, j, token]) for j, token in enumerate(option[1:]))
-            for row, option in enumerate(options)
-        ]
+        return torch.log_softmax(logits.float(), dim=-1)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import defaultdict
+from typing import Any
 
 #: Latency buckets in seconds: CPU generation on a small model spans milliseconds to minutes.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -79,3 +81,48 @@ class Metrics:
                 lines.append(f'{name}_sum{{route="{route}"}} {self._latency_sums[route]}')
                 lines.append(f'{name}_count{{route="{route}"}} {cumulative}')
         return "\n".join(lines) + "\n"
+
+
+class ObserveRequests:
+    """ASGI middleware that records each request in `metrics` when its headers go out.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware: that one hides the client's
+    disconnect from the route (its `request.is_disconnected()` stays False), and an
+    abandoned generation must see it to stop. The route sets the adapter label in
+    `scope["state"]["adapter"]`; the router leaves the matched route in `scope["route"]`.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics, default_label: str) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.default_label = default_label
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+        state["adapter"] = self.default_label
+        observed = False
+
+        def observe(status: int) -> None:
+            nonlocal observed
+            if observed:
+                return
+            observed = True
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe_request(
+                route, state.get("adapter", self.default_label), status, time.perf_counter() - start
+            )
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                observe(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            observe(500)
+            raise

@@ -21,6 +21,7 @@ from .grammar import GrammarError, RegexConstraint
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_N_TOKENS = 5
+MAX_ADAPTERS = 256  # adapters in one POST /adapters (each holds its weights in memory)
 MAX_SEED = 2**64 - 1  # TGI's seed is an unsigned 64-bit integer; so is torch's
 
 
@@ -143,6 +144,15 @@ class ClassifyRequest(BaseModel):
     messages: list[ChatMessage] | None = None
     labels: list[Text] = Field(min_length=1)
     adapter_id: Text | None = None
+
+
+class AdaptersRequest(BaseModel):
+    """POST /adapters: the complete new adapter set, and optionally a new catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapters: dict[Text, Text] = Field(max_length=MAX_ADAPTERS)
+    catalogue: dict[str, Any] | None = None
 
 
 def regex_constraint(grammar: Grammar | None) -> RegexConstraint | None:
