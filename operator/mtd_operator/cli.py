@@ -106,6 +106,9 @@ def _cmd_crd(args: argparse.Namespace) -> int:
 
 
 def _serve_forever(process, url: str, out=sys.stdout) -> int:
+    """Wait on the server; Ctrl-C, SIGTERM or SIGHUP stop it with us (see stop_on_signals)."""
+    from .local.serve import stop_server
+
     out.write(
         f"\nServing at {url} (Ctrl-C stops). Try:\n"
         f"  mtd predict --url {url} --task TASK 'some text'\n"
@@ -115,14 +118,20 @@ def _serve_forever(process, url: str, out=sys.stdout) -> int:
     try:
         return process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
         return 0
+    finally:
+        stop_server(process)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local.runner import LocalRun
-    from .local.serve import push_adapters, running_server, start_server
+    from .local.serve import (
+        push_adapters,
+        running_server,
+        start_server,
+        stop_on_signals,
+        stop_server,
+    )
 
     run = LocalRun(Path(args.file), Path(args.workspace))
     print(f"workspace: {run.root}\n{plan_table(run.plan)}")
@@ -145,10 +154,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{url} now serves adapters {', '.join(names)} (no restart)")
         _ask_every_task(url, run)
         return 0
-    process, url = start_server(run.root / "serving.json", args.host, args.port)
-    run.mark_serving(decision.serving.revision, url)
-    _ask_every_task(url, run)
-    return _serve_forever(process, url)
+    with stop_on_signals():
+        process, url = start_server(run.root / "serving.json", args.host, args.port)
+        try:
+            run.mark_serving(decision.serving.revision, url)
+            _ask_every_task(url, run)
+            return _serve_forever(process, url)
+        finally:
+            stop_server(process)
 
 
 def _ask_every_task(url: str, run) -> None:
@@ -193,12 +206,13 @@ def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> Non
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .local.serve import find_manifest, start_server
+    from .local.serve import find_manifest, start_server, stop_on_signals
 
-    process, url = start_server(
-        find_manifest(Path(args.workspace), args.name), args.host, args.port
-    )
-    return _serve_forever(process, url)
+    with stop_on_signals():
+        process, url = start_server(
+            find_manifest(Path(args.workspace), args.name), args.host, args.port
+        )
+        return _serve_forever(process, url)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

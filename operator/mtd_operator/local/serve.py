@@ -1,20 +1,33 @@
 """Start the local TGI-compatible server for a workspace's current serving revision.
 
 The server runs as its own process (`python -m mtd_trainer.serving`), as TGI runs in its
-own pod: the control plane never imports torch.
+own pod: the control plane never imports torch. It lives exactly as long as the command
+that started it: SIGINT, SIGTERM and SIGHUP stop both, and on Linux the kernel sends it
+SIGTERM should its parent die without a word (prctl PR_SET_PDEATHSIG). A port already in
+use is reported before the model loads and before anything claims to be serving.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
+import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HEALTH_TIMEOUT_S = 600
+STOP_TIMEOUT_S = 30
+#: The admin token of a deployment's server, beside its serving manifest (mode 0600).
+ADMIN_TOKEN_FILE = "admin-token"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class ServingError(RuntimeError):
@@ -48,7 +61,70 @@ def server_command(
     command = [python, "-m", "mtd_trainer.serving", "--base-model", manifest["baseModel"]]
     for name, path in manifest["adapters"].items():
         command += ["--adapter", f"{name}={path}"]
-    return [*command, "--catalogue", str(catalogue), "--host", host, "--port", str(port)]
+    token = manifest_path.parent / ADMIN_TOKEN_FILE
+    return [
+        *command,
+        "--catalogue",
+        str(catalogue),
+        "--admin-token-file",
+        str(token),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail now, before a slow model load, if `host:port` cannot be bound (as uvicorn binds
+    it: SO_REUSEADDR, so a socket in TIME_WAIT does not count as taken)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ServingError(
+            f"cannot serve on {host}:{port}: {reason}; stop what uses it or pick --port"
+        ) from None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: the server is stopped, then we exit."""
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into `Stopped` for the duration (SIGINT already raises)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM (uvicorn finishes in-flight requests), then SIGKILL if it will not go."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = HEALTH_TIMEOUT_S) -> None:
@@ -69,12 +145,15 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = HEALTH_TI
 
 
 def start_server(manifest_path: Path, host: str, port: int) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(server_command(manifest_path, host, port))
+    check_port_free(host, port)
+    process = subprocess.Popen(
+        server_command(manifest_path, host, port), preexec_fn=_die_with_parent
+    )
     url = f"http://{host}:{port}"
     try:
         wait_healthy(url, process)
-    except ServingError:
-        process.terminate()
+    except BaseException:  # not ready, or interrupted while loading: never leave it behind
+        stop_server(process)
         raise
     return process, url
 
@@ -93,8 +172,17 @@ def push_adapters(url: str, manifest_path: Path) -> list[str]:
     """Move a running server to the manifest's adapters without a restart."""
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     body = json.dumps({"adapters": manifest["adapters"], "catalogue": manifest["catalogue"]})
+    try:
+        token = (manifest_path.parent / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        raise ServingError(
+            f"{url} is serving, but not this workspace's server (no {ADMIN_TOKEN_FILE} "
+            f"beside {manifest_path}); stop it or pick another --port"
+        ) from None
     request = urllib.request.Request(
-        f"{url}/adapters", data=body.encode(), headers={"Content-Type": "application/json"}
+        f"{url}/adapters",
+        data=body.encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=HEALTH_TIMEOUT_S) as response:
