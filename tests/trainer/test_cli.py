@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -197,3 +198,27 @@ def test_checkpoint_of_another_run_is_refused(
     raw["hyperparameters"]["seed"] = 8
     code, err = run_cli("train", write_config(raw), capsys)
     assert_rejected(code, err, Path(raw["output_dir"]), "output_dir: ", "different run")
+
+
+def test_caches_live_in_the_workspace_not_in_home(
+    tmp_path: Path, train_config: Callable[..., dict], write_config: Callable[..., Path]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    raw = train_config(hyperparameters={"max_steps": 2, "checkpoint_every": 2})
+    path = write_config(raw)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("HF_", "XDG_")) and key != "HOME"
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtd_trainer", "train", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "HOME": str(home), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(home.rglob("*")) == []
+    assert any((Path(raw["output_dir"]) / ".cache" / "datasets").rglob("*.arrow"))

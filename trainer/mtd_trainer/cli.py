@@ -66,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def cache_dir(config: TrainConfig | EvalConfig | ComposeConfig) -> Path:
+    """The step's cache folder: `.cache` in its output folder (in the workspace)."""
+    if isinstance(config, EvalConfig):
+        return Path(config.output_path).parent / ".cache"
+    return Path(config.output_dir) / ".cache"
+
+
 def run(verb: str, config_path: str) -> dict[str, Any]:
     """Run one verb; returns the compact summary for the termination log."""
     config = load_config(config_path, default_kind=verb)
@@ -74,6 +81,10 @@ def run(verb: str, config_path: str) -> dict[str, Any]:
     import datasets  # heavy imports only once the config is valid
 
     datasets.disable_progress_bars()  # one progress bar: training's
+    # Caches live in the workspace, beside the step's output: never in ~/.cache, which is
+    # another user's home locally and a read-only root filesystem in a pod. Set on the
+    # module (read at each build), so it holds however `datasets` was imported.
+    datasets.config.HF_DATASETS_CACHE = cache_dir(config) / "datasets"
     if isinstance(config, TrainConfig):
         from .training import train
 

@@ -75,7 +75,9 @@ class LocalRun:
 
     def __post_init__(self) -> None:
         self.resource: MultiTaskDeployment
-        self.resource, self.profiles, composition_profiles = load_and_profile(self.spec_file)
+        self.resource, self.profiles, composition_profiles = load_and_profile(
+            self.spec_file, check_base_model=True
+        )
         self.spec = self.resource.spec
         self.plan: Plan = plan(self.spec, self.profiles, composition_profiles)
         self.root = (self.workspace / self.resource.metadata.name).resolve()
@@ -146,7 +148,8 @@ class LocalRun:
         started = time.monotonic()
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-        with log_path.open("a", encoding="utf-8") as log:
+        # Line-buffered: a step killed with `mtd run` (SIGTERM, SIGHUP) keeps its log.
+        with log_path.open("a", encoding="utf-8", buffering=1) as log:
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,

@@ -1,0 +1,79 @@
+"""A step killed together with `mtd run` keeps what it logged (issue #15)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+RUNNER = """
+import sys
+from pathlib import Path
+from mtd_operator.local.runner import LocalRun
+LocalRun(Path(sys.argv[1]), Path(sys.argv[2]), python=sys.argv[3]).run_pipeline()
+"""
+
+
+def write_spec(folder: Path) -> Path:
+    (folder / "model").mkdir()
+    (folder / "model" / "config.json").write_text("{}", encoding="utf-8")
+    rows = [{"input": f"text {i}", "output": "yes" if i % 2 else "no"} for i in range(8)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    doc = {
+        "apiVersion": "multitask.dev/v1alpha1",
+        "kind": "MultiTaskDeployment",
+        "metadata": {"name": "logs"},
+        "spec": {
+            "baseModel": {"uri": "model"},
+            "tasks": [
+                {
+                    "name": "a",
+                    "type": "classification",
+                    "labels": ["no", "yes"],
+                    "instruction": "Answer.",
+                    "data": {"train": "train.jsonl"},
+                }
+            ],
+        },
+    }
+    path = folder / "mtd.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_killed_step_keeps_its_log(tmp_path: Path, signum: int) -> None:
+    # A stand-in trainer: logs a line, then works for a long time.
+    trainer = tmp_path / "trainer.sh"
+    trainer.write_text('#!/bin/sh\necho "step started: $*"\nexec sleep 300\n')
+    trainer.chmod(0o755)
+    spec = write_spec(tmp_path)
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(spec), str(tmp_path / "ws"), str(trainer)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so the test can clean up after it
+    )
+    try:
+        assert run.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in run.stdout:
+            if "step started" in line:
+                break
+            assert time.monotonic() < deadline
+        run.send_signal(signum)
+        run.wait(timeout=60)
+        logs = list((tmp_path / "ws" / "logs" / "logs").glob("*.log"))  # ws/NAME/logs
+        assert logs, list((tmp_path / "ws").rglob("*"))
+        assert "step started: -m mtd_trainer train" in logs[0].read_text(encoding="utf-8")
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
