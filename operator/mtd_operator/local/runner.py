@@ -29,6 +29,7 @@ from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from ..core.render import Locations, render_step
 from ..core.steps import Step
 from ..specfile import load_and_profile
+from .artifacts import damaged_artifact
 from .report import print_status_changes, task_table
 
 STDERR_TAIL_LINES = 20
@@ -109,12 +110,33 @@ class LocalRun:
                 continue
             done_file = self.root / step.result_path
             if done_file.exists():
-                try:
-                    result = json.loads(done_file.read_text(encoding="utf-8"))
-                except ValueError:
-                    continue  # torn or foreign file: the step runs again and rewrites it
+                problem, result = self._check_artifact(step, done_file)
+                if problem is not None:
+                    self._set_aside(step, problem)  # the step runs again, from scratch
+                    continue
                 observed[step.key] = StepState("Succeeded", result=result, attempts=1)
         return observed
+
+    def _check_artifact(self, step: Step, done_file: Path) -> tuple[str | None, Any]:
+        """Why a finished step's output cannot be reused (None: it can), and its result."""
+        try:
+            result = json.loads(done_file.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError):
+            return f"{done_file}: the result file is not valid JSON", None
+        if not isinstance(result, dict):
+            return f"{done_file}: the result file is not a JSON object", None
+        if step.verb != "evaluate":
+            return damaged_artifact(self.root / step.output), result
+        return None, result
+
+    def _set_aside(self, step: Step, problem: str) -> None:
+        """Move a damaged output out of the way (kept, never deleted) and say so."""
+        output = self.root / step.output
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        aside = output.with_name(f"{output.name}.damaged-{stamp}")
+        output.rename(aside)
+        self.out.write(f"⚠ {step.key}: damaged artifact, rebuilding ({problem}); kept at {aside}\n")
+        self.out.flush()
 
     def decide(self) -> Decision:
         steps_probe = reconcile(self.spec, self.plan, {}, None, now=now_rfc3339()).steps

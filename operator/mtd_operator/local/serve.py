@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .artifacts import damaged_artifact
+
 HEALTH_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 30
 #: The admin token of a deployment's server, beside its serving manifest (mode 0600).
@@ -144,7 +146,17 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = HEALTH_TI
     raise ServingError(f"{url}/health did not answer within {timeout:.0f}s")
 
 
+def check_adapters(manifest_path: Path) -> None:
+    """Every adapter the manifest serves is whole (see artifacts.py), before a slow load."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for name, path in manifest["adapters"].items():
+        problem = damaged_artifact(Path(path))
+        if problem is not None:
+            raise ServingError(f"adapter {name} is damaged: {problem}; `mtd run` rebuilds it")
+
+
 def start_server(manifest_path: Path, host: str, port: int) -> tuple[subprocess.Popen, str]:
+    check_adapters(manifest_path)
     check_port_free(host, port)
     process = subprocess.Popen(
         server_command(manifest_path, host, port), preexec_fn=_die_with_parent
