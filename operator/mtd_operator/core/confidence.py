@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Literal
 
 Verdict = Literal["Qualified", "NotQualified", "Inconclusive"]
@@ -66,30 +68,41 @@ class PerExample:
         return cls(metric=metric, kind=kind, values=values) if values else None
 
     def score(self, indices: Sequence[int] | None = None) -> float:
-        """The task's metric on the examples at `indices` (all of them by default)."""
-        chosen = self.values if indices is None else [self.values[i] for i in indices]
+        """The task's metric on the examples at `indices` (all of them by default).
+
+        C-level picking and counting (itemgetter, Counter): a bootstrap calls this a
+        thousand times per task on every cold reconcile, inside the operator's event loop.
+        """
+        if indices is None:
+            chosen: Sequence[Any] = self.values
+        elif len(indices) == 1:
+            chosen = [self.values[indices[0]]]
+        else:
+            chosen = itemgetter(*indices)(self.values)
         if self.kind == "mean":
             return sum(chosen) / len(chosen)
         if self.kind == "labels":
-            return _macro_f1(chosen) if self.metric == "macroF1" else _accuracy(chosen)
+            cells = Counter(chosen)
+            return _macro_f1(cells) if self.metric == "macroF1" else _accuracy(cells)
         return _chrf([sum(column) for column in zip(*chosen, strict=True)])
 
 
-def _accuracy(pairs: Sequence[tuple[int, int]]) -> float:
-    return sum(p == r for p, r in pairs) / len(pairs)
+def _accuracy(cells: Counter[tuple[int, int]]) -> float:
+    """From counts of (prediction, reference) pairs."""
+    return sum(n for (p, r), n in cells.items() if p == r) / cells.total()
 
 
-def _macro_f1(pairs: Sequence[tuple[int, int]]) -> float:
+def _macro_f1(cells: Counter[tuple[int, int]]) -> float:
     """Unweighted mean F1 over the labels seen in predictions or references (as the
-    trainer's metrics.macro_f1 computes it)."""
+    trainer's metrics.macro_f1 computes it), from counts of (prediction, reference)."""
     tp: dict[int, int] = {}
     wrong: dict[int, int] = {}  # fp + fn per label
-    for p, r in pairs:
+    for (p, r), n in cells.items():
         if p == r:
-            tp[p] = tp.get(p, 0) + 1
+            tp[p] = tp.get(p, 0) + n
         else:
-            wrong[p] = wrong.get(p, 0) + 1
-            wrong[r] = wrong.get(r, 0) + 1
+            wrong[p] = wrong.get(p, 0) + n
+            wrong[r] = wrong.get(r, 0) + n
     labels = tp.keys() | wrong.keys()
     total = sum(2 * tp[label] / (2 * tp[label] + wrong.get(label, 0)) for label in tp)
     return total / len(labels)
