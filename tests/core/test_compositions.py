@@ -291,7 +291,7 @@ def run_to_end(spec, composition_score: float | None, compose_fails: bool = Fals
 
 
 def test_a_composition_is_scored_qualified_and_served_like_a_task():
-    spec = spec_of(composition())
+    spec = spec_of(composition(), qualification={"confidence": 0})
     the_plan, observed, decision = run_to_end(spec, composition_score=0.42)
     (row,) = decision.status.compositions
     assert (row.score, row.baseline, row.ratio, row.qualified) == (0.42, 0.4, 1.05, True)
@@ -320,7 +320,7 @@ def test_a_composition_is_scored_qualified_and_served_like_a_task():
 
 
 def test_an_unqualified_composition_makes_qualification_false():
-    spec = spec_of(composition())
+    spec = spec_of(composition(), qualification={"confidence": 0})
     _, _, decision = run_to_end(spec, composition_score=0.2)
     qualified = {c.type: c for c in decision.status.conditions}["Qualified"]
     assert qualified.status == "False"

@@ -86,7 +86,7 @@ def test_running_steps_are_not_started_twice():
 
 
 def test_pipeline_order_and_completion():
-    spec = make_spec()
+    spec = make_spec(qualification={"confidence": 0})  # results carry no per-example data
     observed, order, decision = succeed_all(
         spec, {"big": 0.81, "small": 0.5, "gen": 0.49}, {"small": 0.7}
     )
@@ -125,7 +125,7 @@ def test_pipeline_order_and_completion():
 
 
 def test_policy_off_serves_the_group_adapter():
-    spec = make_spec(qualification={"serveBaselineForUnqualified": False})
+    spec = make_spec(qualification={"serveBaselineForUnqualified": False, "confidence": 0})
     _, _, decision = succeed_all(spec, {"big": 0.9, "small": 0.1, "gen": 0.9}, {"small": 0.9})
     rows = {r.name: r for r in decision.status.tasks}
     assert rows["small"].adapter == "binary"

@@ -105,9 +105,32 @@ def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
     for path in manifest["adapters"].values():
         assert (Path(path) / "adapter_config.json").exists()
 
+    # 8 and 6 eval examples: below qualification.minEvalExamples, so no verdict is a promise.
+    assert rows["sentiment"]["evalExamples"] == 8 and rows["sounds"]["evalExamples"] == 6
+    assert {rows[name]["verdict"] for name in ("sentiment", "sounds")} == {"Inconclusive"}
+    assert status["inconclusiveCount"] == 2 and status["qualifiedCount"] == 0
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["EvalSufficient"]["reason"] == "TooFewExamples"
+    if rows["sentiment"]["ratio"] is not None:  # paired with its measured baseline
+        low, high = rows["sentiment"]["ratioInterval"]
+        assert low <= rows["sentiment"]["ratio"] <= high
+
     # Rerun: everything is reused.
     _, output, decision = run(spec, workspace)
     assert started(output) == [] and not decision.failed
+
+    # The point rule (confidence 0) judges the same results again, retraining nothing.
+    point = write_spec(tmp_path, model, [SENTIMENT, SOUNDS])
+    doc = yaml.safe_load(point.read_text(encoding="utf-8"))
+    doc["spec"]["qualification"] = {"confidence": 0}
+    point.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    _, output, decision = run(point, workspace)
+    assert started(output) == [] and not decision.failed
+    for row in decision.status.tasks:
+        expected = (
+            None if row.ratio is None else ("Qualified" if row.ratio >= 0.99 else "NotQualified")
+        )
+        assert row.verdict == expected and row.ratio_interval is None
 
     # A new binary task retrains the binary group from stage 2 only (it is low-resource).
     spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS, AGREE])

@@ -75,8 +75,8 @@ def test_operator_converges_through_api_faults(make_cluster, tmp_path: Path) -> 
     hits = sum(len(f.hits) for f in faults)
     assert hits >= 15, [(f.path.pattern, f.hits) for f in faults]
     assert {c["type"]: c["status"] for c in obj["status"]["conditions"]} == {
-        "Planned": "True", "Trained": "True", "Evaluated": "True", "Qualified": "True",
-        "Serving": "True", "Ready": "True",
+        "Planned": "True", "Trained": "True", "Evaluated": "True", "Qualified": "False",
+        "EvalSufficient": "False", "Serving": "True", "Ready": "True",
     }  # fmt: skip
     assert all(row["state"] == "Succeeded" for row in obj["status"]["stages"])
     assert [row["score"] for row in obj["status"]["tasks"]] == [0.75, 0.75, 0.75]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from mtd_operator.core.confidence import PerExample
 from mtd_trainer.config import EvalConfig, TaskConfig
 from mtd_trainer.encoding import answer_ids, prompt_ids
 from mtd_trainer.evaluation import classify, evaluate, generate, label_log_likelihoods
@@ -88,8 +89,13 @@ def test_evaluate_writes_scores_for_every_task(
     sentiment, sounds = results["tasks"]["sentiment"], results["tasks"]["sounds"]
     assert (sentiment["metric"], sentiment["examples"]) == ("accuracy", 5)
     assert sentiment["score"] == sentiment["accuracy"]
-    assert set(sentiment) == {"metric", "score", "examples", "accuracy", "macroF1", "exactMatch"}
+    scalars = {"metric", "score", "examples", "per_example"}
+    assert set(sentiment) == scalars | {"accuracy", "macroF1", "exactMatch"}
     assert (sounds["metric"], sounds["examples"]) == ("rougeL", 5)
-    assert set(sounds) == {"metric", "score", "examples", "rougeL", "exactMatch", "chrF"}
+    assert set(sounds) == scalars | {"rougeL", "exactMatch", "chrF"}
     for row in results["tasks"].values():
-        assert all(0 <= v <= 1 for k, v in row.items() if k not in {"metric", "examples"})
+        assert all(0 <= v <= 1 for k, v in row.items() if k not in scalars)
+        # What each example contributed rebuilds the score (the operator's bootstrap input).
+        items = PerExample.from_result(row)
+        assert items is not None and items.count == 5
+        assert items.score() == pytest.approx(row["score"], abs=1e-6)

@@ -163,7 +163,8 @@ def score_task(
     max_length: int,
     max_new_tokens: int,
 ) -> dict[str, Any]:
-    """{"metric", "score", "examples", <every metric of the task type>} for one task."""
+    """{"metric", "score", "examples", <every metric of the task type>, "per_example"} for
+    one task; "per_example" lets the operator put a confidence interval on the ratio."""
     texts, references = examples["input"], examples["output"]
     if task.type == "classification":
         assert task.labels is not None
@@ -174,7 +175,13 @@ def score_task(
             model, tokenizer, task, texts, batch_size, max_length, max_new_tokens
         )
         scores = metrics.generation_scores(predictions, references)
-    return {"metric": task.metric, "score": scores[task.metric], "examples": len(texts), **scores}
+    return {
+        "metric": task.metric,
+        "score": scores[task.metric],
+        "examples": len(texts),
+        **scores,
+        "per_example": metrics.per_example(task.metric, predictions, references, task.labels),
+    }
 
 
 def eval_examples(tasks: list[TaskConfig], max_examples: int | None) -> dict[str, datasets.Dataset]:

@@ -81,6 +81,42 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     return CHRF().corpus_score(list(predictions), [list(references)]).score / 100
 
 
+def per_example(
+    metric: str,
+    predictions: Sequence[str],
+    references: Sequence[str],
+    labels: Sequence[str] | None = None,
+) -> dict:
+    """What each example contributed to `metric`, so that a paired bootstrap can recompute
+    the metric on any resample (the operator's core/confidence.py reads this shape):
+    label indices for classification accuracy and macro-F1, per-example values for the
+    means (exact match, ROUGE-L), sacrebleu's per-sentence statistics for corpus chrF."""
+    if labels is not None and metric in ("accuracy", "macroF1"):
+        index = {label: i for i, label in enumerate(labels)}
+        return {
+            "metric": metric,
+            "kind": "labels",
+            "predictions": [index.get(p, -1) for p in predictions],
+            "references": [index.get(r, -2) for r in references],
+        }
+    if metric == "chrF":
+        stats = CHRF()._extract_corpus_statistics(list(predictions), [list(references)])
+        return {"metric": metric, "kind": "chrf", "stats": [list(map(int, s)) for s in stats]}
+    if metric == "exactMatch":
+        values = [
+            float(normalise(p) == normalise(r))
+            for p, r in zip(predictions, references, strict=True)
+        ]
+    elif metric == "rougeL":
+        values = [
+            _ROUGE.score(r, p)["rougeL"].fmeasure
+            for p, r in zip(predictions, references, strict=True)
+        ]
+    else:
+        raise ValueError(f"no per-example form for metric {metric!r}")
+    return {"metric": metric, "kind": "mean", "values": [round(v, 6) for v in values]}
+
+
 def classification_scores(
     predictions: Sequence[str], references: Sequence[str], labels: Sequence[str], ordinal: bool
 ) -> dict[str, float]:

@@ -39,6 +39,20 @@ PRINTER_COLUMNS = [
     },
     {"name": "Tasks", "type": "integer", "jsonPath": ".status.taskCount"},
     {
+        "name": "Inconclusive",
+        "type": "integer",
+        "description": "Tasks whose ratio interval straddles the threshold, or with too few "
+        "eval examples.",
+        "jsonPath": ".status.inconclusiveCount",
+    },
+    {
+        "name": "Unqualified",
+        "type": "integer",
+        "priority": 1,
+        "description": "Tasks whose whole ratio interval is below the threshold.",
+        "jsonPath": ".status.notQualifiedCount",
+    },
+    {
         "name": "Reason",
         "type": "string",
         "priority": 1,

@@ -338,10 +338,30 @@ class Qualification(ApiModel):
         le=2,
         description="A task is qualified when score / baseline reaches this ratio.",
     )
+    confidence: float = Field(
+        default=0.9,
+        ge=0,
+        lt=1,
+        description="Confidence of the ratio's paired-bootstrap interval: a task is "
+        "Qualified when the interval's low end reaches the threshold, NotQualified when its "
+        "high end stays below, Inconclusive otherwise. 0: the point ratio alone decides.",
+    )
+    min_eval_examples: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="With fewer eval examples a task's verdict is Inconclusive whatever its "
+        "interval (a bootstrap of a few examples proves nothing). Ignored when confidence is 0.",
+    )
     serve_baseline_for_unqualified: bool = Field(
         default=True,
-        description="Serve an unqualified task from its single-task baseline adapter when "
+        description="Serve a NotQualified task from its single-task baseline adapter when "
         "one was trained.",
+    )
+    serve_baseline_for_inconclusive: bool = Field(
+        default=False,
+        description="Also serve an Inconclusive task from its baseline adapter (with "
+        "serveBaselineForUnqualified); by default it stays on the multi-task adapter.",
     )
 
 

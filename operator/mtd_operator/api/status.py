@@ -12,7 +12,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-CONDITION_TYPES = ("Planned", "Trained", "Evaluated", "Qualified", "Serving", "Ready")
+CONDITION_TYPES = (
+    "Planned",
+    "Trained",
+    "Evaluated",
+    "Qualified",
+    "EvalSufficient",
+    "Serving",
+    "Ready",
+)
+Verdict = Literal["Qualified", "NotQualified", "Inconclusive"]
 
 
 class StatusModel(BaseModel):
@@ -23,7 +32,9 @@ class StatusModel(BaseModel):
 
 
 class Condition(StatusModel):
-    type: str = Field(description="One of Planned, Trained, Evaluated, Qualified, Serving, Ready.")
+    type: str = Field(
+        description="One of Planned, Trained, Evaluated, Qualified, EvalSufficient, Serving, Ready."
+    )
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9]*)$", description="One CamelCase word.")
     message: str = ""
@@ -40,7 +51,17 @@ class TaskStatus(StatusModel):
     score: float | None = None
     baseline: float | None = None
     ratio: float | None = None
-    qualified: bool = False
+    ratio_interval: list[float] | None = Field(
+        default=None,
+        description="[low, high]: the paired-bootstrap interval of the ratio at "
+        "qualification.confidence (with a known baseline score, only the task's own score "
+        "varies).",
+    )
+    eval_examples: int | None = Field(default=None, description="Examples scored.")
+    verdict: Verdict | None = Field(
+        default=None, description="Qualified, NotQualified or Inconclusive (see ratioInterval)."
+    )
+    qualified: bool = Field(default=False, description="verdict is Qualified.")
     adapter: str | None = Field(default=None, description="The adapter id that serves the task.")
     served_by: Literal["multiTask", "baseline"] | None = Field(
         default=None, description="Which adapter serves it: the group's, or its baseline."
@@ -60,7 +81,17 @@ class CompositionStatus(StatusModel):
     score: float | None = None
     baseline: float | None = None
     ratio: float | None = None
-    qualified: bool = False
+    ratio_interval: list[float] | None = Field(
+        default=None,
+        description="[low, high]: the paired-bootstrap interval of the ratio at "
+        "qualification.confidence (with a known baseline score, only the task's own score "
+        "varies).",
+    )
+    eval_examples: int | None = Field(default=None, description="Examples scored.")
+    verdict: Verdict | None = Field(
+        default=None, description="Qualified, NotQualified or Inconclusive (see ratioInterval)."
+    )
+    qualified: bool = Field(default=False, description="verdict is Qualified.")
     adapter: str | None = Field(default=None, description="The adapter id that serves it.")
     rank: int | None = Field(default=None, description="Rank of the composed adapter.")
 
@@ -100,4 +131,6 @@ class MultiTaskDeploymentStatus(StatusModel):
     cost: CostStatus | None = None
     task_count: int = 0
     qualified_count: int = 0
+    not_qualified_count: int = 0
+    inconclusive_count: int = 0
     qualified: str = Field(default="0/0", description="Qualified tasks as 'k/n'.")

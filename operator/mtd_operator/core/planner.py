@@ -23,6 +23,9 @@ from .profile import CompositionProfile, TaskProfile
 from .sampling import instance_rates, temperature_rates
 
 HASH_LENGTH = 10
+# What an evaluation writes: 2 added per-example contributions (for confidence intervals),
+# so results written before it are re-evaluated instead of judged without an interval.
+EVALUATION_FORMAT = 2
 TAXONOMY_ORDER = ("generation", "binary", "ordinal", "multiclass")
 TASK_TYPE_ORDER = ("generation", "classification")
 
@@ -311,6 +314,7 @@ def plan(
         evaluation_hash = content_hash(
             {
                 "kind": "evaluation",
+                "format": EVALUATION_FORMAT,
                 "adapter": stages[-1].hash,
                 "tasks": [_eval_fingerprint(t, profiles[t.name]) for t in tasks],
             }
@@ -343,6 +347,7 @@ def plan(
         evaluation_hash = content_hash(
             {
                 "kind": "evaluation",
+                "format": EVALUATION_FORMAT,
                 "adapter": digest,
                 "tasks": [_eval_fingerprint(task, profiles[task.name])],
             }
@@ -402,6 +407,7 @@ def _composition(
     evaluation_hash = content_hash(
         {
             "kind": "evaluation",
+            "format": EVALUATION_FORMAT,
             "adapter": digest,
             "composition": {
                 "name": composition.name,

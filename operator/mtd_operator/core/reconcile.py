@@ -22,6 +22,7 @@ from ..api.status import (
     StageStatus,
     TaskStatus,
 )
+from .confidence import PerExample, ratio_interval, verdict
 from .planner import Plan, content_hash
 from .render import evaluable
 from .steps import Step, baseline_adapter_name, pipeline_steps, served_adapter_path
@@ -67,14 +68,68 @@ class Decision:
     failed: bool = False
 
 
-def _task_scores(result: dict[str, Any] | None) -> dict[str, float]:
+def _task_rows(result: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """An evaluation result's scored task rows (score, examples, per_example)."""
     if not result:
         return {}
     return {
-        name: float(row["score"])
+        name: row
         for name, row in result.get("tasks", {}).items()
-        if row.get("score") is not None
+        if isinstance(row, dict) and row.get("score") is not None
     }
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One task's (or composition's) qualification: the point ratio, its interval, the
+    verdict. `qualified` is true only for the Qualified verdict."""
+
+    score: float | None
+    baseline: float | None
+    ratio: float | None
+    interval: tuple[float, float] | None
+    examples: int | None
+    verdict: str | None
+
+    @property
+    def qualified(self) -> bool:
+        return self.verdict == "Qualified"
+
+
+def judge(
+    row: Mapping[str, Any] | None,
+    baseline_row: Mapping[str, Any] | None,
+    known_baseline: float | None,
+    spec: MultiTaskDeploymentSpec,
+) -> Judgement:
+    """Score against baseline, with the paired-bootstrap interval of the ratio."""
+    rules = spec.qualification
+    score = float(row["score"]) if row else None
+    baseline = known_baseline
+    if baseline is None and baseline_row:
+        baseline = float(baseline_row["score"])
+    ratio = round(score / baseline, 6) if score is not None and baseline else None
+    examples = int(row["examples"]) if row and row.get("examples") is not None else None
+    interval = None
+    items = PerExample.from_result(row) if row else None
+    if ratio is not None and items is not None and rules.confidence > 0:
+        if known_baseline is not None:
+            interval = ratio_interval(
+                items, baseline_score=known_baseline, confidence=rules.confidence
+            )
+        elif baseline_row is not None:
+            paired = PerExample.from_result(baseline_row)
+            if paired is not None:
+                interval = ratio_interval(items, baseline=paired, confidence=rules.confidence)
+    decided = verdict(
+        ratio,
+        interval,
+        threshold=rules.threshold,
+        confidence=rules.confidence,
+        examples=examples,
+        min_examples=rules.min_eval_examples,
+    )
+    return Judgement(score, baseline, ratio, interval, examples, decided)
 
 
 def _condition(
@@ -103,6 +158,83 @@ def _progress(steps: list[Step], states: Mapping[str, StepState]) -> tuple[int, 
     done = sum(1 for s in steps if states.get(s.key, None) and states[s.key].phase == "Succeeded")
     failed = [s for s in steps if s.key in states and states[s.key].phase == "Failed"]
     return done, failed
+
+
+def _judgement_fields(judgement: Judgement) -> dict[str, Any]:
+    return {
+        "score": judgement.score,
+        "baseline": judgement.baseline,
+        "ratio": judgement.ratio,
+        "ratio_interval": list(judgement.interval) if judgement.interval else None,
+        "eval_examples": judgement.examples,
+        "verdict": judgement.verdict,
+        "qualified": judgement.qualified,
+    }
+
+
+def _qualified_condition(
+    judged: list[TaskStatus | CompositionStatus], spec: MultiTaskDeploymentSpec
+) -> tuple[bool | None, str, str]:
+    """(status, reason, message) of the Qualified condition, counting the verdicts."""
+    rules = spec.qualification
+    if not judged:
+        return None, "NoBaselines", "no task has a baseline to compare with"
+    by_verdict: dict[str | None, list[TaskStatus | CompositionStatus]] = {}
+    for row in judged:
+        by_verdict.setdefault(row.verdict, []).append(row)
+    qualified = len(by_verdict.get("Qualified", []))
+    rule = (
+        f"ratio ≥ {rules.threshold:g}"
+        if rules.confidence == 0
+        else f"{rules.confidence:.0%} interval of the ratio ≥ {rules.threshold:g}"
+    )
+    if qualified == len(judged):
+        return True, "AllQualified", f"{qualified}/{len(judged)} qualified ({rule})"
+
+    def describe(row: TaskStatus | CompositionStatus) -> str:
+        if row.ratio_interval:
+            low, high = row.ratio_interval
+            return f"{row.name} ({row.ratio:.3f}, [{low:.3f}, {high:.3f}])"
+        if row.ratio is not None:
+            return f"{row.name} ({row.ratio:.3f})"
+        return row.name
+
+    parts = [f"{qualified}/{len(judged)} qualified ({rule})"]
+    for name, label in (("NotQualified", "not qualified"), ("Inconclusive", "inconclusive")):
+        if by_verdict.get(name):
+            rows = ", ".join(describe(row) for row in by_verdict[name])
+            parts.append(f"{label}: {rows}")
+    unscored = [row.name for row in by_verdict.get(None, [])]
+    if unscored:
+        parts.append(f"not scored: {', '.join(unscored)}")
+    reason = (
+        "Inconclusive"
+        if not by_verdict.get("NotQualified") and not unscored
+        else ("SomeUnqualified")
+    )
+    return False, reason, "; ".join(parts)
+
+
+def _eval_sufficient_condition(
+    judged: list[TaskStatus | CompositionStatus], spec: MultiTaskDeploymentSpec
+) -> tuple[bool | None, str, str]:
+    """A warning: which verdicts rest on fewer eval examples than minEvalExamples."""
+    rules = spec.qualification
+    if rules.confidence == 0:
+        return True, "PointRule", "qualification.confidence is 0: verdicts use the point ratio"
+    small = [
+        f"{row.name} ({row.eval_examples})"
+        for row in judged
+        if row.eval_examples is not None and row.eval_examples < rules.min_eval_examples
+    ]
+    if small:
+        return (
+            False,
+            "TooFewExamples",
+            f"fewer eval examples than qualification.minEvalExamples "
+            f"({rules.min_eval_examples}), so inconclusive: {', '.join(small)}",
+        )
+    return True, "EnoughExamples", f"every verdict rests on ≥ {rules.min_eval_examples} examples"
 
 
 def reconcile(
@@ -146,36 +278,32 @@ def reconcile(
     failed_steps = train_failed + eval_failed
 
     # Scores: the group's adapter on each task; baselines given or measured.
-    group_scores: dict[str, float] = {}
+    group_scores: dict[str, dict[str, Any]] = {}
     for step in eval_steps:
         if step.role == "evaluation" and succeeded(step.key):
-            group_scores.update(_task_scores(states[step.key].result))
-    baseline_scores: dict[str, float] = {}
+            group_scores.update(_task_rows(states[step.key].result))
+    baseline_scores: dict[str, dict[str, Any]] = {}
     baseline_adapters: dict[str, Step] = {}
-    composition_scores: dict[str, float] = {}
+    composition_scores: dict[str, dict[str, Any]] = {}
     composed: dict[str, Step] = {}
     for step in steps:
         if not succeeded(step.key):
             continue
         if step.role == "baselineEvaluation":
-            baseline_scores.update(_task_scores(states[step.key].result))
+            baseline_scores.update(_task_rows(states[step.key].result))
         elif step.role == "baseline":
             assert step.task is not None
             baseline_adapters[step.task] = step
         elif step.role == "compositionEvaluation":
-            composition_scores.update(_task_scores(states[step.key].result))
+            composition_scores.update(_task_rows(states[step.key].result))
         elif step.role == "composition":
             assert step.composition is not None
             composed[step.composition] = step
-    for task in spec.tasks:
-        if task.baseline is not None and task.baseline.score is not None:
-            baseline_scores[task.name] = task.baseline.score
-
     final_stage = {
         g.name: by_key[f"train-{g.name}-{g.final_stage.name}-{g.final_stage.hash}"]
         for g in plan.groups
     }
-    threshold = spec.qualification.threshold
+    rules = spec.qualification
     pipeline_done = len(failed_steps) == 0 and all(succeeded(s.key) for s in steps)
 
     rows: list[TaskStatus] = []
@@ -183,15 +311,18 @@ def reconcile(
     method = spec.training.method
     for task in spec.tasks:
         group = plan.group_of(task.name)
-        score = group_scores.get(task.name)
-        baseline = baseline_scores.get(task.name)
-        ratio = round(score / baseline, 6) if score is not None and baseline else None
-        qualified = ratio is not None and ratio >= threshold
+        known = task.baseline.score if task.baseline is not None else None
+        judged_task = judge(
+            group_scores.get(task.name), baseline_scores.get(task.name), known, spec
+        )
+        to_baseline = not judged_task.qualified and (
+            judged_task.verdict != "Inconclusive" or rules.serve_baseline_for_inconclusive
+        )
         adapter, served_by = group.name, "multiTask"
         if (
             pipeline_done
-            and not qualified
-            and spec.qualification.serve_baseline_for_unqualified
+            and to_baseline
+            and rules.serve_baseline_for_unqualified
             and task.name in baseline_adapters
         ):
             adapter, served_by = baseline_adapter_name(task.name), "baseline"
@@ -206,10 +337,7 @@ def reconcile(
                 name=task.name,
                 group=group.name,
                 metric=task.effective_metric,
-                score=score,
-                baseline=baseline,
-                ratio=ratio,
-                qualified=qualified,
+                **_judgement_fields(judged_task),
                 adapter=adapter if pipeline_done else None,
                 served_by=served_by if pipeline_done else None,
                 resource="high" if task.name in group.high_resource else "low",
@@ -218,9 +346,12 @@ def reconcile(
 
     composition_rows: list[CompositionStatus] = []
     for composition in spec.compositions:
-        score = composition_scores.get(composition.name)
-        baseline = composition.baseline.score if composition.baseline else None
-        ratio = round(score / baseline, 6) if score is not None and baseline else None
+        judged_composition = judge(
+            composition_scores.get(composition.name),
+            None,
+            composition.baseline.score if composition.baseline else None,
+            spec,
+        )
         compose_step = composed.get(composition.name)
         result = states[compose_step.key].result if compose_step else None
         if pipeline_done and compose_step is not None:
@@ -232,10 +363,7 @@ def reconcile(
                 merge=composition.merge,
                 calibrated=composition.calibration is not None,
                 metric=composition.effective_metric,
-                score=score,
-                baseline=baseline,
-                ratio=ratio,
-                qualified=ratio is not None and ratio >= threshold,
+                **_judgement_fields(judged_composition),
                 adapter=composition.name if pipeline_done else None,
                 rank=(result or {}).get("rank"),
             )
@@ -294,38 +422,15 @@ def reconcile(
     judged: list[TaskStatus | CompositionStatus] = [
         row for row in [*rows, *composition_rows] if row.baseline is not None
     ]
-    qualified_judged = [row for row in judged if row.qualified]
     qualified_rows = [row for row in rows if row.qualified]
     if not pipeline_done:
         conditions.append(cond("Qualified", None, "Waiting", "qualification follows evaluation"))
-    elif not judged:
         conditions.append(
-            cond("Qualified", None, "NoBaselines", "no task has a baseline to compare with")
-        )
-    elif len(qualified_judged) == len(judged):
-        conditions.append(
-            cond(
-                "Qualified",
-                True,
-                "AllQualified",
-                f"{len(qualified_judged)}/{len(judged)} tasks reach {threshold:g} of their "
-                "baseline",
-            )
+            cond("EvalSufficient", None, "Waiting", "known once every evaluation is done")
         )
     else:
-        unqualified = ", ".join(
-            f"{r.name} ({r.ratio:.3f})" if r.ratio is not None else r.name
-            for r in judged
-            if not r.qualified
-        )
-        conditions.append(
-            cond(
-                "Qualified",
-                False,
-                "SomeUnqualified",
-                f"below {threshold:g} of baseline: {unqualified}",
-            )
-        )
+        conditions.append(cond("Qualified", *_qualified_condition(judged, spec)))
+        conditions.append(cond("EvalSufficient", *_eval_sufficient_condition(judged, spec)))
 
     serving_ready = (
         desired is not None
@@ -368,7 +473,12 @@ def reconcile(
         )
     else:
         pending = next(
-            (c for c in conditions if c.status != "True" and c.type != "Qualified"), None
+            (
+                c
+                for c in conditions
+                if c.status != "True" and c.type not in ("Qualified", "EvalSufficient")
+            ),
+            None,
         )
         conditions.append(
             cond(
@@ -425,6 +535,8 @@ def reconcile(
         ),
         task_count=n_tasks,
         qualified_count=len(qualified_rows),
+        not_qualified_count=sum(row.verdict == "NotQualified" for row in rows),
+        inconclusive_count=sum(row.verdict == "Inconclusive" for row in rows),
         qualified=f"{len(qualified_rows)}/{n_tasks}",
     )
     return Decision(

@@ -4,46 +4,57 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ..api.status import MultiTaskDeploymentStatus
+from ..api.status import CompositionStatus, MultiTaskDeploymentStatus, TaskStatus
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _interval(row: TaskStatus | CompositionStatus) -> str:
+    if not row.ratio_interval:
+        return "-"
+    low, high = row.ratio_interval
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _verdict(row: TaskStatus | CompositionStatus) -> str:
+    names = {"Qualified": "qualified", "NotQualified": "not qualified"}
+    return "-" if row.verdict is None else names.get(row.verdict, row.verdict.lower())
+
+
 def task_table(status: MultiTaskDeploymentStatus) -> str:
-    rows = [("TASK", "GROUP", "METRIC", "SCORE", "BASELINE", "RATIO", "QUALIFIED", "ADAPTER")]
-    for task in status.tasks:
+    rows = [
+        ("TASK", "GROUP", "METRIC", "SCORE", "BASELINE", "RATIO", "INTERVAL", "N", "VERDICT",
+         "ADAPTER"),
+    ]  # fmt: skip
+    judged: list[tuple[str, TaskStatus | CompositionStatus]] = [
+        *((task.group, task) for task in status.tasks),
+        *(("composition", composition) for composition in status.compositions),
+    ]
+    for group, row in judged:
         rows.append(
             (
-                task.name,
-                task.group,
-                task.metric,
-                _fmt(task.score),
-                _fmt(task.baseline),
-                _fmt(task.ratio),
-                "yes" if task.qualified else ("-" if task.ratio is None else "no"),
-                task.adapter or "-",
-            )
-        )
-    for composition in status.compositions:
-        rows.append(
-            (
-                composition.name,
-                "composition",
-                composition.metric,
-                _fmt(composition.score),
-                _fmt(composition.baseline),
-                _fmt(composition.ratio),
-                "yes" if composition.qualified else ("-" if composition.ratio is None else "no"),
-                composition.adapter or "-",
+                row.name,
+                group,
+                row.metric,
+                _fmt(row.score),
+                _fmt(row.baseline),
+                _fmt(row.ratio),
+                _interval(row),
+                "-" if row.eval_examples is None else str(row.eval_examples),
+                _verdict(row),
+                row.adapter or "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
-    lines.append(f"qualified {status.qualified}")
+    lines.append(
+        f"qualified {status.qualified} ({status.not_qualified_count} not qualified, "
+        f"{status.inconclusive_count} inconclusive)"
+    )
     if status.cost is not None:
         cost = status.cost
         lines.append(
