@@ -14,6 +14,7 @@ from mtd_operator.core.render import render_step
 from mtd_operator.core.steps import pipeline_steps
 from mtd_operator.kube import builders
 from tests.core.specs import task
+from tests.core.test_compositions import composition_profiles
 from tests.core.test_planner import profiles_of
 
 BODY = {"metadata": {"name": "support", "namespace": "ml", "uid": "uid-1"}}
@@ -176,7 +177,8 @@ def test_vllm_max_lora_rank_fits_every_served_adapter(training, compositions, ra
 def test_vllm_refuses_adapters_above_its_largest_rank():
     with pytest.raises(ValueError, match="rank at most 512, but an adapter here has rank 1024"):
         make_spec(serving={"engine": "vllm"}, training={"lora": {"rank": 1024}})
-    make_spec(serving={"engine": "tgi"}, training={"lora": {"rank": 1024}})
+    # no adapter is served under method full, so no rank rule applies
+    make_spec(serving={"engine": "vllm"}, training={"method": "full", "lora": {"rank": 1024}})
 
 
 def test_a_new_adapter_set_is_a_new_revision():
@@ -207,3 +209,64 @@ def test_config_from_environment():
         load_config({"MTD_TRAINER_GPUS": "-1"})
     with pytest.raises(ValueError, match="MTD_TOLERATIONS"):
         load_config({"MTD_TOLERATIONS": "not json"})
+
+
+def _compositions(merge: str, calibration: int | None) -> list[dict]:
+    entry = {"name": "c0", "tasks": ["a", "g"], "merge": merge, "instruction": "Do both."}
+    if calibration:
+        entry["calibration"] = {"data": "c.jsonl", "rank": calibration}
+    return [entry]
+
+
+@pytest.mark.parametrize(
+    ("training", "compositions", "rank"),
+    [
+        ({"lora": {"rank": 16}}, [], 16),
+        ({"lora": {"rank": 8}}, [], 16),  # padded up: TGI's kernels start at 16
+        ({"lora": {"rank": 16}}, _compositions("cat", 4), 64),  # 36 → 64 (no 48 kernel)
+        ({"lora": {"rank": 4}}, _compositions("cat", 4), 64),  # 16 + 16 + 4, inputs padded
+        ({"lora": {"rank": 16}}, _compositions("linear", None), 16),
+    ],
+)
+def test_tgi_serves_every_adapter_at_a_kernel_rank(training, compositions, rank):
+    spec = make_spec(training=training, compositions=compositions)
+    assert spec.serving.engine == "tgi"
+    assert spec.max_served_rank() == rank
+    assert spec.padded_ranks() == [16, 32, 64, 128]
+    ranks = [spec.served_rank(r) for _, r in spec.natural_ranks()]
+    assert all(r in (16, 32, 64, 128) for r in ranks)
+
+
+def test_tgi_rank_above_128_is_a_spec_error_naming_the_field():
+    with pytest.raises(ValueError, match=r"compositions\[0\]: gives an adapter of rank 132"):
+        make_spec(training={"lora": {"rank": 64}}, compositions=_compositions("cat", 4))
+    with pytest.raises(ValueError, match=r"training\.lora\.rank: gives an adapter of rank 256"):
+        make_spec(training={"lora": {"rank": 256}})
+    # vLLM's rule stays: up to 512
+    make_spec(training={"lora": {"rank": 256}}, serving={"engine": "vllm"})
+
+
+def test_tgi_padding_reaches_the_trainer_configs_and_hashes():
+    tgi = make_spec(training={"lora": {"rank": 4}}, compositions=_compositions("cat", 4))
+    vllm = make_spec(
+        training={"lora": {"rank": 4}},
+        compositions=_compositions("cat", 4),
+        serving={"engine": "vllm"},
+    )
+    plans = {
+        name: plan(s, profiles_of({"a": 10, "g": 10}), composition_profiles(s))
+        for name, s in (("tgi", tgi), ("vllm", vllm))
+    }
+    assert plans["tgi"].hash != plans["vllm"].hash  # padded adapters are other artifacts
+    where = builders.cluster_locations(tgi, CONFIG, "ml", "support")
+    steps = pipeline_steps(plans["tgi"])
+    by_key = {s.key: s for s in steps}
+    for step in steps:
+        if step.verb in ("train", "compose"):
+            rendered = render_step(step, tgi, plans["tgi"], by_key, where, "support")
+            assert rendered["served_ranks"] == [16, 32, 64, 128]
+    steps = pipeline_steps(plans["vllm"])
+    by_key = {s.key: s for s in steps}
+    for step in steps:
+        rendered = render_step(step, vllm, plans["vllm"], by_key, where, "support")
+        assert "served_ranks" not in rendered

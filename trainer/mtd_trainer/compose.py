@@ -40,6 +40,7 @@ from .modeling import (
     same_model,
     write_lora_adapter,
 )
+from .ranks import served_rank
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,11 @@ def compose(config: ComposeConfig) -> dict[str, Any]:
     if config.calibration is not None:
         correction, result["calibration"] = calibrate(config, config.calibration, merge)
         factors = fold(merge, correction)
-    rank = next(iter(factors.values()))[0].shape[0]
-    artifact = write_lora_adapter(output / "adapter", factors, config.base_model)
+    natural_rank = next(iter(factors.values()))[0].shape[0]
+    rank = served_rank(natural_rank, config.served_ranks)
+    artifact = write_lora_adapter(output / "adapter", factors, config.base_model, [rank])
     result.update(
+        natural_rank=natural_rank,
         rank=rank,
         parameters=sum(a.numel() + b.numel() for a, b in factors.values()),
         artifact=str(artifact),

@@ -137,6 +137,11 @@ class TrainConfig(Strict):
         description="Adapter (full model for method full, cgc/ folder for cgcLora) to start from.",
     )
     output_dir: str = Field(description="Where the adapter/model, metrics and result go.")
+    served_ranks: list[int] | None = Field(
+        default=None,
+        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
+        "of another rank is zero-padded to the next one (exact).",
+    )
 
     @model_validator(mode="after")
     def _rates_cover_tasks(self) -> TrainConfig:
@@ -231,6 +236,11 @@ class ComposeConfig(Strict):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     calibration: CalibrationConfig | None = None
     output_dir: str = Field(description="Gets adapter/ and result.json.")
+    served_ranks: list[int] | None = Field(
+        default=None,
+        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
+        "of another rank is zero-padded to the next one (exact).",
+    )
 
     @model_validator(mode="after")
     def _calibration_task(self) -> ComposeConfig:

@@ -26,6 +26,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from .atomic import atomic_dir
 from .config import LoraConfig
 from .errors import InputError
+from .ranks import pad_factors, pad_peft_adapter, served_rank
 
 log = logging.getLogger(__name__)
 
@@ -132,27 +133,40 @@ def load_adapter(
         raise InputError(message) from None
 
 
-def save_artifact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
-    """Save an adapter (peft format, as TGI loads it) or a full model, atomically."""
+def save_artifact(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    target: Path,
+    served_ranks: list[int] | None = None,
+) -> Path:
+    """Save an adapter (peft format, as TGI loads it; zero-padded to a rank in
+    `served_ranks` when given) or a full model, atomically."""
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        if not isinstance(model, peft.PeftModel):
+        if isinstance(model, peft.PeftModel):
+            pad_peft_adapter(Path(tmp), served_ranks)
+        else:
             tokenizer.save_pretrained(tmp)
     return target
 
 
 def write_lora_adapter(
-    target: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], base_model: str
+    target: Path,
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    base_model: str,
+    served_ranks: list[int] | None = None,
 ) -> Path:
     """An ordinary peft LoRA adapter from per-module (A [r, in], B [out, r]) factors.
 
     B carries every scale (gates, weights, α/r), so lora_alpha = r and peft's own scaling
-    is 1: the adapter adds exactly B·A to each module, as TGI and peft load it.
+    is 1: the adapter adds exactly B·A to each module, as TGI and peft load it. With
+    `served_ranks`, r is first zero-padded to the next of them (B·A unchanged).
     """
     ranks = {a.shape[0] for a, _ in factors.values()}
     if len(ranks) != 1:
         raise ValueError(f"one rank per adapter, not {sorted(ranks)}")
-    rank = ranks.pop()
+    rank = served_rank(ranks.pop(), served_ranks)
+    factors = pad_factors(factors, rank)
     config = peft.LoraConfig(
         r=rank,
         lora_alpha=rank,

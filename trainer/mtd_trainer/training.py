@@ -316,11 +316,11 @@ class Run:
             result["cgc_state"] = str(self.output / "cgc")
         if acc.is_main_process:
             if isinstance(model, CgcModel):
-                model.export_task_adapters(artifact)
+                model.export_task_adapters(artifact, self.config.served_ranks)
                 model.save_state(self.output / "cgc")
                 write_json(self.output / "cgc" / "gates.json", model.gate_weights())
             else:
-                save_artifact(model, self.tokenizer, artifact)
+                save_artifact(model, self.tokenizer, artifact, self.config.served_ranks)
             write_json(self.output / "result.json", result)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()

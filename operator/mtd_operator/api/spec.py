@@ -308,6 +308,17 @@ class Serving(ApiModel):
 MERGE_METHODS = ("linear", "cat", "ties")
 # vLLM's --max-lora-rank accepts only these values (vllm/config/lora.py).
 VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+# TGI pads a rank above 8 to a multiple of 16 (utils/sgmv.py, pad_rank) and has SGMV
+# prefill kernels for 16/32/64/96/128 and BGMV decode kernels for 8/16/32/64/128: the
+# ranks both paths have. An adapter of another rank is zero-padded (exact) to the next.
+TGI_LORA_RANKS = (16, 32, 64, 128)
+
+
+def tgi_served_rank(rank: int) -> int | None:
+    """The rank TGI serves an adapter of natural rank `rank` at, or None if none fits."""
+    return next((r for r in TGI_LORA_RANKS if r >= rank), None)
+
+
 # Serving adapter ids the planner and reconcile give out; a composition may not take one.
 RESERVED_ADAPTER_NAMES = ("all", "generation", "classification", "binary", "ordinal", "multiclass")
 RESERVED_ADAPTER_PREFIXES = ("solo-", "single-")
@@ -498,30 +509,67 @@ class MultiTaskDeploymentSpec(ApiModel):
                     )
         return self
 
-    def max_served_rank(self) -> int:
-        """The largest LoRA rank among the adapters the serving engine loads (vLLM must be
-        told it in advance): trained adapters, CGC-LoRA exports, composed adapters."""
+    def natural_ranks(self) -> list[tuple[str, int]]:
+        """(field, rank) of every adapter serving loads, as training/composing makes it.
+
+        Under TGI a task adapter is zero-padded to a kernel rank before it is merged, so a
+        composition (cat) stacks the padded ranks.
+        """
         lora = self.training.lora.rank
-        per_task = lora
+        per_task, field = lora, "training.lora.rank"
         if self.training.method == "cgcLora":
             cgc = self.training.cgc_lora
             per_task = (cgc.common_experts + cgc.specific_experts) * cgc.expert_rank
-        ranks = [lora, per_task]
-        for composition in self.compositions:
+            field = "training.cgcLora"
+        ranks = [("training.lora.rank", lora), (field, per_task)]
+        merged_input = self.served_rank(per_task) or per_task
+        for index, composition in enumerate(self.compositions):
             # cat stacks the adapters; linear and ties keep their (common) rank.
-            merged = per_task * len(composition.tasks) if composition.merge == "cat" else per_task
-            ranks.append(merged + (composition.calibration.rank if composition.calibration else 0))
-        return max(ranks)
+            count = len(composition.tasks) if composition.merge == "cat" else 1
+            extra = composition.calibration.rank if composition.calibration else 0
+            ranks.append((f"compositions[{index}]", merged_input * count + extra))
+        return ranks
+
+    def served_rank(self, rank: int) -> int | None:
+        """The rank the engine loads an adapter of natural rank `rank` at (TGI pads)."""
+        return tgi_served_rank(rank) if self.serving.engine == "tgi" else rank
+
+    def padded_ranks(self) -> list[int] | None:
+        """The ranks trainer output is padded to (TGI's kernel ranks), or None (vLLM)."""
+        if self.serving.engine != "tgi" or self.training.method == "full":
+            return None
+        return list(TGI_LORA_RANKS)
+
+    def pads_trained_adapters(self) -> bool:
+        """Whether the trained (or CGC-exported) adapters need padding to be served."""
+        if self.padded_ranks() is None:
+            return False
+        return any(rank not in TGI_LORA_RANKS for _, rank in self.natural_ranks()[:2])
+
+    def max_served_rank(self) -> int:
+        """The largest LoRA rank among the adapters the serving engine loads (vLLM must be
+        told it in advance): trained adapters, CGC-LoRA exports, composed adapters."""
+        return max(self.served_rank(rank) or rank for _, rank in self.natural_ranks())
 
     @model_validator(mode="after")
     def _servable_ranks(self) -> MultiTaskDeploymentSpec:
-        if self.serving.engine == "vllm" and self.training.method != "full":
+        if self.training.method == "full":
+            return self
+        if self.serving.engine == "vllm":
             rank = self.max_served_rank()
             if rank > VLLM_MAX_LORA_RANKS[-1]:
                 raise ValueError(
                     f"serving.engine vllm loads LoRA adapters of rank at most "
                     f"{VLLM_MAX_LORA_RANKS[-1]}, but an adapter here has rank {rank}: lower "
                     "training.lora.rank or the experts, or merge compositions with linear"
+                )
+            return self
+        for field, rank in self.natural_ranks():
+            if tgi_served_rank(rank) is None:
+                raise ValueError(
+                    f"{field}: gives an adapter of rank {rank}, but serving.engine tgi has "
+                    f"LoRA kernels for ranks {', '.join(map(str, TGI_LORA_RANKS))} only "
+                    "(smaller ranks are padded up): lower the rank, or use serving.engine vllm"
                 )
         return self
 

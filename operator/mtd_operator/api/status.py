@@ -62,7 +62,9 @@ class CompositionStatus(StatusModel):
     ratio: float | None = None
     qualified: bool = False
     adapter: str | None = Field(default=None, description="The adapter id that serves it.")
-    rank: int | None = Field(default=None, description="Rank of the composed adapter.")
+    rank: int | None = Field(
+        default=None, description="Rank the composed adapter is served at (TGI: padded up)."
+    )
 
 
 class StageStatus(StatusModel):

@@ -83,6 +83,12 @@ def _cgc(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
     }
 
 
+def _padding(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    """TGI's kernel ranks, which the trainer pads served adapters to (nothing for vLLM)."""
+    ranks = spec.padded_ranks()
+    return {"served_ranks": ranks} if ranks else {}
+
+
 def _stage_plan(plan: Plan, step: Step) -> StagePlan:
     for stage in plan.stages():
         if stage.hash == step.hash and stage.group == step.group:
@@ -122,6 +128,7 @@ def render_step(
                 where.artifact(continuation_path(parent, spec.training.method)) if parent else None
             ),
             "output_dir": where.artifact(step.output),
+            **_padding(spec),
         }
     if step.role == "baseline":
         assert step.task is not None
@@ -137,6 +144,7 @@ def render_step(
             "hyperparameters": _hyperparameters(spec, spec.training.baseline.max_steps),
             "init_adapter": None,
             "output_dir": where.artifact(step.output),
+            **_padding(spec),
         }
     if step.role == "composition":
         return _render_compose(step, spec, plan, steps_by_key, where, deployment)
@@ -211,6 +219,7 @@ def _render_compose(
         "adapters": adapters,
         "merge": {"method": composition.merge, "density": composition.density},
         "output_dir": where.artifact(step.output),
+        **_padding(spec),
     }
     calibration = composition.calibration
     if calibration is not None:
