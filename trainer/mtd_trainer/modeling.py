@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import peft
@@ -81,9 +83,46 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.float32):
-    """A causal LM from a folder or the hub; anything else is an InputError on `field`."""
-    return AutoModelForCausalLM.from_pretrained(causal_lm_source(name, field), dtype=dtype)
+@dataclass(frozen=True)
+class Placement:
+    """Where inference runs (evaluation, compose, calibration, local serving)."""
+
+    device: str
+    dtype: torch.dtype
+
+
+def choose_placement(cuda: bool, bf16: bool) -> Placement:
+    """CUDA when present, in bf16 where the GPU has it (fp32 on older GPUs, where fp16
+    can overflow); fp32 on the CPU, where bf16 matmuls are slow and lossy."""
+    if cuda:
+        return Placement("cuda", torch.bfloat16 if bf16 else torch.float32)
+    return Placement("cpu", torch.float32)
+
+
+def local_placement() -> Placement:
+    """`choose_placement` for this process's hardware (under torchrun: its own GPU)."""
+    cuda = torch.cuda.is_available()
+    placement = choose_placement(cuda, cuda and torch.cuda.is_bf16_supported())
+    if cuda and "LOCAL_RANK" in os.environ:
+        return Placement(f"cuda:{int(os.environ['LOCAL_RANK'])}", placement.dtype)
+    return placement
+
+
+def load_model(
+    name: str,
+    field: str = "base_model",
+    dtype: torch.dtype = torch.float32,
+    placement: Placement | None = None,
+):
+    """A causal LM from a folder or the hub; anything else is an InputError on `field`.
+
+    With a `placement`, on its device and in its dtype (which then replaces `dtype`).
+    """
+    source = causal_lm_source(name, field)
+    if placement is None:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+    return model.to(placement.device)
 
 
 def compute_dtype(method: str) -> torch.dtype:

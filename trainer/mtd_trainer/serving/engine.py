@@ -40,6 +40,7 @@ from transformers import (
     TypicalLogitsWarper,
 )
 
+from ..modeling import Placement, local_placement
 from .grammar import Piece, RegexConstraint, allowed_tokens
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ class Engine:
         model_id: str | None = None,
         max_input_tokens: int | None = None,
         max_total_tokens: int | None = None,
+        placement: Placement | None = None,
     ) -> None:
         folder = Path(base_model)
         if not (folder / "config.json").is_file():
@@ -226,7 +228,10 @@ class Engine:
             if not (Path(path) / "adapter_config.json").is_file():
                 raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        # CUDA (bf16 where supported) when present, fp32 on the CPU: one rule, in modeling.
+        self.placement = placement or local_placement()
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=self.placement.dtype)
+        model = model.to(self.placement.device)
         for index, (name, path) in enumerate(adapters.items()):
             try:
                 if index == 0:
@@ -412,13 +417,13 @@ class Engine:
             keep_all = step == 0 and params.prefill_details
             with self._using(adapter):
                 out = self.model(
-                    input_ids=torch.tensor([step_input]),
+                    input_ids=torch.tensor([step_input], device=self.placement.device),
                     past_key_values=cache,
                     use_cache=True,
                     logits_to_keep=0 if keep_all else 1,
                 )
             cache = out.past_key_values
-            logits = out.logits[0].float()
+            logits = out.logits[0].float().cpu()  # sampling and grammar run on the CPU
             if keep_all:
                 prefill = self._prefill(prompt_ids, logits)
             logprobs = torch.log_softmax(logits[-1], dim=-1)
@@ -557,13 +562,17 @@ class Engine:
                 f"{longest} label tokens"
             )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        rows = torch.tensor([o + [pad] * (longest - len(o)) for o in options])
+        device = self.placement.device
+        rows = torch.tensor([o + [pad] * (longest - len(o)) for o in options], device=device)
         mask = torch.tensor(
-            [[1] * (len(prompt_ids) + len(o)) + [0] * (longest - len(o)) for o in options]
+            [[1] * (len(prompt_ids) + len(o)) + [0] * (longest - len(o)) for o in options],
+            device=device,
         )
-        positions = torch.arange(len(prompt_ids), len(prompt_ids) + longest)
+        positions = torch.arange(len(prompt_ids), len(prompt_ids) + longest, device=device)
         with self._using(adapter):
-            prefix = self.model(input_ids=torch.tensor([prompt_ids]), logits_to_keep=1)
+            prefix = self.model(
+                input_ids=torch.tensor([prompt_ids], device=device), logits_to_keep=1
+            )
             cache = prefix.past_key_values
             cache.batch_repeat_interleave(len(options))
             rest = self.model(
@@ -572,8 +581,8 @@ class Engine:
                 position_ids=positions.expand(len(options), -1),
                 past_key_values=cache,
             ).logits
-        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
-        following = torch.log_softmax(rest.float(), dim=-1)
+        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1).cpu()
+        following = torch.log_softmax(rest.float(), dim=-1).cpu()
         return [
             float(first[option[0]])
             + sum(float(following[row, j, token]) for j, token in enumerate(option[1:]))
