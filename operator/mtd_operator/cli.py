@@ -220,7 +220,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_step(args: argparse.Namespace) -> int:
     from .kube.jobs import run_step
 
-    return run_step(args.verb, Path(args.config), args.result_configmap)
+    return run_step(args.verb, Path(args.config), args.result_configmap, processes=args.processes)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("verb", choices=("train", "evaluate", "compose"))
     step.add_argument("--config", required=True)
     step.add_argument("--result-configmap", required=True)
+    step.add_argument(
+        "--processes", type=int, default=1, help="data-parallel trainer processes (torchrun)"
+    )
     step.set_defaults(func=_cmd_step)
 
     profile = commands.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -178,7 +179,11 @@ def test_vllm_refuses_adapters_above_its_largest_rank():
     with pytest.raises(ValueError, match="rank at most 512, but an adapter here has rank 1024"):
         make_spec(serving={"engine": "vllm"}, training={"lora": {"rank": 1024}})
     # no adapter is served under method full, so no rank rule applies
-    make_spec(serving={"engine": "vllm"}, training={"method": "full", "lora": {"rank": 1024}})
+    make_spec(
+        serving={"engine": "vllm"},
+        training={"method": "full", "lora": {"rank": 1024}},
+        filtering={"strategy": "none"},
+    )
 
 
 def test_a_new_adapter_set_is_a_new_revision():
@@ -270,3 +275,85 @@ def test_tgi_padding_reaches_the_trainer_configs_and_hashes():
     for step in steps:
         rendered = render_step(step, vllm, plans["vllm"], by_key, where, "support")
         assert "served_ranks" not in rendered
+
+
+TWO_GPUS = CONFIG.model_copy(update={"trainer_gpus": 2, "serving_gpus": 2})
+
+
+def serving_pod(spec, config=TWO_GPUS):
+    decision = finished_decision(spec)
+    where = builders.cluster_locations(spec, config, "ml", "support")
+    deployment = builders.serving_deployment(BODY, spec, config, decision.serving, where)
+    return deployment["spec"]["template"]["spec"]
+
+
+def test_tgi_runs_as_its_image_needs_with_one_shard_per_gpu():
+    pod = serving_pod(make_spec())
+    container = pod["containers"][0]
+    # TGI's image cannot start rootless (TGI issue #3082): no forced uid by default
+    assert "runAsNonRoot" not in pod["securityContext"]
+    assert "runAsUser" not in pod["securityContext"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["args"][container["args"].index("--num-shard") + 1] == "2"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HF_HOME"].startswith(builders.CACHE_MOUNT) and "HOME" not in env
+    one = serving_pod(make_spec(), CONFIG)["containers"][0]  # 1 GPU: no flag
+    assert "--num-shard" not in one["args"]
+
+
+def test_vllm_uses_every_gpu_and_has_a_writable_home():
+    pod = serving_pod(make_spec(serving={"engine": "vllm"}))
+    container = pod["containers"][0]
+    assert container["args"][container["args"].index("--tensor-parallel-size") + 1] == "2"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    writable = {
+        m["mountPath"]
+        for m in container["volumeMounts"]
+        if not m.get("readOnly")
+        and any(v["name"] == m["name"] and "emptyDir" in v for v in pod["volumes"])
+    }
+    for key in ("HOME", "XDG_CACHE_HOME", "HF_HOME", "VLLM_CACHE_ROOT"):
+        assert any(env[key].startswith(path + "/") for path in writable), key
+
+
+def test_engine_security_is_overridable_from_the_chart_values():
+    config = TWO_GPUS.model_copy(
+        update={"tgi_pod_security_context": {"runAsUser": 1000, "runAsNonRoot": True}}
+    )
+    pod = serving_pod(make_spec(), config)
+    assert pod["securityContext"] == {"runAsUser": 1000, "runAsNonRoot": True}
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["HOME"].startswith(builders.CACHE_MOUNT)  # non-root: a writable home
+
+
+def test_training_jobs_launch_one_process_per_gpu_and_split_the_batch():
+    spec = make_spec()
+    result, steps, by_key, where = steps_and_render(spec)
+    for step in steps:
+        rendered = render_step(step, spec, result, by_key, where, "support")
+        job, _ = builders.step_objects(BODY, spec, TWO_GPUS, step, rendered)
+        command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        if step.verb == "train":
+            assert command[command.index("--processes") + 1] == "2"
+            assert rendered["hyperparameters"]["batch_is_global"] is True
+        else:
+            assert "--processes" not in command
+    one_gpu, _ = builders.step_objects(BODY, spec, CONFIG.model_copy(
+        update={"trainer_gpus": 1}), steps[0], {})  # fmt: skip
+    assert "--processes" not in one_gpu["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("claim", ["models.v2", "models-", "a" * 200, "Models"])
+def test_model_volume_names_are_valid_whatever_the_claim(claim):
+    spec = make_spec(baseModel={"uri": f"pvc://{claim}/smollm2"})
+    steps = steps_and_render(spec)[1]
+    job, _ = builders.step_objects(BODY, spec, CONFIG, steps[0], {})
+    pod = job["spec"]["template"]["spec"]
+    names = [v["name"] for v in pod["volumes"]]
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names), names
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if
+              "persistentVolumeClaim" in v}  # fmt: skip
+    assert claim in claims
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert builders.volume_name("model", claim) == builders.volume_name("model", claim)

@@ -98,6 +98,12 @@ class CgcConfig(Strict):
 class Hyperparameters(Strict):
     max_steps: int = Field(ge=1)
     batch_size: int = Field(default=8, ge=1)
+    batch_is_global: bool = Field(
+        default=False,
+        description="batch_size is the whole micro-batch of all data-parallel processes, "
+        "split among them (so N processes give one process's result); otherwise each "
+        "process takes batch_size examples.",
+    )
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     learning_rate: float = Field(default=2e-4, gt=0)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)

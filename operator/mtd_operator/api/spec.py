@@ -509,6 +509,30 @@ class MultiTaskDeploymentSpec(ApiModel):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _full_serves_one_model(self) -> MultiTaskDeploymentSpec:
+        """Method full trains whole models, not adapters: one serving Deployment holds one,
+        so the spec must give one group and serve no baseline (a second model)."""
+        if self.training.method != "full":
+            return self
+        from ..core.planner import group_tasks  # pure; late: it imports us
+
+        groups = [name for name, _ in group_tasks(self)]
+        if len(groups) > 1:
+            raise ValueError(
+                f"training.method: full trains one whole model per group and serving holds "
+                f"one model, but these tasks form {len(groups)} groups ({', '.join(groups)}): "
+                "set filtering.strategy none (and no filtering.isolate), or use lora or cgcLora"
+            )
+        trained = [t.name for t in self.tasks if t.baseline is not None and t.baseline.train]
+        if trained and self.qualification.serve_baseline_for_unqualified:
+            raise ValueError(
+                f"qualification.serveBaselineForUnqualified: under training.method full a "
+                f"baseline is a second whole model ({', '.join(trained)} train one), which "
+                "the one serving model cannot hold: set it to false"
+            )
+        return self
+
     def natural_ranks(self) -> list[tuple[str, int]]:
         """(field, rank) of every adapter serving loads, as training/composing makes it.
 

@@ -24,7 +24,13 @@ from ..api.status import (
 )
 from .planner import Plan, content_hash
 from .render import evaluable
-from .steps import Step, baseline_adapter_name, pipeline_steps, served_adapter_path
+from .steps import (
+    Step,
+    baseline_adapter_name,
+    pipeline_steps,
+    served_adapter_path,
+    trained_path,
+)
 
 Phase = Literal["Running", "Succeeded", "Failed"]
 
@@ -55,6 +61,10 @@ class DesiredServing:
 
     revision: str
     adapters: dict[str, str]
+    # Method full: the fine-tuned model served in place of the base (no adapters), and
+    # the name requests use for it (the group's).
+    model: str | None = None
+    model_name: str | None = None
 
 
 @dataclass
@@ -195,12 +205,12 @@ def reconcile(
             and task.name in baseline_adapters
         ):
             adapter, served_by = baseline_adapter_name(task.name), "baseline"
-            adapters[adapter] = baseline_adapters[task.name].adapter_path
+            adapters[adapter] = trained_path(baseline_adapters[task.name], method)
         elif method == "cgcLora":
             adapter = task.name
             adapters[adapter] = served_adapter_path(final_stage[group.name], task.name, method)
         else:
-            adapters[group.name] = final_stage[group.name].adapter_path
+            adapters[group.name] = trained_path(final_stage[group.name], method)
         rows.append(
             TaskStatus(
                 name=task.name,
@@ -251,6 +261,9 @@ def reconcile(
             }
         )
         desired = DesiredServing(revision=revision, adapters=dict(sorted(adapters.items())))
+        if method == "full":  # the spec allows one served model (one group, no baselines)
+            (name, model), *_ = adapters.items()
+            desired = DesiredServing(revision, {}, model=model, model_name=name)
 
     prev = {c.type: c for c in previous or []}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .planner import Plan, StagePlan
-from .steps import Step, continuation_path, served_adapter_path
+from .steps import Step, continuation_path, served_adapter_path, trained_path
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ def _hyperparameters(spec: MultiTaskDeploymentSpec, max_steps: int) -> dict[str,
     return {
         "max_steps": max_steps,
         "batch_size": training.batch_size,
+        # The spec's batch is the step's: N data-parallel processes (one per GPU) split it.
+        "batch_is_global": True,
         "learning_rate": training.learning_rate,
         "max_seq_length": training.max_seq_length,
         "seed": training.seed,
@@ -169,7 +171,10 @@ def render_step(
         assert step.task is not None
         names = [step.task]
     tasks = [spec.task(name) for name in names if spec.task(name).data.eval is not None]
-    adapters: dict[str, Any] = {"adapter": where.artifact(trained.adapter_path)}
+    # Under method full, "adapter" is the fine-tuned model folder (the trainer loads it whole).
+    adapters: dict[str, Any] = {
+        "adapter": where.artifact(trained_path(trained, spec.training.method))
+    }
     if spec.training.method == "cgcLora" and trained.role == "stage":
         adapters = {
             "adapter": None,

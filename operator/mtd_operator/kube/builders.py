@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import yaml
@@ -31,6 +32,7 @@ from .constants import (
 MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
 SERVING_PORT = 8080
+CACHE_MOUNT = "/cache"  # serving engines' writable home and caches (an emptyDir)
 
 
 def child_name(parent: str, suffix: str) -> str:
@@ -106,6 +108,17 @@ def _extra_model_claims(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -
     return []
 
 
+def volume_name(prefix: str, claim: str) -> str:
+    """A valid volume name (DNS-1123 label) for any claim name: claims may hold dots and
+    be 253 characters long, volume names may not. Readable when it can be, else hashed."""
+    readable = re.sub(r"[^a-z0-9-]", "-", claim.lower())
+    name = f"{prefix}-{readable}"
+    if readable == claim and len(name) <= MAX_NAME and not claim.endswith("-"):
+        return name
+    digest = hashlib.sha256(claim.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
 def _volumes(
     spec: MultiTaskDeploymentSpec, config: OperatorConfig, config_map: str | None, read_only: bool
 ) -> tuple[list[dict], list[dict]]:
@@ -120,15 +133,11 @@ def _volumes(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     for claim in _extra_model_claims(spec, config):
+        name = volume_name("model", claim)
         volumes.append(
-            {
-                "name": f"model-{claim}"[:63],
-                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
-            }
+            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append(
-            {"name": f"model-{claim}"[:63], "mountPath": f"/models/{claim}", "readOnly": True}
-        )
+        mounts.append({"name": name, "mountPath": f"/models/{claim}", "readOnly": True})
     if config_map is not None:
         volumes.append({"name": "config", "configMap": {"name": config_map}})
         mounts.append({"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True})
@@ -136,13 +145,31 @@ def _volumes(
 
 
 def _pod_security() -> dict[str, Any]:
+    """Our own pods (trainer Jobs) and vLLM's: non-root. `OnRootMismatch` spares the
+    kubelet a recursive chown of the whole workspace volume at every pod start."""
     return {
         "runAsNonRoot": True,
         "runAsUser": 65532,
         "runAsGroup": 65532,
         "fsGroup": 65532,
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def engine_pod_security(engine: str, config: OperatorConfig) -> dict[str, Any]:
+    """The serving pod's securityContext: the chart's override, else what the engine's
+    image needs. TGI's image installs Python under /root and cannot start rootless
+    (text-generation-inference issue #3082), so it runs as the image's user; vLLM runs as
+    uid 65532 once it has a writable HOME (see `_engine_env`)."""
+    override = config.tgi_pod_security_context if engine == "tgi" else None
+    if engine == "vllm":
+        override = config.vllm_pod_security_context
+    if override:  # the chart's {} means "the engine's default"
+        return dict(override)
+    if engine == "tgi":
+        return {"seccompProfile": {"type": "RuntimeDefault"}}
+    return _pod_security()
 
 
 def _container_security() -> dict[str, Any]:
@@ -285,6 +312,9 @@ def step_objects(
         "--config", f"{CONFIG_MOUNT}/config.json",
         "--result-configmap", result_name(name),
     ]  # fmt: skip
+    processes = trainer_processes(spec, config) if step.verb == "train" else 1
+    if processes > 1:
+        command += ["--processes", str(processes)]
     job = _job(
         body,
         config,
@@ -300,6 +330,12 @@ def step_objects(
     return job, cm
 
 
+def trainer_processes(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> int:
+    """Data-parallel processes of a training Job: one per GPU (each takes a share of the
+    step's batch, so the result is one process's), never more than examples per batch."""
+    return max(1, min(config.trainer_gpus, spec.training.batch_size))
+
+
 def serving_name(parent: str) -> str:
     return child_name(parent, "serving")
 
@@ -310,40 +346,57 @@ def vllm_max_lora_rank(spec: MultiTaskDeploymentSpec) -> int:
     return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), VLLM_MAX_LORA_RANKS[-1])
 
 
+def _engine_env(engine: str, security: dict[str, Any]) -> list[dict[str, str]]:
+    """Writable home and caches on the `cache` volume. vLLM as a uid without a home
+    writes to /.cache and fails (vllm issues #10185, #20127); TGI as root keeps its
+    image's HOME (/root, where its Python lives) unless the pod is made non-root."""
+    env = {
+        "HF_HOME": f"{CACHE_MOUNT}/hf",
+        "HUGGINGFACE_HUB_CACHE": f"{CACHE_MOUNT}/hf/hub",
+        "XDG_CACHE_HOME": f"{CACHE_MOUNT}/xdg",
+    }
+    if engine == "vllm" or security.get("runAsUser", 0) != 0:
+        env["HOME"] = f"{CACHE_MOUNT}/home"
+        env["XDG_CONFIG_HOME"] = f"{CACHE_MOUNT}/config"
+    if engine == "vllm":
+        env["VLLM_CACHE_ROOT"] = f"{CACHE_MOUNT}/vllm"
+    return [{"name": key, "value": value} for key, value in env.items()]
+
+
 def _engine_container(
-    spec: MultiTaskDeploymentSpec, config: OperatorConfig, adapters: dict[str, str]
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    adapters: dict[str, str],
+    security: dict[str, Any],
 ) -> dict[str, Any]:
     base = base_model_path(spec.base_model.uri, config)
     model_id = base.removeprefix("hf://")
+    gpus = config.serving_gpus
+    env = _engine_env(spec.serving.engine, security)
     if spec.serving.engine == "tgi":
         pairs = ",".join(f"{name}={path}" for name, path in adapters.items())
+        args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
+        if gpus > 1:  # one shard per GPU (TGI would also default to all visible GPUs)
+            args += ["--num-shard", str(gpus)]
         return {
             "image": config.tgi_image,
-            "args": ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"],
-            "env": [
-                {"name": "LORA_ADAPTERS", "value": pairs},
-                {"name": "HF_HOME", "value": "/tmp/hf"},
-                {"name": "HUGGINGFACE_HUB_CACHE", "value": "/tmp/hf"},
-            ],
+            "args": args,
+            "env": [{"name": "LORA_ADAPTERS", "value": pairs}, *env],
         }
     modules = [f"{name}={path}" for name, path in adapters.items()]
-    return {
-        "image": config.vllm_image,
-        "args": [
-            "--model",
-            model_id,
-            "--port",
-            str(SERVING_PORT),
-            "--enable-lora",
-            "--max-lora-rank",
-            str(vllm_max_lora_rank(spec)),
-            "--max-loras",
-            str(max(1, len(adapters))),
-            "--lora-modules",
-            *modules,
-        ],
-        "env": [{"name": "HF_HOME", "value": "/tmp/hf"}],
-    }
+    args = ["--model", model_id, "--port", str(SERVING_PORT)]
+    if gpus > 1:  # vLLM's default is 1: without it, every other GPU sits idle
+        args += ["--tensor-parallel-size", str(gpus)]
+    args += [
+        "--enable-lora",
+        "--max-lora-rank",
+        str(vllm_max_lora_rank(spec)),
+        "--max-loras",
+        str(max(1, len(adapters))),
+        "--lora-modules",
+        *modules,
+    ]
+    return {"image": config.vllm_image, "args": args, "env": env}
 
 
 def serving_deployment(
@@ -362,8 +415,11 @@ def serving_deployment(
     name = serving_name(parent)
     selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
     adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
-    engine = _engine_container(spec, config, adapters)
+    security = engine_pod_security(spec.serving.engine, config)
+    engine = _engine_container(spec, config, adapters, security)
     volumes, mounts = _volumes(spec, config, None, read_only=True)
+    volumes.append({"name": "cache", "emptyDir": {}})
+    mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "server",
@@ -395,7 +451,7 @@ def serving_deployment(
                     "annotations": {ANNOTATION_REVISION: desired.revision},
                 },
                 "spec": {
-                    "securityContext": _pod_security(),
+                    "securityContext": security,
                     **_scheduling(config),
                     "containers": [container],
                     "volumes": volumes,
