@@ -226,6 +226,23 @@ def _cmd_step(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from .kube.jobs import run_profile
 
+    if args.download_model:
+        from .kube.download import DownloadError, download_model
+
+        if not args.model_dir:
+            print("error: --download-model needs --model-dir", file=sys.stderr)
+            return 2
+        try:
+            download_model(args.download_model, Path(args.model_dir))
+        except DownloadError as exc:
+            from .kube.jobs import termination_log
+
+            log = termination_log()  # what the operator reports as the Job's failure
+            if log is not None:
+                log.write_text(str(exc), encoding="utf-8")
+            print(exc, file=sys.stderr)
+            return 2
+        print(f"{args.download_model} is in {args.model_dir}")
     return run_profile(Path(args.spec), Path(args.data_dir), args.result_configmap)
 
 
@@ -287,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--spec", required=True, help="the resource as YAML")
     profile.add_argument("--data-dir", required=True, help="relative data paths resolve here")
     profile.add_argument("--result-configmap", required=True)
+    profile.add_argument("--download-model", help="hf://ORG/NAME to download first")
+    profile.add_argument("--model-dir", help="where to (on the workspace volume)")
     profile.set_defaults(func=_cmd_profile)
 
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition")

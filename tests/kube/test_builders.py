@@ -57,7 +57,7 @@ def test_child_names_are_deterministic_and_short():
 def test_base_model_paths():
     assert builders.base_model_path("pvc://multitask-workspace/m/s", CONFIG) == "/workspace/m/s"
     assert builders.base_model_path("pvc://models/smollm2", CONFIG) == "/models/models/smollm2"
-    assert builders.base_model_path("hf://org/name", CONFIG) == "hf://org/name"
+    assert builders.base_model_path("hf://org/name", CONFIG) == "/workspace/models/hf/org/name"
     assert builders.base_model_path("models/x", CONFIG) == "/workspace/models/x"
     assert builders.base_model_path("/abs/x", CONFIG) == "/abs/x"
 
@@ -229,7 +229,7 @@ def _compositions(merge: str, calibration: int | None) -> list[dict]:
         ({"lora": {"rank": 16}}, [], 16),
         ({"lora": {"rank": 8}}, [], 16),  # padded up: TGI's kernels start at 16
         ({"lora": {"rank": 16}}, _compositions("cat", 4), 64),  # 36 → 64 (no 48 kernel)
-        ({"lora": {"rank": 4}}, _compositions("cat", 4), 64),  # 16 + 16 + 4, inputs padded
+        ({"lora": {"rank": 4}}, _compositions("cat", 4), 16),  # 4 + 4 + 4: padding stripped
         ({"lora": {"rank": 16}}, _compositions("linear", None), 16),
     ],
 )
@@ -357,3 +357,37 @@ def test_model_volume_names_are_valid_whatever_the_claim(claim):
     assert claim in claims
     assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
     assert builders.volume_name("model", claim) == builders.volume_name("model", claim)
+
+
+def test_a_hub_model_is_downloaded_once_by_the_profile_job_and_read_offline_after():
+    spec = make_spec(baseModel={"uri": "hf://org/gated-7b", "tokenSecret": {"name": "hf"}})
+    copy = "/workspace/models/hf/org/gated-7b"
+    job, _ = builders.profile_objects(BODY, spec, CONFIG)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[command.index("--download-model") + 1] == "hf://org/gated-7b"
+    assert command[command.index("--model-dir") + 1] == copy
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert "HF_HUB_OFFLINE" not in env
+    # every later pod reads the copy, offline
+    result, steps, by_key, where = steps_and_render(spec)
+    assert where.base_model == copy
+    for step in steps:
+        rendered = render_step(step, spec, result, by_key, where, "support")
+        assert rendered["base_model"] == copy
+        job, _ = builders.step_objects(BODY, spec, CONFIG, step, rendered)
+        env = {
+            e["name"]: e.get("value")
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in env
+    container = serving_pod(spec)["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["args"][1] == copy and env["HF_HUB_OFFLINE"] == "1"
+    # a token only for hub models
+    with pytest.raises(ValueError, match="tokenSecret: only for hf://"):
+        make_spec(baseModel={"uri": "/models/x", "tokenSecret": {"name": "hf"}})
+    # a path model: no download step
+    job, _ = builders.profile_objects(BODY, make_spec(), CONFIG)
+    assert "--download-model" not in job["spec"]["template"]["spec"]["containers"][0]["command"]

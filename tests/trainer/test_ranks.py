@@ -119,3 +119,29 @@ def test_calibrated_composition_of_rank_16_adapters_is_served_at_64(
         )
         scores[name] = evaluate(config)
     assert scores["tgi"]["tasks"] == scores["natural"]["tasks"]
+
+
+def test_a_merge_of_padded_adapters_has_the_natural_rank(tiny_model: Path, tmp_path: Path) -> None:
+    """Task adapters padded 4 → 16 for TGI merge (cat) to 4 + 4 = 8, served at 16, not 32."""
+    plain = [random_adapter(tiny_model, tmp_path / f"p{i}", seed=i, rank=4) for i in (1, 2)]
+    tokenizer = load_tokenizer(str(tiny_model))
+    padded = [
+        save_artifact(loaded(tiny_model, path), tokenizer, tmp_path / f"pad{i}", TGI)
+        for i, path in enumerate(plain)
+    ]
+    results = {}
+    for name, inputs, ranks in (("plain", plain, None), ("padded", padded, TGI)):
+        raw = compose_config(
+            tiny_model, inputs, tmp_path / name, merge={"method": "cat"}, served_ranks=ranks
+        )
+        results[name] = run_compose(raw, tmp_path)
+    assert results["padded"]["merge_rank"] == results["plain"]["rank"] == 8
+    assert results["padded"]["rank"] == 16
+    ids = torch.randint(3, 300, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(tiny_model, results["padded"]["artifact"])(input_ids=ids).logits,
+            loaded(tiny_model, results["plain"]["artifact"])(input_ids=ids).logits,
+            rtol=1e-5,
+            atol=1e-5,
+        )

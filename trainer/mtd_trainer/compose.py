@@ -41,7 +41,7 @@ from .modeling import (
     same_model,
     write_lora_adapter,
 )
-from .ranks import served_rank
+from .ranks import served_rank, strip_zero_ranks
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def load_adapters(config: ComposeConfig) -> peft.PeftModel:
 
 
 def merged_factors(config: ComposeConfig) -> Factors:
-    return lora_factors(load_adapters(config), MERGED)
+    """The merge's factors, without the zero padding its inputs may carry for TGI."""
+    return strip_zero_ranks(lora_factors(load_adapters(config), MERGED))
 
 
 def on_device(batch: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:

@@ -47,6 +47,22 @@ def model_source(name: str, field: str = "base_model") -> str:
     return str(path.resolve())
 
 
+def local_folder(name: str) -> str:
+    """A folder holding the model: `name` itself, or for hf://ORG/NAME its snapshot in the
+    user's hub cache (fetched into that cache when missing and the hub is reachable; with
+    HF_HUB_OFFLINE=1 only the cache is read)."""
+    if not name.startswith(HUB_PREFIX):
+        return name
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name.removeprefix(HUB_PREFIX).strip("/"))
+    except (OSError, ValueError) as exc:  # offline and not cached, gated, unknown
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"base_model: {name}: not in the hub cache, not fetched ({first})"
+        raise InputError(message) from None
+
+
 def same_model(a: str, b: str) -> bool:
     """Whether two ways of naming a base model name the same one."""
 

@@ -49,6 +49,20 @@ def pad_factors(factors: Factors, rank: int) -> Factors:
     return padded
 
 
+def strip_zero_ranks(factors: Factors) -> Factors:
+    """Drop the rank components that are zero in every module (A's row or B's column):
+    padding, which merged adapters would otherwise stack. B·A is unchanged."""
+    keep: torch.Tensor | None = None
+    for a, b in factors.values():
+        used = (a != 0).any(dim=1) & (b != 0).any(dim=0)
+        keep = used if keep is None else keep | used
+    if keep is None or bool(keep.all()):
+        return factors
+    if not bool(keep.any()):
+        keep[0] = True  # an all-zero update still needs rank 1 to be an adapter
+    return {name: (a[keep], b[:, keep]) for name, (a, b) in factors.items()}
+
+
 def pad_peft_adapter(folder: Path, supported: Sequence[int] | None) -> int:
     """Rewrite a saved peft LoRA adapter in place at its served rank; returns that rank."""
     config_file = folder / "adapter_config.json"

@@ -78,6 +78,18 @@ def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: 
             )
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the resource's namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The Secret's name.",
+    )
+    key: str = Field(default="token", min_length=1, description="The key holding the value.")
+
+
 class BaseModelRef(ApiModel):
     """Where the frozen base LLM comes from."""
 
@@ -89,6 +101,21 @@ class BaseModelRef(ApiModel):
             "hf://ORG/NAME for a Hugging Face Hub id."
         ),
     )
+    token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="hf:// only: a Secret key holding a Hugging Face token, for gated or "
+        "private models. On a cluster one Job downloads the model into the workspace "
+        "volume with it; every other pod reads that copy offline.",
+    )
+
+    @model_validator(mode="after")
+    def _token_for_hub_only(self) -> BaseModelRef:
+        if self.token_secret is not None and not self.uri.startswith("hf://"):
+            raise ValueError(
+                f"tokenSecret: only for hf:// models, not {self.uri!r} (a path or pvc:// "
+                "needs no token)"
+            )
+        return self
 
     @field_validator("uri")
     @classmethod
@@ -536,8 +563,8 @@ class MultiTaskDeploymentSpec(ApiModel):
     def natural_ranks(self) -> list[tuple[str, int]]:
         """(field, rank) of every adapter serving loads, as training/composing makes it.
 
-        Under TGI a task adapter is zero-padded to a kernel rank before it is merged, so a
-        composition (cat) stacks the padded ranks.
+        A composition merges its tasks' adapters with their padding stripped (zero rank
+        components add nothing), so its rank comes from the natural ranks.
         """
         lora = self.training.lora.rank
         per_task, field = lora, "training.lora.rank"
@@ -546,12 +573,11 @@ class MultiTaskDeploymentSpec(ApiModel):
             per_task = (cgc.common_experts + cgc.specific_experts) * cgc.expert_rank
             field = "training.cgcLora"
         ranks = [("training.lora.rank", lora), (field, per_task)]
-        merged_input = self.served_rank(per_task) or per_task
         for index, composition in enumerate(self.compositions):
             # cat stacks the adapters; linear and ties keep their (common) rank.
             count = len(composition.tasks) if composition.merge == "cat" else 1
             extra = composition.calibration.rank if composition.calibration else 0
-            ranks.append((f"compositions[{index}]", merged_input * count + extra))
+            ranks.append((f"compositions[{index}]", per_task * count + extra))
         return ranks
 
     def served_rank(self, rank: int) -> int | None:

@@ -32,6 +32,7 @@ from .constants import (
 MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
 SERVING_PORT = 8080
+HF_MODELS_DIR = "models/hf"  # hub models' copies on the workspace volume
 CACHE_MOUNT = "/cache"  # serving engines' writable home and caches (an emptyDir)
 
 
@@ -88,9 +89,11 @@ def cluster_locations(
 
 
 def base_model_path(uri: str, config: OperatorConfig) -> str:
+    """The base model as pods see it. A hub model is downloaded once, by the profiling
+    Job, to models/hf/ORG/NAME on the workspace volume; every other pod reads it there."""
     mount = config.workspace_mount_path.rstrip("/")
     if uri.startswith("hf://"):
-        return uri
+        return f"{mount}/{HF_MODELS_DIR}/{uri.removeprefix('hf://').strip('/')}"
     if uri.startswith("pvc://"):
         claim, _, path = uri.removeprefix("pvc://").partition("/")
         if claim == config.workspace_claim:
@@ -211,6 +214,7 @@ def _job(
     gpus: int,
     labels_extra: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    hub_env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     labels = _labels(body["metadata"]["name"], role, labels_extra)
     volumes, mounts = _volumes(spec, config, config_map, read_only=False)
@@ -220,6 +224,8 @@ def _job(
         {"name": "MTD_OWNER_REFERENCE", "value": json.dumps(owner_reference(body))},
         {"name": "HF_HOME", "value": "/tmp/hf"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # Only the downloading Job (hub_env) may reach the hub; the rest read the copy.
+        *(hub_env if hub_env is not None else [{"name": "HF_HUB_OFFLINE", "value": "1"}]),
     ]
     return {
         "apiVersion": "batch/v1",
@@ -263,8 +269,11 @@ def config_map(body: dict[str, Any], name: str, role: str, data: dict[str, str])
 
 
 def profile_key(spec: MultiTaskDeploymentSpec) -> str:
-    """Profiling reruns when anything it reads changes: data paths, labels, task types."""
+    """Profiling reruns when anything it reads changes: data paths, labels, task types,
+    and a hub base model (which it downloads)."""
     payload: list = [(t.name, t.type, t.labels, t.data.train, t.data.eval) for t in spec.tasks]
+    if spec.base_model.uri.startswith("hf://"):  # only then: other Jobs keep their names
+        payload.append(spec.base_model.model_dump(mode="json"))
     if spec.compositions:  # only when used, so that existing profile Jobs keep their names
         payload.append(
             [
@@ -293,7 +302,16 @@ def profile_objects(
         "--data-dir", config.workspace_mount_path,
         "--result-configmap", result_name(name),
     ]  # fmt: skip
-    job = _job(body, config, spec, name, "profile", command, name, gpus=0)
+    hub_env = None
+    uri = spec.base_model.uri
+    if uri.startswith("hf://"):
+        command += ["--download-model", uri, "--model-dir", base_model_path(uri, config)]
+        hub_env = []
+        secret = spec.base_model.token_secret
+        if secret is not None:
+            ref = {"secretKeyRef": {"name": secret.name, "key": secret.key}}
+            hub_env.append({"name": "HF_TOKEN", "valueFrom": ref})
+    job = _job(body, config, spec, name, "profile", command, name, gpus=0, hub_env=hub_env)
     return job, cm
 
 
@@ -351,6 +369,7 @@ def _engine_env(engine: str, security: dict[str, Any]) -> list[dict[str, str]]:
     writes to /.cache and fails (vllm issues #10185, #20127); TGI as root keeps its
     image's HOME (/root, where its Python lives) unless the pod is made non-root."""
     env = {
+        "HF_HUB_OFFLINE": "1",  # the model and adapters are on the workspace volume
         "HF_HOME": f"{CACHE_MOUNT}/hf",
         "HUGGINGFACE_HUB_CACHE": f"{CACHE_MOUNT}/hf/hub",
         "XDG_CACHE_HOME": f"{CACHE_MOUNT}/xdg",
@@ -368,11 +387,24 @@ def _engine_container(
     config: OperatorConfig,
     adapters: dict[str, str],
     security: dict[str, Any],
+    model: str | None = None,
+    model_name: str | None = None,
 ) -> dict[str, Any]:
+    """The engine's image, args and env; with `model` (method full) it serves that
+    fine-tuned model folder itself, with no adapters."""
     base = base_model_path(spec.base_model.uri, config)
-    model_id = base.removeprefix("hf://")
+    model_id = model or base.removeprefix("hf://")
     gpus = config.serving_gpus
     env = _engine_env(spec.serving.engine, security)
+    if model is not None:
+        if spec.serving.engine == "tgi":
+            args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
+            args += ["--num-shard", str(gpus)] if gpus > 1 else []
+            return {"image": config.tgi_image, "args": args, "env": env}
+        args = ["--model", model_id, "--port", str(SERVING_PORT)]
+        args += ["--served-model-name", model_name] if model_name else []
+        args += ["--tensor-parallel-size", str(gpus)] if gpus > 1 else []
+        return {"image": config.vllm_image, "args": args, "env": env}
     if spec.serving.engine == "tgi":
         pairs = ",".join(f"{name}={path}" for name, path in adapters.items())
         args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
@@ -416,7 +448,8 @@ def serving_deployment(
     selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
     adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
     security = engine_pod_security(spec.serving.engine, config)
-    engine = _engine_container(spec, config, adapters, security)
+    model = locations.artifact(desired.model) if desired.model else None
+    engine = _engine_container(spec, config, adapters, security, model, desired.model_name)
     volumes, mounts = _volumes(spec, config, None, read_only=True)
     volumes.append({"name": "cache", "emptyDir": {}})
     mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})

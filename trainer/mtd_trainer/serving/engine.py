@@ -40,7 +40,8 @@ from transformers import (
     TypicalLogitsWarper,
 )
 
-from ..modeling import Placement, local_placement
+from ..errors import InputError
+from ..modeling import Placement, local_folder, local_placement
 from .grammar import Piece, RegexConstraint, allowed_tokens
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,10 @@ class Engine:
         max_total_tokens: int | None = None,
         placement: Placement | None = None,
     ) -> None:
-        folder = Path(base_model)
+        try:  # hf://ORG/NAME: the user's hub cache (`mtd run` locally)
+            folder = Path(local_folder(str(base_model)))
+        except InputError as exc:
+            raise EngineError(str(exc)) from None
         if not (folder / "config.json").is_file():
             raise EngineError(f"base model {base_model}: not a model folder (no config.json)")
         adapters = dict(adapters or {})
