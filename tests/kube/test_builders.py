@@ -391,3 +391,10 @@ def test_a_hub_model_is_downloaded_once_by_the_profile_job_and_read_offline_afte
     # a path model: no download step
     job, _ = builders.profile_objects(BODY, make_spec(), CONFIG)
     assert "--download-model" not in job["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize(("engine", "rank"), [("tgi", 16), ("vllm", 4)])
+def test_task_rows_show_the_served_rank(engine, rank):
+    spec = make_spec(training={"lora": {"rank": 4}}, serving={"engine": engine})
+    rows = finished_decision(spec).status.tasks
+    assert {row.rank for row in rows} == {rank}

@@ -47,6 +47,11 @@ class TaskStatus(StatusModel):
     )
     examples: int | None = Field(default=None, description="Training examples.")
     resource: Literal["high", "low"] | None = None
+    rank: int | None = Field(
+        default=None,
+        description="LoRA rank its adapter is served at (TGI: padded up to a kernel rank); "
+        "none under method full.",
+    )
 
 
 class CompositionStatus(StatusModel):

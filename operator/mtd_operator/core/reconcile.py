@@ -191,6 +191,8 @@ def reconcile(
     rows: list[TaskStatus] = []
     adapters: dict[str, str] = {}
     method = spec.training.method
+    # (lora rank: a baseline's; the group's or CGC export's) as the engine loads them
+    (_, baseline_rank), (_, group_rank) = spec.natural_ranks()[:2]
     for task in spec.tasks:
         group = plan.group_of(task.name)
         score = group_scores.get(task.name)
@@ -223,6 +225,11 @@ def reconcile(
                 adapter=adapter if pipeline_done else None,
                 served_by=served_by if pipeline_done else None,
                 resource="high" if task.name in group.high_resource else "low",
+                rank=(
+                    spec.served_rank(baseline_rank if served_by == "baseline" else group_rank)
+                    if pipeline_done and method != "full"
+                    else None
+                ),
             )
         )
 
