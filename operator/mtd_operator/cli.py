@@ -235,12 +235,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_step(args: argparse.Namespace) -> int:
     from .kube.jobs import run_step
 
-    return run_step(args.verb, Path(args.config), args.result_configmap)
+    return run_step(args.verb, Path(args.config), args.result_configmap, processes=args.processes)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from .kube.jobs import run_profile
 
+    if args.download_model:
+        from .kube.download import DownloadError, download_model
+
+        if not args.model_dir:
+            print("error: --download-model needs --model-dir", file=sys.stderr)
+            return 2
+        try:
+            download_model(args.download_model, Path(args.model_dir))
+        except DownloadError as exc:
+            from .kube.jobs import termination_log
+
+            log = termination_log()  # what the operator reports as the Job's failure
+            if log is not None:
+                log.write_text(str(exc), encoding="utf-8")
+            print(exc, file=sys.stderr)
+            return 2
+        print(f"{args.download_model} is in {args.model_dir}")
     return run_profile(Path(args.spec), Path(args.data_dir), args.result_configmap)
 
 
@@ -291,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("verb", choices=("train", "evaluate", "compose"))
     step.add_argument("--config", required=True)
     step.add_argument("--result-configmap", required=True)
+    step.add_argument(
+        "--processes", type=int, default=1, help="data-parallel trainer processes (torchrun)"
+    )
     step.set_defaults(func=_cmd_step)
 
     profile = commands.add_parser(
@@ -299,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--spec", required=True, help="the resource as YAML")
     profile.add_argument("--data-dir", required=True, help="relative data paths resolve here")
     profile.add_argument("--result-configmap", required=True)
+    profile.add_argument("--download-model", help="hf://ORG/NAME to download first")
+    profile.add_argument("--model-dir", help="where to (on the workspace volume)")
     profile.set_defaults(func=_cmd_profile)
 
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition")

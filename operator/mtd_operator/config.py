@@ -37,6 +37,16 @@ class OperatorConfig(BaseModel):
     gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name.")
     trainer_gpus: int = Field(default=1, ge=0, description="GPUs per trainer Job (0: CPU only).")
     serving_gpus: int = Field(default=1, ge=0, description="GPUs per serving replica.")
+    tgi_pod_security_context: dict[str, Any] | None = Field(
+        default=None,
+        description="Pod securityContext of TGI serving pods; empty: the engine's default "
+        "(the image's own user, root: TGI's image does not start rootless).",
+    )
+    vllm_pod_security_context: dict[str, Any] | None = Field(
+        default=None,
+        description="Pod securityContext of vLLM serving pods; empty: the engine's default "
+        "(uid 65532, non-root, HOME on a writable volume).",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     image_pull_secrets: list[str] = Field(default_factory=list)
@@ -55,6 +65,8 @@ def _parse(field: str, raw: str) -> Any:
     annotation = OperatorConfig.model_fields[field].annotation
     if annotation in (list[str],):
         return [item.strip() for item in raw.split(",") if item.strip()]
+    if annotation == dict[str, Any] | None:  # "", "null" or "{}": the default
+        return (json.loads(raw) if raw.strip() else None) or None
     if annotation in (dict[str, str], list[dict[str, Any]]):
         return json.loads(raw)
     return raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -14,6 +15,7 @@ from mtd_operator.core.render import render_step
 from mtd_operator.core.steps import pipeline_steps
 from mtd_operator.kube import builders
 from tests.core.specs import task
+from tests.core.test_compositions import composition_profiles
 from tests.core.test_planner import profiles_of
 
 BODY = {"metadata": {"name": "support", "namespace": "ml", "uid": "uid-1"}}
@@ -55,7 +57,7 @@ def test_child_names_are_deterministic_and_short():
 def test_base_model_paths():
     assert builders.base_model_path("pvc://multitask-workspace/m/s", CONFIG) == "/workspace/m/s"
     assert builders.base_model_path("pvc://models/smollm2", CONFIG) == "/models/models/smollm2"
-    assert builders.base_model_path("hf://org/name", CONFIG) == "hf://org/name"
+    assert builders.base_model_path("hf://org/name", CONFIG) == "/workspace/models/hf/org/name"
     assert builders.base_model_path("models/x", CONFIG) == "/workspace/models/x"
     assert builders.base_model_path("/abs/x", CONFIG) == "/abs/x"
 
@@ -176,7 +178,12 @@ def test_vllm_max_lora_rank_fits_every_served_adapter(training, compositions, ra
 def test_vllm_refuses_adapters_above_its_largest_rank():
     with pytest.raises(ValueError, match="rank at most 512, but an adapter here has rank 1024"):
         make_spec(serving={"engine": "vllm"}, training={"lora": {"rank": 1024}})
-    make_spec(serving={"engine": "tgi"}, training={"lora": {"rank": 1024}})
+    # no adapter is served under method full, so no rank rule applies
+    make_spec(
+        serving={"engine": "vllm"},
+        training={"method": "full", "lora": {"rank": 1024}},
+        filtering={"strategy": "none"},
+    )
 
 
 def test_a_new_adapter_set_is_a_new_revision():
@@ -207,3 +214,187 @@ def test_config_from_environment():
         load_config({"MTD_TRAINER_GPUS": "-1"})
     with pytest.raises(ValueError, match="MTD_TOLERATIONS"):
         load_config({"MTD_TOLERATIONS": "not json"})
+
+
+def _compositions(merge: str, calibration: int | None) -> list[dict]:
+    entry = {"name": "c0", "tasks": ["a", "g"], "merge": merge, "instruction": "Do both."}
+    if calibration:
+        entry["calibration"] = {"data": "c.jsonl", "rank": calibration}
+    return [entry]
+
+
+@pytest.mark.parametrize(
+    ("training", "compositions", "rank"),
+    [
+        ({"lora": {"rank": 16}}, [], 16),
+        ({"lora": {"rank": 8}}, [], 16),  # padded up: TGI's kernels start at 16
+        ({"lora": {"rank": 16}}, _compositions("cat", 4), 64),  # 36 → 64 (no 48 kernel)
+        ({"lora": {"rank": 4}}, _compositions("cat", 4), 16),  # 4 + 4 + 4: padding stripped
+        ({"lora": {"rank": 16}}, _compositions("linear", None), 16),
+    ],
+)
+def test_tgi_serves_every_adapter_at_a_kernel_rank(training, compositions, rank):
+    spec = make_spec(training=training, compositions=compositions)
+    assert spec.serving.engine == "tgi"
+    assert spec.max_served_rank() == rank
+    assert spec.padded_ranks() == [16, 32, 64, 128]
+    ranks = [spec.served_rank(r) for _, r in spec.natural_ranks()]
+    assert all(r in (16, 32, 64, 128) for r in ranks)
+
+
+def test_tgi_rank_above_128_is_a_spec_error_naming_the_field():
+    with pytest.raises(ValueError, match=r"compositions\[0\]: gives an adapter of rank 132"):
+        make_spec(training={"lora": {"rank": 64}}, compositions=_compositions("cat", 4))
+    with pytest.raises(ValueError, match=r"training\.lora\.rank: gives an adapter of rank 256"):
+        make_spec(training={"lora": {"rank": 256}})
+    # vLLM's rule stays: up to 512
+    make_spec(training={"lora": {"rank": 256}}, serving={"engine": "vllm"})
+
+
+def test_tgi_padding_reaches_the_trainer_configs_and_hashes():
+    tgi = make_spec(training={"lora": {"rank": 4}}, compositions=_compositions("cat", 4))
+    vllm = make_spec(
+        training={"lora": {"rank": 4}},
+        compositions=_compositions("cat", 4),
+        serving={"engine": "vllm"},
+    )
+    plans = {
+        name: plan(s, profiles_of({"a": 10, "g": 10}), composition_profiles(s))
+        for name, s in (("tgi", tgi), ("vllm", vllm))
+    }
+    assert plans["tgi"].hash != plans["vllm"].hash  # padded adapters are other artifacts
+    where = builders.cluster_locations(tgi, CONFIG, "ml", "support")
+    steps = pipeline_steps(plans["tgi"])
+    by_key = {s.key: s for s in steps}
+    for step in steps:
+        if step.verb in ("train", "compose"):
+            rendered = render_step(step, tgi, plans["tgi"], by_key, where, "support")
+            assert rendered["served_ranks"] == [16, 32, 64, 128]
+    steps = pipeline_steps(plans["vllm"])
+    by_key = {s.key: s for s in steps}
+    for step in steps:
+        rendered = render_step(step, vllm, plans["vllm"], by_key, where, "support")
+        assert "served_ranks" not in rendered
+
+
+TWO_GPUS = CONFIG.model_copy(update={"trainer_gpus": 2, "serving_gpus": 2})
+
+
+def serving_pod(spec, config=TWO_GPUS):
+    decision = finished_decision(spec)
+    where = builders.cluster_locations(spec, config, "ml", "support")
+    deployment = builders.serving_deployment(BODY, spec, config, decision.serving, where)
+    return deployment["spec"]["template"]["spec"]
+
+
+def test_tgi_runs_as_its_image_needs_with_one_shard_per_gpu():
+    pod = serving_pod(make_spec())
+    container = pod["containers"][0]
+    # TGI's image cannot start rootless (TGI issue #3082): no forced uid by default
+    assert "runAsNonRoot" not in pod["securityContext"]
+    assert "runAsUser" not in pod["securityContext"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["args"][container["args"].index("--num-shard") + 1] == "2"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HF_HOME"].startswith(builders.CACHE_MOUNT) and "HOME" not in env
+    one = serving_pod(make_spec(), CONFIG)["containers"][0]  # 1 GPU: no flag
+    assert "--num-shard" not in one["args"]
+
+
+def test_vllm_uses_every_gpu_and_has_a_writable_home():
+    pod = serving_pod(make_spec(serving={"engine": "vllm"}))
+    container = pod["containers"][0]
+    assert container["args"][container["args"].index("--tensor-parallel-size") + 1] == "2"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    writable = {
+        m["mountPath"]
+        for m in container["volumeMounts"]
+        if not m.get("readOnly")
+        and any(v["name"] == m["name"] and "emptyDir" in v for v in pod["volumes"])
+    }
+    for key in ("HOME", "XDG_CACHE_HOME", "HF_HOME", "VLLM_CACHE_ROOT"):
+        assert any(env[key].startswith(path + "/") for path in writable), key
+
+
+def test_engine_security_is_overridable_from_the_chart_values():
+    config = TWO_GPUS.model_copy(
+        update={"tgi_pod_security_context": {"runAsUser": 1000, "runAsNonRoot": True}}
+    )
+    pod = serving_pod(make_spec(), config)
+    assert pod["securityContext"] == {"runAsUser": 1000, "runAsNonRoot": True}
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["HOME"].startswith(builders.CACHE_MOUNT)  # non-root: a writable home
+
+
+def test_training_jobs_launch_one_process_per_gpu_and_split_the_batch():
+    spec = make_spec()
+    result, steps, by_key, where = steps_and_render(spec)
+    for step in steps:
+        rendered = render_step(step, spec, result, by_key, where, "support")
+        job, _ = builders.step_objects(BODY, spec, TWO_GPUS, step, rendered)
+        command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        if step.verb == "train":
+            assert command[command.index("--processes") + 1] == "2"
+            assert rendered["hyperparameters"]["batch_is_global"] is True
+        else:
+            assert "--processes" not in command
+    one_gpu, _ = builders.step_objects(BODY, spec, CONFIG.model_copy(
+        update={"trainer_gpus": 1}), steps[0], {})  # fmt: skip
+    assert "--processes" not in one_gpu["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("claim", ["models.v2", "models-", "a" * 200, "Models"])
+def test_model_volume_names_are_valid_whatever_the_claim(claim):
+    spec = make_spec(baseModel={"uri": f"pvc://{claim}/smollm2"})
+    steps = steps_and_render(spec)[1]
+    job, _ = builders.step_objects(BODY, spec, CONFIG, steps[0], {})
+    pod = job["spec"]["template"]["spec"]
+    names = [v["name"] for v in pod["volumes"]]
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names), names
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if
+              "persistentVolumeClaim" in v}  # fmt: skip
+    assert claim in claims
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert builders.volume_name("model", claim) == builders.volume_name("model", claim)
+
+
+def test_a_hub_model_is_downloaded_once_by_the_profile_job_and_read_offline_after():
+    spec = make_spec(baseModel={"uri": "hf://org/gated-7b", "tokenSecret": {"name": "hf"}})
+    copy = "/workspace/models/hf/org/gated-7b"
+    job, _ = builders.profile_objects(BODY, spec, CONFIG)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[command.index("--download-model") + 1] == "hf://org/gated-7b"
+    assert command[command.index("--model-dir") + 1] == copy
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert "HF_HUB_OFFLINE" not in env
+    # every later pod reads the copy, offline
+    result, steps, by_key, where = steps_and_render(spec)
+    assert where.base_model == copy
+    for step in steps:
+        rendered = render_step(step, spec, result, by_key, where, "support")
+        assert rendered["base_model"] == copy
+        job, _ = builders.step_objects(BODY, spec, CONFIG, step, rendered)
+        env = {
+            e["name"]: e.get("value")
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in env
+    container = serving_pod(spec)["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["args"][1] == copy and env["HF_HUB_OFFLINE"] == "1"
+    # a token only for hub models
+    with pytest.raises(ValueError, match="tokenSecret: only for hf://"):
+        make_spec(baseModel={"uri": "/models/x", "tokenSecret": {"name": "hf"}})
+    # a path model: no download step
+    job, _ = builders.profile_objects(BODY, make_spec(), CONFIG)
+    assert "--download-model" not in job["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize(("engine", "rank"), [("tgi", 16), ("vllm", 4)])
+def test_task_rows_show_the_served_rank(engine, rank):
+    spec = make_spec(training={"lora": {"rank": 4}}, serving={"engine": engine})
+    rows = finished_decision(spec).status.tasks
+    assert {row.rank for row in rows} == {rank}

@@ -201,7 +201,8 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
     (row,) = decision.status.compositions
     assert row.score is not None and 0.0 <= row.score <= 1.0
     assert row.baseline == 0.05 and row.ratio is not None
-    assert row.rank == 4 + 4 + 2  # cat of two rank-4 adapters, plus the rank-2 correction
+    # cat of two rank-4 adapters plus the rank-2 correction is 10; TGI serves it at 16
+    assert row.rank == 16
     step = next(s for s in decision.steps if s.key == compose_key)
     result = json.loads((local.root / step.result_path).read_text())
     calibration = result["calibration"]
@@ -209,7 +210,8 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
 
     manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
     adapter = Path(manifest["adapters"]["sound-sentiment"])
-    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 10
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 16
+    assert result["natural_rank"] == 10
     catalogue = {row["name"]: row for row in manifest["catalogue"]["tasks"]}
     assert catalogue["sound-sentiment"] == {
         "name": "sound-sentiment",
@@ -227,3 +229,46 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
     keys = started(output)
     assert len(keys) == 2 and all(k.startswith("compose-") for k in keys), keys
     assert not decision.failed
+
+
+def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model):
+    """training.method full: stage 2 and evaluation read the model the trainer wrote
+    (`<out>/model`), and the server runs that model itself, answering for its group."""
+    from mtd_operator.client import MultiTaskClient
+    from mtd_operator.local.serve import start_server
+
+    write_task_data(tmp_path)
+    spec = write_spec(tmp_path, model, [AGREE, SOUNDS], method="full")
+    doc = yaml.safe_load(spec.read_text())
+    doc["spec"]["filtering"] = {"strategy": "none"}
+    spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    local, output, decision = run(spec, tmp_path / "ws")
+    assert not decision.failed, output
+    (group,) = {row.group for row in decision.status.tasks}
+    assert decision.serving.adapters == {} and decision.serving.model_name == group
+    manifest = json.loads((local.root / "serving.json").read_text())
+    assert manifest["adapters"] == {} and manifest["modelId"] == group
+    assert manifest["baseModel"].endswith("/model")
+    assert (Path(manifest["baseModel"]) / "model.safetensors").exists()
+    assert all(row.score is not None for row in decision.status.tasks)
+
+    process, url = start_server(local.root / "serving.json", "127.0.0.1", free_port())
+    try:
+        decision = local.mark_serving(decision.serving.revision, url)
+        ready = next(c for c in decision.status.conditions if c.type == "Ready")
+        assert ready.status == "True", ready
+        with MultiTaskClient(url) as client:
+            answer = client.predict("agree", "Is it so?")
+            assert answer.output in ("yes", "no") and answer.adapter is None
+            assert client.predict("sounds", "cat").output is not None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

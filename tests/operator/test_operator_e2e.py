@@ -33,9 +33,7 @@ SOUNDS = task("sounds", "generation", metric="exactMatch", baseline={"score": 0.
 AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score": 0.5})
 
 
-def manifest(
-    tasks: list[dict], compositions: list[dict] | None = None, **training: object
-) -> str:
+def manifest(tasks: list[dict], compositions: list[dict] | None = None, **training: object) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "multitask.dev/v1alpha1",
@@ -186,5 +184,31 @@ def test_cgc_lora_through_jobs_serves_one_adapter_per_task(cluster, kubectl, sta
     assert set(served) == {"sentiment", "sounds", "agree"}
     for name, path in served.items():
         config = json.loads((cluster.local(path) / "adapter_config.json").read_text())
-        assert config["peft_type"] == "LORA" and config["r"] == 4, name  # (1 + 1) × 2
+        # (1 + 1) × 2 = 4, zero-padded to 16, TGI's smallest kernel rank
+        assert config["peft_type"] == "LORA" and config["r"] == 16, name
+    assert "Traceback" not in Path(operator.log_path).read_text()
+
+
+def test_full_fine_tuning_through_jobs_serves_the_model_itself(cluster, kubectl, start_operator):
+    """training.method full through the operator: stage 2 and evaluation Jobs read the
+    model the trainer wrote, and the serving Deployment runs that model, no adapters."""
+    prepare_workspace(cluster.workspace)
+    operator = start_operator()
+    doc = yaml.safe_load(manifest([SENTIMENT, SOUNDS], None, method="full"))
+    doc["spec"]["filtering"] = {"strategy": "none"}
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    kubectl("wait", "--for=condition=Ready", "mtd/support", "--timeout=400s", timeout=420)
+    status = cluster.get(MTD, "support", NAMESPACE)["status"]
+    rows = {row["name"]: row for row in status["tasks"]}
+    assert all(row["score"] is not None for row in rows.values())
+    (group,) = {row["group"] for row in rows.values()}
+    container = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert "LORA_ADAPTERS" not in env
+    model = container["args"][container["args"].index("--model-id") + 1]
+    assert model.endswith("/model") and f"/{group}-" in model
+    assert (cluster.local(model) / "config.json").exists()
+    assert (cluster.local(model) / "model.safetensors").exists()
     assert "Traceback" not in Path(operator.log_path).read_text()

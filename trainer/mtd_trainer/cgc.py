@@ -273,12 +273,20 @@ class CgcModel(nn.Module):
         """Per adapted module: (A, B) with B·A = this task's whole low-rank update."""
         return {name: layer.task_factors(task) for name, layer in self.layers()}
 
-    def export_task_adapter(self, task: str, target: Path) -> Path:
-        """One ordinary peft LoRA adapter reproducing this task's mixture exactly."""
-        return write_lora_adapter(target, self.task_factors(task), self.base_model)
+    def export_task_adapter(
+        self, task: str, target: Path, served_ranks: list[int] | None = None
+    ) -> Path:
+        """One ordinary peft LoRA adapter reproducing this task's mixture exactly (padded
+        with zeros to a rank in `served_ranks` when given: still exact)."""
+        return write_lora_adapter(target, self.task_factors(task), self.base_model, served_ranks)
 
-    def export_task_adapters(self, folder: Path) -> dict[str, str]:
-        return {task: str(self.export_task_adapter(task, folder / task)) for task in self.tasks}
+    def export_task_adapters(
+        self, folder: Path, served_ranks: list[int] | None = None
+    ) -> dict[str, str]:
+        return {
+            task: str(self.export_task_adapter(task, folder / task, served_ranks))
+            for task in self.tasks
+        }
 
     def gate_weights(self) -> dict[str, dict[str, list[float]]]:
         """Per task, per layer: the gate's weights (common experts first), for reports."""

@@ -37,9 +37,11 @@ from .modeling import (
     load_adapter,
     load_model,
     load_tokenizer,
+    local_placement,
     same_model,
     write_lora_adapter,
 )
+from .ranks import served_rank, strip_zero_ranks
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def lora_factors(model: peft.PeftModel, adapter: str) -> Factors:
 
 def load_adapters(config: ComposeConfig) -> peft.PeftModel:
     """The base with every adapter loaded (named a0, a1, ...), checked against the base."""
-    model = load_model(config.base_model)
+    model = load_model(config.base_model, placement=local_placement())
     first = config.adapters[0].path
     peft_model = load_adapter(model, first, config.base_model, "adapters[0].path", False)
     names = ["default"]
@@ -95,7 +97,14 @@ def load_adapters(config: ComposeConfig) -> peft.PeftModel:
 
 
 def merged_factors(config: ComposeConfig) -> Factors:
-    return lora_factors(load_adapters(config), MERGED)
+    """The merge's factors, without the zero padding its inputs may carry for TGI."""
+    return strip_zero_ranks(lora_factors(load_adapters(config), MERGED))
+
+
+def on_device(batch: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """A collated batch moved to the model's device (CUDA when there is one)."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def with_update(model: torch.nn.Module, factors: Factors) -> torch.nn.Module:
@@ -118,6 +127,7 @@ def dataset_loss(
             chunk = rows[start : start + batch_size]
             targets = sum(sum(label != IGNORE for label in row["labels"][1:]) for row in chunk)
             batch = collate([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in chunk])
+            batch = on_device(batch, model)
             total += model(**batch, use_cache=False).loss.item() * targets
             count += targets
     model.train()
@@ -135,7 +145,7 @@ def calibrate(
         load_examples(calibration.train_path, task), tokenizer, task, calibration.max_seq_length
     )
     rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in encoded]
-    base = with_update(load_model(config.base_model), merge)
+    base = with_update(load_model(config.base_model, placement=local_placement()), merge)
     lora = LoraConfig(
         rank=calibration.rank,
         alpha=calibration.rank,
@@ -157,7 +167,7 @@ def calibrate(
     every = max(1, calibration.max_steps // 10)
     for step in range(1, calibration.max_steps + 1):
         picks = torch.randint(len(rows), (calibration.batch_size,), generator=generator)
-        batch = collate([rows[int(i)] for i in picks])
+        batch = on_device(collate([rows[int(i)] for i in picks]), model)
         loss = model(**batch, use_cache=False).loss
         loss.backward()
         optimizer.step()
@@ -212,9 +222,11 @@ def compose(config: ComposeConfig) -> dict[str, Any]:
     if config.calibration is not None:
         correction, result["calibration"] = calibrate(config, config.calibration, merge)
         factors = fold(merge, correction)
-    rank = next(iter(factors.values()))[0].shape[0]
-    artifact = write_lora_adapter(output / "adapter", factors, config.base_model)
+    natural_rank = next(iter(factors.values()))[0].shape[0]
+    rank = served_rank(natural_rank, config.served_ranks)
+    artifact = write_lora_adapter(output / "adapter", factors, config.base_model, [rank])
     result.update(
+        natural_rank=natural_rank,
         rank=rank,
         parameters=sum(a.numel() + b.numel() for a, b in factors.values()),
         artifact=str(artifact),

@@ -98,6 +98,12 @@ class CgcConfig(Strict):
 class Hyperparameters(Strict):
     max_steps: int = Field(ge=1)
     batch_size: int = Field(default=8, ge=1)
+    batch_is_global: bool = Field(
+        default=False,
+        description="batch_size is the whole micro-batch of all data-parallel processes, "
+        "split among them (so N processes give one process's result); otherwise each "
+        "process takes batch_size examples.",
+    )
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     learning_rate: float = Field(default=2e-4, gt=0)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
@@ -137,6 +143,11 @@ class TrainConfig(Strict):
         description="Adapter (full model for method full, cgc/ folder for cgcLora) to start from.",
     )
     output_dir: str = Field(description="Where the adapter/model, metrics and result go.")
+    served_ranks: list[int] | None = Field(
+        default=None,
+        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
+        "of another rank is zero-padded to the next one (exact).",
+    )
 
     @model_validator(mode="after")
     def _rates_cover_tasks(self) -> TrainConfig:
@@ -231,6 +242,11 @@ class ComposeConfig(Strict):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     calibration: CalibrationConfig | None = None
     output_dir: str = Field(description="Gets adapter/ and result.json.")
+    served_ranks: list[int] | None = Field(
+        default=None,
+        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
+        "of another rank is zero-padded to the next one (exact).",
+    )
 
     @model_validator(mode="after")
     def _calibration_task(self) -> ComposeConfig:

@@ -23,7 +23,7 @@ from .config import EvalConfig, TaskConfig
 from .data import load_examples
 from .encoding import answer_ids, prompt_ids
 from .errors import InputError
-from .modeling import load_adapter, load_model, load_tokenizer
+from .modeling import Placement, load_adapter, load_model, load_tokenizer, local_placement
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +197,15 @@ def eval_examples(tasks: list[TaskConfig], max_examples: int | None) -> dict[str
     return loaded
 
 
-def load_for_inference(base_model: str, adapter: str | None) -> PreTrainedModel:
-    """The base model, with the adapter merged in, or a full fine-tuned model folder."""
+def load_for_inference(
+    base_model: str, adapter: str | None, placement: Placement | None = None
+) -> PreTrainedModel:
+    """The base model, with the adapter merged in, or a full fine-tuned model folder, on
+    the GPU when there is one (`local_placement`)."""
+    placement = placement or local_placement()
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
-        return load_model(adapter, field="adapter")
-    model = load_model(base_model)
+        return load_model(adapter, field="adapter", placement=placement)
+    model = load_model(base_model, placement=placement)
     if adapter:
         model = load_adapter(model, adapter, base_model, "adapter", trainable=False)
         model = model.merge_and_unload()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import peft
@@ -26,6 +28,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from .atomic import atomic_dir
 from .config import LoraConfig
 from .errors import InputError
+from .ranks import pad_factors, pad_peft_adapter, served_rank
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,22 @@ def model_source(name: str, field: str = "base_model") -> str:
     if not (path / "config.json").is_file():
         raise InputError(f"{field}: {name} is not a model folder (it has no config.json)")
     return str(path.resolve())
+
+
+def local_folder(name: str) -> str:
+    """A folder holding the model: `name` itself, or for hf://ORG/NAME its snapshot in the
+    user's hub cache (fetched into that cache when missing and the hub is reachable; with
+    HF_HUB_OFFLINE=1 only the cache is read)."""
+    if not name.startswith(HUB_PREFIX):
+        return name
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name.removeprefix(HUB_PREFIX).strip("/"))
+    except (OSError, ValueError) as exc:  # offline and not cached, gated, unknown
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"base_model: {name}: not in the hub cache, not fetched ({first})"
+        raise InputError(message) from None
 
 
 def same_model(a: str, b: str) -> bool:
@@ -80,9 +99,46 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name: str, field: str = "base_model", dtype: torch.dtype = torch.float32):
-    """A causal LM from a folder or the hub; anything else is an InputError on `field`."""
-    return AutoModelForCausalLM.from_pretrained(causal_lm_source(name, field), dtype=dtype)
+@dataclass(frozen=True)
+class Placement:
+    """Where inference runs (evaluation, compose, calibration, local serving)."""
+
+    device: str
+    dtype: torch.dtype
+
+
+def choose_placement(cuda: bool, bf16: bool) -> Placement:
+    """CUDA when present, in bf16 where the GPU has it (fp32 on older GPUs, where fp16
+    can overflow); fp32 on the CPU, where bf16 matmuls are slow and lossy."""
+    if cuda:
+        return Placement("cuda", torch.bfloat16 if bf16 else torch.float32)
+    return Placement("cpu", torch.float32)
+
+
+def local_placement() -> Placement:
+    """`choose_placement` for this process's hardware (under torchrun: its own GPU)."""
+    cuda = torch.cuda.is_available()
+    placement = choose_placement(cuda, cuda and torch.cuda.is_bf16_supported())
+    if cuda and "LOCAL_RANK" in os.environ:
+        return Placement(f"cuda:{int(os.environ['LOCAL_RANK'])}", placement.dtype)
+    return placement
+
+
+def load_model(
+    name: str,
+    field: str = "base_model",
+    dtype: torch.dtype = torch.float32,
+    placement: Placement | None = None,
+):
+    """A causal LM from a folder or the hub; anything else is an InputError on `field`.
+
+    With a `placement`, on its device and in its dtype (which then replaces `dtype`).
+    """
+    source = causal_lm_source(name, field)
+    if placement is None:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
+    return model.to(placement.device)
 
 
 def compute_dtype(method: str) -> torch.dtype:
@@ -132,27 +188,40 @@ def load_adapter(
         raise InputError(message) from None
 
 
-def save_artifact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
-    """Save an adapter (peft format, as TGI loads it) or a full model, atomically."""
+def save_artifact(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    target: Path,
+    served_ranks: list[int] | None = None,
+) -> Path:
+    """Save an adapter (peft format, as TGI loads it; zero-padded to a rank in
+    `served_ranks` when given) or a full model, atomically."""
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        if not isinstance(model, peft.PeftModel):
+        if isinstance(model, peft.PeftModel):
+            pad_peft_adapter(Path(tmp), served_ranks)
+        else:
             tokenizer.save_pretrained(tmp)
     return target
 
 
 def write_lora_adapter(
-    target: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], base_model: str
+    target: Path,
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    base_model: str,
+    served_ranks: list[int] | None = None,
 ) -> Path:
     """An ordinary peft LoRA adapter from per-module (A [r, in], B [out, r]) factors.
 
     B carries every scale (gates, weights, α/r), so lora_alpha = r and peft's own scaling
-    is 1: the adapter adds exactly B·A to each module, as TGI and peft load it.
+    is 1: the adapter adds exactly B·A to each module, as TGI and peft load it. With
+    `served_ranks`, r is first zero-padded to the next of them (B·A unchanged).
     """
     ranks = {a.shape[0] for a, _ in factors.values()}
     if len(ranks) != 1:
         raise ValueError(f"one rank per adapter, not {sorted(ranks)}")
-    rank = ranks.pop()
+    rank = served_rank(ranks.pop(), served_ranks)
+    factors = pad_factors(factors, rank)
     config = peft.LoraConfig(
         r=rank,
         lora_alpha=rank,

@@ -92,6 +92,11 @@ class Run:
         self.output = Path(config.output_dir)
         # cpu=True on GPU-less hosts is what lets torchrun start multi-process CPU DDP (gloo).
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        if self.hp.batch_is_global and self.hp.batch_size < self.accelerator.num_processes:
+            raise InputError(
+                f"hyperparameters.batch_size: {self.hp.batch_size} examples cannot be split "
+                f"among {self.accelerator.num_processes} processes; use at least that many"
+            )
         set_seed(self.hp.seed)
         self.tokenizer = load_tokenizer(config.base_model)
         with self.accelerator.main_process_first():  # one process fills the datasets cache
@@ -160,18 +165,22 @@ class Run:
     def step(self) -> tuple[float, int, Counter[str]]:
         """One optimizer step; returns the mean loss, tokens trained and examples per task."""
         hp, acc = self.hp, self.accelerator
-        per_micro = hp.batch_size * acc.num_processes
+        per_micro = hp.batch_size if hp.batch_is_global else hp.batch_size * acc.num_processes
+        # This process's slice of each micro-batch; shares differ by at most one example,
+        # which is still exact: the loss is summed over tokens and divided by the step's.
+        start = per_micro * acc.process_index // acc.num_processes
+        end = per_micro * (acc.process_index + 1) // acc.num_processes
         drawn = self.sampler.draw_many(per_micro * hp.gradient_accumulation_steps)
         rows = [self.train_sets[task][index] for task, index in drawn]
         num_items = sum(row["targets"] for row in rows)
         loss_sum = torch.zeros((), device=acc.device)
         for micro in range(hp.gradient_accumulation_steps):
-            first = micro * per_micro + acc.process_index * hp.batch_size
-            mine = rows[first : first + hp.batch_size]
+            first, last_row = micro * per_micro + start, micro * per_micro + end
+            mine = rows[first:last_row]
             features = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in mine]
             batch = self.collate(features)
             if self.config.method == "cgcLora":  # the task id travels with every token
-                drawn_mine = drawn[first : first + hp.batch_size]
+                drawn_mine = drawn[first:last_row]
                 batch["task_ids"] = task_id_tensor(
                     [task.name for task in self.config.tasks],
                     [
@@ -316,11 +325,11 @@ class Run:
             result["cgc_state"] = str(self.output / "cgc")
         if acc.is_main_process:
             if isinstance(model, CgcModel):
-                model.export_task_adapters(artifact)
+                model.export_task_adapters(artifact, self.config.served_ranks)
                 model.save_state(self.output / "cgc")
                 write_json(self.output / "cgc" / "gates.json", model.gate_weights())
             else:
-                save_artifact(model, self.tokenizer, artifact)
+                save_artifact(model, self.tokenizer, artifact, self.config.served_ranks)
             write_json(self.output / "result.json", result)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()

@@ -99,6 +99,18 @@ def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: 
             )
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the resource's namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The Secret's name.",
+    )
+    key: str = Field(default="token", min_length=1, description="The key holding the value.")
+
+
 class BaseModelRef(ApiModel):
     """Where the frozen base LLM comes from."""
 
@@ -111,6 +123,21 @@ class BaseModelRef(ApiModel):
             "hf://ORG/NAME for a Hugging Face Hub id."
         ),
     )
+    token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="hf:// only: a Secret key holding a Hugging Face token, for gated or "
+        "private models. On a cluster one Job downloads the model into the workspace "
+        "volume with it; every other pod reads that copy offline.",
+    )
+
+    @model_validator(mode="after")
+    def _token_for_hub_only(self) -> BaseModelRef:
+        if self.token_secret is not None and not self.uri.startswith("hf://"):
+            raise ValueError(
+                f"tokenSecret: only for hf:// models, not {self.uri!r} (a path or pvc:// "
+                "needs no token)"
+            )
+        return self
 
     @field_validator("uri")
     @classmethod
@@ -373,6 +400,17 @@ class Serving(ApiModel):
 MERGE_METHODS = ("linear", "cat", "ties")
 # vLLM's --max-lora-rank accepts only these values (vllm/config/lora.py).
 VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+# TGI pads a rank above 8 to a multiple of 16 (utils/sgmv.py, pad_rank) and has SGMV
+# prefill kernels for 16/32/64/96/128 and BGMV decode kernels for 8/16/32/64/128: the
+# ranks both paths have. An adapter of another rank is zero-padded (exact) to the next.
+TGI_LORA_RANKS = (16, 32, 64, 128)
+
+
+def tgi_served_rank(rank: int) -> int | None:
+    """The rank TGI serves an adapter of natural rank `rank` at, or None if none fits."""
+    return next((r for r in TGI_LORA_RANKS if r >= rank), None)
+
+
 # Serving adapter ids the planner and reconcile give out; a composition may not take one.
 RESERVED_ADAPTER_NAMES = ("all", "generation", "classification", "binary", "ordinal", "multiclass")
 RESERVED_ADAPTER_PREFIXES = ("solo-", "single-")
@@ -572,30 +610,90 @@ class MultiTaskDeploymentSpec(ApiModel):
                     )
         return self
 
-    def max_served_rank(self) -> int:
-        """The largest LoRA rank among the adapters the serving engine loads (vLLM must be
-        told it in advance): trained adapters, CGC-LoRA exports, composed adapters."""
+    @model_validator(mode="after")
+    def _full_serves_one_model(self) -> MultiTaskDeploymentSpec:
+        """Method full trains whole models, not adapters: one serving Deployment holds one,
+        so the spec must give one group and serve no baseline (a second model)."""
+        if self.training.method != "full":
+            return self
+        from ..core.planner import group_tasks  # pure; late: it imports us
+
+        groups = [name for name, _ in group_tasks(self)]
+        if len(groups) > 1:
+            raise ValueError(
+                f"training.method: full trains one whole model per group and serving holds "
+                f"one model, but these tasks form {len(groups)} groups ({', '.join(groups)}): "
+                "set filtering.strategy none (and no filtering.isolate), or use lora or cgcLora"
+            )
+        trained = [t.name for t in self.tasks if t.baseline is not None and t.baseline.train]
+        if trained and self.qualification.serve_baseline_for_unqualified:
+            raise ValueError(
+                f"qualification.serveBaselineForUnqualified: under training.method full a "
+                f"baseline is a second whole model ({', '.join(trained)} train one), which "
+                "the one serving model cannot hold: set it to false"
+            )
+        return self
+
+    def natural_ranks(self) -> list[tuple[str, int]]:
+        """(field, rank) of every adapter serving loads, as training/composing makes it.
+
+        A composition merges its tasks' adapters with their padding stripped (zero rank
+        components add nothing), so its rank comes from the natural ranks.
+        """
         lora = self.training.lora.rank
-        per_task = lora
+        per_task, field = lora, "training.lora.rank"
         if self.training.method == "cgcLora":
             cgc = self.training.cgc_lora
             per_task = (cgc.common_experts + cgc.specific_experts) * cgc.expert_rank
-        ranks = [lora, per_task]
-        for composition in self.compositions:
+            field = "training.cgcLora"
+        ranks = [("training.lora.rank", lora), (field, per_task)]
+        for index, composition in enumerate(self.compositions):
             # cat stacks the adapters; linear and ties keep their (common) rank.
-            merged = per_task * len(composition.tasks) if composition.merge == "cat" else per_task
-            ranks.append(merged + (composition.calibration.rank if composition.calibration else 0))
-        return max(ranks)
+            count = len(composition.tasks) if composition.merge == "cat" else 1
+            extra = composition.calibration.rank if composition.calibration else 0
+            ranks.append((f"compositions[{index}]", per_task * count + extra))
+        return ranks
+
+    def served_rank(self, rank: int) -> int | None:
+        """The rank the engine loads an adapter of natural rank `rank` at (TGI pads)."""
+        return tgi_served_rank(rank) if self.serving.engine == "tgi" else rank
+
+    def padded_ranks(self) -> list[int] | None:
+        """The ranks trainer output is padded to (TGI's kernel ranks), or None (vLLM)."""
+        if self.serving.engine != "tgi" or self.training.method == "full":
+            return None
+        return list(TGI_LORA_RANKS)
+
+    def pads_trained_adapters(self) -> bool:
+        """Whether the trained (or CGC-exported) adapters need padding to be served."""
+        if self.padded_ranks() is None:
+            return False
+        return any(rank not in TGI_LORA_RANKS for _, rank in self.natural_ranks()[:2])
+
+    def max_served_rank(self) -> int:
+        """The largest LoRA rank among the adapters the serving engine loads (vLLM must be
+        told it in advance): trained adapters, CGC-LoRA exports, composed adapters."""
+        return max(self.served_rank(rank) or rank for _, rank in self.natural_ranks())
 
     @model_validator(mode="after")
     def _servable_ranks(self) -> MultiTaskDeploymentSpec:
-        if self.serving.engine == "vllm" and self.training.method != "full":
+        if self.training.method == "full":
+            return self
+        if self.serving.engine == "vllm":
             rank = self.max_served_rank()
             if rank > VLLM_MAX_LORA_RANKS[-1]:
                 raise ValueError(
                     f"serving.engine vllm loads LoRA adapters of rank at most "
                     f"{VLLM_MAX_LORA_RANKS[-1]}, but an adapter here has rank {rank}: lower "
                     "training.lora.rank or the experts, or merge compositions with linear"
+                )
+            return self
+        for field, rank in self.natural_ranks():
+            if tgi_served_rank(rank) is None:
+                raise ValueError(
+                    f"{field}: gives an adapter of rank {rank}, but serving.engine tgi has "
+                    f"LoRA kernels for ranks {', '.join(map(str, TGI_LORA_RANKS))} only "
+                    "(smaller ranks are padded up): lower the rank, or use serving.engine vllm"
                 )
         return self
 

@@ -68,6 +68,11 @@ class TaskStatus(StatusModel):
     )
     examples: int | None = Field(default=None, description="Training examples.")
     resource: Literal["high", "low"] | None = None
+    rank: int | None = Field(
+        default=None,
+        description="LoRA rank its adapter is served at (TGI: padded up to a kernel rank); "
+        "none under method full.",
+    )
 
 
 class CompositionStatus(StatusModel):
@@ -93,7 +98,9 @@ class CompositionStatus(StatusModel):
     )
     qualified: bool = Field(default=False, description="verdict is Qualified.")
     adapter: str | None = Field(default=None, description="The adapter id that serves it.")
-    rank: int | None = Field(default=None, description="Rank of the composed adapter.")
+    rank: int | None = Field(
+        default=None, description="Rank the composed adapter is served at (TGI: padded up)."
+    )
 
 
 class StageStatus(StatusModel):

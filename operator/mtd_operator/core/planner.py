@@ -204,6 +204,8 @@ def _training_fingerprint(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
         "seed": training.seed,
         # Only present when used, so that adding the option changed no existing hash.
         **({"cgcLora": training.cgc_lora.to_api()} if training.method == "cgcLora" else {}),
+        # Only when TGI needs the trained adapters zero-padded to a kernel rank.
+        **({"paddedRanks": spec.padded_ranks()} if spec.pads_trained_adapters() else {}),
     }
 
 
@@ -354,9 +356,17 @@ def plan(
         )
         baselines.append(BaselinePlan(task.name, steps, digest, evaluation_hash))
 
+    padded = spec.padded_ranks()
+    natural = [rank for _, rank in spec.natural_ranks()[2:]]
     compositions = tuple(
-        _composition(composition, groups, training, composition_profiles[composition.name])
-        for composition in spec.compositions
+        _composition(
+            composition,
+            groups,
+            training,
+            composition_profiles[composition.name],
+            padded if padded and rank not in padded else None,
+        )
+        for composition, rank in zip(spec.compositions, natural, strict=True)
     )
     plan_hash = content_hash(
         {
@@ -376,6 +386,7 @@ def _composition(
     groups: list[GroupPlan],
     training: dict[str, Any],
     profile: CompositionProfile,
+    padded_ranks: list[int] | None,
 ) -> CompositionPlan:
     final = {task: g.final_stage.hash for g in groups for task in g.tasks}
     sources = tuple(final[task] for task in composition.tasks)
@@ -402,6 +413,8 @@ def _composition(
                 if calibration is not None
                 else None
             ),
+            # Only when the engine pads (TGI), so that vLLM plans keep their hash.
+            **({"paddedRanks": padded_ranks} if padded_ranks else {}),
         }
     )
     evaluation_hash = content_hash(

@@ -25,7 +25,13 @@ from ..api.status import (
 from .confidence import PerExample, ratio_interval, verdict
 from .planner import Plan, content_hash
 from .render import evaluable
-from .steps import Step, baseline_adapter_name, pipeline_steps, served_adapter_path
+from .steps import (
+    Step,
+    baseline_adapter_name,
+    pipeline_steps,
+    served_adapter_path,
+    trained_path,
+)
 
 Phase = Literal["Running", "Succeeded", "Failed"]
 
@@ -56,6 +62,10 @@ class DesiredServing:
 
     revision: str
     adapters: dict[str, str]
+    # Method full: the fine-tuned model served in place of the base (no adapters), and
+    # the name requests use for it (the group's).
+    model: str | None = None
+    model_name: str | None = None
 
 
 @dataclass
@@ -309,6 +319,8 @@ def reconcile(
     rows: list[TaskStatus] = []
     adapters: dict[str, str] = {}
     method = spec.training.method
+    # (lora rank: a baseline's; the group's or CGC export's) as the engine loads them
+    (_, baseline_rank), (_, group_rank) = spec.natural_ranks()[:2]
     for task in spec.tasks:
         group = plan.group_of(task.name)
         known = task.baseline.score if task.baseline is not None else None
@@ -326,12 +338,12 @@ def reconcile(
             and task.name in baseline_adapters
         ):
             adapter, served_by = baseline_adapter_name(task.name), "baseline"
-            adapters[adapter] = baseline_adapters[task.name].adapter_path
+            adapters[adapter] = trained_path(baseline_adapters[task.name], method)
         elif method == "cgcLora":
             adapter = task.name
             adapters[adapter] = served_adapter_path(final_stage[group.name], task.name, method)
         else:
-            adapters[group.name] = final_stage[group.name].adapter_path
+            adapters[group.name] = trained_path(final_stage[group.name], method)
         rows.append(
             TaskStatus(
                 name=task.name,
@@ -341,6 +353,11 @@ def reconcile(
                 adapter=adapter if pipeline_done else None,
                 served_by=served_by if pipeline_done else None,
                 resource="high" if task.name in group.high_resource else "low",
+                rank=(
+                    spec.served_rank(baseline_rank if served_by == "baseline" else group_rank)
+                    if pipeline_done and method != "full"
+                    else None
+                ),
             )
         )
 
@@ -379,6 +396,9 @@ def reconcile(
             }
         )
         desired = DesiredServing(revision=revision, adapters=dict(sorted(adapters.items())))
+        if method == "full":  # the spec allows one served model (one group, no baselines)
+            (name, model), *_ = adapters.items()
+            desired = DesiredServing(revision, {}, model=model, model_name=name)
 
     prev = {c.type: c for c in previous or []}
 

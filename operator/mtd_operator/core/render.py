@@ -11,7 +11,7 @@ from typing import Any
 
 from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .planner import Plan, StagePlan
-from .steps import Step, continuation_path, served_adapter_path
+from .steps import Step, continuation_path, served_adapter_path, trained_path
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ def _hyperparameters(spec: MultiTaskDeploymentSpec, max_steps: int) -> dict[str,
     return {
         "max_steps": max_steps,
         "batch_size": training.batch_size,
+        # The spec's batch is the step's: N data-parallel processes (one per GPU) split it.
+        "batch_is_global": True,
         "learning_rate": training.learning_rate,
         "max_seq_length": training.max_seq_length,
         "seed": training.seed,
@@ -81,6 +83,12 @@ def _cgc(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
             "expert_rank": cgc.expert_rank,
         }
     }
+
+
+def _padding(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    """TGI's kernel ranks, which the trainer pads served adapters to (nothing for vLLM)."""
+    ranks = spec.padded_ranks()
+    return {"served_ranks": ranks} if ranks else {}
 
 
 def _stage_plan(plan: Plan, step: Step) -> StagePlan:
@@ -122,6 +130,7 @@ def render_step(
                 where.artifact(continuation_path(parent, spec.training.method)) if parent else None
             ),
             "output_dir": where.artifact(step.output),
+            **_padding(spec),
         }
     if step.role == "baseline":
         assert step.task is not None
@@ -137,6 +146,7 @@ def render_step(
             "hyperparameters": _hyperparameters(spec, spec.training.baseline.max_steps),
             "init_adapter": None,
             "output_dir": where.artifact(step.output),
+            **_padding(spec),
         }
     if step.role == "composition":
         return _render_compose(step, spec, plan, steps_by_key, where, deployment)
@@ -161,7 +171,10 @@ def render_step(
         assert step.task is not None
         names = [step.task]
     tasks = [spec.task(name) for name in names if spec.task(name).data.eval is not None]
-    adapters: dict[str, Any] = {"adapter": where.artifact(trained.adapter_path)}
+    # Under method full, "adapter" is the fine-tuned model folder (the trainer loads it whole).
+    adapters: dict[str, Any] = {
+        "adapter": where.artifact(trained_path(trained, spec.training.method))
+    }
     if spec.training.method == "cgcLora" and trained.role == "stage":
         adapters = {
             "adapter": None,
@@ -211,6 +224,7 @@ def _render_compose(
         "adapters": adapters,
         "merge": {"method": composition.merge, "density": composition.density},
         "output_dir": where.artifact(step.output),
+        **_padding(spec),
     }
     calibration = composition.calibration
     if calibration is not None:

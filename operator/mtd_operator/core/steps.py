@@ -47,16 +47,26 @@ class Step:
         return f"{self.output}/adapter"
 
 
-def served_adapter_path(step: Step, task: str, method: str) -> str:
-    """Where the adapter that serves `task` lies: CGC-LoRA exports one per task."""
-    if method == "cgcLora" and step.role == "stage":
-        return f"{step.output}/adapters/{task}"
+def trained_path(step: Step, method: str) -> str:
+    """What a step wrote: `<output>/model` for a full fine-tune (the trainer's layout),
+    else the adapter."""
+    if method == "full" and step.verb == "train":
+        return f"{step.output}/model"
     return step.adapter_path
 
 
+def served_adapter_path(step: Step, task: str, method: str) -> str:
+    """Where the adapter that serves `task` lies: CGC-LoRA exports one per task; under
+    method full, the fine-tuned model folder."""
+    if method == "cgcLora" and step.role == "stage":
+        return f"{step.output}/adapters/{task}"
+    return trained_path(step, method)
+
+
 def continuation_path(step: Step, method: str) -> str:
-    """What the next stage starts from: the adapter, or CGC-LoRA's experts and gates."""
-    return f"{step.output}/cgc" if method == "cgcLora" else step.adapter_path
+    """What the next stage starts from: the adapter (the model, under full), or
+    CGC-LoRA's experts and gates."""
+    return f"{step.output}/cgc" if method == "cgcLora" else trained_path(step, method)
 
 
 def baseline_adapter_name(task: str) -> str:

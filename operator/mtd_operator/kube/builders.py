@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import yaml
@@ -31,6 +32,8 @@ from .constants import (
 MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
 SERVING_PORT = 8080
+HF_MODELS_DIR = "models/hf"  # hub models' copies on the workspace volume
+CACHE_MOUNT = "/cache"  # serving engines' writable home and caches (an emptyDir)
 
 
 def child_name(parent: str, suffix: str) -> str:
@@ -86,9 +89,11 @@ def cluster_locations(
 
 
 def base_model_path(uri: str, config: OperatorConfig) -> str:
+    """The base model as pods see it. A hub model is downloaded once, by the profiling
+    Job, to models/hf/ORG/NAME on the workspace volume; every other pod reads it there."""
     mount = config.workspace_mount_path.rstrip("/")
     if uri.startswith("hf://"):
-        return uri
+        return f"{mount}/{HF_MODELS_DIR}/{uri.removeprefix('hf://').strip('/')}"
     if uri.startswith("pvc://"):
         claim, _, path = uri.removeprefix("pvc://").partition("/")
         if claim == config.workspace_claim:
@@ -106,6 +111,17 @@ def _extra_model_claims(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -
     return []
 
 
+def volume_name(prefix: str, claim: str) -> str:
+    """A valid volume name (DNS-1123 label) for any claim name: claims may hold dots and
+    be 253 characters long, volume names may not. Readable when it can be, else hashed."""
+    readable = re.sub(r"[^a-z0-9-]", "-", claim.lower())
+    name = f"{prefix}-{readable}"
+    if readable == claim and len(name) <= MAX_NAME and not claim.endswith("-"):
+        return name
+    digest = hashlib.sha256(claim.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
 def _volumes(
     spec: MultiTaskDeploymentSpec, config: OperatorConfig, config_map: str | None, read_only: bool
 ) -> tuple[list[dict], list[dict]]:
@@ -120,15 +136,11 @@ def _volumes(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     for claim in _extra_model_claims(spec, config):
+        name = volume_name("model", claim)
         volumes.append(
-            {
-                "name": f"model-{claim}"[:63],
-                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
-            }
+            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append(
-            {"name": f"model-{claim}"[:63], "mountPath": f"/models/{claim}", "readOnly": True}
-        )
+        mounts.append({"name": name, "mountPath": f"/models/{claim}", "readOnly": True})
     if config_map is not None:
         volumes.append({"name": "config", "configMap": {"name": config_map}})
         mounts.append({"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True})
@@ -136,13 +148,31 @@ def _volumes(
 
 
 def _pod_security() -> dict[str, Any]:
+    """Our own pods (trainer Jobs) and vLLM's: non-root. `OnRootMismatch` spares the
+    kubelet a recursive chown of the whole workspace volume at every pod start."""
     return {
         "runAsNonRoot": True,
         "runAsUser": 65532,
         "runAsGroup": 65532,
         "fsGroup": 65532,
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def engine_pod_security(engine: str, config: OperatorConfig) -> dict[str, Any]:
+    """The serving pod's securityContext: the chart's override, else what the engine's
+    image needs. TGI's image installs Python under /root and cannot start rootless
+    (text-generation-inference issue #3082), so it runs as the image's user; vLLM runs as
+    uid 65532 once it has a writable HOME (see `_engine_env`)."""
+    override = config.tgi_pod_security_context if engine == "tgi" else None
+    if engine == "vllm":
+        override = config.vllm_pod_security_context
+    if override:  # the chart's {} means "the engine's default"
+        return dict(override)
+    if engine == "tgi":
+        return {"seccompProfile": {"type": "RuntimeDefault"}}
+    return _pod_security()
 
 
 def _container_security() -> dict[str, Any]:
@@ -184,6 +214,7 @@ def _job(
     gpus: int,
     labels_extra: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    hub_env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     labels = _labels(body["metadata"]["name"], role, labels_extra)
     volumes, mounts = _volumes(spec, config, config_map, read_only=False)
@@ -193,6 +224,8 @@ def _job(
         {"name": "MTD_OWNER_REFERENCE", "value": json.dumps(owner_reference(body))},
         {"name": "HF_HOME", "value": "/tmp/hf"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # Only the downloading Job (hub_env) may reach the hub; the rest read the copy.
+        *(hub_env if hub_env is not None else [{"name": "HF_HUB_OFFLINE", "value": "1"}]),
     ]
     return {
         "apiVersion": "batch/v1",
@@ -236,8 +269,11 @@ def config_map(body: dict[str, Any], name: str, role: str, data: dict[str, str])
 
 
 def profile_key(spec: MultiTaskDeploymentSpec) -> str:
-    """Profiling reruns when anything it reads changes: data paths, labels, task types."""
+    """Profiling reruns when anything it reads changes: data paths, labels, task types,
+    and a hub base model (which it downloads)."""
     payload: list = [(t.name, t.type, t.labels, t.data.train, t.data.eval) for t in spec.tasks]
+    if spec.base_model.uri.startswith("hf://"):  # only then: other Jobs keep their names
+        payload.append(spec.base_model.model_dump(mode="json"))
     if spec.compositions:  # only when used, so that existing profile Jobs keep their names
         payload.append(
             [
@@ -266,7 +302,16 @@ def profile_objects(
         "--data-dir", config.workspace_mount_path,
         "--result-configmap", result_name(name),
     ]  # fmt: skip
-    job = _job(body, config, spec, name, "profile", command, name, gpus=0)
+    hub_env = None
+    uri = spec.base_model.uri
+    if uri.startswith("hf://"):
+        command += ["--download-model", uri, "--model-dir", base_model_path(uri, config)]
+        hub_env = []
+        secret = spec.base_model.token_secret
+        if secret is not None:
+            ref = {"secretKeyRef": {"name": secret.name, "key": secret.key}}
+            hub_env.append({"name": "HF_TOKEN", "valueFrom": ref})
+    job = _job(body, config, spec, name, "profile", command, name, gpus=0, hub_env=hub_env)
     return job, cm
 
 
@@ -285,6 +330,9 @@ def step_objects(
         "--config", f"{CONFIG_MOUNT}/config.json",
         "--result-configmap", result_name(name),
     ]  # fmt: skip
+    processes = trainer_processes(spec, config) if step.verb == "train" else 1
+    if processes > 1:
+        command += ["--processes", str(processes)]
     job = _job(
         body,
         config,
@@ -300,6 +348,12 @@ def step_objects(
     return job, cm
 
 
+def trainer_processes(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> int:
+    """Data-parallel processes of a training Job: one per GPU (each takes a share of the
+    step's batch, so the result is one process's), never more than examples per batch."""
+    return max(1, min(config.trainer_gpus, spec.training.batch_size))
+
+
 def serving_name(parent: str) -> str:
     return child_name(parent, "serving")
 
@@ -310,40 +364,71 @@ def vllm_max_lora_rank(spec: MultiTaskDeploymentSpec) -> int:
     return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), VLLM_MAX_LORA_RANKS[-1])
 
 
+def _engine_env(engine: str, security: dict[str, Any]) -> list[dict[str, str]]:
+    """Writable home and caches on the `cache` volume. vLLM as a uid without a home
+    writes to /.cache and fails (vllm issues #10185, #20127); TGI as root keeps its
+    image's HOME (/root, where its Python lives) unless the pod is made non-root."""
+    env = {
+        "HF_HUB_OFFLINE": "1",  # the model and adapters are on the workspace volume
+        "HF_HOME": f"{CACHE_MOUNT}/hf",
+        "HUGGINGFACE_HUB_CACHE": f"{CACHE_MOUNT}/hf/hub",
+        "XDG_CACHE_HOME": f"{CACHE_MOUNT}/xdg",
+    }
+    if engine == "vllm" or security.get("runAsUser", 0) != 0:
+        env["HOME"] = f"{CACHE_MOUNT}/home"
+        env["XDG_CONFIG_HOME"] = f"{CACHE_MOUNT}/config"
+    if engine == "vllm":
+        env["VLLM_CACHE_ROOT"] = f"{CACHE_MOUNT}/vllm"
+    return [{"name": key, "value": value} for key, value in env.items()]
+
+
 def _engine_container(
-    spec: MultiTaskDeploymentSpec, config: OperatorConfig, adapters: dict[str, str]
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    adapters: dict[str, str],
+    security: dict[str, Any],
+    model: str | None = None,
+    model_name: str | None = None,
 ) -> dict[str, Any]:
+    """The engine's image, args and env; with `model` (method full) it serves that
+    fine-tuned model folder itself, with no adapters."""
     base = base_model_path(spec.base_model.uri, config)
-    model_id = base.removeprefix("hf://")
+    model_id = model or base.removeprefix("hf://")
+    gpus = config.serving_gpus
+    env = _engine_env(spec.serving.engine, security)
+    if model is not None:
+        if spec.serving.engine == "tgi":
+            args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
+            args += ["--num-shard", str(gpus)] if gpus > 1 else []
+            return {"image": config.tgi_image, "args": args, "env": env}
+        args = ["--model", model_id, "--port", str(SERVING_PORT)]
+        args += ["--served-model-name", model_name] if model_name else []
+        args += ["--tensor-parallel-size", str(gpus)] if gpus > 1 else []
+        return {"image": config.vllm_image, "args": args, "env": env}
     if spec.serving.engine == "tgi":
         pairs = ",".join(f"{name}={path}" for name, path in adapters.items())
+        args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
+        if gpus > 1:  # one shard per GPU (TGI would also default to all visible GPUs)
+            args += ["--num-shard", str(gpus)]
         return {
             "image": config.tgi_image,
-            "args": ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"],
-            "env": [
-                {"name": "LORA_ADAPTERS", "value": pairs},
-                {"name": "HF_HOME", "value": "/tmp/hf"},
-                {"name": "HUGGINGFACE_HUB_CACHE", "value": "/tmp/hf"},
-            ],
+            "args": args,
+            "env": [{"name": "LORA_ADAPTERS", "value": pairs}, *env],
         }
     modules = [f"{name}={path}" for name, path in adapters.items()]
-    return {
-        "image": config.vllm_image,
-        "args": [
-            "--model",
-            model_id,
-            "--port",
-            str(SERVING_PORT),
-            "--enable-lora",
-            "--max-lora-rank",
-            str(vllm_max_lora_rank(spec)),
-            "--max-loras",
-            str(max(1, len(adapters))),
-            "--lora-modules",
-            *modules,
-        ],
-        "env": [{"name": "HF_HOME", "value": "/tmp/hf"}],
-    }
+    args = ["--model", model_id, "--port", str(SERVING_PORT)]
+    if gpus > 1:  # vLLM's default is 1: without it, every other GPU sits idle
+        args += ["--tensor-parallel-size", str(gpus)]
+    args += [
+        "--enable-lora",
+        "--max-lora-rank",
+        str(vllm_max_lora_rank(spec)),
+        "--max-loras",
+        str(max(1, len(adapters))),
+        "--lora-modules",
+        *modules,
+    ]
+    return {"image": config.vllm_image, "args": args, "env": env}
 
 
 def serving_deployment(
@@ -362,8 +447,12 @@ def serving_deployment(
     name = serving_name(parent)
     selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
     adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
-    engine = _engine_container(spec, config, adapters)
+    security = engine_pod_security(spec.serving.engine, config)
+    model = locations.artifact(desired.model) if desired.model else None
+    engine = _engine_container(spec, config, adapters, security, model, desired.model_name)
     volumes, mounts = _volumes(spec, config, None, read_only=True)
+    volumes.append({"name": "cache", "emptyDir": {}})
+    mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "server",
@@ -395,7 +484,7 @@ def serving_deployment(
                     "annotations": {ANNOTATION_REVISION: desired.revision},
                 },
                 "spec": {
-                    "securityContext": _pod_security(),
+                    "securityContext": security,
                     **_scheduling(config),
                     "containers": [container],
                     "volumes": volumes,

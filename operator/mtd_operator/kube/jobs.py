@@ -46,9 +46,26 @@ def _step_result(verb: str, config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def run_step(verb: str, config_path: Path, result_name: str, python: str = sys.executable) -> int:
+def trainer_command(verb: str, config_path: Path, processes: int, python: str) -> list[str]:
+    """The trainer command; with several processes, torchrun runs them data-parallel (one
+    per GPU; gloo on a CPU-only host)."""
+    trainer = ["-m", "mtd_trainer", verb, "--config", str(config_path)]
+    if processes <= 1:
+        return [python, *trainer]
+    # --standalone: a one-node rendezvous on a free local port (a pod is one node).
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+    return [python, *launcher, *trainer]
+
+
+def run_step(
+    verb: str,
+    config_path: Path,
+    result_name: str,
+    python: str = sys.executable,
+    processes: int = 1,
+) -> int:
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    code = subprocess.call([python, "-m", "mtd_trainer", verb, "--config", str(config_path)])
+    code = subprocess.call(trainer_command(verb, config_path, processes, python))
     if code != 0:
         return code
     write_result(result_name, _step_result(verb, config))

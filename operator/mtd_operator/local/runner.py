@@ -210,9 +210,12 @@ class LocalRun:
     def serving_manifest(self, decision: Decision) -> dict[str, Any]:
         assert decision.serving is not None
         rows = {row.name: row for row in decision.status.tasks}
+        full = decision.serving.model is not None  # the fine-tuned model, no adapters
+        model = self.locations.artifact(decision.serving.model) if full else None
         return {
             "revision": decision.serving.revision,
-            "baseModel": self.locations.base_model,
+            "baseModel": model or self.locations.base_model,
+            **({"modelId": decision.serving.model_name} if full else {}),
             "adapters": {
                 name: self.locations.artifact(path)
                 for name, path in decision.serving.adapters.items()
@@ -224,7 +227,7 @@ class LocalRun:
                         "type": task.type,
                         "instruction": task.instruction,
                         **({"labels": list(task.labels)} if task.labels else {}),
-                        "adapter": rows[task.name].adapter,
+                        "adapter": None if full else rows[task.name].adapter,
                     }
                     for task in self.spec.tasks
                 ]

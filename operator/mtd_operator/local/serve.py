@@ -63,6 +63,8 @@ def server_command(
     command = [python, "-m", "mtd_trainer.serving", "--base-model", manifest["baseModel"]]
     for name, path in manifest["adapters"].items():
         command += ["--adapter", f"{name}={path}"]
+    if manifest.get("modelId"):  # method full: the fine-tuned model answers to its group
+        command += ["--model-id", manifest["modelId"]]
     token = manifest_path.parent / ADMIN_TOKEN_FILE
     return [
         *command,
@@ -183,6 +185,11 @@ def running_server(url: str) -> bool:
 def push_adapters(url: str, manifest_path: Path) -> list[str]:
     """Move a running server to the manifest's adapters without a restart."""
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("modelId"):
+        raise ServingError(
+            f"{url} serves another model; a fully fine-tuned model (training.method full) "
+            "replaces the base model, which needs a new server: stop it and run again"
+        )
     body = json.dumps({"adapters": manifest["adapters"], "catalogue": manifest["catalogue"]})
     try:
         token = (manifest_path.parent / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip()

@@ -41,6 +41,8 @@ from transformers import (
     TypicalLogitsWarper,
 )
 
+from ..errors import InputError
+from ..modeling import Placement, local_folder, local_placement
 from .grammar import Piece, RegexConstraint, allowed_tokens
 
 log = logging.getLogger(__name__)
@@ -213,8 +215,12 @@ class Engine:
         model_id: str | None = None,
         max_input_tokens: int | None = None,
         max_total_tokens: int | None = None,
+        placement: Placement | None = None,
     ) -> None:
-        folder = Path(base_model)
+        try:  # hf://ORG/NAME: the user's hub cache (`mtd run` locally)
+            folder = Path(local_folder(str(base_model)))
+        except InputError as exc:
+            raise EngineError(str(exc)) from None
         if not (folder / "config.json").is_file():
             raise EngineError(f"base model {base_model}: not a model folder (no config.json)")
         adapters = dict(adapters or {})
@@ -227,7 +233,10 @@ class Engine:
             if not (Path(path) / "adapter_config.json").is_file():
                 raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        # CUDA (bf16 where supported) when present, fp32 on the CPU: one rule, in modeling.
+        self.placement = placement or local_placement()
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=self.placement.dtype)
+        model = model.to(self.placement.device)
         for index, (name, path) in enumerate(adapters.items()):
             try:
                 if index == 0:
@@ -413,13 +422,13 @@ class Engine:
             keep_all = step == 0 and params.prefill_details
             with self._using(adapter):
                 out = self.model(
-                    input_ids=torch.tensor([step_input]),
+                    input_ids=torch.tensor([step_input], device=self.placement.device),
                     past_key_values=cache,
                     use_cache=True,
                     logits_to_keep=0 if keep_all else 1,
                 )
             cache = out.past_key_values
-            logits = out.logits[0].float()
+            logits = out.logits[0].float().cpu()  # sampling and grammar run on the CPU
             if keep_all:
                 prefill = self._prefill(prompt_ids, logits)
             logprobs = torch.log_softmax(logits[-1], dim=-1)
@@ -564,8 +573,11 @@ class Engine:
                 f"{longest} label tokens"
             )
         with self._using(adapter):
-            prefix = self.model(input_ids=torch.tensor([prompt_ids]), logits_to_keep=1)
-        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
+            prefix = self.model(
+                input_ids=torch.tensor([prompt_ids], device=self.placement.device),
+                logits_to_keep=1,
+            )
+        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1).cpu()
         scores: list[float] = []
         for start in range(0, len(options), batch):
             if cancelled is not None and cancelled.is_set():
@@ -586,11 +598,13 @@ class Engine:
         """Log-probabilities after each token of `options`, read on the prompt's cache."""
         longest = max(len(option) for option in options)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        rows = torch.tensor([o + [pad] * (longest - len(o)) for o in options])
+        device = self.placement.device
+        rows = torch.tensor([o + [pad] * (longest - len(o)) for o in options], device=device)
         mask = torch.tensor(
-            [[1] * (prompt_length + len(o)) + [0] * (longest - len(o)) for o in options]
+            [[1] * (prompt_length + len(o)) + [0] * (longest - len(o)) for o in options],
+            device=device,
         )
-        positions = torch.arange(prompt_length, prompt_length + longest)
+        positions = torch.arange(prompt_length, prompt_length + longest, device=device)
         cache.batch_repeat_interleave(len(options))
         with self._using(adapter):
             logits = self.model(
@@ -599,4 +613,4 @@ class Engine:
                 position_ids=positions.expand(len(options), -1),
                 past_key_values=cache,
             ).logits
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(logits.float(), dim=-1).cpu()
