@@ -477,7 +477,7 @@ def run_eval(config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
     config_dir.mkdir(parents=True, exist_ok=True)
     config_path = config_dir / f"eval-{key}.json"
     config_path.write_text(json.dumps(config, indent=2))
-    from mtd_trainer.config import load_config
+    from mtd_contract.config import load_config
     from mtd_trainer.evaluation import evaluate
 
     started = time.monotonic()

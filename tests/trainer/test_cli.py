@@ -189,7 +189,7 @@ def test_checkpoint_of_another_run_is_refused(
     write_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mtd_trainer.config import TrainConfig
+    from mtd_contract.config import TrainConfig
     from mtd_trainer.training import train
 
     raw = train_config("reused")

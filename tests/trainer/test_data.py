@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DataCollatorWithFlattening, LlamaForCausalLM
 
-from mtd_trainer.config import TaskConfig
+from mtd_contract.config import TaskConfig
+from mtd_contract.prompts import messages, plain_prompt
 from mtd_trainer.data import load_examples
 from mtd_trainer.encoding import IGNORE, encode_batch, prompt_ids
 from mtd_trainer.errors import InputError
-from mtd_trainer.prompts import messages, plain_prompt
 
 pytestmark = pytest.mark.trainer
 

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ComposeConfig, ConfigError, EvalConfig, TrainConfig, load_config
+from mtd_contract.config import ComposeConfig, ConfigError, EvalConfig, TrainConfig, load_config
+
 from .errors import InputError
 
 log = logging.getLogger("mtd_trainer")

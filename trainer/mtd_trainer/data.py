@@ -12,7 +12,8 @@ from pathlib import Path
 
 import datasets
 
-from .config import TaskConfig
+from mtd_contract.config import TaskConfig
+
 from .errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""Render a step into the trainer's self-contained config (trainer/mtd_trainer/config.py).
+"""Render a step into the trainer's self-contained config (contract/mtd_contract/config.py).
 
 Pure: paths come from a `Locations` the driver supplies (a spec folder and workspace
 locally; the workspace volume's mount path on a cluster).
