@@ -30,11 +30,14 @@ GOOD = '{"input": "good film", "output": "pos"}\n'
     ("lines", "message"),
     [
         ([GOOD, "{not json\n"], ":2: not valid JSON"),
-        ([GOOD, "\n", '{"output": "pos"}\n'], ":3: field 'input' is missing"),
-        ([GOOD, '{"input": "x"}\n'], ":2: field 'output' is missing"),
-        ([GOOD, '{"input": 3, "output": "pos"}\n'], ":2: field 'input' is not a string"),
-        ([GOOD, '["x", "pos"]\n'], ":2: expected a JSON object"),
-        ([GOOD, '{"input": "x", "output": "maybe"}\n'], ":2: unknown label 'maybe'; allowed: pos"),
+        ([GOOD, "\n", '{"output": "pos"}\n'], ":3: missing key(s) input"),
+        ([GOOD, '{"input": "x"}\n'], ":2: missing key(s) output"),
+        ([GOOD, '{"input": 3, "output": "pos"}\n'], ":2: 'input' must be a string"),
+        ([GOOD, '["x", "pos"]\n'], ":2: expected an object"),
+        (
+            [GOOD, '{"input": "x", "output": "maybe"}\n'],
+            ":2: output 'maybe' is not a label; allowed: pos",
+        ),
         (["\n", "  \n"], ": empty file, no examples"),
     ],
 )
@@ -55,7 +58,7 @@ def test_missing_file_names_the_task(tmp_path: Path) -> None:
 
 def test_good_file_loads_and_an_edit_is_seen(tmp_path: Path) -> None:
     path = tmp_path / "good.jsonl"
-    path.write_text(GOOD + '{"input": "bad film", "output": " neg ", "extra": [1]}\n')
+    path.write_text(GOOD + '{"input": "bad film", "output": "neg", "extra": [1]}\n')
     examples = load_examples(str(path), TASK)
     assert examples["output"] == ["pos", "neg"]
     path.write_text(GOOD * 3)
