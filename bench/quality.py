@@ -1059,8 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in specs.items():
         (spec_dir / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
+    from mtd_operator.api.grouping import taxonomy_kind
     from mtd_operator.api.spec import TaskSpec
-    from mtd_operator.core.planner import taxonomy_kind
 
     first_plan = plan_of(specs["three-stage"], spec_dir)
     profiles = first_plan[1]

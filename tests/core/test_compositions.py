@@ -261,7 +261,7 @@ def test_under_cgc_lora_each_task_contributes_its_own_exported_adapter():
     (stage_key,) = compose.after  # both tasks are in the generation group
     config = render_step(compose, spec, the_plan, by_key, WHERE, "support")
     output = by_key[stage_key].output
-    assert [a["path"] for a in config["adapters"]] == [
+    assert [a.path for a in config.adapters] == [
         f"/ws/support/{output}/adapters/summary",
         f"/ws/support/{output}/adapters/translate",
     ]

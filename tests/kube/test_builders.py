@@ -76,7 +76,7 @@ def test_step_job_requests_gpus_and_mounts_the_workspace():
     job, cm = builders.step_objects(BODY, spec, CONFIG, step, rendered)
     assert job["metadata"]["name"] == cm["metadata"]["name"] == f"support-{step.key}"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert json.loads(cm["data"]["config.json"]) == rendered
+    assert json.loads(cm["data"]["config.json"]) == rendered.model_dump(mode="json")
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "registry.example/trainer:1"

@@ -13,6 +13,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from mtd_contract.tasks import (
+    CLASSIFICATION_METRICS,
+    GENERATION_METRICS,
+    Metric,
+    TaskType,
+    default_metric,
+)
+
+from .grouping import RESERVED_ADAPTER_NAMES, RESERVED_ADAPTER_PREFIXES, group_tasks
+
 API_GROUP = "multitask.dev"
 API_VERSION = "v1alpha1"
 KIND = "MultiTaskDeployment"
@@ -23,10 +33,6 @@ SHORT_NAMES = ["mtd"]
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS1123_RE = re.compile(DNS1123_LABEL)
 
-TaskType = Literal["classification", "generation"]
-Metric = Literal["accuracy", "macroF1", "rougeL", "exactMatch", "chrF"]
-CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "macroF1", "exactMatch")
-GENERATION_METRICS: tuple[str, ...] = ("rougeL", "exactMatch", "chrF")
 BASE_MODEL_SCHEMES = ("pvc://", "hf://", "/", "./", "../")
 
 
@@ -43,13 +49,6 @@ class ApiModel(BaseModel):
     def to_api(self) -> dict:
         """The wire form (camelCase, defaults included, unset optionals left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def default_metric(type_: str, metric: str | None) -> str:
-    """The metric a task is scored with: its own, or accuracy / rougeL by type."""
-    if metric is not None:
-        return metric
-    return "accuracy" if type_ == "classification" else "rougeL"
 
 
 def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: str | None) -> None:
@@ -308,9 +307,6 @@ class Serving(ApiModel):
 MERGE_METHODS = ("linear", "cat", "ties")
 # vLLM's --max-lora-rank accepts only these values (vllm/config/lora.py).
 VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-# Serving adapter ids the planner and reconcile give out; a composition may not take one.
-RESERVED_ADAPTER_NAMES = ("all", "generation", "classification", "binary", "ordinal", "multiclass")
-RESERVED_ADAPTER_PREFIXES = ("solo-", "single-")
 
 
 class CompositionData(ApiModel):
@@ -479,9 +475,7 @@ class MultiTaskDeploymentSpec(ApiModel):
                 )
         if self.training.method == "lora":
             # Tasks trained in one group share one adapter: merging it with itself only
-            # rescales it. The grouping is the planner's (pure; imported late: it imports us).
-            from ..core.planner import group_tasks
-
+            # rescales it.
             group_of = {t.name: g for g, members in group_tasks(self) for t in members}
             for index, composition in enumerate(self.compositions):
                 by_group: dict[str, list[str]] = {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mtd_contract.config import KINDS, AnyConfig
+
 from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .planner import Plan, StagePlan
 from .steps import Step, continuation_path, served_adapter_path
@@ -97,8 +99,21 @@ def render_step(
     steps_by_key: dict[str, Step],
     where: Locations,
     deployment: str,
+) -> AnyConfig:
+    """The typed config `python -m mtd_trainer <verb> --config` runs from (the contract's
+    models: a rendering the trainer would refuse fails here, in the operator)."""
+    raw = _render(step, spec, plan, steps_by_key, where, deployment)
+    return KINDS[raw["kind"]].model_validate(raw)
+
+
+def _render(
+    step: Step,
+    spec: MultiTaskDeploymentSpec,
+    plan: Plan,
+    steps_by_key: dict[str, Step],
+    where: Locations,
+    deployment: str,
 ) -> dict[str, Any]:
-    """The JSON document `python -m mtd_trainer <verb> --config` runs from."""
     common = {"base_model": where.base_model}
     if step.role == "stage":
         stage = _stage_plan(plan, step)

@@ -14,6 +14,10 @@ from typing import Any
 
 import yaml
 
+from mtd_contract.config import AnyConfig
+from mtd_contract.exits import EXIT_INVALID
+from mtd_contract.pod import profile_command, step_command
+
 from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
 from ..core.reconcile import DesiredServing
@@ -173,6 +177,25 @@ def _gpu_resources(config: OperatorConfig, gpus: int) -> dict[str, Any]:
     }
 
 
+def _pod_failure_policy() -> dict[str, Any]:
+    """Exit 2 (the input cannot work) fails the Job at once; other failures are retried
+    up to backoffLimit, and a pod disrupted by the cluster (eviction, preemption, node
+    drain) does not count against it. Requires `restartPolicy: Never`."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": "trainer",
+                    "operator": "In",
+                    "values": [EXIT_INVALID],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
 def _job(
     body: dict[str, Any],
     config: OperatorConfig,
@@ -200,6 +223,7 @@ def _job(
         "metadata": _meta(body, name, labels, annotations),
         "spec": {
             "backoffLimit": config.job_backoff_limit,
+            "podFailurePolicy": _pod_failure_policy(),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -260,12 +284,9 @@ def profile_objects(
         "spec": spec.to_api(),
     }
     cm = config_map(body, name, "profile", {"spec.yaml": yaml.safe_dump(resource, sort_keys=False)})
-    command = [
-        "mtd", "profile",
-        "--spec", f"{CONFIG_MOUNT}/spec.yaml",
-        "--data-dir", config.workspace_mount_path,
-        "--result-configmap", result_name(name),
-    ]  # fmt: skip
+    command = profile_command(
+        f"{CONFIG_MOUNT}/spec.yaml", config.workspace_mount_path, result_name(name)
+    )
     job = _job(body, config, spec, name, "profile", command, name, gpus=0)
     return job, cm
 
@@ -275,16 +296,13 @@ def step_objects(
     spec: MultiTaskDeploymentSpec,
     config: OperatorConfig,
     step: Step,
-    rendered: dict[str, Any],
+    rendered: AnyConfig,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A pipeline step's Job and the ConfigMap holding its trainer config."""
     name = child_name(body["metadata"]["name"], step.key)
-    cm = config_map(body, name, step.role, {"config.json": json.dumps(rendered, indent=1)})
-    command = [
-        "mtd", "step", step.verb,
-        "--config", f"{CONFIG_MOUNT}/config.json",
-        "--result-configmap", result_name(name),
-    ]  # fmt: skip
+    config_json = rendered.model_dump_json(indent=1)
+    cm = config_map(body, name, step.role, {"config.json": config_json})
+    command = step_command(step.verb, f"{CONFIG_MOUNT}/config.json", result_name(name))
     job = _job(
         body,
         config,

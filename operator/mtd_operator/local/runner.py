@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mtd_contract.pod import trainer_command
+from mtd_contract.results import ResultError, parse_result
+
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
 from ..core.planner import Plan, plan
@@ -108,8 +111,9 @@ class LocalRun:
             done_file = self.root / step.result_path
             if done_file.exists():
                 try:
-                    result = json.loads(done_file.read_text(encoding="utf-8"))
-                except ValueError:
+                    raw = json.loads(done_file.read_text(encoding="utf-8"))
+                    result = parse_result(step.verb, raw).model_dump(mode="json")
+                except (ValueError, ResultError):
                     continue  # torn or foreign file: the step runs again and rewrites it
                 observed[step.key] = StepState("Succeeded", result=result, attempts=1)
         return observed
@@ -137,10 +141,10 @@ class LocalRun:
             step, self.spec, self.plan, by_key, self.locations, self.resource.metadata.name
         )
         config_path = self.root / step.config_path
-        write_json_atomic(config_path, config)
+        write_json_atomic(config_path, config.model_dump(mode="json"))
         log_path = self.root / "logs" / f"{step.key}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [self.python, "-m", "mtd_trainer", step.verb, "--config", str(config_path)]
+        command = trainer_command(self.python, step.verb, str(config_path))
         self.out.write(f"▶ {step.key}: {' '.join(command[1:])}\n")
         self.out.flush()
         started = time.monotonic()
