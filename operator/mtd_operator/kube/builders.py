@@ -20,8 +20,9 @@ from mtd_contract.pod import profile_command, step_command
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
+from ..core.planner import Plan
 from ..core.reconcile import DesiredServing
-from ..core.render import Locations
+from ..core.render import Locations, render_step
 from ..core.steps import Step
 from .constants import (
     ANNOTATION_REVISION,
@@ -316,6 +317,22 @@ def step_objects(
         annotations={ANNOTATION_STEP: step.key},
     )
     return job, cm
+
+
+def rendered_step_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    plan: Plan,
+    steps_by_key: dict[str, Step],
+    step: Step,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A step's Job and ConfigMap with its trainer config rendered for the cluster (what
+    the controller creates, and what `mtd manifests` prints)."""
+    meta = body["metadata"]
+    locations = cluster_locations(spec, config, meta["namespace"], meta["name"])
+    rendered = render_step(step, spec, plan, steps_by_key, locations, meta["name"])
+    return step_objects(body, spec, config, step, rendered)
 
 
 def serving_name(parent: str) -> str:

@@ -30,7 +30,6 @@ from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
-from ..core.render import render_step
 from . import builders
 from .constants import ANNOTATION_REVISION, ANNOTATION_STEP, LABEL_DEPLOYMENT
 from .metrics import METRICS
@@ -306,7 +305,7 @@ class Controller:
             now=now,
             gpus_per_replica=self.config.serving_gpus,
         )
-        self._start_steps(body, spec, the_plan, decision, locations, created)
+        self._start_steps(body, spec, the_plan, decision, created)
         if decision.serving is not None:
             self._apply_serving(body, spec, decision, locations, created)
         return self._write_status(body, old_status, decision.status, created, done=decision.done)
@@ -415,16 +414,13 @@ class Controller:
 
     # -- acting ----------------------------------------------------------------------
 
-    def _start_steps(
-        self, body, spec, the_plan, decision: Decision, locations, created: list[str]
-    ) -> None:
+    def _start_steps(self, body, spec, the_plan, decision: Decision, created: list[str]) -> None:
         namespace = body["metadata"]["namespace"]
         by_key = {s.key: s for s in decision.steps}
         for step in decision.start:
-            rendered = render_step(
-                step, spec, the_plan, by_key, locations, body["metadata"]["name"]
+            job, cm = builders.rendered_step_objects(
+                body, spec, self.config, the_plan, by_key, step
             )
-            job, cm = builders.step_objects(body, spec, self.config, step, rendered)
             if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
