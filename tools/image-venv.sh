@@ -25,6 +25,10 @@ deps_key=$(cat "$root/pyproject.toml" "$root/requirements.lock" "$0" | cksum | c
 src_key=$(cd "$root" && find contract operator trainer -name '*.py' -o -name 'py.typed' \
   | LC_ALL=C sort | xargs cat | cksum | cut -d' ' -f1)
 
+# One build at a time per folder (parallel test runs share it); a waiting run then finds
+# the finished stamp and returns at once.
+exec 9>"$dir.lock"
+flock 9
 if [ -f "$dir/.image-$image-$deps_key-$src_key" ]; then
   exit 0
 fi
