@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mtd_trainer.config import CalibrationConfig, ComposeConfig, TaskConfig
+    from mtd_contract.config import CalibrationConfig, ComposeConfig, TaskConfig
     from mtd_trainer.evaluation import classify, generate, load_for_inference
     from mtd_trainer.modeling import load_tokenizer
 

@@ -477,7 +477,7 @@ def run_eval(config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
     config_dir.mkdir(parents=True, exist_ok=True)
     config_path = config_dir / f"eval-{key}.json"
     config_path.write_text(json.dumps(config, indent=2))
-    from mtd_trainer.config import load_config
+    from mtd_contract.config import load_config
     from mtd_trainer.evaluation import evaluate
 
     started = time.monotonic()
@@ -1059,8 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in specs.items():
         (spec_dir / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
+    from mtd_operator.api.grouping import taxonomy_kind
     from mtd_operator.api.spec import TaskSpec
-    from mtd_operator.core.planner import taxonomy_kind
 
     first_plan = plan_of(specs["three-stage"], spec_dir)
     profiles = first_plan[1]

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from mtd_trainer.prompts import messages
+from mtd_contract.prompts import messages
 
 TEXTS = [
     "The film was a delight from start to finish, with a cast that clearly enjoyed it.",

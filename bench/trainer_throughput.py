@@ -62,7 +62,7 @@ from transformers import (
 )
 
 import mtd_trainer.training
-from mtd_trainer.config import LoraConfig, TaskConfig, TrainConfig
+from mtd_contract.config import LoraConfig, TaskConfig, TrainConfig
 from mtd_trainer.data import load_examples
 from mtd_trainer.encoding import encode_dataset
 from mtd_trainer.modeling import attach_lora, load_tokenizer

@@ -135,7 +135,7 @@ def test_test_split_is_never_used_for_training(built, tmp_path: Path):
 
 
 def test_eval_configs_are_valid_trainer_configs(built, tmp_path: Path):
-    from mtd_trainer.config import EvalConfig
+    from mtd_contract.config import EvalConfig
 
     quality, _, data, spec_dir, base, scale, specs = built
     for name, spec in specs.items():
@@ -164,7 +164,7 @@ def test_summary_counts_qualified_tasks(quality):
 
 
 def test_cgc_lora_is_three_stage_with_cgc_experts(built, tmp_path: Path):
-    from mtd_trainer.config import EvalConfig
+    from mtd_contract.config import EvalConfig
 
     quality, _, data, spec_dir, base, scale, specs = built
     cgc, three = specs["cgc-lora"]["spec"], specs["three-stage"]["spec"]

@@ -100,6 +100,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_manifests(args: argparse.Namespace) -> int:
+    import os
+
+    import yaml
+
+    from .kube.manifests import operator_config, pipeline_objects
+
+    try:
+        config = operator_config(os.environ, args.set)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    resource, profiles, compositions = load_and_profile(Path(args.file))
+    namespace = args.namespace or resource.metadata.namespace or "default"
+    objects = pipeline_objects(resource, profiles, compositions, config, namespace)
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+    return 0
+
+
 def _cmd_crd(args: argparse.Namespace) -> int:
     sys.stdout.write(crd_yaml())
     return 0
@@ -322,6 +341,28 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--download-model", help="hf://ORG/NAME to download first")
     profile.add_argument("--model-dir", help="where to (on the workspace volume)")
     profile.set_defaults(func=_cmd_profile)
+
+    manifests = commands.add_parser(
+        "manifests",
+        help="print every object the operator would create for this resource (YAML)",
+        description="Every Job and ConfigMap of the whole pipeline and the serving objects "
+        "as they will be once every step has succeeded, built as the operator builds them. "
+        "The operator's configuration comes from the MTD_* variables the chart sets, and "
+        "--set under the chart's value names.",
+    )
+    manifests.add_argument("file")
+    manifests.add_argument(
+        "-n", "--namespace", help="the resource's namespace (default: its own, or default)"
+    )
+    manifests.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a chart value, e.g. trainer.gpus=2, serving.gpus=2, trainer.image=REF, "
+        "workspace.claim=NAME",
+    )
+    manifests.set_defaults(func=_cmd_manifests)
 
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition")
     crd.set_defaults(func=_cmd_crd)

@@ -2,7 +2,7 @@
 
 The client knows the task catalogue (from the server's /catalogue, or given, e.g. built
 from a workspace's status and spec), so a caller names a task and passes text; the
-client formats the prompt exactly as training did (`mtd_trainer.prompts`), routes to the
+client formats the prompt exactly as training did (`mtd_contract.prompts`), routes to the
 task's adapter, and for classification constrains the answer to the task's labels.
 
 Two servers are supported with the same code:
@@ -27,7 +27,7 @@ import httpx
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 
-from mtd_trainer.prompts import messages
+from mtd_contract.prompts import messages
 
 #: The model name TGI gives its base model in chat requests.
 BASE_MODEL = "tgi"

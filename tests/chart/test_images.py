@@ -167,6 +167,19 @@ def test_operator_entrypoint_is_kopf_with_the_operator_module():
         pytest.skip(f"{OPERATOR_MODULE} is not written yet (issue 5)")
 
 
+def test_each_image_installs_the_packages_its_commands_import():
+    """The build check of each Dockerfile imports the modules of mtd_contract.images; their
+    third-party packages must be in the image's extra (kubernetes: `mtd step` publishes)."""
+    from mtd_contract.images import IMAGES
+
+    for image, (extra, modules) in IMAGES.items():
+        text = Dockerfile(DOCKERFILES[image]).run_text()
+        assert f"mtd_contract.images {image}" in text
+        ours = ("mtd_contract", "mtd_operator", "mtd_trainer")
+        third_party = {m.split(".")[0] for m in modules if not m.startswith(ours)}
+        assert third_party <= requirement_names(extra), image
+
+
 def test_trainer_entrypoint_module_exists():
     entrypoint = json.loads(Dockerfile(DOCKERFILES["trainer"]).final("ENTRYPOINT"))
     assert entrypoint == ["python", "-m", "mtd_trainer"]
@@ -271,6 +284,7 @@ def test_wheel_builds_from_the_docker_context(tmp_path):
     (wheel,) = (tmp_path / "wheels").glob("multitask_operator-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
+        "mtd_contract/config.py",
         "mtd_operator/config.py",
         "mtd_operator/rbac_needs.py",
         "mtd_trainer/__main__.py",

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from mtd_contract.config import ComposeConfig, EvalConfig
 from mtd_operator.api.crd import build_crd
 from mtd_operator.api.spec import MultiTaskDeploymentSpec
 from mtd_operator.core.planner import plan
@@ -18,7 +19,6 @@ from mtd_operator.core.reconcile import ServingObservation, StepState, reconcile
 from mtd_operator.core.render import Locations, render_step
 from mtd_operator.core.steps import pipeline_steps
 from mtd_operator.specfile import load_and_profile
-from mtd_trainer.config import ComposeConfig, EvalConfig
 from tests.k8s_emulator.schema import to_jsonschema
 
 from .specs import resource, task, write_jsonl
@@ -261,7 +261,7 @@ def test_under_cgc_lora_each_task_contributes_its_own_exported_adapter():
     (stage_key,) = compose.after  # both tasks are in the generation group
     config = render_step(compose, spec, the_plan, by_key, WHERE, "support")
     output = by_key[stage_key].output
-    assert [a["path"] for a in config["adapters"]] == [
+    assert [a.path for a in config.adapters] == [
         f"/ws/support/{output}/adapters/summary",
         f"/ws/support/{output}/adapters/translate",
     ]

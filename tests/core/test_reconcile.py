@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from mtd_contract.config import EvalConfig, TrainConfig
 from mtd_operator.api.spec import MultiTaskDeploymentSpec
 from mtd_operator.core.planner import plan
 from mtd_operator.core.reconcile import ServingObservation, StepState, reconcile
 from mtd_operator.core.render import Locations, render_step
 from mtd_operator.core.steps import pipeline_steps
-from mtd_trainer.config import EvalConfig, TrainConfig
 
 from .specs import task
 from .test_planner import profiles_of

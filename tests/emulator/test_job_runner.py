@@ -125,3 +125,50 @@ def test_deleting_a_running_job_kills_it(emulator: Emulator, job_runner: JobRunn
     emulator.wait_for(lambda: _pods(emulator, "long"), timeout=10)
     emulator.delete(JOBS, "long", propagation="Background")
     emulator.wait_for(lambda: not _pods(emulator, "long"), timeout=10)
+
+
+def _with_policy(job: dict[str, Any], codes: list[int]) -> dict[str, Any]:
+    job["spec"]["podFailurePolicy"] = {"rules": [{"action": "FailJob", "onExitCodes": {
+        "containerName": "main", "operator": "In", "values": codes}}]}
+    return job
+
+
+def test_pod_failure_policy_fails_the_job_at_once(emulator: Emulator,
+                                                  job_runner: JobRunner) -> None:
+    emulator.create(_with_policy(_job("input", "import sys; sys.exit(2)", backoff=3), [2]))
+    emulator.create(_with_policy(_job("other", "import sys; sys.exit(1)", backoff=1), [2]))
+    job = emulator.wait_for(lambda: _finished(emulator, "input"), timeout=20)
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy" and "exit code 2" in failed["message"]
+    assert job["status"]["failed"] == 1 and len(_pods(emulator, "input")) == 1
+    other = emulator.wait_for(lambda: _finished(emulator, "other"), timeout=20)
+    assert other["status"]["failed"] == 2  # not matched: retried up to backoffLimit
+
+
+def test_image_mode_runs_only_what_the_image_has(emulator: Emulator,
+                                                 tmp_path: pathlib.Path) -> None:
+    image_bin = tmp_path / "image" / "bin"
+    image_bin.mkdir(parents=True)
+    tool = image_bin / "tool"
+    tool.write_text("#!/bin/sh\necho \"$PWD $HOME ${SECRET:-none} $GREETING\" > /dev/stderr\n"
+                    "exit 3\n")
+    tool.chmod(0o755)
+    with JobRunner(emulator, path_map={"/workspace": str(tmp_path / "ws")},
+                   image_bin=str(image_bin)):
+        absent = _job("absent", "")
+        absent["spec"]["template"]["spec"]["containers"][0].update(command=["mtd"], args=[])
+        emulator.create(absent)
+        present = _job("present", "", env={"GREETING": "hi"})
+        present["spec"]["template"]["spec"]["containers"][0].update(command=["tool"], args=[])
+        emulator.create(present)
+        job = emulator.wait_for(lambda: _finished(emulator, "absent"), timeout=20)
+        [pod] = _pods(emulator, "absent")
+        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert terminated["reason"] == "StartError"
+        assert 'exec: "mtd": executable file not found in $PATH' in terminated["message"]
+        assert job["status"]["failed"] == 1
+        emulator.wait_for(lambda: _finished(emulator, "present"), timeout=20)
+        [pod] = _pods(emulator, "present")
+        words = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].split()
+        assert words[2:] == ["none", "hi"]  # the pod's env only
+        assert words[0].endswith("/workdir") and words[1].endswith("/home")

@@ -12,6 +12,12 @@ other volumeMount gets ``<volume_root>/<volume name>``, shared by all Jobs that 
 same volume name (so a workspace PVC is one directory). Mapped prefixes are rewritten in
 the command, args, env values and workingDir. The termination log is a per-attempt local
 file; its path is also given to the process as ``$TERMINATION_MESSAGE_PATH``.
+
+Image-faithful mode (``image_bin``, the bin folder of a virtualenv built by
+``tools/image-venv.sh``): the command is looked up on that PATH only (a command the image
+lacks fails to start, as kubelet reports it), the process gets the pod's env and nothing
+of the test process's, and runs in an empty working directory. A Job's
+``podFailurePolicy`` is applied to exit codes (``FailJob``, ``Ignore``, ``Count``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import pathlib
 import queue
 import random
 import re
+import shutil
 import signal
 import string
 import subprocess
@@ -80,6 +87,7 @@ class JobRunner:
         extra_env: Mapping[str, str] | None = None,
         timeout: float | None = 600.0,
         gate: Callable[[str, str], AbstractContextManager[Any]] | None = None,
+        image_bin: str | None = None,
     ) -> None:
         self.emulator = emulator
         self.store = emulator.store
@@ -90,6 +98,9 @@ class JobRunner:
         self.python = python
         self.extra_env = dict(extra_env or {})
         self.timeout = timeout
+        # Run commands as the image would: from this bin folder (a virtualenv built by
+        # tools/image-venv.sh), with only the pod's env, in a fresh working directory.
+        self.image_bin = image_bin
         # A Turnstile (turnstile.py), or any gate(kind, "ns/name") returning a context
         # manager: every Job status write happens inside it, so a test can order them.
         self._gate = gate or (lambda kind, key: contextlib.nullcontext())
@@ -259,7 +270,29 @@ class JobRunner:
                     ],
                 })
                 return
+            rule = _matching_rule(spec.get("podFailurePolicy"), exit_code, job)
+            if rule is not None and rule[1] == "Ignore":
+                continue  # not counted against backoffLimit
             state.failed += 1
+            if rule is not None and rule[1] == "FailJob":
+                index, _ = rule
+                self._gated_write(state, "job-end", {
+                    "active": None, "ready": 0, "failed": state.failed,
+                    "conditions": [
+                        {"type": "FailureTarget", "status": "True",
+                         "reason": "PodFailurePolicy",
+                         "message": f"Container {_container_name(job)} for pod "
+                                    f"{state.namespace}/{state.pods[-1]} failed with exit code "
+                                    f"{exit_code} matching FailJob rule at index {index}",
+                         "lastProbeTime": now, "lastTransitionTime": now},
+                        {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                         "message": f"Container {_container_name(job)} for pod "
+                                    f"{state.namespace}/{state.pods[-1]} failed with exit code "
+                                    f"{exit_code} matching FailJob rule at index {index}",
+                         "lastProbeTime": now, "lastTransitionTime": now},
+                    ],
+                })
+                return
             if state.failed > backoff_limit:
                 detail = f"{reason}: {message}".strip() if message else reason
                 self._gated_write(state, "job-end", {
@@ -412,10 +445,19 @@ class JobRunner:
                    list(container.get("command") or []) + list(container.get("args") or [])]
         if not command:
             return (1, "Error", "the container has no command"), ""
-        if command[0] in ("python", "python3"):
-            command[0] = self.python
-        env = dict(os.environ)
-        env.update(self.extra_env)
+        if self.image_bin is None:
+            if command[0] in ("python", "python3"):
+                command[0] = self.python
+            env = dict(os.environ)
+            env.update(self.extra_env)
+        else:  # the image: its PATH, the pod's env and nothing of this process's
+            path = f"{self.image_bin}:/usr/local/bin:/usr/bin:/bin"
+            env = {**self.extra_env, "PATH": path, "HOME": str(local_term.parent / "home")}
+            found = shutil.which(command[0], path=path) if "/" not in command[0] else command[0]
+            if found is None:
+                message = f'exec: "{command[0]}": executable file not found in $PATH'
+                return (128, "StartError", message), message
+            command[0] = found
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = self._map_all(str(item["value"]), mapping)
@@ -423,6 +465,8 @@ class JobRunner:
         env["HOSTNAME"] = pod_name
         workdir = container.get("workingDir")
         cwd = self._map(workdir, mapping) if workdir else None
+        if cwd is None and self.image_bin is not None:
+            cwd = str(local_term.parent / "workdir")  # the image's WORKDIR, empty
         if cwd:
             pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
         try:
@@ -456,3 +500,24 @@ class JobRunner:
         if not message and exit_code != 0:
             message = err.decode(errors="replace")[-1024:].strip()
         return (exit_code, reason, message), logs
+
+
+def _container_name(job: Mapping[str, Any]) -> str:
+    containers = ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers")
+    return (containers or [{}])[0].get("name", "main")
+
+
+def _matching_rule(policy: Mapping[str, Any] | None, exit_code: int,
+                   job: Mapping[str, Any]) -> tuple[int, str] | None:
+    """(index, action) of the first podFailurePolicy rule matching a failed pod, as the Job
+    controller applies it (onExitCodes only: the emulator has no disruption conditions)."""
+    for index, rule in enumerate((policy or {}).get("rules") or []):
+        codes = rule.get("onExitCodes")
+        if not codes:
+            continue
+        if codes.get("containerName") not in (None, _container_name(job)):
+            continue
+        inside = exit_code in (codes.get("values") or [])
+        if inside == (codes.get("operator") == "In"):
+            return index, rule["action"]
+    return None

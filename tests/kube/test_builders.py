@@ -78,7 +78,7 @@ def test_step_job_requests_gpus_and_mounts_the_workspace():
     job, cm = builders.step_objects(BODY, spec, CONFIG, step, rendered)
     assert job["metadata"]["name"] == cm["metadata"]["name"] == f"support-{step.key}"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert json.loads(cm["data"]["config.json"]) == rendered
+    assert json.loads(cm["data"]["config.json"]) == rendered.model_dump(mode="json")
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "registry.example/trainer:1"
@@ -269,12 +269,12 @@ def test_tgi_padding_reaches_the_trainer_configs_and_hashes():
     for step in steps:
         if step.verb in ("train", "compose"):
             rendered = render_step(step, tgi, plans["tgi"], by_key, where, "support")
-            assert rendered["served_ranks"] == [16, 32, 64, 128]
+            assert rendered.served_ranks == [16, 32, 64, 128]
     steps = pipeline_steps(plans["vllm"])
     by_key = {s.key: s for s in steps}
     for step in steps:
         rendered = render_step(step, vllm, plans["vllm"], by_key, where, "support")
-        assert "served_ranks" not in rendered
+        assert getattr(rendered, "served_ranks", None) is None
 
 
 TWO_GPUS = CONFIG.model_copy(update={"trainer_gpus": 2, "serving_gpus": 2})
@@ -336,19 +336,21 @@ def test_training_jobs_launch_one_process_per_gpu_and_split_the_batch():
         command = job["spec"]["template"]["spec"]["containers"][0]["command"]
         if step.verb == "train":
             assert command[command.index("--processes") + 1] == "2"
-            assert rendered["hyperparameters"]["batch_is_global"] is True
+            assert rendered.hyperparameters.batch_is_global is True
         else:
             assert "--processes" not in command
+    first = render_step(steps[0], spec, result, by_key, where, "support")
     one_gpu, _ = builders.step_objects(BODY, spec, CONFIG.model_copy(
-        update={"trainer_gpus": 1}), steps[0], {})  # fmt: skip
+        update={"trainer_gpus": 1}), steps[0], first)  # fmt: skip
     assert "--processes" not in one_gpu["spec"]["template"]["spec"]["containers"][0]["command"]
 
 
 @pytest.mark.parametrize("claim", ["models.v2", "models-", "a" * 200, "Models"])
 def test_model_volume_names_are_valid_whatever_the_claim(claim):
     spec = make_spec(baseModel={"uri": f"pvc://{claim}/smollm2"})
-    steps = steps_and_render(spec)[1]
-    job, _ = builders.step_objects(BODY, spec, CONFIG, steps[0], {})
+    result, steps, by_key, where = steps_and_render(spec)
+    rendered = render_step(steps[0], spec, result, by_key, where, "support")
+    job, _ = builders.step_objects(BODY, spec, CONFIG, steps[0], rendered)
     pod = job["spec"]["template"]["spec"]
     names = [v["name"] for v in pod["volumes"]]
     assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names), names
@@ -375,7 +377,7 @@ def test_a_hub_model_is_downloaded_once_by_the_profile_job_and_read_offline_afte
     assert where.base_model == copy
     for step in steps:
         rendered = render_step(step, spec, result, by_key, where, "support")
-        assert rendered["base_model"] == copy
+        assert rendered.base_model == copy
         job, _ = builders.step_objects(BODY, spec, CONFIG, step, rendered)
         env = {
             e["name"]: e.get("value")

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.image_venvs import image_venv
 from tests.k8s_emulator import DeploymentController, Emulator, JobRunner
 
 from .clusters import REAL_KUBECONFIG, EmulatedCluster, RealCluster, TestCluster, run_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
-VENV_BIN = str(Path(sys.executable).parent)
 
 
 def free_port() -> int:
@@ -27,10 +25,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def image_venvs() -> dict[str, Path]:
+    """Per image, a virtualenv holding exactly what its Dockerfile installs."""
+    return {image: image_venv(image) for image in ("operator", "trainer")}
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[TestCluster]:
-    """The emulator with the CRD, a job runner playing kubelet and a deployment
-    controller; or a real cluster when MTD_E2E_KUBECONFIG is set (see clusters.py)."""
+def cluster(tmp_path: Path, image_venvs: dict[str, Path]) -> Iterator[TestCluster]:
+    """The emulator with the CRD, a job runner playing kubelet (each Job's command run from
+    the trainer image's virtualenv) and a deployment controller; or a real cluster when
+    MTD_E2E_KUBECONFIG is set (see clusters.py)."""
     if REAL_KUBECONFIG:
         real = RealCluster(REAL_KUBECONFIG)
         run_kubectl(real.kubeconfig, tmp_path, "apply", "-f", str(CRD))
@@ -40,9 +45,12 @@ def cluster(tmp_path: Path) -> Iterator[TestCluster]:
     workspace.mkdir()
     with Emulator(bookmark_interval=1.0) as emulator:
         run_kubectl(emulator.kubeconfig_path, tmp_path, "apply", "-f", str(CRD))
-        env = {"KUBECONFIG": emulator.kubeconfig_path, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
         runner = JobRunner(
-            emulator, path_map={str(workspace): str(workspace)}, max_parallel=2, extra_env=env
+            emulator,
+            path_map={str(workspace): str(workspace)},
+            max_parallel=2,
+            extra_env={"KUBECONFIG": emulator.kubeconfig_path},
+            image_bin=str(image_venvs["trainer"] / "bin"),
         )
         with runner, DeploymentController(emulator, delay=0.2):
             yield EmulatedCluster(emulator, runner, workspace)
@@ -61,13 +69,20 @@ OperatorFactory = Callable[..., subprocess.Popen]
 
 
 @pytest.fixture
-def start_operator(cluster: TestCluster, tmp_path: Path) -> Iterator[OperatorFactory]:
-    """Start `kopf run` with our handlers as a process (as in the operator image)."""
+def start_operator(
+    cluster: TestCluster, tmp_path: Path, image_venvs: dict[str, Path]
+) -> Iterator[OperatorFactory]:
+    """Start `kopf run` with our handlers as a process, from the operator image's
+    virtualenv, with only the environment the chart gives it."""
     processes: list[subprocess.Popen] = []
+    operator_bin = image_venvs["operator"] / "bin"
+    home = tmp_path / "operator-home"
+    home.mkdir()
 
     def start(**config: str) -> subprocess.Popen:
         env = {
-            **os.environ,
+            "PATH": f"{operator_bin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
             "KUBECONFIG": cluster.kubeconfig,
             "MTD_TRAINER_GPUS": "0",
             "MTD_SERVING_GPUS": "0",
@@ -77,9 +92,9 @@ def start_operator(cluster: TestCluster, tmp_path: Path) -> Iterator[OperatorFac
         }
         log = (tmp_path / f"operator-{len(processes)}.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+            [str(operator_bin / "kopf"), "run", "--standalone", "--all-namespaces",
              "-m", "mtd_operator.kopf_handlers"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home,
         )  # fmt: skip
         process.log_path = log.name  # type: ignore[attr-defined]
         processes.append(process)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mtd_contract.records import MAX_LINE_BYTES
 from mtd_operator.api.spec import MultiTaskDeploymentSpec
-from mtd_operator.core.profile import MAX_LINE_BYTES, profile_spec
+from mtd_operator.core.profile import profile_spec
 
 from .conftest import condition, resource, task, wait_until, write_data
 

@@ -8,6 +8,7 @@ import sys
 import httpx
 import pytest
 
+from mtd_contract.prompts import messages
 from mtd_operator.client import (
     ClientError,
     MultiTaskClient,
@@ -15,7 +16,6 @@ from mtd_operator.client import (
     UnknownTaskError,
     label_regex,
 )
-from mtd_trainer.prompts import messages
 
 from .conftest import LABELS, Served
 

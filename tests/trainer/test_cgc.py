@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from mtd_contract.config import CgcConfig, EvalConfig, LoraConfig, TaskConfig, TrainConfig
 from mtd_trainer.cgc import CgcLinear, CgcModel, task_id_tensor
-from mtd_trainer.config import CgcConfig, EvalConfig, LoraConfig, TaskConfig, TrainConfig
 from mtd_trainer.errors import InputError
 from mtd_trainer.evaluation import eval_examples, evaluate, score_task
 from mtd_trainer.modeling import load_tokenizer

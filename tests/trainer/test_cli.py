@@ -75,7 +75,7 @@ def test_bad_data_line_is_named_and_nothing_is_written(
     raw = train_config()
     raw["tasks"][0]["train_path"] = str(data)
     code, err = run_cli("train", write_config(raw), capsys)
-    assert_rejected(code, err, Path(raw["output_dir"]), f"{data}:2: unknown label 'meh'")
+    assert_rejected(code, err, Path(raw["output_dir"]), f"{data}:2: output 'meh' is not a label")
 
 
 @pytest.mark.parametrize("problem", ["missing", "not-causal", "not-a-model"])
@@ -190,7 +190,7 @@ def test_checkpoint_of_another_run_is_refused(
     write_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mtd_trainer.config import TrainConfig
+    from mtd_contract.config import TrainConfig
     from mtd_trainer.training import train
 
     raw = train_config("reused")

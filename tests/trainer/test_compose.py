@@ -12,9 +12,9 @@ from peft import PeftModel
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, DataCollatorWithFlattening
 
+from mtd_contract.config import CalibrationConfig, ComposeConfig, LoraConfig
 from mtd_trainer.cli import main
 from mtd_trainer.compose import dataset_loss, load_adapters, lora_factors
-from mtd_trainer.config import CalibrationConfig, ComposeConfig, LoraConfig
 from mtd_trainer.data import load_examples
 from mtd_trainer.encoding import encode_dataset
 from mtd_trainer.modeling import attach_lora, load_tokenizer, save_artifact

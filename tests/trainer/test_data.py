@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DataCollatorWithFlattening, LlamaForCausalLM
 
-from mtd_trainer.config import TaskConfig
+from mtd_contract.config import TaskConfig
+from mtd_contract.prompts import messages, plain_prompt
 from mtd_trainer.data import load_examples
 from mtd_trainer.encoding import IGNORE, encode_batch, prompt_ids
 from mtd_trainer.errors import InputError
-from mtd_trainer.prompts import messages, plain_prompt
 
 pytestmark = pytest.mark.trainer
 
@@ -30,16 +30,19 @@ GOOD = '{"input": "good film", "output": "pos"}\n'
     ("lines", "message"),
     [
         ([GOOD, "{not json\n"], ":2: not valid JSON"),
-        ([GOOD, "\n", '{"output": "pos"}\n'], ":3: field 'input' is missing"),
-        ([GOOD, '{"input": "x"}\n'], ":2: field 'output' is missing"),
-        ([GOOD, '{"input": 3, "output": "pos"}\n'], ":2: field 'input' is not a string"),
-        ([GOOD, '["x", "pos"]\n'], ":2: expected a JSON object"),
-        ([GOOD, '{"input": "x", "output": "maybe"}\n'], ":2: unknown label 'maybe'; allowed: pos"),
+        ([GOOD, "\n", '{"output": "pos"}\n'], ":3: missing key(s) input"),
+        ([GOOD, '{"input": "x"}\n'], ":2: missing key(s) output"),
+        ([GOOD, '{"input": 3, "output": "pos"}\n'], ":2: 'input' must be a string"),
+        ([GOOD, '["x", "pos"]\n'], ":2: expected an object"),
+        (
+            [GOOD, '{"input": "x", "output": "maybe"}\n'],
+            ":2: output 'maybe' is not a label; allowed: pos",
+        ),
         (["\n", "  \n"], ": empty file, no examples"),
         ([GOOD, "[" * 3000 + "]" * 3000 + "\n"], ":2: not a record: JSON nested too deeply"),
         (
             [GOOD, '{"input": "x", "output": "AWS_SECRET=hunter2"}\n'],
-            ":2: unknown label 'AWS_SECRET=h'... (18 chars); allowed",
+            ":2: output 'AWS_SECRET=h'... (18 characters) is not a label; allowed",
         ),
     ],
 )
@@ -60,7 +63,7 @@ def test_missing_file_names_the_task(tmp_path: Path) -> None:
 
 def test_good_file_loads_and_an_edit_is_seen(tmp_path: Path) -> None:
     path = tmp_path / "good.jsonl"
-    path.write_text(GOOD + '{"input": "bad film", "output": " neg ", "extra": [1]}\n')
+    path.write_text(GOOD + '{"input": "bad film", "output": "neg", "extra": [1]}\n')
     examples = load_examples(str(path), TASK)
     assert examples["output"] == ["pos", "neg"]
     path.write_text(GOOD * 3)

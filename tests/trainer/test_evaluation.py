@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from mtd_contract.config import EvalConfig, TaskConfig
 from mtd_operator.core.confidence import PerExample
-from mtd_trainer.config import EvalConfig, TaskConfig
 from mtd_trainer.encoding import answer_ids, prompt_ids
 from mtd_trainer.evaluation import classify, evaluate, generate, label_log_likelihoods
 

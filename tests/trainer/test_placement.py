@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtd_contract.config import ComposeConfig
 from mtd_trainer import compose, evaluation
-from mtd_trainer.config import ComposeConfig
 from mtd_trainer.modeling import Placement, choose_placement, local_placement
 from mtd_trainer.serving.engine import Engine
 

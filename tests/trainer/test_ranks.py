@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtd_trainer.config import EvalConfig
+from mtd_contract.config import EvalConfig
 from mtd_trainer.errors import InputError
 from mtd_trainer.evaluation import evaluate
 from mtd_trainer.modeling import load_tokenizer, save_artifact

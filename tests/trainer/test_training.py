@@ -18,7 +18,7 @@ from peft import PeftModel, get_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from mtd_trainer.config import TrainConfig
+from mtd_contract.config import TrainConfig
 from mtd_trainer.training import Run, train
 
 pytestmark = pytest.mark.trainer

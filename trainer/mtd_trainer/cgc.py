@@ -32,8 +32,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mtd_contract.config import CgcConfig, LoraConfig
+
 from .atomic import atomic_dir, write_json
-from .config import CgcConfig, LoraConfig
 from .errors import InputError
 from .modeling import write_lora_adapter
 

@@ -11,24 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ComposeConfig, ConfigError, EvalConfig, TrainConfig, load_config
+from mtd_contract.config import ComposeConfig, ConfigError, EvalConfig, TrainConfig, load_config
+from mtd_contract.exits import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    TERMINATION_LIMIT,
+    fit_termination,
+    termination_log,
+)
+from mtd_contract.pod import STEP_VERBS
+
 from .errors import InputError
 
 log = logging.getLogger("mtd_trainer")
-
-TERMINATION_LOG = Path("/dev/termination-log")
-TERMINATION_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
-
-
-def default_termination_log() -> Path | None:
-    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
-        return TERMINATION_LOG
-    return None
 
 
 def report(path: Path | None, payload: dict[str, Any]) -> None:
@@ -39,7 +39,7 @@ def report(path: Path | None, payload: dict[str, Any]) -> None:
     if len(text.encode()) > TERMINATION_LIMIT:
         text = json.dumps({"truncated": True, "error": payload.get("error", "")[:3000]})
     try:
-        path.write_text(text, encoding="utf-8")
+        path.write_text(fit_termination(text), encoding="utf-8")
     except OSError as exc:
         log.warning("could not write the termination log %s: %s", path, exc)
 
@@ -49,19 +49,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m mtd_trainer", description="Train or evaluate a multi-task LLM."
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
-    for verb, help_text in (
-        ("train", "run one training stage (or a single-task baseline)"),
-        ("evaluate", "score every task of a group"),
-        ("compose", "merge task adapters (and calibrate) into one adapter"),
-    ):
+    for verb, help_text in STEP_VERBS.items():
         sub = verbs.add_parser(verb, help=help_text)
         sub.add_argument("--config", required=True, help="the JSON config file")
         sub.add_argument(
             "--termination-log",
             type=Path,
-            default=default_termination_log(),
-            help="where to write the small result JSON (default: /dev/termination-log "
-            "when it exists and is writable)",
+            default=termination_log(),
+            help="where to write the small result JSON (default: $TERMINATION_MESSAGE_PATH, else "
+            "/dev/termination-log when it exists and is writable)",
         )
     return parser.parse_args(argv)
 
@@ -113,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         report(args.termination_log, {"error": str(exc)})
-        return 2
+        return EXIT_INVALID
     except Exception as exc:
         log.exception("%s failed", args.verb)
         report(args.termination_log, {"error": f"{type(exc).__name__}: {exc}"})
-        return 1
+        return EXIT_FAILED
     report(args.termination_log, summary)
     print(json.dumps(summary, sort_keys=True))
-    return 0
+    return EXIT_OK

@@ -27,8 +27,9 @@ import torch
 from accelerate.utils import set_seed
 from transformers import DataCollatorWithFlattening
 
+from mtd_contract.config import CalibrationConfig, ComposeConfig, LoraConfig
+
 from .atomic import write_json
-from .config import CalibrationConfig, ComposeConfig, LoraConfig
 from .data import load_examples
 from .encoding import IGNORE, encode_dataset
 from .errors import InputError

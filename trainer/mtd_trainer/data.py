@@ -6,49 +6,28 @@ with the file; every record is checked on the way so an error can name `file:lin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 
-from .config import TaskConfig
+from mtd_contract import records
+from mtd_contract.config import TaskConfig
+
 from .errors import InputError
 
 
-def _quote(value: str, limit: int = 12) -> str:
-    """A short prefix of a data value: errors must not copy a file's contents out."""
-    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} chars)"
-
-
 def iter_records(path: str, labels: tuple[str, ...] | None = None) -> Iterator[dict[str, str]]:
-    """Yield {"input", "output"} per non-blank line; raise InputError at the first bad one."""
+    """Yield {"input", "output"} per non-blank line; raise InputError at the first bad one.
+
+    The rule is the contract's (`mtd_contract.records`), the one profiling applies.
+    """
     count = 0
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
-            except RecursionError:
-                raise InputError(f"{where}: not a record: JSON nested too deeply") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{where}: expected a JSON object with input and output")
-            for field in ("input", "output"):
-                if not isinstance(record.get(field), str):
-                    problem = "missing" if field not in record else "not a string"
-                    raise InputError(f"{where}: field {field!r} is {problem}")
-            if not record["output"].strip():
-                raise InputError(f"{where}: field 'output' is empty")
-            if labels is not None and record["output"].strip() not in labels:
-                label = _quote(record["output"])
-                raise InputError(f"{where}: unknown label {label}; allowed: {', '.join(labels)}")
-            count += 1
-            output = record["output"].strip() if labels is not None else record["output"]
-            yield {"input": record["input"], "output": output}
+    for number, record in records.iter_records(path, labels):
+        if isinstance(record, records.RecordError):
+            raise InputError(f"{path}:{number}: {record}")
+        count += 1
+        yield {"input": record.input, "output": record.output}
     if count == 0:
         raise InputError(f"{path}: empty file, no examples")
 

@@ -14,9 +14,10 @@ from typing import Any
 import datasets
 from transformers import PreTrainedTokenizerBase
 
-from .config import TaskConfig
+from mtd_contract.config import TaskConfig
+from mtd_contract.prompts import messages, plain_prompt
+
 from .errors import InputError
-from .prompts import messages, plain_prompt
 
 IGNORE = -100  # label value the loss skips
 

@@ -17,9 +17,10 @@ import datasets
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from mtd_contract.config import EvalConfig, TaskConfig
+
 from . import metrics
 from .atomic import write_json
-from .config import EvalConfig, TaskConfig
 from .data import load_examples
 from .encoding import answer_ids, prompt_ids
 from .errors import InputError

@@ -25,8 +25,9 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+from mtd_contract.config import LoraConfig
+
 from .atomic import atomic_dir
-from .config import LoraConfig
 from .errors import InputError
 from .ranks import pad_factors, pad_peft_adapter, served_rank
 

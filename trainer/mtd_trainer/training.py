@@ -28,10 +28,11 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithFlattening, get_linear_schedule_with_warmup
 
+from mtd_contract.config import TrainConfig
+
 from . import checkpoints
 from .atomic import write_json, write_text
 from .cgc import CgcModel, task_id_tensor
-from .config import TrainConfig
 from .data import load_examples
 from .encoding import IGNORE, encode_dataset
 from .errors import InputError

@@ -13,6 +13,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from mtd_contract.tasks import (
+    CLASSIFICATION_METRICS,
+    GENERATION_METRICS,
+    Metric,
+    TaskType,
+    default_metric,
+)
+
+from .grouping import RESERVED_ADAPTER_NAMES, RESERVED_ADAPTER_PREFIXES, group_tasks
+
 API_GROUP = "multitask.dev"
 API_VERSION = "v1alpha1"
 KIND = "MultiTaskDeployment"
@@ -23,10 +33,6 @@ SHORT_NAMES = ["mtd"]
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS1123_RE = re.compile(DNS1123_LABEL)
 
-TaskType = Literal["classification", "generation"]
-Metric = Literal["accuracy", "macroF1", "rougeL", "exactMatch", "chrF"]
-CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "macroF1", "exactMatch")
-GENERATION_METRICS: tuple[str, ...] = ("rougeL", "exactMatch", "chrF")
 BASE_MODEL_SCHEMES = ("pvc://", "hf://", "/", "./", "../")
 #: Upper bounds: far above any real run, low enough that arithmetic on them stays cheap
 #: and a typo (an exponent too many) is caught by validation, not by a week of training.
@@ -59,13 +65,6 @@ class ApiModel(BaseModel):
     def to_api(self) -> dict:
         """The wire form (camelCase, defaults included, unset optionals left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def default_metric(type_: str, metric: str | None) -> str:
-    """The metric a task is scored with: its own, or accuracy / rougeL by type."""
-    if metric is not None:
-        return metric
-    return "accuracy" if type_ == "classification" else "rougeL"
 
 
 def _check_outputs(type_: str, labels: list[str] | None, ordinal: bool, metric: str | None) -> None:
@@ -411,11 +410,6 @@ def tgi_served_rank(rank: int) -> int | None:
     return next((r for r in TGI_LORA_RANKS if r >= rank), None)
 
 
-# Serving adapter ids the planner and reconcile give out; a composition may not take one.
-RESERVED_ADAPTER_NAMES = ("all", "generation", "classification", "binary", "ordinal", "multiclass")
-RESERVED_ADAPTER_PREFIXES = ("solo-", "single-")
-
-
 class CompositionData(ApiModel):
     """Compositional examples (JSON Lines, {"input": ..., "output": ...})."""
 
@@ -591,9 +585,7 @@ class MultiTaskDeploymentSpec(ApiModel):
                 )
         if self.training.method == "lora":
             # Tasks trained in one group share one adapter: merging it with itself only
-            # rescales it. The grouping is the planner's (pure; imported late: it imports us).
-            from ..core.planner import group_tasks
-
+            # rescales it.
             group_of = {t.name: g for g, members in group_tasks(self) for t in members}
             for index, composition in enumerate(self.compositions):
                 by_group: dict[str, list[str]] = {}
@@ -616,8 +608,6 @@ class MultiTaskDeploymentSpec(ApiModel):
         so the spec must give one group and serve no baseline (a second model)."""
         if self.training.method != "full":
             return self
-        from ..core.planner import group_tasks  # pure; late: it imports us
-
         groups = [name for name, _ in group_tasks(self)]
         if len(groups) > 1:
             raise ValueError(

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..api.grouping import group_tasks
 from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .profile import CompositionProfile, TaskProfile
 from .sampling import instance_rates, temperature_rates
@@ -26,8 +27,6 @@ HASH_LENGTH = 10
 # What an evaluation writes: 2 added per-example contributions (for confidence intervals),
 # so results written before it are re-evaluated instead of judged without an interval.
 EVALUATION_FORMAT = 2
-TAXONOMY_ORDER = ("generation", "binary", "ordinal", "multiclass")
-TASK_TYPE_ORDER = ("generation", "classification")
 
 StageName = Literal["stage1", "stage2"]
 
@@ -159,31 +158,6 @@ class Plan:
 def content_hash(payload: Any) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
-
-
-def taxonomy_kind(task: TaskSpec) -> str:
-    if task.type == "generation":
-        return "generation"
-    assert task.labels is not None
-    if len(task.labels) == 2:
-        return "binary"
-    return "ordinal" if task.ordinal else "multiclass"
-
-
-def group_tasks(spec: MultiTaskDeploymentSpec) -> list[tuple[str, list[TaskSpec]]]:
-    """Task filtering: compatible tasks share a group; isolated tasks train alone."""
-    isolated = set(spec.filtering.isolate)
-    shared = [task for task in spec.tasks if task.name not in isolated]
-    strategy = spec.filtering.strategy
-    if strategy == "none":
-        buckets = {"all": shared}
-    elif strategy == "taskType":
-        buckets = {kind: [t for t in shared if t.type == kind] for kind in TASK_TYPE_ORDER}
-    else:
-        buckets = {kind: [t for t in shared if taxonomy_kind(t) == kind] for kind in TAXONOMY_ORDER}
-    groups = [(name, tasks) for name, tasks in buckets.items() if tasks]
-    groups += [(f"solo-{task.name}", [task]) for task in spec.tasks if task.name in isolated]
-    return groups
 
 
 def is_high_resource(task: TaskSpec, examples: int, threshold: int) -> bool:

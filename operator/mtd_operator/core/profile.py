@@ -10,26 +10,16 @@ function runs inside a profiling Job (`mtd profile`).
 from __future__ import annotations
 
 import hashlib
-import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mtd_contract.records import RecordError, check_line, lines
+
 from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
 from .problems import Problem
 
-MAX_LINE_BYTES = 1_000_000
 MAX_PROBLEMS_PER_FILE = 5
-#: Characters of a data value an error message may quote: enough to find the line, too
-#: few to copy a secret out of a file that should never have been read.
-QUOTE_CHARS = 12
-
-
-def quote(value: str) -> str:
-    """A short, repr-quoted prefix of a data value for an error message."""
-    if len(value) <= QUOTE_CHARS:
-        return repr(value)
-    return f"{value[:QUOTE_CHARS]!r}... ({len(value)} characters)"
 
 
 @dataclass(frozen=True)
@@ -110,14 +100,6 @@ def _percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[index]
 
 
-def _label_hint(output: str, labels: list[str]) -> str:
-    folded = {label.casefold().strip(): label for label in labels}
-    match = folded.get(output.casefold().strip())
-    if match is not None:
-        return f"; did you mean {match!r}? (labels are matched exactly)"
-    return ""
-
-
 def profile_file(
     path: Path, field_path: str, labels: list[str] | None
 ) -> tuple[FileProfile | None, list[Problem]]:
@@ -136,67 +118,28 @@ def profile_file(
         return None, problems
 
     digest = hashlib.sha256()
-    label_set = set(labels or [])
     label_counts = dict.fromkeys(labels or [], 0)
     input_lengths: list[int] = []
     output_lengths: list[int] = []
     bad_lines = 0
     try:
         with path.open("rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
+            for line_no, raw in lines(handle):
                 digest.update(raw)
                 if bad_lines >= MAX_PROBLEMS_PER_FILE:
                     continue
-                if len(raw) > MAX_LINE_BYTES:
-                    problem(line_no, f"line is longer than {MAX_LINE_BYTES} bytes")
-                    bad_lines += 1
-                    continue
-                if not raw.strip():
-                    continue
                 try:
-                    record = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError as exc:
-                    problem(line_no, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+                    record = check_line(raw, labels, first=line_no == 1)
+                except RecordError as exc:
+                    problem(line_no, str(exc))
                     bad_lines += 1
                     continue
-                except json.JSONDecodeError as exc:
-                    problem(line_no, f"not valid JSON ({exc.msg}, column {exc.colno})")
-                    bad_lines += 1
+                if record is None:
                     continue
-                except RecursionError:
-                    problem(line_no, "not a record: JSON nested too deeply")
-                    bad_lines += 1
-                    continue
-                if not isinstance(record, dict):
-                    problem(line_no, 'expected an object like {"input": "...", "output": "..."}')
-                    bad_lines += 1
-                    continue
-                missing = [key for key in ("input", "output") if key not in record]
-                if missing:
-                    problem(line_no, f"missing key(s) {', '.join(missing)}")
-                    bad_lines += 1
-                    continue
-                if not isinstance(record["input"], str) or not isinstance(record["output"], str):
-                    problem(line_no, "'input' and 'output' must be strings")
-                    bad_lines += 1
-                    continue
-                output = record["output"]
                 if labels is not None:
-                    if output not in label_set:
-                        problem(
-                            line_no,
-                            f"output {quote(output)} is not a label; allowed: {', '.join(labels)}"
-                            + _label_hint(output, labels),
-                        )
-                        bad_lines += 1
-                        continue
-                    label_counts[output] += 1
-                elif not output.strip():
-                    problem(line_no, "'output' is empty")
-                    bad_lines += 1
-                    continue
-                input_lengths.append(len(record["input"]))
-                output_lengths.append(len(output))
+                    label_counts[record.output] += 1
+                input_lengths.append(len(record.input))
+                output_lengths.append(len(record.output))
     except OSError as exc:
         problem(None, f"cannot be read: {exc.strerror}")
         return None, problems

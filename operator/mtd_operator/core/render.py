@@ -1,4 +1,4 @@
-"""Render a step into the trainer's self-contained config (trainer/mtd_trainer/config.py).
+"""Render a step into the trainer's self-contained config (contract/mtd_contract/config.py).
 
 Pure: paths come from a `Locations` the driver supplies (a spec folder and workspace
 locally; the workspace volume's mount path on a cluster).
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from mtd_contract.config import KINDS, AnyConfig
 
 from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .planner import Plan, StagePlan
@@ -105,8 +107,21 @@ def render_step(
     steps_by_key: dict[str, Step],
     where: Locations,
     deployment: str,
+) -> AnyConfig:
+    """The typed config `python -m mtd_trainer <verb> --config` runs from (the contract's
+    models: a rendering the trainer would refuse fails here, in the operator)."""
+    raw = _render(step, spec, plan, steps_by_key, where, deployment)
+    return KINDS[raw["kind"]].model_validate(raw)
+
+
+def _render(
+    step: Step,
+    spec: MultiTaskDeploymentSpec,
+    plan: Plan,
+    steps_by_key: dict[str, Step],
+    where: Locations,
+    deployment: str,
 ) -> dict[str, Any]:
-    """The JSON document `python -m mtd_trainer <verb> --config` runs from."""
     common = {"base_model": where.base_model}
     if step.role == "stage":
         stage = _stage_plan(plan, step)

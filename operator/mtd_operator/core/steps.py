@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..api.grouping import BASELINE_PREFIX
 from .planner import Plan
 
 StepRole = Literal[
@@ -70,7 +71,7 @@ def continuation_path(step: Step, method: str) -> str:
 
 
 def baseline_adapter_name(task: str) -> str:
-    return f"single-{task}"
+    return f"{BASELINE_PREFIX}{task}"
 
 
 def pipeline_steps(plan: Plan) -> list[Step]:

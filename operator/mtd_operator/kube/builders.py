@@ -15,10 +15,15 @@ from typing import Any
 
 import yaml
 
+from mtd_contract.config import AnyConfig
+from mtd_contract.exits import EXIT_INVALID
+from mtd_contract.pod import profile_command, step_command
+
 from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
+from ..core.planner import Plan
 from ..core.reconcile import DesiredServing
-from ..core.render import Locations
+from ..core.render import Locations, render_step
 from ..core.steps import Step
 from .constants import (
     ANNOTATION_REVISION,
@@ -203,6 +208,25 @@ def _gpu_resources(config: OperatorConfig, gpus: int) -> dict[str, Any]:
     }
 
 
+def _pod_failure_policy() -> dict[str, Any]:
+    """Exit 2 (the input cannot work) fails the Job at once; other failures are retried
+    up to backoffLimit, and a pod disrupted by the cluster (eviction, preemption, node
+    drain) does not count against it. Requires `restartPolicy: Never`."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": "trainer",
+                    "operator": "In",
+                    "values": [EXIT_INVALID],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
 def _job(
     body: dict[str, Any],
     config: OperatorConfig,
@@ -233,6 +257,7 @@ def _job(
         "metadata": _meta(body, name, labels, annotations),
         "spec": {
             "backoffLimit": config.job_backoff_limit,
+            "podFailurePolicy": _pod_failure_policy(),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -296,21 +321,19 @@ def profile_objects(
         "spec": spec.to_api(),
     }
     cm = config_map(body, name, "profile", {"spec.yaml": yaml.safe_dump(resource, sort_keys=False)})
-    command = [
-        "mtd", "profile",
-        "--spec", f"{CONFIG_MOUNT}/spec.yaml",
-        "--data-dir", config.workspace_mount_path,
-        "--result-configmap", result_name(name),
-    ]  # fmt: skip
-    hub_env = None
     uri = spec.base_model.uri
+    hub_env = None
+    download: dict[str, str] = {}
     if uri.startswith("hf://"):
-        command += ["--download-model", uri, "--model-dir", base_model_path(uri, config)]
+        download = {"download_model": uri, "model_dir": base_model_path(uri, config)}
         hub_env = []
         secret = spec.base_model.token_secret
         if secret is not None:
             ref = {"secretKeyRef": {"name": secret.name, "key": secret.key}}
             hub_env.append({"name": "HF_TOKEN", "valueFrom": ref})
+    command = profile_command(
+        f"{CONFIG_MOUNT}/spec.yaml", config.workspace_mount_path, result_name(name), **download
+    )
     job = _job(body, config, spec, name, "profile", command, name, gpus=0, hub_env=hub_env)
     return job, cm
 
@@ -320,19 +343,14 @@ def step_objects(
     spec: MultiTaskDeploymentSpec,
     config: OperatorConfig,
     step: Step,
-    rendered: dict[str, Any],
+    rendered: AnyConfig,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A pipeline step's Job and the ConfigMap holding its trainer config."""
     name = child_name(body["metadata"]["name"], step.key)
-    cm = config_map(body, name, step.role, {"config.json": json.dumps(rendered, indent=1)})
-    command = [
-        "mtd", "step", step.verb,
-        "--config", f"{CONFIG_MOUNT}/config.json",
-        "--result-configmap", result_name(name),
-    ]  # fmt: skip
+    config_json = rendered.model_dump_json(indent=1)
+    cm = config_map(body, name, step.role, {"config.json": config_json})
     processes = trainer_processes(spec, config) if step.verb == "train" else 1
-    if processes > 1:
-        command += ["--processes", str(processes)]
+    command = step_command(step.verb, f"{CONFIG_MOUNT}/config.json", result_name(name), processes)
     job = _job(
         body,
         config,
@@ -352,6 +370,22 @@ def trainer_processes(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> 
     """Data-parallel processes of a training Job: one per GPU (each takes a share of the
     step's batch, so the result is one process's), never more than examples per batch."""
     return max(1, min(config.trainer_gpus, spec.training.batch_size))
+
+
+def rendered_step_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    plan: Plan,
+    steps_by_key: dict[str, Step],
+    step: Step,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A step's Job and ConfigMap with its trainer config rendered for the cluster (what
+    the controller creates, and what `mtd manifests` prints)."""
+    meta = body["metadata"]
+    locations = cluster_locations(spec, config, meta["namespace"], meta["name"])
+    rendered = render_step(step, spec, plan, steps_by_key, locations, meta["name"])
+    return step_objects(body, spec, config, step, rendered)
 
 
 def serving_name(parent: str) -> str:

@@ -20,6 +20,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from mtd_contract.pod import command_verb
+from mtd_contract.results import ProfileResult, ResultError, parse_result
+
 from ..api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeploymentSpec
 from ..api.status import Condition, MultiTaskDeploymentStatus
 from ..config import OperatorConfig
@@ -27,7 +30,6 @@ from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
-from ..core.render import render_step
 from . import builders
 from .constants import ANNOTATION_REVISION, ANNOTATION_STEP, LABEL_DEPLOYMENT
 from .metrics import METRICS
@@ -80,15 +82,24 @@ def _create(kind: str, fn, namespace: str, body: dict[str, Any]) -> bool:
     return True
 
 
+def _job_verb(job: Any) -> str | None:
+    containers = job.spec.template.spec.containers if job.spec and job.spec.template else []
+    return command_verb(containers[0].command or []) if containers else None
+
+
 def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState | None:
     status = job.status
     conditions = {c.type: c for c in (status.conditions or []) if c.status == "True"}
     attempts = (status.failed or 0) + (status.succeeded or 0) + (status.active or 0)
     if "Complete" in conditions:
-        result = read_result(results.get(builders.result_name(job.metadata.name)))
-        if result is None:
+        raw = read_result(results.get(builders.result_name(job.metadata.name)))
+        if raw is None:
             return None  # finished but its result is gone: run it again (the trainer resumes)
-        return StepState("Succeeded", attempts=attempts, result=_normalise(result))
+        try:
+            result = parse_result(_job_verb(job) or "", raw)
+        except ResultError as exc:
+            return StepState("Failed", message=f"ResultInvalid: {exc}"[:1000], attempts=attempts)
+        return StepState("Succeeded", attempts=attempts, result=result.model_dump(mode="json"))
     if "Failed" in conditions:
         cond = conditions["Failed"]
         message = f"{cond.reason}: {cond.message or ''}".strip(": ")
@@ -99,6 +110,19 @@ def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState
     return StepState("Running", attempts=attempts)
 
 
+def _termination_text(message: str) -> str:
+    """A pod's termination message as a person reads it: the trainer writes JSON
+    (`{"error": ...}`), `mtd profile` and `mtd step` plain lines."""
+    text = message.strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        return payload["error"]
+    return text
+
+
 def _last_termination(pods: list[Any]) -> str:
     pods = sorted(
         pods, key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -107,21 +131,9 @@ def _last_termination(pods: list[Any]) -> str:
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             term = cs.state.terminated if cs.state else None
             if term is not None:
-                text = (term.message or "").strip().splitlines()
-                detail = text[-1] if text else ""
+                detail = _termination_text(term.message or "")
                 return f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
     return ""
-
-
-def _normalise(result: dict[str, Any]) -> dict[str, Any]:
-    """Evaluation results may map task → score or task → {score, ...}: use the latter."""
-    tasks = result.get("tasks")
-    if isinstance(tasks, dict):
-        result = {
-            **result,
-            "tasks": {k: (v if isinstance(v, dict) else {"score": v}) for k, v in tasks.items()},
-        }
-    return result
 
 
 def _condition_changes(old: list[dict], new: list[Condition]) -> list[Condition]:
@@ -293,7 +305,7 @@ class Controller:
             now=now,
             gpus_per_replica=self.config.serving_gpus,
         )
-        self._start_steps(body, spec, the_plan, decision, locations, created)
+        self._start_steps(body, spec, the_plan, decision, created)
         if decision.serving is not None:
             self._apply_serving(body, spec, decision, locations, created)
         return self._write_status(body, old_status, decision.status, created, done=decision.done)
@@ -306,15 +318,15 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         job, cm = builders.profile_objects(body, spec, self.config)
         job_name = job["metadata"]["name"]
-        result = read_result(cms.get(builders.result_name(job_name)))
-        if result is not None and "profiles" in result:
+        raw = read_result(cms.get(builders.result_name(job_name)))
+        if raw is not None:
             try:
-                profiles = {k: TaskProfile.from_json(v) for k, v in result["profiles"].items()}
+                result = ProfileResult.model_validate(raw)
+                profiles = {k: TaskProfile.from_json(v) for k, v in result.profiles.items()}
                 compositions = {
-                    k: CompositionProfile.from_json(v)
-                    for k, v in (result.get("compositions") or {}).items()
+                    k: CompositionProfile.from_json(v) for k, v in result.compositions.items()
                 }
-            except (KeyError, TypeError, AttributeError):
+            except (ValidationError, KeyError, TypeError, AttributeError):
                 profiles, compositions = {}, {}
             if all(t.name in profiles for t in spec.tasks) and all(
                 c.name in compositions for c in spec.compositions
@@ -402,16 +414,13 @@ class Controller:
 
     # -- acting ----------------------------------------------------------------------
 
-    def _start_steps(
-        self, body, spec, the_plan, decision: Decision, locations, created: list[str]
-    ) -> None:
+    def _start_steps(self, body, spec, the_plan, decision: Decision, created: list[str]) -> None:
         namespace = body["metadata"]["namespace"]
         by_key = {s.key: s for s in decision.steps}
         for step in decision.start:
-            rendered = render_step(
-                step, spec, the_plan, by_key, locations, body["metadata"]["name"]
+            job, cm = builders.rendered_step_objects(
+                body, spec, self.config, the_plan, by_key, step
             )
-            job, cm = builders.step_objects(body, spec, self.config, step, rendered)
             if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):

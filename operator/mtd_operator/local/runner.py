@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mtd_contract.pod import trainer_command
+from mtd_contract.results import ResultError, parse_result
+
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
 from ..core.planner import Plan, plan
@@ -123,8 +126,10 @@ class LocalRun:
             result = json.loads(done_file.read_text(encoding="utf-8"))
         except (ValueError, RecursionError):
             return f"{done_file}: the result file is not valid JSON", None
-        if not isinstance(result, dict):
-            return f"{done_file}: the result file is not a JSON object", None
+        try:
+            result = parse_result(step.verb, result).model_dump(mode="json")
+        except ResultError as exc:
+            return f"{done_file}: {exc}", None
         if step.verb != "evaluate":
             return damaged_artifact(self.root / step.output), result
         return None, result
@@ -161,10 +166,10 @@ class LocalRun:
             step, self.spec, self.plan, by_key, self.locations, self.resource.metadata.name
         )
         config_path = self.root / step.config_path
-        write_json_atomic(config_path, config)
+        write_json_atomic(config_path, config.model_dump(mode="json"))
         log_path = self.root / "logs" / f"{step.key}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [self.python, "-m", "mtd_trainer", step.verb, "--config", str(config_path)]
+        command = trainer_command(self.python, step.verb, str(config_path))
         self.out.write(f"▶ {step.key}: {' '.join(command[1:])}\n")
         self.out.flush()
         started = time.monotonic()

@@ -1,9 +1,9 @@
 """The self-contained documents the trainer runs from.
 
-The operator (or `mtd run`) renders one of these as JSON and starts
-`python -m mtd_trainer <verb> --config FILE`. The trainer never imports the operator:
-this file is the whole contract, validated on load so a bad config fails before any
-model is loaded.
+The operator (or `mtd run`) renders one of these (typed) and writes it as JSON; the Job
+runs `mtd step VERB --config FILE` (pod.py), which starts `python -m mtd_trainer VERB
+--config FILE`. The trainer never imports the operator: it reads these same models,
+validated on load so a bad config fails before any model is loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .tasks import DEFAULT_METRIC, METRICS, Metric, TaskType
+
 
 class ConfigError(ValueError):
     """A config file that cannot be run; the message names the file and the field."""
@@ -23,21 +25,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-METRICS = {
-    "classification": ("accuracy", "macroF1", "exactMatch"),
-    "generation": ("rougeL", "exactMatch", "chrF"),
-}
-
-
 class TaskConfig(Strict):
     """One task as the trainer needs it: prompt pieces, label set, data files."""
 
     name: str
-    type: Literal["classification", "generation"]
+    type: TaskType
     instruction: str
     labels: list[str] | None = None
     ordinal: bool = False
-    metric: Literal["accuracy", "macroF1", "rougeL", "exactMatch", "chrF"]
+    metric: Metric
     train_path: str | None = Field(default=None, description="JSON Lines training data.")
     eval_path: str | None = Field(default=None, description="JSON Lines evaluation data.")
 
@@ -211,7 +207,7 @@ class CalibrationConfig(Strict):
 
     train_path: str = Field(description="JSON Lines compositional examples (input, output).")
     instruction: str
-    type: Literal["classification", "generation"] = "generation"
+    type: TaskType = "generation"
     labels: list[str] | None = None
     rank: int = Field(default=4, ge=1)
     max_steps: int = Field(default=50, ge=1)
@@ -227,7 +223,7 @@ class CalibrationConfig(Strict):
             type=self.type,
             instruction=self.instruction,
             labels=self.labels,
-            metric="accuracy" if self.type == "classification" else "rougeL",
+            metric=DEFAULT_METRIC[self.type],
             train_path=self.train_path,
         )
 

@@ -1,0 +1,87 @@
+"""`mtd manifests`: the whole pipeline's objects, from the operator's own builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from mtd_operator.cli import main
+from mtd_operator.core.planner import plan
+from mtd_operator.core.render import evaluable
+from mtd_operator.core.steps import pipeline_steps
+from mtd_operator.kube.constants import ANNOTATION_STEP
+from mtd_operator.kube.manifests import operator_config
+from mtd_operator.specfile import load_and_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = [
+    ROOT / "examples" / "minimal" / "mtd.yaml",
+    ROOT / "examples" / "quickstart" / "mtd.yaml",
+]
+
+
+def manifests(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    assert main(["manifests", *args]) == 0
+    return list(yaml.safe_load_all(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.parent.name)
+def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsys, monkeypatch):
+    monkeypatch.setenv("MTD_TRAINER_IMAGE", "registry.example/trainer:2")
+    objects = manifests(capsys, str(example), "--set", "trainer.gpus=2", "--set", "serving.gpus=3")
+    resource, profiles, compositions = load_and_profile(example)
+    the_plan = plan(resource.spec, profiles, compositions)
+    steps = pipeline_steps(the_plan)
+    runnable = {s.key for s in steps if evaluable(s, resource.spec, the_plan)}
+
+    jobs = [o for o in objects if o["kind"] == "Job"]
+    maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
+    assert {j["metadata"]["name"] for j in jobs} == maps  # each Job with its ConfigMap
+    profile, *step_jobs = jobs
+    assert profile["spec"]["template"]["spec"]["containers"][0]["command"][:2] == [
+        "mtd",
+        "profile",
+    ]
+    assert {j["metadata"]["annotations"][ANNOTATION_STEP] for j in step_jobs} == runnable
+    assert len(step_jobs) == len(runnable)
+    for job in jobs:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == "registry.example/trainer:2"  # from the environment
+    for job in step_jobs:
+        limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits == {"nvidia.com/gpu": "2"}
+
+    deployment, service = objects[-2:]
+    assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": "3"}
+    env = {e["name"]: e["value"] for e in server["env"]}  # both examples: tgi, lora
+    served = {pair.split("=", 1)[0] for pair in env["LORA_ADAPTERS"].split(",")}
+    # every task qualified: each group's adapter, and each composition's own
+    assert served == {g.name for g in the_plan.groups} | {
+        c.name for c in resource.spec.compositions
+    }
+
+    for obj in objects:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_set_keys_and_values_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"KEY one of trainer.image, trainer.gpus"):
+        operator_config({}, ["trainer.gpu=2"])
+    with pytest.raises(ValueError, match=r"--set trainer.gpus: .*greater than or equal to 0"):
+        operator_config({}, ["trainer.gpus=-1"])
+    config = operator_config(
+        {"MTD_WORKSPACE_CLAIM": "from-env", "MTD_TRAINER_GPUS": "4"},
+        ["trainer.gpus=0", "workloads.imagePullSecrets=a,b"],
+    )
+    assert (config.workspace_claim, config.trainer_gpus) == ("from-env", 0)
+    assert config.image_pull_secrets == ["a", "b"]
+
+
+def test_a_bad_set_is_exit_2_naming_the_key(capsys) -> None:
+    assert main(["manifests", str(EXAMPLES[0]), "--set", "nope=1"]) == 2
+    assert "--set 'nope=1': expected KEY=VALUE" in capsys.readouterr().err
