@@ -217,6 +217,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from .gateway.app import build_gateway, serve
+
+    if not Path(args.catalogue).is_file():
+        print(f"error: --catalogue {args.catalogue}: no such file", file=sys.stderr)
+        return EXIT_INVALID
+    gateway = build_gateway(args.catalogue, args.upstream, args.engine, args.base_model)
+    serve(gateway, args.host, args.port)
+    return 0
+
+
 def _cmd_step(args: argparse.Namespace) -> int:
     from .kube.jobs import run_step
 
@@ -269,6 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", choices=("text", "json"), default="text")
     predict.add_argument("text")
     predict.set_defaults(func=_cmd_predict)
+
+    gateway = commands.add_parser(
+        "gateway", help="serve tasks by name in front of a TGI, vLLM or local server"
+    )
+    gateway.add_argument("--upstream", required=True, help="the engine's URL")
+    gateway.add_argument("--catalogue", required=True, help="catalogue JSON (re-read on change)")
+    gateway.add_argument(
+        "--engine",
+        choices=("ours", "tgi", "vllm"),
+        help="the upstream's engine (default: ask it on first use)",
+    )
+    gateway.add_argument("--base-model", help="vLLM's base model id (default: from /v1/models)")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.set_defaults(func=_cmd_gateway)
 
     step = commands.add_parser(
         "step", help="(inside a Job) run one trainer step and publish its result"
