@@ -227,3 +227,28 @@ def test_detects_the_engine(vllm) -> None:
         Upstream(url, "triton")  # type: ignore[arg-type]
     assert httpx.get(url + "/info").status_code == 404
     assert isinstance(standin, VllmStandIn)
+
+
+def test_client_and_mtd_predict_through_the_gateway_and_straight_to_vllm(
+    catalogue_file: Path, vllm, capsys
+) -> None:
+    from mtd_operator.cli import main
+    from mtd_operator.client import MultiTaskClient, UnknownTaskError
+
+    standin, url = vllm
+    gw = build_gateway(str(catalogue_file), url, engine="vllm")
+    with serve_app(gw.app) as gateway_url:
+        with MultiTaskClient(gateway_url) as client:
+            assert client.via_gateway and sorted(client.tasks) == ["echo", "sentiment", "sounds"]
+            through = client.predict("sentiment", "the day was awful")
+            with pytest.raises(UnknownTaskError, match="known tasks: echo, sentiment, sounds"):
+                client.predict("nope", "x")
+        assert main(["predict", "--url", gateway_url, "--task", "sounds", "-o", "json", "hi"]) == 0
+        assert '"adapter": "sounds"' in capsys.readouterr().out
+    # Straight to vLLM (no gateway): the same upstream code, the catalogue given.
+    with MultiTaskClient(url, catalogue_doc()) as client:
+        assert not client.via_gateway and client.upstream.engine == "vllm"
+        direct = client.predict("sentiment", "the day was awful")
+        echo = client.predict("echo", "hello")
+    assert direct == through and direct.output in LABELS
+    assert echo.adapter is None and standin.requests[-1]["model"] == BASE_MODEL

@@ -9,7 +9,7 @@ name. Pure: no I/O, so both drivers write byte-identical catalogues for the same
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,6 +35,14 @@ class CatalogueTask(BaseModel):
         default=None, alias="servedBy"
     )
     verdict: Verdict = "Inconclusive"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_from_labels(cls, data: Any) -> Any:
+        """A row without a type is a classification task when it has labels."""
+        if isinstance(data, dict) and data.get("type") is None:
+            return {**data, "type": "classification" if data.get("labels") else "generation"}
+        return data
 
     @model_validator(mode="after")
     def _labels_fit_type(self) -> CatalogueTask:
