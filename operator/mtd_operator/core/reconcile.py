@@ -67,6 +67,13 @@ class Decision:
     failed: bool = False
 
 
+def adapter_update(spec: MultiTaskDeploymentSpec) -> Literal["Surge", "OneAtATime", "RuntimeLoad"]:
+    """How a new adapter set reaches the pods: vLLM loads it at runtime; TGI rolls out."""
+    if spec.serving.engine == "vllm":
+        return "RuntimeLoad"
+    return "OneAtATime" if spec.serving.rollout == "oneAtATime" else "Surge"
+
+
 def _task_scores(result: dict[str, Any] | None) -> dict[str, float]:
     if not result:
         return {}
@@ -407,6 +414,7 @@ def reconcile(
             ready_replicas=serving.ready_replicas
             if serving and serving.revision == desired.revision
             else 0,
+            adapter_update=adapter_update(spec),
         )
     deployments = 1 if spec.serving.replicas > 0 else 0
     status = MultiTaskDeploymentStatus(

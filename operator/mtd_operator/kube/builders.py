@@ -16,6 +16,7 @@ import yaml
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
+from ..core.catalogue import Catalogue
 from ..core.reconcile import DesiredServing
 from ..core.render import Locations
 from ..core.steps import Step
@@ -385,10 +386,7 @@ def serving_deployment(
         "spec": {
             "replicas": spec.serving.replicas,
             "selector": {"matchLabels": selector},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
+            "strategy": serving_strategy(spec),
             "template": {
                 "metadata": {
                     "labels": {**MANAGED_BY, **selector},
@@ -403,6 +401,15 @@ def serving_deployment(
             },
         },
     }
+
+
+def serving_strategy(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    """surge: a new pod first, so the old ones serve until it is ready (needs a spare GPU);
+    oneAtATime: an old pod stops first, so a full GPU pool can take the new one."""
+    if spec.serving.rollout == "oneAtATime":
+        # With one replica this leaves no pod for a moment: the gateway answers 502 then.
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
 def serving_service(body: dict[str, Any]) -> dict[str, Any]:
@@ -421,3 +428,126 @@ def serving_service(body: dict[str, Any]) -> dict[str, Any]:
 def serving_endpoint(body: dict[str, Any]) -> str:
     parent = body["metadata"]["name"]
     return f"http://{serving_name(parent)}.{body['metadata']['namespace']}.svc"
+
+
+# -- the task gateway, its catalogue, and vLLM's adapter list ------------------------------
+
+GATEWAY_PORT = 8000
+CATALOGUE_MOUNT = "/etc/mtd-catalogue"
+CATALOGUE_KEY = "catalogue.json"
+ADAPTERS_MOUNT = "/etc/mtd-adapters"
+ADAPTERS_KEY = "lora-modules"
+
+
+def gateway_name(parent: str) -> str:
+    return child_name(parent, "gateway")
+
+
+def catalogue_name(parent: str) -> str:
+    return child_name(parent, "catalogue")
+
+
+def adapters_name(parent: str) -> str:
+    return child_name(parent, "adapters")
+
+
+def gateway_endpoint(body: dict[str, Any]) -> str:
+    parent = body["metadata"]["name"]
+    return f"http://{gateway_name(parent)}.{body['metadata']['namespace']}.svc"
+
+
+def catalogue_config_map(body: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue the gateway reads: the document `mtd run` writes to catalogue.json."""
+    name = catalogue_name(body["metadata"]["name"])
+    cm = config_map(body, name, "catalogue", {CATALOGUE_KEY: catalogue.to_json()})
+    if catalogue.revision:
+        cm["metadata"]["annotations"] = {ANNOTATION_REVISION: catalogue.revision}
+    return cm
+
+
+def served_model_id(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> str:
+    """The base model's id as the engine names it (vLLM: its --model value)."""
+    return base_model_path(spec.base_model.uri, config).removeprefix("hf://")
+
+
+def gateway_deployment(
+    body: dict[str, Any], spec: MultiTaskDeploymentSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    """The task gateway: a small CPU pod (no torch, no API access) in front of the engine.
+
+    It mounts the catalogue ConfigMap as a directory (a `subPath` mount would never see an
+    update) and re-reads it on change, so a new adapter set needs no gateway restart.
+    """
+    parent = body["metadata"]["name"]
+    selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"}
+    command = [
+        "mtd", "gateway",
+        "--upstream", serving_endpoint(body),
+        "--catalogue", f"{CATALOGUE_MOUNT}/{CATALOGUE_KEY}",
+        "--engine", spec.serving.engine,
+        "--host", "0.0.0.0",
+        "--port", str(GATEWAY_PORT),
+    ]  # fmt: skip
+    if spec.serving.engine == "vllm":
+        command += ["--base-model", served_model_id(spec, config)]
+    container = {
+        "name": "gateway",
+        "image": config.gateway_image,
+        "command": command,
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "volumeMounts": [
+            {"name": "catalogue", "mountPath": CATALOGUE_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "96Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        # Ready once a catalogue is loaded; alive while it listens (an engine that is down
+        # is the engine's problem, not a reason to restart the gateway).
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 15},
+        "securityContext": _container_security(),
+    }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "catalogue",
+                "configMap": {"name": catalogue_name(parent), "optional": True},
+            },
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if config.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(body, gateway_name(parent), _labels(parent, "gateway")),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {"metadata": {"labels": {**MANAGED_BY, **selector}}, "spec": pod},
+        },
+    }
+
+
+def gateway_service(body: dict[str, Any]) -> dict[str, Any]:
+    parent = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(body, gateway_name(parent), _labels(parent, "gateway")),
+        "spec": {
+            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ..api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeploymentSpec
 from ..api.status import Condition, MultiTaskDeploymentStatus
 from ..config import OperatorConfig
+from ..core.catalogue import build_catalogue
 from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
@@ -296,6 +297,7 @@ class Controller:
         self._start_steps(body, spec, the_plan, decision, locations, created)
         if decision.serving is not None:
             self._apply_serving(body, spec, decision, locations, created)
+            self._apply_gateway(body, spec, decision, cms, created)
         return self._write_status(body, old_status, decision.status, created, done=decision.done)
 
     # -- profiling -------------------------------------------------------------------
@@ -428,6 +430,17 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         assert decision.serving is not None
         desired = builders.serving_deployment(body, spec, self.config, decision.serving, locations)
+        self._ensure_deployment(namespace, desired, created)
+        if _create(
+            "Service",
+            self.api.core.create_namespaced_service,
+            namespace,
+            builders.serving_service(body),
+        ):
+            created.append(f"Service/{desired['metadata']['name']}")
+
+    def _ensure_deployment(self, namespace: str, desired: dict, created: list[str]) -> None:
+        """Create the Deployment, or patch it when a field we set differs."""
         name = desired["metadata"]["name"]
         try:
             current = self.api.apps.read_namespaced_deployment(name, namespace)
@@ -438,24 +451,50 @@ class Controller:
                 "Deployment", self.api.apps.create_namespaced_deployment, namespace, desired
             ):
                 created.append(f"Deployment/{name}")
-        else:
-            current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
-            if _differs(desired, current_dict):
-                self.api.apps.patch_namespaced_deployment(
-                    name,
-                    namespace,
-                    {
-                        "metadata": {"annotations": desired["metadata"]["annotations"]},
-                        "spec": desired["spec"],
-                    },
-                )
+            return
+        current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
+        if _differs(desired, current_dict):
+            patch: dict[str, Any] = {"spec": desired["spec"]}
+            if desired["metadata"].get("annotations"):
+                patch["metadata"] = {"annotations": desired["metadata"]["annotations"]}
+            self.api.apps.patch_namespaced_deployment(name, namespace, patch)
+
+    def _apply_gateway(
+        self, body, spec, decision: Decision, cms: dict[str, dict], created: list[str]
+    ) -> None:
+        """The catalogue ConfigMap, the gateway Deployment and its Service.
+
+        The catalogue moves to a new revision only once that revision is fully rolled out
+        (or loaded into every vLLM pod): until then old pods still serve, and a real TGI
+        answers an adapter it lacks with the base model, silently.
+        """
+        namespace = body["metadata"]["namespace"]
+        assert decision.serving is not None
+        catalogue = build_catalogue(spec, decision.status, decision.serving.revision)
+        desired = builders.catalogue_config_map(body, catalogue)
+        name = desired["metadata"]["name"]
+        current = cms.get(name)
+        if current is None:
+            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, desired):
+                created.append(f"ConfigMap/{name}")
+        elif current["data"] != desired["data"] and _serving_settled(spec, decision):
+            self.api.core.patch_namespaced_config_map(
+                name,
+                namespace,
+                {"metadata": {"annotations": desired["metadata"]["annotations"]},
+                 "data": desired["data"]},
+            )  # fmt: skip
+        gateway = builders.gateway_deployment(body, spec, self.config)
+        self._ensure_deployment(namespace, gateway, created)
         if _create(
             "Service",
             self.api.core.create_namespaced_service,
             namespace,
-            builders.serving_service(body),
+            builders.gateway_service(body),
         ):
-            created.append(f"Service/{name}")
+            created.append(f"Service/{gateway['metadata']['name']}")
+        if decision.status.serving is not None:
+            decision.status.serving.gateway = builders.gateway_endpoint(body)
 
     def _write_status(
         self, body, old_status: dict, status: MultiTaskDeploymentStatus, created, done: bool
@@ -503,6 +542,14 @@ class Controller:
             self.api.core.create_namespaced_event(meta["namespace"], event)
         except ApiException as exc:  # events are best effort: never fail a pass for one
             log.warning("could not post event %s: %s", condition.reason, exc.reason)
+
+
+def _serving_settled(spec: MultiTaskDeploymentSpec, decision: Decision) -> bool:
+    """Every serving pod has the decision's adapter set (or none serves at all)."""
+    if spec.serving.replicas == 0:
+        return True
+    serving = next((c for c in decision.status.conditions if c.type == "Serving"), None)
+    return serving is not None and serving.status == "True"
 
 
 def _strip_times(status: dict[str, Any]) -> str:
