@@ -61,7 +61,13 @@ OPERATOR_NEEDS: list[Need] = [
         "Profiling, baseline, training and evaluation Jobs; a finished Job whose result is "
         "gone is deleted so that it runs again.",
     ),
-    Need("", "pods", ("list",), "The termination state of a failed Job's pods, for the reason."),
+    Need(
+        "",
+        "pods",
+        ("list",),
+        "The termination state of a failed Job's pods, for the reason; the ready vLLM "
+        "pods, to load new adapters into them.",
+    ),
     Need(
         "",
         "configmaps",

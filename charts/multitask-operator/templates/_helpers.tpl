@@ -85,7 +85,7 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "delete"]
-# The termination state of a failed Job's pods, for the reason.
+# The termination state of a failed Job's pods, for the reason; the ready vLLM pods, to load new adapters into them.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]

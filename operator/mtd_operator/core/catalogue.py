@@ -9,6 +9,7 @@ name. Pure: no I/O, so both drivers write byte-identical catalogues for the same
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -69,6 +70,16 @@ class Catalogue(BaseModel):
 
     def task(self, name: str) -> CatalogueTask | None:
         return next((task for task in self.tasks if task.name == name), None)
+
+    def renamed(self, names: Mapping[str, str]) -> Catalogue:
+        """The same catalogue with adapters under the engine's names (`names[adapter]`)."""
+        tasks = [
+            task.model_copy(update={"adapter": names.get(task.adapter, task.adapter)})
+            if task.adapter is not None
+            else task
+            for task in self.tasks
+        ]
+        return self.model_copy(update={"tasks": tasks})
 
     def to_json(self) -> str:
         body = self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -32,6 +32,9 @@ from .constants import (
 MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
 SERVING_PORT = 8080
+ADAPTERS_MOUNT = "/etc/mtd-adapters"
+ADAPTERS_KEY = "lora-modules"
+VLLM_START = f'exec vllm serve "$@" --lora-modules $(cat {ADAPTERS_MOUNT}/{ADAPTERS_KEY})'
 
 
 def child_name(parent: str, suffix: str) -> str:
@@ -311,6 +314,15 @@ def vllm_max_lora_rank(spec: MultiTaskDeploymentSpec) -> int:
     return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), VLLM_MAX_LORA_RANKS[-1])
 
 
+def vllm_max_loras(adapters: int) -> int:
+    """LoRA slots per batch: a power of two (at least 4), so that adding an adapter seldom
+    changes the pod template (which would roll out new pods)."""
+    slots = 4
+    while slots < adapters:
+        slots *= 2
+    return slots
+
+
 def _engine_container(
     spec: MultiTaskDeploymentSpec, config: OperatorConfig, adapters: dict[str, str]
 ) -> dict[str, Any]:
@@ -327,9 +339,12 @@ def _engine_container(
                 {"name": "HUGGINGFACE_HUB_CACHE", "value": "/tmp/hf"},
             ],
         }
-    modules = [f"{name}={path}" for name, path in adapters.items()]
+    # The adapter set lives in a ConfigMap, not in the pod template: a new set is loaded
+    # into the running pods (/v1/load_lora_adapter) instead of rolling out new pods, and a
+    # pod that restarts starts with the current set from the file.
     return {
         "image": config.vllm_image,
+        "command": ["/bin/sh", "-c", VLLM_START, "vllm"],
         "args": [
             "--model",
             model_id,
@@ -339,11 +354,12 @@ def _engine_container(
             "--max-lora-rank",
             str(vllm_max_lora_rank(spec)),
             "--max-loras",
-            str(max(1, len(adapters))),
-            "--lora-modules",
-            *modules,
+            str(vllm_max_loras(len(adapters))),
         ],
-        "env": [{"name": "HF_HOME", "value": "/tmp/hf"}],
+        "env": [
+            {"name": "HF_HOME", "value": "/tmp/hf"},
+            {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
+        ],
     }
 
 
@@ -356,8 +372,9 @@ def serving_deployment(
 ) -> dict[str, Any]:
     """One Deployment for the whole resource: the base model once, every adapter by name.
 
-    The revision annotation on the pod template makes a new adapter set a new ReplicaSet;
-    `maxUnavailable: 0` keeps the old pods serving until the new ones are ready.
+    TGI: the revision annotation on the pod template makes a new adapter set a new
+    ReplicaSet, rolled out as `serving.rollout` says. vLLM: the template does not change
+    with the adapters; the controller loads a new set into the running pods.
     """
     parent = body["metadata"]["name"]
     name = serving_name(parent)
@@ -365,6 +382,14 @@ def serving_deployment(
     adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
     engine = _engine_container(spec, config, adapters)
     volumes, mounts = _volumes(spec, config, None, read_only=True)
+    template_meta: dict[str, Any] = {
+        "labels": {**MANAGED_BY, **selector},
+        "annotations": {ANNOTATION_REVISION: desired.revision},
+    }
+    if spec.serving.engine == "vllm":
+        volumes.append({"name": "adapters", "configMap": {"name": adapters_name(parent)}})
+        mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
+        del template_meta["annotations"]
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "server",
@@ -388,10 +413,7 @@ def serving_deployment(
             "selector": {"matchLabels": selector},
             "strategy": serving_strategy(spec),
             "template": {
-                "metadata": {
-                    "labels": {**MANAGED_BY, **selector},
-                    "annotations": {ANNOTATION_REVISION: desired.revision},
-                },
+                "metadata": template_meta,
                 "spec": {
                     "securityContext": _pod_security(),
                     **_scheduling(config),
@@ -435,8 +457,6 @@ def serving_endpoint(body: dict[str, Any]) -> str:
 GATEWAY_PORT = 8000
 CATALOGUE_MOUNT = "/etc/mtd-catalogue"
 CATALOGUE_KEY = "catalogue.json"
-ADAPTERS_MOUNT = "/etc/mtd-adapters"
-ADAPTERS_KEY = "lora-modules"
 
 
 def gateway_name(parent: str) -> str:
@@ -551,3 +571,42 @@ def gateway_service(body: dict[str, Any]) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }
+
+
+def engine_adapter_names(
+    spec: MultiTaskDeploymentSpec, desired: DesiredServing, locations: Locations
+) -> dict[str, str]:
+    """Adapter name → the name the engine serves it under.
+
+    TGI: the same. vLLM: the name plus a hash of the adapter's folder, because vLLM
+    refuses to load a name twice: a retrained adapter loads next to the old one, the
+    catalogue then moves to it, and no request finds a name missing in between.
+    """
+    if spec.serving.engine != "vllm":
+        return {name: name for name in desired.adapters}
+    return {
+        name: f"{name}-{hashlib.sha256(locations.artifact(path).encode()).hexdigest()[:8]}"
+        for name, path in desired.adapters.items()
+    }
+
+
+def engine_adapters(
+    spec: MultiTaskDeploymentSpec, desired: DesiredServing, locations: Locations
+) -> dict[str, str]:
+    """The engine's adapter names → adapter folders as serving pods see them."""
+    names = engine_adapter_names(spec, desired, locations)
+    return {names[n]: locations.artifact(path) for n, path in desired.adapters.items()}
+
+
+def adapters_config_map(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    desired: DesiredServing,
+    locations: Locations,
+) -> dict[str, Any]:
+    """vLLM's adapter set, read by its pods at start (`--lora-modules`)."""
+    modules = " ".join(f"{n}={p}" for n, p in engine_adapters(spec, desired, locations).items())
+    name = adapters_name(body["metadata"]["name"])
+    cm = config_map(body, name, "adapters", {ADAPTERS_KEY: modules})
+    cm["metadata"]["annotations"] = {ANNOTATION_REVISION: desired.revision}
+    return cm
