@@ -309,3 +309,21 @@ def serve(gateway: Gateway, host: str, port: int) -> None:
     import uvicorn
 
     uvicorn.run(gateway.app, host=host, port=port, log_level="info", access_log=False)
+
+
+def serve_in_thread(gateway: Gateway, host: str, port: int, timeout: float = 30.0) -> Any:
+    """Start the gateway in a daemon thread (what `mtd run` does); returns the uvicorn server."""
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(gateway.app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="mtd-gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise OSError(f"the gateway did not start on {host}:{port}")
+        time.sleep(0.05)
+    return server
