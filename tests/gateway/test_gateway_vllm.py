@@ -252,3 +252,37 @@ def test_client_and_mtd_predict_through_the_gateway_and_straight_to_vllm(
         echo = client.predict("echo", "hello")
     assert direct == through and direct.output in LABELS
     assert echo.adapter is None and standin.requests[-1]["model"] == BASE_MODEL
+
+
+def test_mtd_gateway_command(catalogue_file: Path, vllm) -> None:
+    """`mtd gateway --upstream URL --catalogue FILE --port P` as its own process."""
+    import time
+
+    from .conftest import free_port
+
+    _, url = vllm
+    port = free_port()
+    command = [sys.executable, "-m", "mtd_operator.cli", "gateway", "--upstream", url]
+    command += ["--catalogue", str(catalogue_file), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/tasks/sentiment", json={"text": "good"}, timeout=10
+                )
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["output"] in LABELS
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    missing = subprocess.run(
+        [sys.executable, "-m", "mtd_operator.cli", "gateway", "--upstream", url,
+         "--catalogue", "/nonexistent.json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "--catalogue /nonexistent.json" in missing.stderr

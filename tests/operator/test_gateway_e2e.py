@@ -27,10 +27,30 @@ from .test_operator_e2e import AGREE, MTD, SENTIMENT, SOUNDS, condition, manifes
 pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow]
 
 
-def vllm_manifest(tasks: list[dict]) -> str:
+def serving_manifest(tasks: list[dict], **serving: object) -> str:
     doc = yaml.safe_load(manifest(tasks))
-    doc["spec"]["serving"] = {"engine": "vllm", "replicas": 1}
+    doc["spec"]["serving"] = {"replicas": 1, **serving}
     return yaml.safe_dump(doc)
+
+
+def vllm_manifest(tasks: list[dict]) -> str:
+    return serving_manifest(tasks, engine="vllm")
+
+
+def replica_sets(cluster: EmulatedCluster) -> str:
+    """The serving Deployment's revision (one per pod template, i.e. per ReplicaSet)."""
+    serving = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
+    return serving["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+
+
+def peak_replicas(cluster: EmulatedCluster) -> int:
+    """The most pods the serving Deployment ever counted (status.replicas), from the log."""
+    return max(
+        (event.obj.get("status") or {}).get("replicas", 0)
+        for event in cluster.emulator.store.events_after(0)
+        if event.storage.plural == "deployments"
+        and event.obj["metadata"]["name"] == "support-serving"
+    )
 
 
 def add_serving_pod(cluster: EmulatedCluster, port: int) -> None:
@@ -89,6 +109,7 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
         assert {name.rsplit("-", 1)[0] for name in first} == {"binary", "generation"}
         serving = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
         template = json.dumps(serving["spec"]["template"], sort_keys=True)
+        assert replica_sets(cluster) == "1"
         status = cluster.get(MTD, "support", NAMESPACE)["status"]["serving"]
         assert status["adapterUpdate"] == "RuntimeLoad"
         assert status["gateway"] == f"http://support-gateway.{NAMESPACE}.svc"
@@ -102,6 +123,7 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
         assert len(added) == 1 and next(iter(added)).startswith("binary-"), standin.loras
         serving = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
         assert json.dumps(serving["spec"]["template"], sort_keys=True) == template
+        assert replica_sets(cluster) == "1"  # no new ReplicaSet
         modules = cluster.get("v1/configmaps", "support-adapters", NAMESPACE)["data"]
         assert next(iter(added)) in modules["lora-modules"]
 
@@ -114,3 +136,36 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
             answer = client.post("/tasks/agree", json={"text": "do you agree?"}).json()
         assert answer["adapter"] in added and answer["output"] in ("yes", "no")
         assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+
+
+def test_tgi_one_at_a_time_rolls_out_without_a_surge_pod(cluster, kubectl, start_operator):
+    """TGI loads adapters only at start-up: a new set is a rollout, here one pod at a time."""
+    if not isinstance(cluster, EmulatedCluster):
+        pytest.skip("reads the emulator's event log")
+    prepare_workspace(cluster.workspace)
+    operator = start_operator()
+    log = Path(operator.log_path)
+    kubectl("apply", "-f", "-", input=serving_manifest([SENTIMENT, SOUNDS], rollout="oneAtATime"))
+    wait_until(lambda: ready_with(cluster, 2), 400, "Ready with 2 tasks", log)
+    first = cluster.get("v1/configmaps", "support-catalogue", NAMESPACE)["data"]
+
+    three = serving_manifest([SENTIMENT, SOUNDS, AGREE], rollout="oneAtATime")
+    kubectl("apply", "-f", "-", input=three)
+    wait_until(lambda: ready_with(cluster, 3), 400, "Ready with 3 tasks", log)
+    serving = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
+    assert serving["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert replica_sets(cluster) == "2"  # a rollout happened ...
+    assert peak_replicas(cluster) == 1  # ... and never more pods than replicas
+    status = cluster.get(MTD, "support", NAMESPACE)["status"]
+    assert status["serving"]["adapterUpdate"] == "OneAtATime"
+    # The catalogue moved to the new revision once it was served, with the new task.
+    catalogue = json.loads(
+        cluster.get("v1/configmaps", "support-catalogue", NAMESPACE)["data"]["catalogue.json"]
+    )
+    assert (
+        catalogue["revision"]
+        == status["serving"]["revision"]
+        != json.loads(first["catalogue.json"])["revision"]
+    )
+    assert "agree" in {task["name"] for task in catalogue["tasks"]}
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
