@@ -302,7 +302,8 @@ class Controller:
             if spec.serving.engine == "vllm":
                 self._apply_vllm_adapters(body, spec, decision, locations, cms, created)
             self._apply_serving(body, spec, decision, locations, created)
-            if spec.serving.engine == "vllm" and serving_obs is not None:
+            runtime_load = spec.serving.engine == "vllm" and spec.serving.replicas > 0
+            if runtime_load and serving_obs is not None:
                 serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
                 decision = reconcile(
                     spec,
