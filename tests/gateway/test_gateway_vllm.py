@@ -286,3 +286,21 @@ def test_mtd_gateway_command(catalogue_file: Path, vllm) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert missing.returncode == 2 and "--catalogue /nonexistent.json" in missing.stderr
+
+
+def test_an_engine_answer_of_unexpected_shape_is_a_502(catalogue_file: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def chat(_):
+        return JSONResponse({"choices": [{"message": None}]})
+
+    broken = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with serve_app(broken) as url:
+        gw = build_gateway(str(catalogue_file), url, engine="vllm", base_model="b")
+        with TestClient(gw.app) as client:
+            sounds = client.post("/tasks/sounds", json={"text": "x"})
+            sentiment = client.post("/tasks/sentiment", json={"text": "x"})
+    assert sounds.status_code == 502 and "unexpected shape" in sounds.json()["error"]
+    assert sentiment.status_code == 502

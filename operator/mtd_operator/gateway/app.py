@@ -15,6 +15,7 @@ Upstream calls are blocking httpx calls, run in Starlette's thread pool.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,10 +34,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..core.catalogue import CatalogueTask
+from ..core.catalogue import Catalogue, CatalogueTask
 from .source import CatalogueSource, CatalogueUnavailable
 from .upstream import Answer, Upstream, UpstreamError
 
+log = logging.getLogger(__name__)
 DEFAULT_MAX_NEW_TOKENS = 64
 MAX_NEW_TOKENS = 4096
 MAX_TEXT_CHARS = 200_000
@@ -168,7 +170,7 @@ class Gateway:
 
     # -- catalogue ------------------------------------------------------------------------
 
-    def catalogue(self):
+    def catalogue(self) -> Catalogue:
         try:
             return self.source.current()
         except CatalogueUnavailable as exc:
@@ -205,6 +207,11 @@ class Gateway:
             except UpstreamError as exc:
                 status = 502 if exc.status is None or exc.status >= 500 else exc.status
                 response = _error(GatewayError(status, f"upstream: {exc.message}", "upstream"))
+            except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+                # An engine answer of an unexpected shape: the engine's fault, said so.
+                log.exception("%s: unexpected answer from %s", name, self.upstream.url)
+                message = f"upstream: an answer of unexpected shape ({type(exc).__name__}: {exc})"
+                response = _error(GatewayError(502, message, "upstream"))
             self.metrics.requests.labels(label, name).inc()
             if response.status_code >= 400:
                 self.metrics.errors.labels(label, name, str(response.status_code)).inc()
