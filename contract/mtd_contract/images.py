@@ -42,6 +42,9 @@ IMAGES: dict[str, tuple[str, tuple[str, ...]]] = {
             "mtd_operator.kopf_handlers",
             "mtd_operator.kube.controller",
             "mtd_operator.kube.metrics",
+            # The task gateway's Deployment runs this image too (`mtd gateway`).
+            "mtd_operator.gateway.app",
+            "uvicorn",
         ),
     ),
 }

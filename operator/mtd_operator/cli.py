@@ -124,14 +124,15 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_forever(process, url: str, out=sys.stdout) -> int:
+def _serve_forever(process, url: str, engine_url: str, out=sys.stdout) -> int:
     """Wait on the server; Ctrl-C, SIGTERM or SIGHUP stop it with us (see stop_on_signals)."""
     from .local.serve import stop_server
 
     out.write(
-        f"\nServing at {url} (Ctrl-C stops). Try:\n"
+        f"\nServing at {url} (the task gateway; Ctrl-C stops). Try:\n"
         f"  mtd predict --url {url} --task TASK 'some text'\n"
-        f"  curl {url}/catalogue\n"
+        f"  curl {url}/tasks\n"
+        f"The TGI-compatible engine behind it: {engine_url}\n"
     )
     out.flush()
     try:
@@ -142,15 +143,26 @@ def _serve_forever(process, url: str, out=sys.stdout) -> int:
         stop_server(process)
 
 
+def _start_serving(manifest: Path, host: str, port: int, engine_port: int | None):
+    """Our TGI-compatible server, and the task gateway in front of it (one serving path,
+    as on a cluster): returns the server process, the gateway's and the engine's URLs."""
+    from .gateway.app import build_gateway, serve_in_thread
+    from .local.serve import check_port_free, start_server, stop_server
+
+    check_port_free(host, port)  # before the slow model load, and before "Serving at"
+    process, engine_url = start_server(manifest, host, engine_port or port + 1)
+    gateway = build_gateway(str(manifest.parent / "catalogue.json"), engine_url, engine="ours")
+    try:
+        serve_in_thread(gateway, host, port)
+    except OSError as exc:
+        stop_server(process)
+        raise ServingError(f"{exc} (is --port {port} taken?)") from None
+    return process, f"http://{host}:{port}", engine_url
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local.runner import LocalRun
-    from .local.serve import (
-        push_adapters,
-        running_server,
-        start_server,
-        stop_on_signals,
-        stop_server,
-    )
+    from .local.serve import push_adapters, running_server, stop_on_signals, stop_server
 
     run = LocalRun(Path(args.file), Path(args.workspace))
     print(f"workspace: {run.root}\n{plan_table(run.plan)}")
@@ -166,19 +178,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(task_table(decision.status))
         return 0
     url = f"http://{args.host}:{args.port}"
-    if running_server(url):
-        # A server from an earlier run is up: move it to the new adapters in place.
-        names = push_adapters(url, run.root / "serving.json")
+    engine_url = f"http://{args.host}:{args.engine_port or args.port + 1}"
+    if running_server(engine_url):
+        # A server from an earlier run is up: move it to the new adapters in place; its
+        # gateway follows catalogue.json, which the pipeline has just rewritten.
+        names = push_adapters(engine_url, run.root / "serving.json")
         run.mark_serving(decision.serving.revision, url)
-        print(f"{url} now serves adapters {', '.join(names)} (no restart)")
+        print(f"{engine_url} now serves adapters {', '.join(names)} (no restart)")
         _ask_every_task(url, run)
         return 0
     with stop_on_signals():
-        process, url = start_server(run.root / "serving.json", args.host, args.port)
+        process, url, engine_url = _start_serving(
+            run.root / "serving.json", args.host, args.port, args.engine_port
+        )
         try:
             run.mark_serving(decision.serving.revision, url)
             _ask_every_task(url, run)
-            return _serve_forever(process, url)
+            return _serve_forever(process, url, engine_url)
         finally:
             stop_server(process)
 
@@ -225,13 +241,12 @@ def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> Non
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .local.serve import find_manifest, start_server, stop_on_signals
+    from .local.serve import find_manifest, stop_on_signals
 
+    manifest = find_manifest(Path(args.workspace), args.name)
     with stop_on_signals():
-        process, url = start_server(
-            find_manifest(Path(args.workspace), args.name), args.host, args.port
-        )
-        return _serve_forever(process, url)
+        process, url, engine_url = _start_serving(manifest, args.host, args.port, args.engine_port)
+        return _serve_forever(process, url, engine_url)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -248,6 +263,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         score = "-" if prediction.score is None else f"{prediction.score:.3f}"
         print(f"{prediction.output}\t(score {score}, adapter {prediction.adapter})")
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from .gateway.app import build_gateway, serve
+
+    if not Path(args.catalogue).is_file():
+        print(f"error: --catalogue {args.catalogue}: no such file", file=sys.stderr)
+        return EXIT_INVALID
+    gateway = build_gateway(args.catalogue, args.upstream, args.engine, args.base_model)
+    serve(gateway, args.host, args.port)
     return 0
 
 
@@ -304,22 +330,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-serve", action="store_true", help="stop once the pipeline is done")
     run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--port", type=int, default=8080, help="the task gateway's port")
+    run.add_argument("--engine-port", type=int, help="the engine's port (default: --port + 1)")
     run.set_defaults(func=_cmd_run)
 
     serve = commands.add_parser("serve", help="serve a workspace's trained adapters locally")
     serve.add_argument("--workspace", default="workspace")
     serve.add_argument("--name", help="the deployment, when the workspace holds several")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=8080, help="the task gateway's port")
+    serve.add_argument("--engine-port", type=int, help="the engine's port (default: --port + 1)")
     serve.set_defaults(func=_cmd_serve)
 
-    predict = commands.add_parser("predict", help="ask a served task (ours or TGI)")
+    predict = commands.add_parser(
+        "predict", help="ask a served task (a gateway, or ours, TGI or vLLM directly)"
+    )
     predict.add_argument("--url", required=True)
     predict.add_argument("--task", required=True)
     predict.add_argument("-o", "--output", choices=("text", "json"), default="text")
     predict.add_argument("text")
     predict.set_defaults(func=_cmd_predict)
+
+    gateway = commands.add_parser(
+        "gateway", help="serve tasks by name in front of a TGI, vLLM or local server"
+    )
+    gateway.add_argument("--upstream", required=True, help="the engine's URL")
+    gateway.add_argument("--catalogue", required=True, help="catalogue JSON (re-read on change)")
+    gateway.add_argument(
+        "--engine",
+        choices=("ours", "tgi", "vllm"),
+        help="the upstream's engine (default: ask it on first use)",
+    )
+    gateway.add_argument("--base-model", help="vLLM's base model id (default: from /v1/models)")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.set_defaults(func=_cmd_gateway)
 
     step = commands.add_parser(
         "step", help="(inside a Job) run one trainer step and publish its result"

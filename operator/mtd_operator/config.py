@@ -34,6 +34,10 @@ class OperatorConfig(BaseModel):
     vllm_image: str = Field(
         default="vllm/vllm-openai:v0.11.0", description="Serving image for serving.engine: vllm."
     )
+    gateway_image: str = Field(
+        default="ghcr.io/multitask-operator/operator:0.1.0",
+        description="Image of the task gateway (the operator image: it holds `mtd gateway`).",
+    )
     gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name.")
     trainer_gpus: int = Field(default=1, ge=0, description="GPUs per trainer Job (0: CPU only).")
     serving_gpus: int = Field(default=1, ge=0, description="GPUs per serving replica.")

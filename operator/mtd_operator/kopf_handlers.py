@@ -81,7 +81,7 @@ async def run_pipeline(stopped: kopf.DaemonStopped, namespace: str, name: str, *
             failures = 0
             if result is None:
                 return  # gone or being deleted: owner references clean up the children
-            wait = RESYNC_SECONDS
+            wait = result.retry_after or RESYNC_SECONDS
         except ApiException as exc:
             wait = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
             failures += 1

@@ -61,20 +61,27 @@ OPERATOR_NEEDS: list[Need] = [
         "Profiling, baseline, training and evaluation Jobs; a finished Job whose result is "
         "gone is deleted so that it runs again.",
     ),
-    Need("", "pods", ("list",), "The termination state of a failed Job's pods, for the reason."),
+    Need(
+        "",
+        "pods",
+        ("list",),
+        "The termination state of a failed Job's pods, for the reason; the ready vLLM "
+        "pods, to load new adapters into them.",
+    ),
     Need(
         "",
         "configmaps",
-        ("list", "watch", "create"),
-        "Step configs handed to Jobs, and the results Jobs write back (read by list).",
+        ("list", "watch", "create", "patch"),
+        "Step configs handed to Jobs, the results Jobs write back (read by list), and the "
+        "task catalogue the gateway reads (patched when a new adapter set is served).",
     ),
     Need(
         "apps",
         "deployments",
         ("get", "list", "watch", "create", "patch"),
-        "The serving Deployment (TGI or vLLM).",
+        "The serving Deployment (TGI or vLLM) and the task gateway's Deployment.",
     ),
-    Need("", "services", ("create",), "The serving Service."),
+    Need("", "services", ("create",), "The serving Service and the task gateway's Service."),
     Need(
         "apiextensions.k8s.io",
         "customresourcedefinitions",

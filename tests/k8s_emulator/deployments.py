@@ -203,9 +203,14 @@ class DeploymentController:
                          if c.get("type") == cond["type"]), None)
             if prev and prev.get("status") == cond["status"]:
                 cond["lastTransitionTime"] = prev.get("lastTransitionTime", now)
+        # Old pods run next to the new ones during a rollout, unless the strategy forbids a
+        # surge (maxSurge 0: an old pod stops before its replacement starts).
+        rolling = (dep.get("spec") or {}).get("strategy", {}).get("rollingUpdate") or {}
+        surge = 0 if ready or not old_ready or rolling.get("maxSurge") in (0, "0", "0%") else (
+            old_ready)
         status = {
             "observedGeneration": meta.get("generation"),
-            "replicas": replicas + (0 if ready or not old_ready else old_ready),
+            "replicas": replicas + surge,
             "updatedReplicas": replicas if ready else 0,
             "readyReplicas": available,
             "availableReplicas": available,

@@ -131,16 +131,25 @@ def test_tgi_deployment_serves_every_adapter_with_zero_unavailability():
     assert container["args"][:2] == ["--model-id", "/models/models/smollm2"]
 
 
-def test_vllm_deployment_uses_lora_modules():
+def test_vllm_deployment_reads_lora_modules_from_its_adapters_config_map():
     spec = make_spec(serving={"engine": "vllm"})
     decision = finished_decision(spec)
     where = builders.cluster_locations(spec, CONFIG, "ml", "support")
-    container = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)["spec"][
+    template = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)["spec"][
         "template"
-    ]["spec"]["containers"][0]
-    assert "--enable-lora" in container["args"]
-    modules = container["args"][container["args"].index("--lora-modules") + 1 :]
-    assert {m.split("=")[0] for m in modules} == {"binary", "generation"}
+    ]
+    container = template["spec"]["containers"][0]
+    assert "--enable-lora" in container["args"] and "--lora-modules" not in container["args"]
+    assert "--lora-modules $(cat /etc/mtd-adapters/lora-modules)" in container["command"][2]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert "annotations" not in template["metadata"]  # a new adapter set keeps the pods
+    cm = builders.adapters_config_map(BODY, spec, decision.serving, where)
+    modules = cm["data"]["lora-modules"].split(" ")
+    assert {m.split("=")[0].rsplit("-", 1)[0] for m in modules} == {"binary", "generation"}
+    assert {m.split("=", 1)[1] for m in modules} == {
+        where.artifact(p) for p in decision.serving.adapters.values()
+    }
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import kubernetes_validate
@@ -39,7 +40,9 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsy
 
     jobs = [o for o in objects if o["kind"] == "Job"]
     maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
-    assert {j["metadata"]["name"] for j in jobs} == maps  # each Job with its ConfigMap
+    name = resource.metadata.name
+    # each Job with its ConfigMap, plus the gateway's catalogue
+    assert {j["metadata"]["name"] for j in jobs} | {f"{name}-catalogue"} == maps
     profile, *step_jobs = jobs
     assert profile["spec"]["template"]["spec"]["containers"][0]["command"][:2] == [
         "mtd",
@@ -54,8 +57,17 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsy
         limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits == {"nvidia.com/gpu": "2"}
 
-    deployment, service = objects[-2:]
-    assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
+    deployment, _service, catalogue, gateway, gateway_service = objects[-5:]
+    assert [o["kind"] for o in objects[-5:]] == [
+        "Deployment", "Service", "ConfigMap", "Deployment", "Service",
+    ]  # fmt: skip
+    assert gateway["metadata"]["name"] == f"{name}-gateway"
+    assert gateway_service["metadata"]["name"] == f"{name}-gateway"
+    routed = {t["name"]: t.get("adapter") for t in json.loads(
+        catalogue["data"]["catalogue.json"])["tasks"]}  # fmt: skip
+    assert set(routed) == {t.name for t in resource.spec.tasks} | {
+        c.name for c in resource.spec.compositions
+    }
     server = deployment["spec"]["template"]["spec"]["containers"][0]
     assert server["resources"]["limits"] == {"nvidia.com/gpu": "3"}
     env = {e["name"]: e["value"] for e in server["env"]}  # both examples: tgi, lora

@@ -215,10 +215,17 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
     catalogue = {row["name"]: row for row in manifest["catalogue"]["tasks"]}
     assert catalogue["sound-sentiment"] == {
         "name": "sound-sentiment",
+        "kind": "composition",
         "type": "generation",
         "instruction": "Say the sound, then the sentiment.",
+        "metric": "rougeL",
         "adapter": "sound-sentiment",
+        "servedBy": "composition",
+        "verdict": catalogue["sound-sentiment"]["verdict"],
     }
+    # The catalogue the gateway follows is the one the operator writes to its ConfigMap.
+    written = json.loads((workspace / "tiny" / "catalogue.json").read_text())
+    assert written == manifest["catalogue"] and written["revision"] == manifest["revision"]
     status = json.loads((workspace / "tiny" / "status.json").read_text())
     assert status["compositions"][0]["name"] == "sound-sentiment"
 

@@ -421,13 +421,20 @@ class Cluster:
             return "job-start", key(waiting[0])
         if live:
             return "job-end", key(live[0])  # or "job-retry": whichever the pod's exit gives
+        pending = []
         for dep in sorted(self.emulator.list("apps/v1/deployments", namespace), key=key):
             status = dep.get("status") or {}
             observed = status.get("observedGeneration") == dep["metadata"].get("generation")
             replicas = (dep.get("spec") or {}).get("replicas", 1)
             if not observed or (status.get("readyReplicas") or 0) < replicas:
-                return "rollout", key(dep)
-        return None
+                pending.append(key(dep))
+        if not pending:
+            return None
+        # The DeploymentController steps one rollout at a time (one thread, parked at the
+        # turnstile): the one already parked goes first (serving, then the gateway).
+        parked = {w[1] for w in self.turnstile.waiting() if w[0] == "rollout"} if (
+            self.turnstile) else set()
+        return "rollout", next((k for k in pending if k in parked), pending[0])
 
     def run_stepped(
         self,

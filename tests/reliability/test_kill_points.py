@@ -6,7 +6,8 @@ each kill a fresh `kopf run` starts, armed to die at its next write, so one pipe
 visits every write point in turn. Two schedules:
 
 * after each create: every child ConfigMap and Job, the serving Deployment and Service
-  (22, 4 of them the composition's merge and evaluation), with Jobs running as fast as they can;
+  (25: 4 of them the composition's merge and evaluation, 3 the task gateway's Deployment,
+  Service and catalogue), with Jobs running as fast as they can;
 * after each status patch: every status the uninterrupted run writes. Left to timing,
   Jobs end within one pass of each other and a restarted operator's first pass folds
   several changes into one patch, so a run reaches only some of those statuses. Here
@@ -101,7 +102,8 @@ def test_operator_killed_after_each_create(make_cluster, tmp_path: Path) -> None
     kills = list(cluster.kills)
     expected_points = {w for w in expected_writes if w.startswith(points)}
     assert expected_points <= set(kills), expected_points - set(kills)
-    assert len(expected_points) == 22, expected_points  # 18 + the composition's 2 Jobs + 2 CMs
+    assert len(expected_points) == 25, expected_points  # 18, the composition's 2 Jobs + 2 CMs,
+    # the gateway's Deployment and Service and its catalogue ConfigMap
     cluster.assert_no_duplicates()
     status = cluster.get("support")["status"]  # type: ignore[index]
     assert strip_times(status) == expected

@@ -3,6 +3,7 @@ at once. Jobs run the FAKE trainer (fake_mtd.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -58,11 +59,23 @@ def test_unready_rollout_keeps_the_old_revision_and_says_why(make_cluster, tmp_p
     deployment = emu.get("apps/v1/deployments", "support-serving", "default")
     assert deployment["status"]["availableReplicas"] >= 1  # the old pods still serve
     assert condition(deployment, "Available")["status"] == "True"
+    # The gateway's catalogue stays on the revision the old pods serve (a real TGI would
+    # answer the new adapters' names with its base model, silently).
+    assert catalogue_revision(emu) == old_revision
 
     cluster.deployments.release()
     obj = cluster.wait_ready("support", timeout=60)
     assert condition(obj, "Serving")["reason"] == "Serving"
     assert "agree" in {row["name"] for row in obj["status"]["tasks"]}
+    wait_until(
+        lambda: catalogue_revision(emu) == obj["status"]["serving"]["revision"],
+        30, "the catalogue on the new revision", cluster.operator_logs,
+    )  # fmt: skip
+
+
+def catalogue_revision(emu) -> str:
+    cm = emu.get("v1/configmaps", "support-catalogue", "default")
+    return json.loads(cm["data"]["catalogue.json"])["revision"]
 
 
 @pytest.mark.timeout(200)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.serving
 
 def test_classification_uses_label_scoring(served: Served) -> None:
     with MultiTaskClient(served.url) as client:
-        assert client.scores_labels and sorted(client.tasks) == ["sentiment", "sounds"]
+        assert client.upstream is not None and client.upstream.engine == "ours"
+        assert sorted(client.tasks) == ["sentiment", "sounds"]
         prediction = client.predict("sentiment", "the day was awful")
     chat = messages("Classify the sentiment.", "the day was awful", LABELS)
     direct = httpx.post(
@@ -38,8 +39,7 @@ def test_classification_uses_label_scoring(served: Served) -> None:
 
 def test_classification_against_plain_tgi_uses_the_regex_grammar(served: Served) -> None:
     """What the client does with a real TGI: constrained greedy decoding, scored."""
-    with MultiTaskClient(served.url) as client:
-        client.scores_labels = False
+    with MultiTaskClient(served.url, served.catalogue, engine="tgi") as client:
         for text in ("the day was awful", "the film was good", "x"):
             prediction = client.predict("sentiment", text)
             assert prediction.output in LABELS

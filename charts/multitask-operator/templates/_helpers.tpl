@@ -85,19 +85,19 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "delete"]
-# The termination state of a failed Job's pods, for the reason.
+# The termination state of a failed Job's pods, for the reason; the ready vLLM pods, to load new adapters into them.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# Step configs handed to Jobs, and the results Jobs write back (read by list).
+# Step configs handed to Jobs, the results Jobs write back (read by list), and the task catalogue the gateway reads (patched when a new adapter set is served).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "watch", "create"]
-# The serving Deployment (TGI or vLLM).
+  verbs: ["list", "watch", "create", "patch"]
+# The serving Deployment (TGI or vLLM) and the task gateway's Deployment.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# The serving Service.
+# The serving Service and the task gateway's Service.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create"]

@@ -394,6 +394,14 @@ class Qualification(ApiModel):
 class Serving(ApiModel):
     engine: Literal["tgi", "vllm"] = Field(default="tgi", description="Serving engine.")
     replicas: int = Field(default=1, ge=0, le=100, description="Serving replicas.")
+    rollout: Literal["surge", "oneAtATime"] = Field(
+        default="surge",
+        description="How serving pods are replaced when their template changes (for TGI, "
+        "every new adapter set): surge starts a new pod before stopping an old one (needs "
+        "a spare GPU); oneAtATime stops one old pod before starting its replacement (no "
+        "spare GPU; one replica fewer meanwhile). vLLM loads new adapters into the running "
+        "pods without replacing them.",
+    )
 
 
 MERGE_METHODS = ("linear", "cat", "ties")

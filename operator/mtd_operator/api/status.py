@@ -118,6 +118,15 @@ class ServingStatus(StatusModel):
     adapters: list[str] = Field(default_factory=list)
     revision: str | None = Field(default=None, description="Hash of the served adapter set.")
     ready_replicas: int = 0
+    adapter_update: Literal["Surge", "OneAtATime", "RuntimeLoad"] | None = Field(
+        default=None,
+        description="How a new adapter set reaches the serving pods: a rollout that "
+        "starts a new pod first (Surge) or replaces pods one at a time (OneAtATime), or "
+        "vLLM loading it into the running pods (RuntimeLoad).",
+    )
+    gateway: str | None = Field(
+        default=None, description="The task gateway's URL: ask tasks by name there."
+    )
 
 
 class CostStatus(StatusModel):

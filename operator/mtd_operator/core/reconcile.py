@@ -78,6 +78,13 @@ class Decision:
     failed: bool = False
 
 
+def adapter_update(spec: MultiTaskDeploymentSpec) -> Literal["Surge", "OneAtATime", "RuntimeLoad"]:
+    """How a new adapter set reaches the pods: vLLM loads it at runtime; TGI rolls out."""
+    if spec.serving.engine == "vllm":
+        return "RuntimeLoad"
+    return "OneAtATime" if spec.serving.rollout == "oneAtATime" else "Surge"
+
+
 def _task_rows(result: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """An evaluation result's scored task rows (score, examples, per_example)."""
     if not result:
@@ -537,6 +544,7 @@ def reconcile(
             ready_replicas=serving.ready_replicas
             if serving and serving.revision == desired.revision
             else 0,
+            adapter_update=adapter_update(spec),
         )
     deployments = 1 if spec.serving.replicas > 0 else 0
     status = MultiTaskDeploymentStatus(

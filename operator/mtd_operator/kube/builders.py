@@ -21,6 +21,7 @@ from mtd_contract.pod import profile_command, step_command
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
+from ..core.catalogue import Catalogue
 from ..core.planner import Plan
 from ..core.reconcile import DesiredServing
 from ..core.render import Locations, render_step
@@ -39,6 +40,9 @@ CONFIG_MOUNT = "/etc/mtd"
 SERVING_PORT = 8080
 HF_MODELS_DIR = "models/hf"  # hub models' copies on the workspace volume
 CACHE_MOUNT = "/cache"  # serving engines' writable home and caches (an emptyDir)
+ADAPTERS_MOUNT = "/etc/mtd-adapters"
+ADAPTERS_KEY = "lora-modules"
+VLLM_START = f'exec vllm serve "$@" --lora-modules $(cat {ADAPTERS_MOUNT}/{ADAPTERS_KEY})'
 
 
 def child_name(parent: str, suffix: str) -> str:
@@ -416,6 +420,15 @@ def _engine_env(engine: str, security: dict[str, Any]) -> list[dict[str, str]]:
     return [{"name": key, "value": value} for key, value in env.items()]
 
 
+def vllm_max_loras(adapters: int) -> int:
+    """LoRA slots per batch: a power of two (at least 4), so that adding an adapter seldom
+    changes the pod template (which would roll out new pods)."""
+    slots = 4
+    while slots < adapters:
+        slots *= 2
+    return slots
+
+
 def _engine_container(
     spec: MultiTaskDeploymentSpec,
     config: OperatorConfig,
@@ -436,7 +449,9 @@ def _engine_container(
             args += ["--num-shard", str(gpus)] if gpus > 1 else []
             return {"image": config.tgi_image, "args": args, "env": env}
         args = ["--model", model_id, "--port", str(SERVING_PORT)]
-        args += ["--served-model-name", model_name] if model_name else []
+        # Named as the base model would be, so the gateway's catalogue (no adapters under
+        # full) and any client ask the same model id whatever the method.
+        args += ["--served-model-name", served_model_id(spec, config)]
         args += ["--tensor-parallel-size", str(gpus)] if gpus > 1 else []
         return {"image": config.vllm_image, "args": args, "env": env}
     if spec.serving.engine == "tgi":
@@ -449,7 +464,9 @@ def _engine_container(
             "args": args,
             "env": [{"name": "LORA_ADAPTERS", "value": pairs}, *env],
         }
-    modules = [f"{name}={path}" for name, path in adapters.items()]
+    # The adapter set lives in a ConfigMap, not in the pod template: a new set is loaded
+    # into the running pods (/v1/load_lora_adapter) instead of rolling out new pods, and a
+    # pod that restarts starts with the current set from the file.
     args = ["--model", model_id, "--port", str(SERVING_PORT)]
     if gpus > 1:  # vLLM's default is 1: without it, every other GPU sits idle
         args += ["--tensor-parallel-size", str(gpus)]
@@ -458,11 +475,14 @@ def _engine_container(
         "--max-lora-rank",
         str(vllm_max_lora_rank(spec)),
         "--max-loras",
-        str(max(1, len(adapters))),
-        "--lora-modules",
-        *modules,
+        str(vllm_max_loras(len(adapters))),
     ]
-    return {"image": config.vllm_image, "args": args, "env": env}
+    return {
+        "image": config.vllm_image,
+        "command": ["/bin/sh", "-c", VLLM_START, "vllm"],
+        "args": args,
+        "env": [*env, {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"}],
+    }
 
 
 def serving_deployment(
@@ -474,8 +494,9 @@ def serving_deployment(
 ) -> dict[str, Any]:
     """One Deployment for the whole resource: the base model once, every adapter by name.
 
-    The revision annotation on the pod template makes a new adapter set a new ReplicaSet;
-    `maxUnavailable: 0` keeps the old pods serving until the new ones are ready.
+    TGI: the revision annotation on the pod template makes a new adapter set a new
+    ReplicaSet, rolled out as `serving.rollout` says. vLLM: the template does not change
+    with the adapters; the controller loads a new set into the running pods.
     """
     parent = body["metadata"]["name"]
     name = serving_name(parent)
@@ -487,6 +508,14 @@ def serving_deployment(
     volumes, mounts = _volumes(spec, config, None, read_only=True)
     volumes.append({"name": "cache", "emptyDir": {}})
     mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
+    template_meta: dict[str, Any] = {
+        "labels": {**MANAGED_BY, **selector},
+        "annotations": {ANNOTATION_REVISION: desired.revision},
+    }
+    if spec.serving.engine == "vllm":
+        volumes.append({"name": "adapters", "configMap": {"name": adapters_name(parent)}})
+        mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
+        del template_meta["annotations"]
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "server",
@@ -508,15 +537,9 @@ def serving_deployment(
         "spec": {
             "replicas": spec.serving.replicas,
             "selector": {"matchLabels": selector},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
+            "strategy": serving_strategy(spec),
             "template": {
-                "metadata": {
-                    "labels": {**MANAGED_BY, **selector},
-                    "annotations": {ANNOTATION_REVISION: desired.revision},
-                },
+                "metadata": template_meta,
                 "spec": {
                     "securityContext": security,
                     **_scheduling(config),
@@ -526,6 +549,15 @@ def serving_deployment(
             },
         },
     }
+
+
+def serving_strategy(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
+    """surge: a new pod first, so the old ones serve until it is ready (needs a spare GPU);
+    oneAtATime: an old pod stops first, so a full GPU pool can take the new one."""
+    if spec.serving.rollout == "oneAtATime":
+        # With one replica this leaves no pod for a moment: the gateway answers 502 then.
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
 def serving_service(body: dict[str, Any]) -> dict[str, Any]:
@@ -544,3 +576,188 @@ def serving_service(body: dict[str, Any]) -> dict[str, Any]:
 def serving_endpoint(body: dict[str, Any]) -> str:
     parent = body["metadata"]["name"]
     return f"http://{serving_name(parent)}.{body['metadata']['namespace']}.svc"
+
+
+# -- the task gateway, its catalogue, and vLLM's adapter list ------------------------------
+
+GATEWAY_PORT = 8000
+CATALOGUE_MOUNT = "/etc/mtd-catalogue"
+CATALOGUE_KEY = "catalogue.json"
+
+
+def gateway_name(parent: str) -> str:
+    return child_name(parent, "gateway")
+
+
+def catalogue_name(parent: str) -> str:
+    return child_name(parent, "catalogue")
+
+
+def adapters_name(parent: str) -> str:
+    return child_name(parent, "adapters")
+
+
+def gateway_endpoint(body: dict[str, Any]) -> str:
+    parent = body["metadata"]["name"]
+    return f"http://{gateway_name(parent)}.{body['metadata']['namespace']}.svc"
+
+
+def catalogue_config_map(body: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue the gateway reads: the document `mtd run` writes to catalogue.json."""
+    name = catalogue_name(body["metadata"]["name"])
+    cm = config_map(body, name, "catalogue", {CATALOGUE_KEY: catalogue.to_json()})
+    if catalogue.revision:
+        cm["metadata"]["annotations"] = {ANNOTATION_REVISION: catalogue.revision}
+    return cm
+
+
+def served_model_id(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> str:
+    """The base model's id as the engine names it (vLLM: its --model value)."""
+    return base_model_path(spec.base_model.uri, config).removeprefix("hf://")
+
+
+def gateway_deployment(
+    body: dict[str, Any], spec: MultiTaskDeploymentSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    """The task gateway: a small CPU pod (no torch, no API access) in front of the engine.
+
+    It mounts the catalogue ConfigMap as a directory (a `subPath` mount would never see an
+    update) and re-reads it on change, so a new adapter set needs no gateway restart.
+    """
+    parent = body["metadata"]["name"]
+    selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"}
+    command = [
+        "mtd", "gateway",
+        "--upstream", serving_endpoint(body),
+        "--catalogue", f"{CATALOGUE_MOUNT}/{CATALOGUE_KEY}",
+        "--engine", spec.serving.engine,
+        "--host", "0.0.0.0",
+        "--port", str(GATEWAY_PORT),
+    ]  # fmt: skip
+    if spec.serving.engine == "vllm":
+        command += ["--base-model", served_model_id(spec, config)]
+    container = {
+        "name": "gateway",
+        "image": config.gateway_image,
+        "command": command,
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "volumeMounts": [
+            {"name": "catalogue", "mountPath": CATALOGUE_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "96Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        # Ready once a catalogue is loaded; alive while it listens (an engine that is down
+        # is the engine's problem, not a reason to restart the gateway).
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 15},
+        "securityContext": _container_security(),
+    }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "catalogue",
+                "configMap": {"name": catalogue_name(parent), "optional": True},
+            },
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if config.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(body, gateway_name(parent), _labels(parent, "gateway")),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {"metadata": {"labels": {**MANAGED_BY, **selector}}, "spec": pod},
+        },
+    }
+
+
+def gateway_service(body: dict[str, Any]) -> dict[str, Any]:
+    parent = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(body, gateway_name(parent), _labels(parent, "gateway")),
+        "spec": {
+            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def engine_adapter_names(
+    spec: MultiTaskDeploymentSpec, desired: DesiredServing, locations: Locations
+) -> dict[str, str]:
+    """Adapter name → the name the engine serves it under.
+
+    TGI: the same. vLLM: the name plus a hash of the adapter's folder, because vLLM
+    refuses to load a name twice: a retrained adapter loads next to the old one, the
+    catalogue then moves to it, and no request finds a name missing in between.
+    """
+    if spec.serving.engine != "vllm":
+        return {name: name for name in desired.adapters}
+    return {
+        name: f"{name}-{hashlib.sha256(locations.artifact(path).encode()).hexdigest()[:8]}"
+        for name, path in desired.adapters.items()
+    }
+
+
+def engine_adapters(
+    spec: MultiTaskDeploymentSpec, desired: DesiredServing, locations: Locations
+) -> dict[str, str]:
+    """The engine's adapter names → adapter folders as serving pods see them."""
+    names = engine_adapter_names(spec, desired, locations)
+    return {names[n]: locations.artifact(path) for n, path in desired.adapters.items()}
+
+
+def adapters_config_map(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    desired: DesiredServing,
+    locations: Locations,
+) -> dict[str, Any]:
+    """vLLM's adapter set, read by its pods at start (`--lora-modules`)."""
+    modules = " ".join(f"{n}={p}" for n, p in engine_adapters(spec, desired, locations).items())
+    name = adapters_name(body["metadata"]["name"])
+    cm = config_map(body, name, "adapters", {ADAPTERS_KEY: modules})
+    cm["metadata"]["annotations"] = {ANNOTATION_REVISION: desired.revision}
+    return cm
+
+
+def serving_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    desired: DesiredServing,
+    catalogue: Catalogue,
+    locations: Locations,
+) -> list[dict[str, Any]]:
+    """Every serving-side object of a resource once its adapter set is decided, in the
+    order the controller applies them (what `mtd manifests` prints): vLLM's adapter file,
+    the engine Deployment and Service, the catalogue, the gateway Deployment and Service."""
+    objects = []
+    if spec.serving.engine == "vllm":
+        objects.append(adapters_config_map(body, spec, desired, locations))
+    named = catalogue.renamed(engine_adapter_names(spec, desired, locations))
+    return [
+        *objects,
+        serving_deployment(body, spec, config, desired, locations),
+        serving_service(body),
+        catalogue_config_map(body, named),
+        gateway_deployment(body, spec, config),
+        gateway_service(body),
+    ]

@@ -26,16 +26,18 @@ from mtd_contract.results import ProfileResult, ResultError, parse_result
 from ..api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeploymentSpec
 from ..api.status import Condition, MultiTaskDeploymentStatus
 from ..config import OperatorConfig
+from ..core.catalogue import build_catalogue
 from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
-from . import builders
-from .constants import ANNOTATION_REVISION, ANNOTATION_STEP, LABEL_DEPLOYMENT
+from . import builders, runtime_lora
+from .constants import ANNOTATION_REVISION, ANNOTATION_STEP, LABEL_DEPLOYMENT, LABEL_ROLE
 from .metrics import METRICS
 from .results import read_result
 
 log = logging.getLogger("mtd_operator")
+RUNTIME_LOAD_RETRY_S = 5.0
 USER_AGENT = "multitask-operator/0.1.0"
 
 
@@ -68,6 +70,7 @@ class PassResult:
     created: list[str]
     done: bool
     transitions: list[Condition]
+    retry_after: float | None = None  # seconds until the next pass should look again
 
 
 def _create(kind: str, fn, namespace: str, body: dict[str, Any]) -> bool:
@@ -306,9 +309,29 @@ class Controller:
             gpus_per_replica=self.config.serving_gpus,
         )
         self._start_steps(body, spec, the_plan, decision, created)
+        retry_after = None
         if decision.serving is not None:
+            if spec.serving.engine == "vllm":
+                self._apply_vllm_adapters(body, spec, decision, locations, cms, created)
             self._apply_serving(body, spec, decision, locations, created)
-        return self._write_status(body, old_status, decision.status, created, done=decision.done)
+            runtime_load = spec.serving.engine == "vllm" and spec.serving.replicas > 0
+            if runtime_load and serving_obs is not None:
+                serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
+                decision = reconcile(
+                    spec,
+                    the_plan,
+                    observed,
+                    serving_obs,
+                    previous=previous,
+                    generation=generation,
+                    now=now,
+                    gpus_per_replica=self.config.serving_gpus,
+                )
+                retry_after = None if serving_obs.ready else RUNTIME_LOAD_RETRY_S
+            self._apply_gateway(body, spec, decision, locations, cms, created)
+        result = self._write_status(body, old_status, decision.status, created, decision.done)
+        result.retry_after = retry_after
+        return result
 
     # -- profiling -------------------------------------------------------------------
 
@@ -437,6 +460,81 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         assert decision.serving is not None
         desired = builders.serving_deployment(body, spec, self.config, decision.serving, locations)
+        self._ensure_deployment(namespace, desired, created)
+        if _create(
+            "Service",
+            self.api.core.create_namespaced_service,
+            namespace,
+            builders.serving_service(body),
+        ):
+            created.append(f"Service/{desired['metadata']['name']}")
+
+    def _apply_vllm_adapters(
+        self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
+    ) -> None:
+        """vLLM's adapter set as a file its pods read at start (so the template is stable)."""
+        assert decision.serving is not None
+        desired = builders.adapters_config_map(body, spec, decision.serving, locations)
+        name = desired["metadata"]["name"]
+        namespace = body["metadata"]["namespace"]
+        current = cms.get(name)
+        if current is None:
+            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, desired):
+                created.append(f"ConfigMap/{name}")
+        elif current["data"] != desired["data"]:
+            self.api.core.patch_namespaced_config_map(
+                name,
+                namespace,
+                {"metadata": {"annotations": desired["metadata"]["annotations"]},
+                 "data": desired["data"]},
+            )  # fmt: skip
+
+    def _runtime_load(
+        self, body, spec, decision: Decision, locations, rollout: ServingObservation
+    ) -> ServingObservation:
+        """Load the adapter set into every ready vLLM pod; served once all of them hold it.
+
+        The Deployment's own rollout (`rollout.ready`) only says its pods run: they serve
+        the decision's revision once each one lists every adapter of it.
+        """
+        assert decision.serving is not None
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        if not rollout.ready:
+            return ServingObservation(
+                revision=None, ready=False, message=rollout.message, endpoint=rollout.endpoint
+            )
+        selector = f"{LABEL_DEPLOYMENT}={name},{LABEL_ROLE}=serving"
+        pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector).items
+        urls = runtime_lora.ready_pod_urls(pods)
+        adapters = builders.engine_adapters(spec, decision.serving, locations)
+        problems: list[str] = []
+        for pod, url in sorted(urls.items()):
+            try:
+                loaded = runtime_lora.load_into(url, adapters)
+            except runtime_lora.LoadError as exc:
+                problems.append(f"{pod}: {exc}")
+                continue
+            if loaded:
+                log.info("%s/%s: loaded %s into %s", namespace, name, ", ".join(loaded), pod)
+        wanted = max(spec.serving.replicas, 1)
+        if len(urls) < wanted:
+            problems.append(f"{len(urls)}/{wanted} serving pods ready to take adapters")
+        if problems:
+            return ServingObservation(
+                revision=None,
+                ready=False,
+                message="loading adapters at runtime: " + "; ".join(problems),
+                endpoint=rollout.endpoint,
+            )
+        return ServingObservation(
+            revision=decision.serving.revision,
+            ready=True,
+            ready_replicas=len(urls),
+            endpoint=rollout.endpoint,
+        )
+
+    def _ensure_deployment(self, namespace: str, desired: dict, created: list[str]) -> None:
+        """Create the Deployment, or patch it when a field we set differs."""
         name = desired["metadata"]["name"]
         try:
             current = self.api.apps.read_namespaced_deployment(name, namespace)
@@ -447,24 +545,52 @@ class Controller:
                 "Deployment", self.api.apps.create_namespaced_deployment, namespace, desired
             ):
                 created.append(f"Deployment/{name}")
-        else:
-            current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
-            if _differs(desired, current_dict):
-                self.api.apps.patch_namespaced_deployment(
-                    name,
-                    namespace,
-                    {
-                        "metadata": {"annotations": desired["metadata"]["annotations"]},
-                        "spec": desired["spec"],
-                    },
-                )
+            return
+        current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
+        if _differs(desired, current_dict):
+            patch: dict[str, Any] = {"spec": desired["spec"]}
+            if desired["metadata"].get("annotations"):
+                patch["metadata"] = {"annotations": desired["metadata"]["annotations"]}
+            self.api.apps.patch_namespaced_deployment(name, namespace, patch)
+
+    def _apply_gateway(
+        self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
+    ) -> None:
+        """The catalogue ConfigMap, the gateway Deployment and its Service.
+
+        The catalogue moves to a new revision only once that revision is fully rolled out
+        (or loaded into every vLLM pod): until then old pods still serve, and a real TGI
+        answers an adapter it lacks with the base model, silently.
+        """
+        namespace = body["metadata"]["namespace"]
+        assert decision.serving is not None
+        catalogue = build_catalogue(spec, decision.status, decision.serving.revision).renamed(
+            builders.engine_adapter_names(spec, decision.serving, locations)
+        )
+        desired = builders.catalogue_config_map(body, catalogue)
+        name = desired["metadata"]["name"]
+        current = cms.get(name)
+        if current is None:
+            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, desired):
+                created.append(f"ConfigMap/{name}")
+        elif current["data"] != desired["data"] and _serving_settled(spec, decision):
+            self.api.core.patch_namespaced_config_map(
+                name,
+                namespace,
+                {"metadata": {"annotations": desired["metadata"]["annotations"]},
+                 "data": desired["data"]},
+            )  # fmt: skip
+        gateway = builders.gateway_deployment(body, spec, self.config)
+        self._ensure_deployment(namespace, gateway, created)
         if _create(
             "Service",
             self.api.core.create_namespaced_service,
             namespace,
-            builders.serving_service(body),
+            builders.gateway_service(body),
         ):
-            created.append(f"Service/{name}")
+            created.append(f"Service/{gateway['metadata']['name']}")
+        if decision.status.serving is not None:
+            decision.status.serving.gateway = builders.gateway_endpoint(body)
 
     def _write_status(
         self, body, old_status: dict, status: MultiTaskDeploymentStatus, created, done: bool
@@ -512,6 +638,14 @@ class Controller:
             self.api.core.create_namespaced_event(meta["namespace"], event)
         except ApiException as exc:  # events are best effort: never fail a pass for one
             log.warning("could not post event %s: %s", condition.reason, exc.reason)
+
+
+def _serving_settled(spec: MultiTaskDeploymentSpec, decision: Decision) -> bool:
+    """Every serving pod has the decision's adapter set (or none serves at all)."""
+    if spec.serving.replicas == 0:
+        return True
+    serving = next((c for c in decision.status.conditions if c.type == "Serving"), None)
+    return serving is not None and serving.status == "True"
 
 
 def _strip_times(status: dict[str, Any]) -> str:

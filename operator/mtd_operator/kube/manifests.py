@@ -3,10 +3,11 @@
 Built by the operator's own pieces, pass by pass: the profiling Job, then the core's
 `reconcile` is asked what to start next with every step started so far taken as
 succeeded, and each step's Job and ConfigMap come from the same builder the controller
-uses; once nothing is left to start, the serving Deployment and Service are built from
-the adapter set the core chose. So a new kind of step or serving object shows up here
-by construction. Assumed outcome: every step succeeds and every task scores 1.0 (so it
-qualifies and is served from its group's adapter). Owner references carry a
+uses; once nothing is left to start, the serving objects (engine Deployment and Service,
+the task gateway and its catalogue) are built from the adapter set the core chose. So a
+new kind of step or serving object shows up here by construction. Assumed outcome:
+every step succeeds and every task scores 1.0 (served from its group's adapter: no
+baseline replaces it). Owner references carry a
 placeholder uid: the operator creates these objects; the output is to read and diff.
 """
 
@@ -21,6 +22,7 @@ from mtd_contract.results import ComposeResult, EvalResult, TaskScore, TrainResu
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeployment
 from ..config import ENV_PREFIX, OperatorConfig, load_config
+from ..core.catalogue import build_catalogue
 from ..core.planner import plan
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import StepState, reconcile
@@ -119,7 +121,8 @@ def pipeline_objects(
         decision = reconcile(
             spec, the_plan, observed, None, now="", gpus_per_replica=config.serving_gpus
         )
-        serving = decision.serving or serving
+        if decision.serving is not None:
+            serving, status = decision.serving, decision.status
         if not decision.start:
             break
         by_key = {s.key: s for s in decision.steps}
@@ -131,6 +134,6 @@ def pipeline_objects(
             rendered = render_step(step, spec, the_plan, by_key, locations, name)
             observed[step.key] = StepState("Succeeded", attempts=1, result=assumed_result(rendered))
     if serving is not None:
-        objects.append(builders.serving_deployment(body, spec, config, serving, locations))
-        objects.append(builders.serving_service(body))
+        catalogue = build_catalogue(spec, status, serving.revision)
+        objects += builders.serving_objects(body, spec, config, serving, catalogue, locations)
     return objects

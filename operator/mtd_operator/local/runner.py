@@ -26,6 +26,7 @@ from mtd_contract.results import ResultError, parse_result
 
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
+from ..core.catalogue import Catalogue, build_catalogue
 from ..core.planner import Plan, plan
 from ..core.problems import InvalidSpec, Problem
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
@@ -59,11 +60,16 @@ def resolve_base_model(uri: str, spec_dir: Path) -> str:
     return str(path if path.is_absolute() else (spec_dir / path).resolve())
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers (the gateway follows catalogue.json) never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 @dataclass
@@ -214,7 +220,6 @@ class LocalRun:
 
     def serving_manifest(self, decision: Decision) -> dict[str, Any]:
         assert decision.serving is not None
-        rows = {row.name: row for row in decision.status.tasks}
         full = decision.serving.model is not None  # the fine-tuned model, no adapters
         model = self.locations.artifact(decision.serving.model) if full else None
         return {
@@ -225,29 +230,13 @@ class LocalRun:
                 name: self.locations.artifact(path)
                 for name, path in decision.serving.adapters.items()
             },
-            "catalogue": {
-                "tasks": [
-                    {
-                        "name": task.name,
-                        "type": task.type,
-                        "instruction": task.instruction,
-                        **({"labels": list(task.labels)} if task.labels else {}),
-                        "adapter": None if full else rows[task.name].adapter,
-                    }
-                    for task in self.spec.tasks
-                ]
-                + [
-                    {
-                        "name": composition.name,
-                        "type": composition.type,
-                        "instruction": composition.instruction,
-                        **({"labels": list(composition.labels)} if composition.labels else {}),
-                        "adapter": composition.name,
-                    }
-                    for composition in self.spec.compositions
-                ]
-            },
+            "catalogue": json.loads(self.catalogue(decision).to_json()),
         }
+
+    def catalogue(self, decision: Decision) -> Catalogue:
+        """The same document the operator writes to the resource's catalogue ConfigMap."""
+        assert decision.serving is not None
+        return build_catalogue(self.spec, decision.status, decision.serving.revision)
 
     def run_pipeline(self) -> Decision:
         """Run steps until nothing more can start; returns the last decision."""
@@ -258,6 +247,7 @@ class LocalRun:
             self.run_step(decision.start[0], decision)
         if decision.serving is not None:
             write_json_atomic(self.root / "serving.json", self.serving_manifest(decision))
+            write_text_atomic(self.root / "catalogue.json", self.catalogue(decision).to_json())
         return decision
 
     def mark_serving(self, revision: str, endpoint: str) -> Decision:

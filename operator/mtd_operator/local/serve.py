@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..core.catalogue import Catalogue
 from .artifacts import damaged_artifact
 
 HEALTH_TIMEOUT_S = 600
@@ -59,7 +60,9 @@ def server_command(
 ) -> list[str]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     catalogue = manifest_path.parent / "catalogue.json"
-    catalogue.write_text(json.dumps(manifest["catalogue"], indent=2), encoding="utf-8")
+    if not catalogue.exists():  # workspaces from before `mtd run` wrote it
+        text = Catalogue.model_validate(manifest["catalogue"]).to_json()
+        catalogue.write_text(text, encoding="utf-8")
     command = [python, "-m", "mtd_trainer.serving", "--base-model", manifest["baseModel"]]
     for name, path in manifest["adapters"].items():
         command += ["--adapter", f"{name}={path}"]

@@ -1,0 +1,142 @@
+"""The task catalogue: which adapter answers each task, with the prompt training used.
+
+One document, built here from the spec and the status rows, is what the operator writes
+to the resource's catalogue ConfigMap and what `mtd run` writes to
+`<workspace>/<name>/catalogue.json`; the task gateway reads it to route requests by task
+name. Pure: no I/O, so both drivers write byte-identical catalogues for the same state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..api.spec import MultiTaskDeploymentSpec, default_metric
+from ..api.status import CompositionStatus, MultiTaskDeploymentStatus, TaskStatus
+
+Verdict = Literal["Qualified", "NotQualified", "Inconclusive"]
+
+
+class CatalogueTask(BaseModel):
+    """One task or composition as the gateway and clients see it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1)
+    kind: Literal["task", "composition"] = "task"
+    type: Literal["classification", "generation"] = "generation"
+    instruction: str = Field(min_length=1)
+    labels: list[str] | None = None
+    metric: str | None = None
+    adapter: str | None = Field(default=None, description="Served adapter; None: the base model.")
+    served_by: Literal["multiTask", "baseline", "composition"] | None = Field(
+        default=None, alias="servedBy"
+    )
+    verdict: Verdict = "Inconclusive"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_from_labels(cls, data: Any) -> Any:
+        """A row without a type is a classification task when it has labels."""
+        if isinstance(data, dict) and data.get("type") is None:
+            return {**data, "type": "classification" if data.get("labels") else "generation"}
+        return data
+
+    @model_validator(mode="after")
+    def _labels_fit_type(self) -> CatalogueTask:
+        if self.type == "classification" and not self.labels:
+            raise ValueError(f"task {self.name}: type classification needs 2+ labels")
+        if self.labels and len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"task {self.name}: labels repeat: {self.labels}")
+        return self
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    revision: str | None = Field(default=None, description="The serving revision it describes.")
+    tasks: list[CatalogueTask] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Catalogue:
+        names = [task.name for task in self.tasks]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"task names repeat: {', '.join(repeated)}")
+        return self
+
+    def task(self, name: str) -> CatalogueTask | None:
+        return next((task for task in self.tasks if task.name == name), None)
+
+    def renamed(self, names: Mapping[str, str]) -> Catalogue:
+        """The same catalogue with adapters under the engine's names (`names[adapter]`)."""
+        tasks = [
+            task.model_copy(update={"adapter": names.get(task.adapter, task.adapter)})
+            if task.adapter is not None
+            else task
+            for task in self.tasks
+        ]
+        return self.model_copy(update={"tasks": tasks})
+
+    def to_json(self) -> str:
+        body = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+
+def verdict(row: TaskStatus | CompositionStatus) -> Verdict:
+    """Qualified or not against a baseline; Inconclusive when there is nothing to compare."""
+    explicit = getattr(row, "verdict", None)  # status rows may carry their own verdict
+    if explicit in ("Qualified", "NotQualified", "Inconclusive"):
+        return explicit
+    if row.baseline is None or row.score is None:
+        return "Inconclusive"
+    return "Qualified" if row.qualified else "NotQualified"
+
+
+def build_catalogue(
+    spec: MultiTaskDeploymentSpec, status: MultiTaskDeploymentStatus, revision: str | None
+) -> Catalogue:
+    """The catalogue of a served revision: every task and composition with its adapter.
+
+    Call it once serving is decided (every row then names its adapter); a row without an
+    adapter is served by the base model.
+    """
+    rows = {row.name: row for row in status.tasks}
+    composed = {row.name: row for row in status.compositions}
+    # Method full serves the fine-tuned model itself (no adapters): every task asks the
+    # served model, by its base-model name.
+    full = spec.training.method == "full"
+    tasks = [
+        CatalogueTask(
+            name=task.name,
+            kind="task",
+            type=task.type,
+            instruction=task.instruction,
+            labels=list(task.labels) if task.labels else None,
+            metric=default_metric(task.type, task.metric),
+            adapter=rows[task.name].adapter if task.name in rows and not full else None,
+            servedBy=rows[task.name].served_by if task.name in rows else None,
+            verdict=verdict(rows[task.name]) if task.name in rows else "Inconclusive",
+        )
+        for task in spec.tasks
+    ]
+    tasks += [
+        CatalogueTask(
+            name=composition.name,
+            kind="composition",
+            type=composition.type,
+            instruction=composition.instruction,
+            labels=list(composition.labels) if composition.labels else None,
+            metric=default_metric(composition.type, composition.metric),
+            adapter=composition.name,
+            servedBy="composition",
+            verdict=verdict(composed[composition.name])
+            if composition.name in composed
+            else "Inconclusive",
+        )
+        for composition in spec.compositions
+    ]
+    return Catalogue(revision=revision, tasks=tasks)

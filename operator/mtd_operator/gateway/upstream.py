@@ -1,0 +1,229 @@
+"""Ask one engine for a task's answer: our server, a real TGI, or vLLM, each in its own terms.
+
+The engines agree on `/v1/chat/completions` and differ where it matters here:
+
+* ours (`mtd_trainer.serving`): base model `tgi`, adapters by id; classification by
+  `/classify`, which scores every label (probabilities among the labels);
+* TGI: base model `tgi`, adapters by their `LORA_ADAPTERS` id; classification with
+  `response_format: {"type": "regex", "value": "l1|l2"}`;
+* vLLM: base model by its served id (`/v1/models`), adapters by their `--lora-modules`
+  name; classification with `structured_outputs: {"choice": labels}`.
+
+TGI's regex grammar: its `GrammarType` (router/src/lib.rs; docs "Guidance"). vLLM's
+`structured_outputs` replaced `guided_choice` (deprecated in v0.11, removed in v0.12;
+docs.vllm.ai/en/latest/features/structured_outputs/); vLLM's `response_format` only takes
+`json_schema`/`json_object`/`text`, so TGI's regex form is refused there.
+
+A real TGI answers an unknown `adapter_id` with the base model (it looks the id up with a
+default of 0), so nothing here sends a name the catalogue did not give; vLLM and our
+server refuse unknown names, and that refusal is passed on.
+
+Synchronous httpx, so that the command-line client and the gateway (which runs these
+calls in its thread pool) share every line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from mtd_contract.prompts import messages
+
+Engine = Literal["ours", "tgi", "vllm"]
+ENGINES: tuple[Engine, ...] = ("ours", "tgi", "vllm")
+#: The model name TGI (and our server) gives the base model in chat requests.
+TGI_BASE_MODEL = "tgi"
+#: Characters that mean something in a regex; labels escape only these, since the
+#: engines behind TGI's grammars (outlines, Rust `regex`) disagree on other escapes.
+REGEX_META = frozenset("\\.^$|?*+()[]{}")
+
+
+class UpstreamError(Exception):
+    """The engine refused, failed or could not be reached; `status` is its HTTP status."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"upstream error {status}: {message}" if status else message)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A task's answer: the label (with its probability) or text (mean token log-prob)."""
+
+    output: str
+    score: float | None
+    usage: dict[str, int] | None = None
+
+
+def label_regex(labels: Sequence[str]) -> str:
+    """A regex matching exactly one of `labels`."""
+    return "|".join("".join("\\" + c if c in REGEX_META else c for c in label) for label in labels)
+
+
+def error_message(response: httpx.Response) -> str:
+    """The message of a TGI (`{"error": str}`) or OpenAI (`{"error": {"message"}}`) body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        error = body.get("error") or body.get("message") or body.get("detail")
+        if isinstance(error, dict):
+            error = error.get("message")
+        if isinstance(error, str) and error:
+            return error
+    return response.text[:500]
+
+
+def detect_engine(http: httpx.Client) -> tuple[Engine, str | None]:
+    """Which engine answers at the client's base URL, and vLLM's base-model id.
+
+    TGI and ours serve `/info` (ours lists `/classify` among its extensions); vLLM has no
+    `/info` but lists its base model (the entry without a `parent`) in `/v1/models`.
+    """
+    try:
+        info = http.get("/info")
+        if info.status_code == 200:
+            extensions = info.json().get("extensions", [])
+            return ("ours" if "/classify" in extensions else "tgi"), None
+        models = http.get("/v1/models")
+    except (httpx.HTTPError, ValueError) as exc:
+        raise UpstreamError(None, f"cannot reach {http.base_url}: {exc}") from None
+    if models.status_code == 200:
+        return "vllm", vllm_base_model(models.json())
+    raise UpstreamError(
+        models.status_code,
+        f"{http.base_url} answers neither /info (TGI) nor /v1/models (vLLM)",
+    )
+
+
+def vllm_base_model(models: Any) -> str | None:
+    """The base model's id in vLLM's `/v1/models` (LoRA modules name it as `parent`)."""
+    for entry in models.get("data", []) if isinstance(models, dict) else []:
+        if isinstance(entry, dict) and not entry.get("parent"):
+            return entry.get("id")
+    return None
+
+
+class Upstream:
+    """One engine behind a base URL; `engine` None means: ask it which one it is."""
+
+    def __init__(
+        self,
+        url: str,
+        engine: Engine | None = None,
+        *,
+        timeout: float = 120.0,
+        base_model: str | None = None,
+    ) -> None:
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._engine = engine
+        self.base_model = base_model
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, asked on first use (so a gateway may start before its engine)."""
+        if self._engine is None or (self._engine == "vllm" and self.base_model is None):
+            detected, base = detect_engine(self.http)
+            self._engine = self._engine or detected
+            self.base_model = self.base_model or base
+        return self._engine
+
+    def close(self) -> None:
+        self.http.close()
+
+    def model_name(self, adapter: str | None) -> str:
+        """The `model` field that selects `adapter` (None: the base model) on this engine."""
+        if adapter is not None:
+            return adapter
+        if self.engine == "vllm":
+            if not self.base_model:
+                raise UpstreamError(None, f"{self.url}: vLLM lists no base model in /v1/models")
+            return self.base_model
+        return TGI_BASE_MODEL
+
+    def guided_choice(self, labels: Sequence[str]) -> dict[str, Any]:
+        """The request fields that make the engine answer with exactly one of `labels`."""
+        if self.engine == "vllm":
+            return {"structured_outputs": {"choice": list(labels)}}
+        return {"response_format": {"type": "regex", "value": label_regex(labels)}}
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self.http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(None, f"cannot reach {self.url}{path}: {exc}") from None
+        if response.status_code >= 400:
+            raise UpstreamError(response.status_code, error_message(response))
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(response.status_code, f"{path}: not JSON") from None
+
+    def chat(self, adapter: str | None, chat: list[dict], **fields: Any) -> dict[str, Any]:
+        """A greedy chat completion with token log-probs on the adapter."""
+        body = {
+            "model": self.model_name(adapter),
+            "messages": chat,
+            "temperature": 0,
+            "logprobs": True,
+            **fields,
+        }
+        out = self.post("/v1/chat/completions", body)
+        if not isinstance(out, dict) or not out.get("choices"):
+            raise UpstreamError(None, f"{self.url}: a chat completion without choices")
+        return out
+
+    def classify(self, adapter: str | None, chat: list[dict], labels: Sequence[str]) -> Answer:
+        """One of `labels`, with its probability (ours) or that of the generated tokens."""
+        if self.engine == "ours":
+            body = {"messages": chat, "labels": list(labels), "adapter_id": adapter}
+            result = self.post("/classify", body)
+            return Answer(result["label"], result["probability"])
+        longest = max(len(label) for label in labels)
+        out = self.chat(adapter, chat, max_tokens=longest + 8, **self.guided_choice(labels))
+        label = (out["choices"][0].get("message", {}).get("content") or "").strip()
+        if label not in labels:
+            raise UpstreamError(
+                None,
+                f"the {self.engine} server answered {label!r}, not one of {list(labels)} "
+                "(is its guided decoding enabled?)",
+            )
+        logprobs = token_logprobs(out)
+        return Answer(label, math.exp(sum(logprobs)) if logprobs else None, out.get("usage"))
+
+    def generate(self, adapter: str | None, chat: list[dict], max_tokens: int) -> Answer:
+        """Greedy text on the adapter, scored by the mean token log-prob."""
+        out = self.chat(adapter, chat, max_tokens=max_tokens)
+        logprobs = token_logprobs(out)
+        text = out["choices"][0].get("message", {}).get("content") or ""
+        score = sum(logprobs) / len(logprobs) if logprobs else None
+        return Answer(text, score, out.get("usage"))
+
+    def answer(
+        self,
+        adapter: str | None,
+        instruction: str,
+        text: str,
+        labels: Sequence[str] | None,
+        max_tokens: int,
+    ) -> Answer:
+        """A task's answer for `text`, its prompt formatted as training formatted it."""
+        chat = messages(instruction, text, list(labels) if labels else None)
+        if labels:
+            return self.classify(adapter, chat, labels)
+        return self.generate(adapter, chat, max_tokens)
+
+
+def token_logprobs(out: dict[str, Any]) -> list[float]:
+    logprobs = out["choices"][0].get("logprobs") or {}
+    content = logprobs.get("content") or []
+    return [entry["logprob"] for entry in content if entry.get("logprob") is not None]

@@ -1,0 +1,140 @@
+"""A stand-in for vLLM's OpenAI-compatible server: its names, fields and refusals, no model.
+
+What it follows (docs.vllm.ai: "OpenAI-Compatible Server", "Structured Outputs",
+"LoRA Adapters"):
+* `GET /v1/models` lists the base model (no `parent`) and each LoRA module (`parent` =
+  the base); there is no `/info`;
+* `model` must be the base model's id or a loaded LoRA module's name, else a 404
+  (vLLM has no `tgi` name);
+* `structured_outputs: {"choice": [...]}` makes the answer one of the choices; the
+  removed `guided_*` fields and a `response_format` other than text / json_object /
+  json_schema / structural_tag are a 400;
+* `POST /v1/load_lora_adapter` / `unload_lora_adapter` exist only when
+  `VLLM_ALLOW_RUNTIME_LORA_UPDATING` is set; loading a name twice is a 400.
+
+The answers are deterministic functions of the model name and the prompt (a hash picks
+the choice; generation echoes the model), so a test can tell which adapter answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+RESPONSE_FORMATS = ("text", "json_object", "json_schema", "structural_tag")
+REMOVED = ("guided_choice", "guided_regex", "guided_json", "guided_grammar")
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status)
+
+
+def pick(model: str, prompt: str, choices: list[str]) -> str:
+    digest = hashlib.sha256(f"{model}\0{prompt}".encode()).digest()
+    return choices[digest[0] % len(choices)]
+
+
+@dataclass
+class VllmStandIn:
+    base_model: str
+    loras: dict[str, str]
+    runtime_lora_updating: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/health", lambda _: Response(status_code=200), methods=["GET"]),
+        ]
+        if self.runtime_lora_updating:
+            routes += [
+                Route("/v1/load_lora_adapter", self.load, methods=["POST"]),
+                Route("/v1/unload_lora_adapter", self.unload, methods=["POST"]),
+            ]
+        return Starlette(routes=routes)
+
+    async def models(self, _: Request) -> JSONResponse:
+        data = [{"id": self.base_model, "object": "model", "root": self.base_model, "parent": None}]
+        data += [
+            {"id": name, "object": "model", "root": path, "parent": self.base_model}
+            for name, path in self.loras.items()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.requests.append(body)
+        model = body.get("model")
+        if model != self.base_model and model not in self.loras:
+            return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        removed = [name for name in REMOVED if name in body]
+        if removed:
+            return _error(400, f"{removed[0]}: extra inputs are not permitted", "BadRequestError")
+        response_format = body.get("response_format")
+        if response_format is not None and response_format.get("type") not in RESPONSE_FORMATS:
+            return _error(
+                400,
+                f"response_format.type: input should be {', '.join(RESPONSE_FORMATS)}",
+                "BadRequestError",
+            )
+        prompt = body["messages"][-1]["content"]
+        choices = (body.get("structured_outputs") or {}).get("choice")
+        if choices:
+            content = pick(model, prompt, choices)
+        else:
+            content = f"{model} says: {prompt.splitlines()[-1]}"
+            content = " ".join(content.split()[: body.get("max_tokens") or 16])
+        tokens = content.split(" ")
+        logprobs = None
+        if body.get("logprobs"):
+            logprobs = {"content": [{"token": t, "logprob": -0.25} for t in tokens]}
+        return JSONResponse(
+            {
+                "id": "chatcmpl-standin",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "logprobs": logprobs,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": len(prompt.split()),
+                    "completion_tokens": len(tokens),
+                    "total_tokens": len(prompt.split()) + len(tokens),
+                },
+            }
+        )
+
+    async def load(self, request: Request) -> Response:
+        body = await request.json()
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not name or not path:
+            return _error(400, "lora_name and lora_path are required", "BadRequestError")
+        if name in self.loras:
+            return _error(
+                400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput"
+            )
+        self.loras[name] = path
+        return Response(f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload(self, request: Request) -> Response:
+        body = await request.json()
+        name = body.get("lora_name")
+        if name not in self.loras:
+            return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        del self.loras[name]
+        return Response(f"Success: LoRA adapter '{name}' removed successfully.")
