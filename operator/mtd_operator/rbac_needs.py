@@ -74,7 +74,13 @@ OPERATOR_NEEDS: list[Need] = [
         ("get", "list", "watch", "create", "patch"),
         "The serving Deployment (TGI or vLLM).",
     ),
-    Need("", "services", ("create",), "The serving Service."),
+    Need(
+        "",
+        "services",
+        ("create",),
+        "The serving Service, and the headless Service giving a multi-node training step's "
+        "pods DNS names.",
+    ),
     Need(
         "apiextensions.k8s.io",
         "customresourcedefinitions",

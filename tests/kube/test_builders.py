@@ -398,3 +398,51 @@ def test_task_rows_show_the_served_rank(engine, rank):
     spec = make_spec(training={"lora": {"rank": 4}}, serving={"engine": engine})
     rows = finished_decision(spec).status.tasks
     assert {row.rank for row in rows} == {rank}
+
+
+def test_a_multi_node_step_is_an_indexed_job_with_a_headless_service_and_torchrun_args():
+    resources = {"nodes": 2, "gpusPerNode": 1, "cpu": "4", "memory": "32Gi"}
+    spec = make_spec(training={"resources": resources, "batchSize": 8})
+    steps = steps_and_render(spec)[1]
+    train = next(s for s in steps if s.verb == "train")
+    job, _ = builders.step_objects(BODY, spec, CONFIG, train, {})
+    service = builders.step_service(BODY, spec, train)
+    name = job["metadata"]["name"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+    pod = job["spec"]["template"]["spec"]
+    assert service is not None and pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == job["spec"]["template"]["metadata"]["labels"]
+    assert service["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    assert service == builders.step_service(BODY, spec, train)  # deterministic
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--nnodes") + 1] == "2"
+    endpoint = f"{name}-0.{service['metadata']['name']}.ml.svc:{builders.RENDEZVOUS_PORT}"
+    assert command[command.index("--rdzv-endpoint") + 1] == endpoint
+    assert "--processes" not in command  # gpusPerNode 1 overrides the chart's 2
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"] == {"nvidia.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
+    assert resources["limits"] == {"nvidia.com/gpu": "1"}
+    # every pod failure of an attempt is counted: the limit allows as many whole attempts
+    assert job["spec"]["backoffLimit"] == CONFIG.job_backoff_limit * 2 + 1
+    # evaluation stays one pod, without a Service
+    other = next(s for s in steps if s.verb != "train")
+    job, _ = builders.step_objects(BODY, spec, CONFIG, other, {})
+    assert "completionMode" not in job["spec"] and builders.step_service(BODY, spec, other) is None
+    # one node: an ordinary Job, no Service
+    single = make_spec()
+    job, _ = builders.step_objects(BODY, single, CONFIG, train, {})
+    assert "completionMode" not in job["spec"] and "--nnodes" not in str(job)
+    assert builders.step_service(BODY, single, train) is None
+
+
+def test_training_resources_are_strict_and_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"training\.resources\.nodes: 4 nodes"):
+        make_spec(training={"resources": {"nodes": 4}, "batchSize": 2})
+    with pytest.raises(ValueError, match="strategy"):
+        make_spec(training={"resources": {"strategy": "zero3"}})
+    with pytest.raises(ValueError, match="memory"):
+        make_spec(training={"resources": {"memory": "lots"}})
+    with pytest.raises(ValueError, match=r"gpusPerNode|gpus_per_node"):
+        make_spec(training={"resources": {"gpusPerNode": "2"}})  # strict: no strings

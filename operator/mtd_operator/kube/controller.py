@@ -94,7 +94,7 @@ def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState
         message = f"{cond.reason}: {cond.message or ''}".strip(": ")
         terminated = _last_termination(pods)
         if terminated:
-            message = f"{message}; last pod: {terminated}"
+            message = f"{message}; last {terminated}"
         return StepState("Failed", message=message[:1000], attempts=attempts)
     return StepState("Running", attempts=attempts)
 
@@ -109,7 +109,8 @@ def _last_termination(pods: list[Any]) -> str:
             if term is not None:
                 text = (term.message or "").strip().splitlines()
                 detail = text[-1] if text else ""
-                return f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
+                reason = f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
+                return f"pod {pod.metadata.name}: {reason}"
     return ""
 
 
@@ -412,6 +413,11 @@ class Controller:
                 step, spec, the_plan, by_key, locations, body["metadata"]["name"]
             )
             job, cm = builders.step_objects(body, spec, self.config, step, rendered)
+            service = builders.step_service(body, spec, step)  # multi-node steps only
+            if service is not None and _create(
+                "Service", self.api.core.create_namespaced_service, namespace, service
+            ):
+                created.append(f"Service/{service['metadata']['name']}")
             if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):

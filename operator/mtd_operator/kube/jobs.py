@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +48,52 @@ def _step_result(verb: str, config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def trainer_command(verb: str, config_path: Path, processes: int, python: str) -> list[str]:
+@dataclass(frozen=True)
+class Nodes:
+    """A multi-node step: how many pods, this pod's rank, and where they rendezvous."""
+
+    count: int
+    rank: int
+    endpoint: str  # host:port of pod 0 (torchrun's c10d rendezvous store)
+    run_id: str
+
+    @classmethod
+    def from_env(cls, count: int, endpoint: str, run_id: str) -> Nodes:
+        """This pod's rank is the Indexed Job's JOB_COMPLETION_INDEX."""
+        raw = os.environ.get("JOB_COMPLETION_INDEX", "")
+        if not raw.isdigit() or int(raw) >= count:
+            raise ValueError(
+                f"JOB_COMPLETION_INDEX: {raw!r} is not a node rank in 0..{count - 1}; "
+                "a multi-node step runs as an Indexed Job"
+            )
+        return cls(count, int(raw), endpoint, run_id)
+
+
+def trainer_command(
+    verb: str, config_path: Path, processes: int, python: str, nodes: Nodes | None = None
+) -> list[str]:
     """The trainer command; with several processes, torchrun runs them data-parallel (one
-    per GPU; gloo on a CPU-only host)."""
+    per GPU; gloo on a CPU-only host); with several nodes, every pod runs torchrun and
+    they meet at a c10d rendezvous on pod 0."""
     trainer = ["-m", "mtd_trainer", verb, "--config", str(config_path)]
-    if processes <= 1:
-        return [python, *trainer]
-    # --standalone: a one-node rendezvous on a free local port (a pod is one node).
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+    if nodes is None or nodes.count <= 1:
+        if processes <= 1:
+            return [python, *trainer]
+        # --standalone: a one-node rendezvous on a free local port (a pod is one node).
+        launcher = ["-m", "torch.distributed.run", "--standalone"]
+        return [python, *launcher, "--nproc-per-node", str(processes), *trainer]
+    launcher = [
+        "-m", "torch.distributed.run",
+        "--nnodes", str(nodes.count),
+        "--node-rank", str(nodes.rank),
+        "--nproc-per-node", str(processes),
+        "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", nodes.endpoint,
+        "--rdzv-id", nodes.run_id,
+        # One failed rank fails the attempt on every pod; the Job's retry restarts them
+        # all and the trainer resumes from its last checkpoint.
+        "--max-restarts", "0",
+    ]  # fmt: skip
     return [python, *launcher, *trainer]
 
 
@@ -63,12 +103,14 @@ def run_step(
     result_name: str,
     python: str = sys.executable,
     processes: int = 1,
+    nodes: Nodes | None = None,
 ) -> int:
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    code = subprocess.call(trainer_command(verb, config_path, processes, python))
+    code = subprocess.call(trainer_command(verb, config_path, processes, python, nodes))
     if code != 0:
         return code
-    write_result(result_name, _step_result(verb, config))
+    if nodes is None or nodes.rank == 0:  # the trainer's main process wrote the output
+        write_result(result_name, _step_result(verb, config))
     return 0
 
 
