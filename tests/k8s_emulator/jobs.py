@@ -36,11 +36,26 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from .emulator import Emulator
 from .errors import ApiError
 from .store import Event, now_rfc3339
 
 _MESSAGE_LIMIT = 4096
+
+
+def _kill_pod(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a pod's every process, as the kubelet does to a container's cgroup: its
+    process group and every descendant (torchrun starts its workers in new sessions)."""
+    children: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 @dataclass
@@ -180,8 +195,7 @@ class JobRunner:
         if state is not None:
             for process in [state.process, *state.indexed.values()]:
                 if process is not None:
-                    with contextlib.suppress(ProcessLookupError):  # the whole pod
-                        os.killpg(process.pid, signal.SIGKILL)
+                    _kill_pod(process)
 
     def kill_pod(self, namespace: str, name: str, index: int) -> None:
         """Kill one pod (by completion index) of an Indexed Job's running attempt."""
@@ -190,8 +204,7 @@ class JobRunner:
                           if (s.namespace, s.name) == (namespace, name)), None)
         process = state.indexed.get(index) if state is not None else None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            _kill_pod(process)
 
     # ---------------------------------------------------------------- event handling
 
@@ -230,8 +243,7 @@ class JobRunner:
         state.cancelled = True
         for process in [state.process, *state.indexed.values()]:
             if process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                _kill_pod(process)
 
     # ---------------------------------------------------------------- running a Job
 
@@ -507,8 +519,7 @@ class JobRunner:
         try:
             out, err = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            _kill_pod(process)
             out, err = process.communicate()
             err += b"\n[job runner] timed out\n"
         code = process.returncode

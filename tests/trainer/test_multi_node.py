@@ -11,6 +11,7 @@ the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -52,6 +54,16 @@ def start_pods(config: Path, run_id: str) -> list[subprocess.Popen[str]]:
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
         )  # fmt: skip
     return pods
+
+
+def kill_pod(pod: subprocess.Popen[str]) -> None:
+    """SIGKILL every process of a pod, as the kubelet does (torchrun puts its workers in
+    sessions of their own, so the process group alone is not the pod)."""
+    children = psutil.Process(pod.pid).children(recursive=True)
+    os.killpg(pod.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def finish(pods: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
@@ -108,7 +120,7 @@ def test_killing_one_pod_fails_the_attempt_and_the_retry_resumes_from_the_checkp
     while not (checkpoints.is_dir() and any(checkpoints.glob("step-*"))):
         assert all(p.poll() is None for p in pods) and time.monotonic() < deadline
         time.sleep(0.05)
-    os.killpg(pods[1].pid, signal.SIGKILL)  # pod 1 lost mid-step
+    kill_pod(pods[1])  # pod 1 lost mid-step
     (code0, _), (code1, _) = finish(pods)
     assert code1 != 0 and code0 != 0, "pod 0 must fail with its peer: the attempt failed"
     assert not (Path(killed["output_dir"]) / "result.json").exists()
