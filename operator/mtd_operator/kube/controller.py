@@ -99,19 +99,31 @@ def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState
     return StepState("Running", attempts=attempts)
 
 
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+
+
 def _last_termination(pods: list[Any]) -> str:
-    pods = sorted(
-        pods, key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.UTC)
-    )
-    for pod in reversed(pods):
+    """`pod NAME: reason (exit code): last message line` of the failure to report: the
+    newest pod (of each index, for an Indexed Job) that ended first; in a multi-node step
+    the other ranks fail because of it."""
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    newest: dict[str | None, tuple[dt.datetime, Any, Any]] = {}
+    for pod in pods:
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             term = cs.state.terminated if cs.state else None
-            if term is not None:
-                text = (term.message or "").strip().splitlines()
-                detail = text[-1] if text else ""
-                reason = f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
-                return f"pod {pod.metadata.name}: {reason}"
-    return ""
+            created = pod.metadata.creation_timestamp or epoch
+            index = (pod.metadata.labels or {}).get(INDEX_LABEL)
+            if term is not None and (index not in newest or created >= newest[index][0]):
+                newest[index] = (created, pod, term)
+    if not newest:
+        return ""
+    _, pod, term = min(
+        newest.values(), key=lambda item: (item[2].finished_at or epoch, item[1].metadata.name)
+    )
+    text = (term.message or "").strip().splitlines()
+    detail = text[-1] if text else ""
+    reason = f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
+    return f"pod {pod.metadata.name}: {reason}"
 
 
 def _normalise(result: dict[str, Any]) -> dict[str, Any]:
