@@ -15,6 +15,7 @@ must import, and the trainer extra in pyproject.toml declares them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 STEP_VERBS: dict[str, str] = {
     "train": "run one training stage (or a single-task baseline)",
@@ -27,27 +28,75 @@ TRAINER_MODULE = "mtd_trainer"
 TORCHRUN_MODULE = "torch.distributed.run"  # what `torchrun` runs; no script needed on PATH
 
 
-def trainer_command(python: str, verb: str, config: str, processes: int = 1) -> list[str]:
+@dataclass(frozen=True)
+class Rendezvous:
+    """A multi-node step: how many pods, this pod's rank, and where they meet (torchrun's
+    c10d store on pod 0)."""
+
+    nodes: int
+    rank: int
+    endpoint: str  # host:port of pod 0
+    run_id: str
+
+
+def trainer_command(
+    python: str,
+    verb: str,
+    config: str,
+    processes: int = 1,
+    rendezvous: Rendezvous | None = None,
+) -> list[str]:
     """The trainer's own command, as `mtd step` (in a pod) and `mtd run` (locally) start it.
 
     With several processes, torchrun runs them data-parallel (one per GPU; gloo on a
-    CPU-only host), `--standalone`: a one-node rendezvous on a free local port (a pod is
-    one node).
+    CPU-only host): `--standalone`, a one-node rendezvous on a free local port, when the
+    step is one pod; with several pods, every pod runs torchrun and they meet at a c10d
+    rendezvous on pod 0.
     """
     if verb not in STEP_VERBS:
         raise ValueError(f"verb {verb!r} is unknown; allowed: {', '.join(STEP_VERBS)}")
     trainer = ["-m", TRAINER_MODULE, verb, "--config", config]
-    if processes <= 1:
-        return [python, *trainer]
-    launcher = ["-m", TORCHRUN_MODULE, "--standalone", "--nproc-per-node", str(processes)]
+    if rendezvous is None or rendezvous.nodes <= 1:
+        if processes <= 1:
+            return [python, *trainer]
+        launcher = ["-m", TORCHRUN_MODULE, "--standalone", "--nproc-per-node", str(processes)]
+        return [python, *launcher, *trainer]
+    launcher = [
+        "-m", TORCHRUN_MODULE,
+        "--nnodes", str(rendezvous.nodes),
+        "--node-rank", str(rendezvous.rank),
+        "--nproc-per-node", str(processes),
+        "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", rendezvous.endpoint,
+        "--rdzv-id", rendezvous.run_id,
+        # One failed rank fails the attempt on every pod; the Job's retry restarts them
+        # all and the trainer resumes from its last checkpoint.
+        "--max-restarts", "0",
+    ]  # fmt: skip
     return [python, *launcher, *trainer]
 
 
-def step_command(verb: str, config: str, result_configmap: str, processes: int = 1) -> list[str]:
+def step_command(
+    verb: str,
+    config: str,
+    result_configmap: str,
+    processes: int = 1,
+    nodes: int = 1,
+    rendezvous_endpoint: str = "",
+    rendezvous_id: str = "",
+) -> list[str]:
+    """`mtd step`; a multi-node step's pods learn their rank from JOB_COMPLETION_INDEX."""
     if verb not in STEP_VERBS:
         raise ValueError(f"verb {verb!r} is unknown; allowed: {', '.join(STEP_VERBS)}")
     command = [ENTRYPOINT, "step", verb, "--config", config, "--result-configmap", result_configmap]
-    return command + (["--processes", str(processes)] if processes > 1 else [])
+    command += ["--processes", str(processes)] if processes > 1 else []
+    if nodes > 1:
+        command += [
+            "--nnodes", str(nodes),
+            "--rdzv-endpoint", rendezvous_endpoint,
+            "--rdzv-id", rendezvous_id,
+        ]  # fmt: skip
+    return command
 
 
 def profile_command(

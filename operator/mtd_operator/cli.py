@@ -278,9 +278,25 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_step(args: argparse.Namespace) -> int:
-    from .kube.jobs import run_step
+    from .kube.jobs import rendezvous_from_env, run_step
 
-    return run_step(args.verb, Path(args.config), args.result_configmap, processes=args.processes)
+    rendezvous = None
+    if args.nnodes > 1:
+        if not args.rdzv_endpoint:
+            print("error: --nnodes > 1 needs --rdzv-endpoint HOST:PORT", file=sys.stderr)
+            return 2
+        try:
+            rendezvous = rendezvous_from_env(args.nnodes, args.rdzv_endpoint, args.rdzv_id)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run_step(
+        args.verb,
+        Path(args.config),
+        args.result_configmap,
+        processes=args.processes,
+        rendezvous=rendezvous,
+    )
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -375,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument(
         "--processes", type=int, default=1, help="data-parallel trainer processes (torchrun)"
     )
+    step.add_argument(
+        "--nnodes", type=int, default=1, help="pods of the step; rank from JOB_COMPLETION_INDEX"
+    )
+    step.add_argument("--rdzv-endpoint", default="", help="HOST:PORT of pod 0 (c10d)")
+    step.add_argument("--rdzv-id", default="mtd", help="rendezvous id shared by the pods")
     step.set_defaults(func=_cmd_step)
 
     profile = commands.add_parser(

@@ -81,7 +81,13 @@ OPERATOR_NEEDS: list[Need] = [
         ("get", "list", "watch", "create", "patch"),
         "The serving Deployment (TGI or vLLM) and the task gateway's Deployment.",
     ),
-    Need("", "services", ("create",), "The serving Service and the task gateway's Service."),
+    Need(
+        "",
+        "services",
+        ("create",),
+        "The serving Service, the task gateway's Service, and the headless Service giving a "
+        "multi-node training step's pods DNS names.",
+    ),
     Need(
         "apiextensions.k8s.io",
         "customresourcedefinitions",

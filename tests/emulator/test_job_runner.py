@@ -172,3 +172,33 @@ def test_image_mode_runs_only_what_the_image_has(emulator: Emulator,
         words = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].split()
         assert words[2:] == ["none", "hi"]  # the pod's env only
         assert words[0].endswith("/workdir") and words[1].endswith("/home")
+
+
+def test_indexed_job_runs_every_pod_and_a_failed_pod_fails_the_attempt(
+        emulator: Emulator, job_runner: JobRunner, tmp_path: pathlib.Path) -> None:
+    """Both pods at once with their JOB_COMPLETION_INDEX; pod 0's DNS name becomes
+    127.0.0.1; pod 1 fails on the first attempt, so the attempt fails and both rerun."""
+    code = ("import os, pathlib, sys; i = os.environ['JOB_COMPLETION_INDEX'];"
+            "assert sys.argv[1].startswith('127.0.0.1:'), sys.argv;"
+            "pathlib.Path('/workspace').mkdir(exist_ok=True);"
+            "marker = pathlib.Path('/workspace/failed-once');"
+            "first = i == '1' and not marker.exists(); marker.touch() if first else None;"
+            "pathlib.Path(f'/workspace/ran-{i}').open('a').write(sys.argv[1] + chr(10));"
+            "sys.exit(5 if first else 0)")
+    job = _job("ranks", code, backoff=3)
+    job["spec"].update({"completionMode": "Indexed", "completions": 2, "parallelism": 2})
+    job["spec"]["template"]["spec"]["subdomain"] = "ranks-svc"
+    job["spec"]["template"]["spec"]["containers"][0]["args"] += [
+        "ranks-0.ranks-svc.default.svc:29400"]
+    emulator.create(job)
+    done = emulator.wait_for(lambda: _finished(emulator, "ranks"), timeout=30)
+    assert {c["type"] for c in done["status"]["conditions"]} >= {"Complete"}, done["status"]
+    assert done["status"]["succeeded"] == 2 and done["status"]["failed"] == 1
+    workspace = tmp_path / "workspace"
+    for index in ("0", "1"):  # each rank ran twice: the failed attempt and the retry
+        endpoints = (workspace / f"ran-{index}").read_text().split()
+        assert len(endpoints) == 2 and all(e.startswith("127.0.0.1:") for e in endpoints)
+    pods = _pods(emulator, "ranks")
+    indexes = sorted(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+                     for p in pods)
+    assert indexes == ["0", "0", "1", "1"]

@@ -31,6 +31,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -42,11 +43,26 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from .emulator import Emulator
 from .errors import ApiError
 from .store import Event, now_rfc3339
 
 _MESSAGE_LIMIT = 4096
+
+
+def _kill_pod(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a pod's every process, as the kubelet does to a container's cgroup: its
+    process group and every descendant (torchrun starts its workers in new sessions)."""
+    children: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 @dataclass
@@ -70,6 +86,7 @@ class _JobState:
     cancelled: bool = False
     thread: threading.Thread | None = None
     pods: list[str] = field(default_factory=list)
+    indexed: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)  # index → pod
 
 
 class JobRunner:
@@ -186,9 +203,19 @@ class JobRunner:
         with self._lock:
             state = next((s for s in self._jobs.values()
                           if (s.namespace, s.name) == (namespace, name)), None)
-        if state is not None and state.process is not None:
-            with contextlib.suppress(ProcessLookupError):  # the whole pod: every process
-                os.killpg(state.process.pid, signal.SIGKILL)
+        if state is not None:
+            for process in [state.process, *state.indexed.values()]:
+                if process is not None:
+                    _kill_pod(process)
+
+    def kill_pod(self, namespace: str, name: str, index: int) -> None:
+        """Kill one pod (by completion index) of an Indexed Job's running attempt."""
+        with self._lock:
+            state = next((s for s in self._jobs.values()
+                          if (s.namespace, s.name) == (namespace, name)), None)
+        process = state.indexed.get(index) if state is not None else None
+        if process is not None:
+            _kill_pod(process)
 
     # ---------------------------------------------------------------- event handling
 
@@ -225,9 +252,9 @@ class JobRunner:
 
     def _cancel(self, state: _JobState) -> None:
         state.cancelled = True
-        if state.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(state.process.pid, signal.SIGKILL)
+        for process in [state.process, *state.indexed.values()]:
+            if process is not None:
+                _kill_pod(process)
 
     # ---------------------------------------------------------------- running a Job
 
@@ -242,24 +269,30 @@ class JobRunner:
     def _run_job(self, state: _JobState, job: Mapping[str, Any]) -> None:
         spec = job.get("spec") or {}
         backoff_limit = int(spec.get("backoffLimit", 6))
+        indexed = spec.get("completionMode") == "Indexed"
+        pods = int(spec.get("completions") or 1) if indexed else 1  # all run in parallel
         start_time = now_rfc3339()
         key = f"{state.namespace}/{state.name}"
         while not state.cancelled:
             with self._lock:
                 while any(p.search(key) for p in self._paused) and not state.cancelled:
                     self._resumed.wait(timeout=0.2)
-            if not self._gated_write(state, "job-start", {"active": 1, "startTime": start_time,
+            if not self._gated_write(state, "job-start", {"active": pods, "startTime": start_time,
                                                           "ready": 0}):
                 return
+            failures = 1
             with self._slots:
-                outcome = self._attempt(state, job)
+                if indexed:
+                    outcome, failures = self._attempt_indexed(state, job)
+                else:
+                    outcome = self._attempt(state, job)
             if state.cancelled:
                 return
             exit_code, reason, message = outcome
             now = now_rfc3339()
             if exit_code == 0:
                 self._gated_write(state, "job-end", {
-                    "active": None, "ready": 0, "succeeded": 1, "completionTime": now,
+                    "active": None, "ready": 0, "succeeded": pods, "completionTime": now,
                     "conditions": [
                         {"type": "SuccessCriteriaMet", "status": "True",
                          "reason": "CompletionsReached", "message": "Reached expected number "
@@ -273,7 +306,7 @@ class JobRunner:
             rule = _matching_rule(spec.get("podFailurePolicy"), exit_code, job)
             if rule is not None and rule[1] == "Ignore":
                 continue  # not counted against backoffLimit
-            state.failed += 1
+            state.failed += failures
             if rule is not None and rule[1] == "FailJob":
                 index, _ = rule
                 self._gated_write(state, "job-end", {
@@ -345,13 +378,59 @@ class JobRunner:
         return re.sub(rf"(?<![\w/])({pattern})(?=/|$|[^\w])",
                       lambda match: sources[match.group(1)], text)
 
-    def _attempt(self, state: _JobState, job: Mapping[str, Any]) -> tuple[int, str, str]:
+    def _attempt_indexed(self, state: _JobState,
+                         job: Mapping[str, Any]) -> tuple[tuple[int, str, str], int]:
+        """Run every pod of an Indexed Job at once (one attempt); return the first pod
+        failure (or success) and how many pods failed.
+
+        Pods get ``JOB_COMPLETION_INDEX``. There is no cluster DNS here: pod 0's stable
+        name ``<job>-0.<subdomain>[.<ns>[.svc[.cluster.local]]]:<port>`` in the command
+        becomes ``127.0.0.1:<a free port>``, the same for every pod of the attempt.
+        """
+        spec = job.get("spec") or {}
+        completions = int(spec.get("completions") or 1)
+        subdomain = (spec.get("template", {}).get("spec") or {}).get("subdomain")
+        rewrites: list[tuple[re.Pattern[str], str]] = []
+        if subdomain:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            host = rf"{re.escape(state.name)}-0\.{re.escape(subdomain)}(\.[a-z0-9.-]+)?:\d+"
+            rewrites.append((re.compile(host), f"127.0.0.1:{port}"))
+        results: dict[int, tuple[float, tuple[int, str, str]]] = {}
+
+        def run(index: int) -> None:
+            result = self._attempt(state, job, index=index, rewrites=rewrites)
+            results[index] = (time.monotonic(), result)
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True)
+                   for i in range(completions)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        state.indexed.clear()
+        failed = sorted((t, r) for t, r in results.values() if r[0] != 0)
+        if failed:
+            return failed[0][1], len(failed)
+        return (0, "Completed", ""), 0
+
+    def _attempt(self, state: _JobState, job: Mapping[str, Any], index: int | None = None,
+                 rewrites: list[tuple[re.Pattern[str], str]] | None = None,
+                 ) -> tuple[int, str, str]:
         """Run one pod attempt; return (exit code, reason, message)."""
         pod_spec = copy.deepcopy((job.get("spec") or {}).get("template", {}).get("spec") or {})
         containers = pod_spec.get("containers") or [{}]
-        container = containers[0]
+        container = copy.deepcopy(containers[0])
+        if index is not None:  # what the Job controller adds to an Indexed Job's pods
+            container.setdefault("env", []).append(
+                {"name": "JOB_COMPLETION_INDEX", "value": str(index)})
+        for pattern, replacement in rewrites or []:
+            for part in ("command", "args"):
+                container[part] = [pattern.sub(replacement, str(c))
+                                   for c in container.get(part) or []]
         suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-        pod_name = f"{state.name}-{suffix}"
+        pod_name = f"{state.name}-{suffix}" if index is None else f"{state.name}-{index}-{suffix}"
         state.pods.append(pod_name)
         key = f"{state.namespace}/{state.name}"
         self.started.append(key)
@@ -379,6 +458,8 @@ class JobRunner:
 
         labels = {"job-name": state.name, "batch.kubernetes.io/job-name": state.name,
                   "controller-uid": state.uid, "batch.kubernetes.io/controller-uid": state.uid}
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
         labels.update(((job.get("spec") or {}).get("template", {}).get("metadata") or {})
                       .get("labels") or {})
         pod = {
@@ -415,7 +496,7 @@ class JobRunner:
             logs = injected.message + "\n"
         else:
             pod_status("Running", {"running": {"startedAt": started_at}}, ready=True)
-            result, logs = self._execute(state, container, mapping, local_term, pod_name)
+            result, logs = self._execute(state, container, mapping, local_term, pod_name, index)
         exit_code, reason, message = result
         self.emulator.handler.pod_logs[(state.namespace, pod_name)] = logs
         pod_status("Succeeded" if exit_code == 0 else "Failed", {"terminated": {
@@ -440,7 +521,7 @@ class JobRunner:
 
     def _execute(self, state: _JobState, container: Mapping[str, Any],
                  mapping: Mapping[str, str], local_term: pathlib.Path,
-                 pod_name: str) -> tuple[tuple[int, str, str], str]:
+                 pod_name: str, index: int | None = None) -> tuple[tuple[int, str, str], str]:
         command = [self._map_all(str(c), mapping) for c in
                    list(container.get("command") or []) + list(container.get("args") or [])]
         if not command:
@@ -471,19 +552,23 @@ class JobRunner:
             pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
         try:
             # Its own process group, like a pod's container: a kill ends its children too.
-            state.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, start_new_session=True)
+            process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             return (128, "ContainerCannotRun", str(exc)), str(exc)
+        if index is None:
+            state.process = process
+        else:
+            state.indexed[index] = process
         try:
-            out, err = state.process.communicate(timeout=self.timeout)
+            out, err = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(state.process.pid, signal.SIGKILL)
-            out, err = state.process.communicate()
+            _kill_pod(process)
+            out, err = process.communicate()
             err += b"\n[job runner] timed out\n"
-        code = state.process.returncode
-        state.process = None
+        code = process.returncode
+        if index is None:
+            state.process = None
         logs = out.decode(errors="replace") + err.decode(errors="replace")
         if code < 0:  # killed by a signal: SIGKILL is how the kernel's OOM killer ends it
             exit_code = 128 - code

@@ -409,3 +409,56 @@ def test_task_rows_show_the_served_rank(engine, rank):
     spec = make_spec(training={"lora": {"rank": 4}}, serving={"engine": engine})
     rows = finished_decision(spec).status.tasks
     assert {row.rank for row in rows} == {rank}
+
+
+def test_a_multi_node_step_is_an_indexed_job_with_a_headless_service_and_torchrun_args():
+    resources = {"nodes": 2, "gpusPerNode": 1, "cpu": "4", "memory": "32Gi"}
+    spec = make_spec(training={"resources": resources, "batchSize": 8})
+    result, steps, by_key, where = steps_and_render(spec)
+    train = next(s for s in steps if s.verb == "train")
+    rendered = render_step(train, spec, result, by_key, where, "support")
+    job, _ = builders.step_objects(BODY, spec, CONFIG, train, rendered)
+    service = builders.step_service(BODY, spec, train)
+    name = job["metadata"]["name"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+    pod = job["spec"]["template"]["spec"]
+    assert service is not None and pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == job["spec"]["template"]["metadata"]["labels"]
+    assert service["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    assert service == builders.step_service(BODY, spec, train)  # deterministic
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--nnodes") + 1] == "2"
+    endpoint = f"{name}-0.{service['metadata']['name']}.ml.svc:{builders.RENDEZVOUS_PORT}"
+    assert command[command.index("--rdzv-endpoint") + 1] == endpoint
+    assert "--processes" not in command  # gpusPerNode 1 overrides the chart's 2
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"] == {"nvidia.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
+    assert resources["limits"] == {"nvidia.com/gpu": "1"}
+    # every pod failure of an attempt is counted: the limit allows as many whole attempts
+    assert job["spec"]["backoffLimit"] == CONFIG.job_backoff_limit * 2 + 1
+    # evaluation stays one pod, without a Service
+    other = next(s for s in steps if s.verb != "train")
+    rendered = render_step(other, spec, result, by_key, where, "support")
+    job, _ = builders.step_objects(BODY, spec, CONFIG, other, rendered)
+    assert "completionMode" not in job["spec"] and builders.step_service(BODY, spec, other) is None
+    # one node: an ordinary Job, no Service
+    single = make_spec()
+    plan_1, steps_1, by_key_1, where_1 = steps_and_render(single)
+    train_1 = next(s for s in steps_1 if s.verb == "train")
+    rendered = render_step(train_1, single, plan_1, by_key_1, where_1, "support")
+    job, _ = builders.step_objects(BODY, single, CONFIG, train_1, rendered)
+    assert "completionMode" not in job["spec"] and "--nnodes" not in str(job)
+    assert builders.step_service(BODY, single, train_1) is None
+
+
+def test_training_resources_are_strict_and_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"training\.resources\.nodes: 4 nodes"):
+        make_spec(training={"resources": {"nodes": 4}, "batchSize": 2})
+    with pytest.raises(ValueError, match="strategy"):
+        make_spec(training={"resources": {"strategy": "zero3"}})
+    with pytest.raises(ValueError, match="memory"):
+        make_spec(training={"resources": {"memory": "lots"}})
+    with pytest.raises(ValueError, match=r"gpusPerNode|gpus_per_node"):
+        make_spec(training={"resources": {"gpusPerNode": "2"}})  # strict: no strings

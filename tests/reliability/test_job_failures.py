@@ -5,6 +5,7 @@ from the checkpoint) is in test_real_trainer.py."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def test_failing_and_oom_killed_pods_exhaust_retries_with_the_reason(
     message = condition(obj, "Trained")["message"]
     assert "CUDA error: device-side assert" in message, message
     assert "OOMKilled (exit 137)" in message, message
+    assert re.search(r"last pod support-train-generation-stage2-\S+: OOMKilled", message), message
     assert "BackoffLimitExceeded" in message
     ready = condition(obj, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Failed")

@@ -97,7 +97,8 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# The serving Service and the task gateway's Service.
+# The serving Service, the task gateway's Service, and the headless Service giving a
+# multi-node training step's pods DNS names.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create"]

@@ -324,6 +324,37 @@ class CgcLoraSettings(ApiModel):
         return self
 
 
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+
+class TrainingResources(ApiModel):
+    """What each training step's pods get, overriding the chart's trainer defaults for
+    this resource. With nodes > 1 a step is an Indexed Job of that many pods that
+    rendezvous with torchrun (docs/trainer.md, "Several nodes")."""
+
+    gpus_per_node: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        strict=True,
+        description="GPUs per pod; unset: the chart's trainer.gpus.",
+    )
+    nodes: int = Field(
+        default=1, ge=1, le=256, strict=True, description="Pods (nodes) per training step."
+    )
+    cpu: str | None = Field(
+        default=None, pattern=QUANTITY, description="CPU request per pod (e.g. 8, 500m)."
+    )
+    memory: str | None = Field(
+        default=None, pattern=QUANTITY, description="Memory request per pod (e.g. 64Gi)."
+    )
+    strategy: Literal["ddp"] = Field(
+        default="ddp",
+        description="ddp: every process holds the whole model (data parallel). Sharded "
+        "training (fsdp) is not available yet.",
+    )
+
+
 class Training(ApiModel):
     method: Literal["lora", "full", "cgcLora"] = Field(
         default="lora",
@@ -354,6 +385,10 @@ class Training(ApiModel):
     )
     seed: int = Field(
         default=0, ge=0, le=2**32 - 1, description="Seed for sampling and initialisation."
+    )
+    resources: TrainingResources = Field(
+        default_factory=TrainingResources,
+        description="Pods, GPUs, CPU and memory of training steps (chart defaults otherwise).",
     )
 
 
@@ -608,6 +643,18 @@ class MultiTaskDeploymentSpec(ApiModel):
                         "list them in filtering.isolate, or use training.method cgcLora "
                         "(one adapter per task)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _batch_spans_nodes(self) -> MultiTaskDeploymentSpec:
+        """Each node's processes take a share of every batch: none may be left empty."""
+        nodes = self.training.resources.nodes
+        if self.training.batch_size < nodes:
+            raise ValueError(
+                f"training.resources.nodes: {nodes} nodes split each batch of "
+                f"training.batchSize {self.training.batch_size} examples; use a batchSize of "
+                f"at least {nodes} or fewer nodes"
+            )
         return self
 
     @model_validator(mode="after")

@@ -43,6 +43,7 @@ CACHE_MOUNT = "/cache"  # serving engines' writable home and caches (an emptyDir
 ADAPTERS_MOUNT = "/etc/mtd-adapters"
 ADAPTERS_KEY = "lora-modules"
 VLLM_START = f'exec vllm serve "$@" --lora-modules $(cat {ADAPTERS_MOUNT}/{ADAPTERS_KEY})'
+RENDEZVOUS_PORT = 29400  # torchrun's c10d rendezvous on pod 0 of a multi-node step
 
 
 def child_name(parent: str, suffix: str) -> str:
@@ -349,12 +350,27 @@ def step_objects(
     step: Step,
     rendered: AnyConfig,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A pipeline step's Job and the ConfigMap holding its trainer config."""
+    """A pipeline step's Job and the ConfigMap holding its trainer config.
+
+    A training step on several nodes is an Indexed Job (one pod per node, each with its
+    JOB_COMPLETION_INDEX) whose pods reach pod 0 through the headless Service of
+    `step_service`: Kubernetes' "Job with pod-to-pod communication" pattern."""
     name = child_name(body["metadata"]["name"], step.key)
     config_json = rendered.model_dump_json(indent=1)
     cm = config_map(body, name, step.role, {"config.json": config_json})
-    processes = trainer_processes(spec, config) if step.verb == "train" else 1
-    command = step_command(step.verb, f"{CONFIG_MOUNT}/config.json", result_name(name), processes)
+    training = step.verb == "train"
+    processes = trainer_processes(spec, config) if training else 1
+    nodes = training_nodes(spec, step)
+    command = step_command(
+        step.verb,
+        f"{CONFIG_MOUNT}/config.json",
+        result_name(name),
+        processes,
+        nodes,
+        f"{rendezvous_host(body, name)}:{RENDEZVOUS_PORT}",
+        name,
+    )
+    resources = spec.training.resources
     job = _job(
         body,
         config,
@@ -363,17 +379,74 @@ def step_objects(
         step.role,
         command,
         name,
-        gpus=config.trainer_gpus,
+        gpus=trainer_gpus(spec, config) if training else config.trainer_gpus,
         labels_extra={LABEL_STEP: step.hash},
         annotations={ANNOTATION_STEP: step.key},
     )
+    if training:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        requests = {"cpu": resources.cpu, "memory": resources.memory}
+        requests = {key: value for key, value in requests.items() if value is not None}
+        if requests:
+            container.setdefault("resources", {}).setdefault("requests", {}).update(requests)
+    if nodes > 1:
+        job_spec = job["spec"]
+        job_spec["completionMode"] = "Indexed"
+        job_spec["completions"] = job_spec["parallelism"] = nodes
+        # One failed pod fails every rank (torchrun --max-restarts 0): an attempt costs
+        # up to `nodes` pod failures, so the limit counts whole attempts.
+        job_spec["backoffLimit"] = config.job_backoff_limit * nodes + (nodes - 1)
+        job_spec["template"]["spec"]["subdomain"] = step_service_name(name)
     return job, cm
 
 
+def training_nodes(spec: MultiTaskDeploymentSpec, step: Step) -> int:
+    """Pods of a step: training.resources.nodes for training, one for everything else."""
+    return spec.training.resources.nodes if step.verb == "train" else 1
+
+
+def trainer_gpus(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> int:
+    """GPUs per training pod: the resource's gpusPerNode, else the chart's trainer.gpus."""
+    per_node = spec.training.resources.gpus_per_node
+    return config.trainer_gpus if per_node is None else per_node
+
+
+def step_service_name(job_name: str) -> str:
+    return child_name(job_name, "ranks")
+
+
+def rendezvous_host(body: dict[str, Any], job_name: str) -> str:
+    """Pod 0's stable DNS name: an Indexed Job's pod is named `<job>-<index>` as hostname,
+    and the headless Service in its subdomain makes `<job>-0.<service>.<ns>.svc` resolve."""
+    namespace = body["metadata"]["namespace"]
+    return f"{job_name}-0.{step_service_name(job_name)}.{namespace}.svc"
+
+
+def step_service(body: dict[str, Any], spec: MultiTaskDeploymentSpec, step: Step) -> dict | None:
+    """The headless Service giving a multi-node step's pods DNS names; None for one node."""
+    if training_nodes(spec, step) <= 1:
+        return None
+    job_name = child_name(body["metadata"]["name"], step.key)
+    labels = _labels(body["metadata"]["name"], step.role, {LABEL_STEP: step.hash})
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(body, step_service_name(job_name), labels),
+        "spec": {
+            "clusterIP": "None",
+            # Ranks resolve each other before any readiness: the rendezvous is the start.
+            "publishNotReadyAddresses": True,
+            "selector": labels,
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}],
+        },
+    }
+
+
 def trainer_processes(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> int:
-    """Data-parallel processes of a training Job: one per GPU (each takes a share of the
-    step's batch, so the result is one process's), never more than examples per batch."""
-    return max(1, min(config.trainer_gpus, spec.training.batch_size))
+    """Data-parallel processes per training pod: one per GPU (each takes a share of the
+    step's batch, so the result is one process's), never more than a node's examples."""
+    nodes = spec.training.resources.nodes
+    return max(1, min(trainer_gpus(spec, config), spec.training.batch_size // nodes))
 
 
 def rendered_step_objects(

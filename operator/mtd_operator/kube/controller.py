@@ -108,7 +108,7 @@ def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState
         message = f"{cond.reason}: {cond.message or ''}".strip(": ")
         terminated = _last_termination(pods)
         if terminated:
-            message = f"{message}; last pod: {terminated}"
+            message = f"{message}; last {terminated}"
         return StepState("Failed", message=message[:1000], attempts=attempts)
     return StepState("Running", attempts=attempts)
 
@@ -126,17 +126,30 @@ def _termination_text(message: str) -> str:
     return text
 
 
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+
+
 def _last_termination(pods: list[Any]) -> str:
-    pods = sorted(
-        pods, key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.UTC)
-    )
-    for pod in reversed(pods):
+    """`pod NAME: reason (exit code): last message line` of the failure to report: the
+    newest pod (of each index, for an Indexed Job) that ended first; in a multi-node step
+    the other ranks fail because of it."""
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    newest: dict[str | None, tuple[dt.datetime, Any, Any]] = {}
+    for pod in pods:
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             term = cs.state.terminated if cs.state else None
-            if term is not None:
-                detail = _termination_text(term.message or "")
-                return f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
-    return ""
+            created = pod.metadata.creation_timestamp or epoch
+            index = (pod.metadata.labels or {}).get(INDEX_LABEL)
+            if term is not None and (index not in newest or created >= newest[index][0]):
+                newest[index] = (created, pod, term)
+    if not newest:
+        return ""
+    _, pod, term = min(
+        newest.values(), key=lambda item: (item[2].finished_at or epoch, item[1].metadata.name)
+    )
+    detail = _termination_text(term.message or "")
+    reason = f"{term.reason} (exit {term.exit_code}){': ' + detail if detail else ''}"
+    return f"pod {pod.metadata.name}: {reason}"
 
 
 def _condition_changes(old: list[dict], new: list[Condition]) -> list[Condition]:
@@ -444,6 +457,11 @@ class Controller:
             job, cm = builders.rendered_step_objects(
                 body, spec, self.config, the_plan, by_key, step
             )
+            service = builders.step_service(body, spec, step)  # multi-node steps only
+            if service is not None and _create(
+                "Service", self.api.core.create_namespaced_service, namespace, service
+            ):
+                created.append(f"Service/{service['metadata']['name']}")
             if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):

@@ -12,13 +12,14 @@ subprocess.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from mtd_contract.config import ConfigError, load_config
 from mtd_contract.exits import EXIT_FAILED, EXIT_INVALID, EXIT_OK, write_termination
-from mtd_contract.pod import trainer_command
+from mtd_contract.pod import Rendezvous, trainer_command
 from mtd_contract.results import ProfileResult, ResultError, parse_result, result_file
 
 from ..core.problems import InvalidSpec
@@ -33,18 +34,31 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+def rendezvous_from_env(nodes: int, endpoint: str, run_id: str) -> Rendezvous:
+    """This pod's place in a multi-node step: its rank is the Indexed Job's
+    JOB_COMPLETION_INDEX."""
+    raw = os.environ.get("JOB_COMPLETION_INDEX", "")
+    if not raw.isdigit() or int(raw) >= nodes:
+        raise ValueError(
+            f"JOB_COMPLETION_INDEX: {raw!r} is not a node rank in 0..{nodes - 1}; "
+            "a multi-node step runs as an Indexed Job"
+        )
+    return Rendezvous(nodes, int(raw), endpoint, run_id)
+
+
 def run_step(
     verb: str,
     config_path: Path,
     result_name: str,
     python: str = sys.executable,
     processes: int = 1,
+    rendezvous: Rendezvous | None = None,
 ) -> int:
     try:
         config = load_config(config_path, default_kind=verb)
     except ConfigError as exc:
         return _fail(EXIT_INVALID, str(exc))
-    code = subprocess.call(trainer_command(python, verb, str(config_path), processes))
+    code = subprocess.call(trainer_command(python, verb, str(config_path), processes, rendezvous))
     if code != EXIT_OK:
         return code  # the trainer wrote its own termination message
     path = result_file(config)
@@ -52,7 +66,8 @@ def run_step(
         result = parse_result(verb, json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, ResultError) as exc:
         return _fail(EXIT_FAILED, f"{path}: the trainer's result is unusable: {exc}")
-    write_result(result_name, result.model_dump(mode="json"))
+    if rendezvous is None or rendezvous.rank == 0:  # rank 0's main process wrote the output
+        write_result(result_name, result.model_dump(mode="json"))
     return EXIT_OK
 
 

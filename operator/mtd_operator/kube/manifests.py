@@ -130,7 +130,8 @@ def pipeline_objects(
             job, config_map = builders.rendered_step_objects(
                 body, spec, config, the_plan, by_key, step
             )
-            objects += [config_map, job]
+            service = builders.step_service(body, spec, step)  # multi-node steps only
+            objects += [config_map, *([service] if service is not None else []), job]
             rendered = render_step(step, spec, the_plan, by_key, locations, name)
             observed[step.key] = StepState("Succeeded", attempts=1, result=assumed_result(rendered))
     if serving is not None:
