@@ -18,6 +18,8 @@ from typing import Any
 
 from .config import ComposeConfig, ConfigError, EvalConfig, TrainConfig, load_config
 from .errors import InputError
+from .quiet import silence_known_warnings
+from .threads import configure_threads
 
 log = logging.getLogger("mtd_trainer")
 
@@ -94,9 +96,12 @@ def run(verb: str, config_path: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    silence_known_warnings()
+    threads = configure_threads()  # before torch is imported: it reads the environment once
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log.info("%d CPU threads (mtd_trainer.threads)", threads)
     try:
         summary = run(args.verb, args.config)
     except (ConfigError, InputError) as exc:
