@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -120,7 +121,9 @@ def _serve_forever(process, url: str, out=sys.stdout) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .local.runner import LocalRun
+    from .local.runner import LocalRun, raise_interrupted
+
+    signal.signal(signal.SIGTERM, raise_interrupted)  # stops like Ctrl-C: children first
     from .local.serve import push_adapters, running_server, start_server
 
     run = LocalRun(Path(args.file), Path(args.workspace))
@@ -134,7 +137,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_serve:
         from .local.report import task_table
 
-        print(task_table(decision.status))
+        print(task_table(decision.status, run.spec))
         return 0
     url = f"http://{args.host}:{args.port}"
     if running_server(url):
@@ -192,7 +195,10 @@ def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> Non
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from .local.runner import raise_interrupted
     from .local.serve import find_manifest, start_server
+
+    signal.signal(signal.SIGTERM, raise_interrupted)
 
     process, url = start_server(
         find_manifest(Path(args.workspace), args.name), args.host, args.port
@@ -303,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'SIGINT'}): rerun the same command to resume", file=sys.stderr)
         return 130
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from ..api.spec import Baseline, MultiTaskDeploymentSpec
 from ..api.status import MultiTaskDeploymentStatus
 
 
@@ -11,8 +12,33 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def task_table(status: MultiTaskDeploymentStatus) -> str:
-    rows = [("TASK", "GROUP", "METRIC", "SCORE", "BASELINE", "RATIO", "QUALIFIED", "ADAPTER")]
+def baseline_kind(baseline: Baseline | None) -> str:
+    """Where a baseline comes from: a single-task run measured here, or a given score."""
+    if baseline is None:
+        return "-"
+    return "measured" if baseline.train else "given"
+
+
+def task_table(
+    status: MultiTaskDeploymentStatus, spec: MultiTaskDeploymentSpec | None = None
+) -> str:
+    """The per-task table; with the spec, a column says which kind each baseline is."""
+    kinds = {}
+    if spec is not None:
+        kinds = {t.name: baseline_kind(t.baseline) for t in [*spec.tasks, *spec.compositions]}
+    rows = [
+        (
+            "TASK",
+            "GROUP",
+            "METRIC",
+            "SCORE",
+            "BASELINE",
+            "KIND",
+            "RATIO",
+            "QUALIFIED",
+            "ADAPTER",
+        )
+    ]
     for task in status.tasks:
         rows.append(
             (
@@ -21,6 +47,7 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
                 task.metric,
                 _fmt(task.score),
                 _fmt(task.baseline),
+                kinds.get(task.name, "?") if task.baseline is not None else "-",
                 _fmt(task.ratio),
                 "yes" if task.qualified else ("-" if task.ratio is None else "no"),
                 task.adapter or "-",
@@ -34,6 +61,7 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
                 composition.metric,
                 _fmt(composition.score),
                 _fmt(composition.baseline),
+                kinds.get(composition.name, "?") if composition.baseline is not None else "-",
                 _fmt(composition.ratio),
                 "yes" if composition.qualified else ("-" if composition.ratio is None else "no"),
                 composition.adapter or "-",
@@ -43,7 +71,9 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
-    lines.append(f"qualified {status.qualified}")
+    with_baseline = sum(1 for task in status.tasks if task.baseline is not None)
+    total = len(status.tasks)
+    lines.append(f"qualified {status.qualified} ({with_baseline} of {total} have a baseline)")
     if status.cost is not None:
         cost = status.cost
         lines.append(
@@ -54,7 +84,10 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
 
 
 def print_status_changes(
-    before: MultiTaskDeploymentStatus | None, after: MultiTaskDeploymentStatus, out: TextIO
+    before: MultiTaskDeploymentStatus | None,
+    after: MultiTaskDeploymentStatus,
+    out: TextIO,
+    spec: MultiTaskDeploymentSpec | None = None,
 ) -> None:
     old = {c.type: (c.status, c.reason, c.message) for c in (before.conditions if before else [])}
     for condition in after.conditions:
@@ -68,5 +101,5 @@ def print_status_changes(
         after.compositions,
     )
     if scored and changed:
-        out.write(task_table(after) + "\n")
+        out.write(task_table(after, spec) + "\n")
     out.flush()

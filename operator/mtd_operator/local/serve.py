@@ -73,7 +73,7 @@ def start_server(manifest_path: Path, host: str, port: int) -> tuple[subprocess.
     url = f"http://{host}:{port}"
     try:
         wait_healthy(url, process)
-    except ServingError:
+    except BaseException:  # not ready, or interrupted while waiting: leave nothing behind
         process.terminate()
         raise
     return process, url
