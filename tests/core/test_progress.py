@@ -9,11 +9,19 @@ def test_step_work_counts_optimizer_steps_and_scored_examples() -> None:
     train = {"kind": "train", "hyperparameters": {"max_steps": 10}}
     compose = {"kind": "compose", "calibration": {"max_steps": 8}}
     merge_only = {"kind": "compose"}
-    evaluate = {"kind": "evaluate"}
+    evaluate = {
+        "kind": "evaluate",
+        "tasks": [
+            {"name": "topic", "type": "classification", "labels": ["a", "b", "c", "d", "e"]},
+            {"name": "headline", "type": "generation"},
+            {"name": "no-eval-data", "type": "generation"},
+        ],
+    }
     assert step_work(train) == STARTUP_UNITS + 10
     assert step_work(compose) == STARTUP_UNITS + 8
     assert step_work(merge_only) == STARTUP_UNITS
-    assert step_work(evaluate, eval_examples=100) == STARTUP_UNITS + 10
+    # 50 x 5 label likelihoods = 10 units; 50 generated answers = 10 units
+    assert step_work(evaluate, {"topic": 50, "headline": 50}) == STARTUP_UNITS + 20
 
 
 def test_no_estimate_before_a_step_finished_then_the_pace_of_this_run() -> None:

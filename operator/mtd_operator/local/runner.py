@@ -225,20 +225,18 @@ class LocalRun:
                     self.locations,
                     self.resource.metadata.name,
                 )
-                self.progress.work[pending.key] = step_work(config, self._eval_examples(config))
+                self.progress.work[pending.key] = step_work(config, self._eval_examples())
         done = len(steps) - len(remaining)
         return self.progress.line(step.key, done, len(steps), [s.key for s in remaining])
 
-    def _eval_examples(self, config: dict[str, Any]) -> int:
-        if config["kind"] != "evaluate":
-            return 0
+    def _eval_examples(self) -> dict[str, int]:
+        """Eval set size of every task and composition that has one (from the profiles)."""
         profiles = {**self.profiles, **self.composition_profiles}
-        total = 0
-        for task in config["tasks"]:
-            profile = profiles.get(task["name"])
-            evals = getattr(profile, "eval", None)
-            total += evals.examples if evals is not None else 0
-        return total
+        return {
+            name: profile.eval.examples
+            for name, profile in profiles.items()
+            if profile.eval is not None
+        }
 
     def _pump(self, stream: TextIO, log: TextIO, tail: deque[str]) -> None:
         for line in stream:
