@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -161,7 +162,9 @@ def _start_serving(manifest: Path, host: str, port: int, engine_port: int | None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .local.runner import LocalRun
+    from .local.runner import LocalRun, raise_interrupted
+
+    signal.signal(signal.SIGTERM, raise_interrupted)  # stops like Ctrl-C: children first
     from .local.serve import push_adapters, running_server, stop_on_signals, stop_server
 
     run = LocalRun(Path(args.file), Path(args.workspace))
@@ -175,7 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_serve:
         from .local.report import task_table
 
-        print(task_table(decision.status))
+        print(task_table(decision.status, run.spec))
         return 0
     url = f"http://{args.host}:{args.port}"
     engine_url = f"http://{args.host}:{args.engine_port or args.port + 1}"
@@ -458,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'SIGINT'}): rerun the same command to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _stdout_closed()

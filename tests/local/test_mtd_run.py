@@ -101,6 +101,10 @@ def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
         } <= set(row)
         assert 0.0 <= row["score"] <= 1.0
     assert rows["sentiment"]["group"] == "binary" and rows["sounds"]["group"] == "generation"
+    # The table says which kind each baseline is, and the progress line counts steps.
+    table_rows = {line.split()[0]: line.split() for line in output.splitlines() if line.split()}
+    assert table_rows["sentiment"][5] == "measured" and table_rows["sounds"][5] == "given"
+    assert "[0/7 done]" in output and "[6/7 done, ~" in output
     manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
     for path in manifest["adapters"].values():
         assert (Path(path) / "adapter_config.json").exists()

@@ -27,6 +27,8 @@ from mtd_contract.exits import (
 from mtd_contract.pod import STEP_VERBS
 
 from .errors import InputError
+from .quiet import silence_known_warnings
+from .threads import configure_threads
 
 log = logging.getLogger("mtd_trainer")
 
@@ -101,9 +103,12 @@ def run(verb: str, config_path: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    silence_known_warnings()
+    threads = configure_threads()  # before torch is imported: it reads the environment once
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log.info("%d CPU threads (mtd_trainer.threads)", threads)
     try:
         summary = run(args.verb, args.config)
     except (ConfigError, InputError) as exc:

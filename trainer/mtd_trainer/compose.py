@@ -135,6 +135,9 @@ def dataset_loss(
     return total / max(count, 1)
 
 
+LOSS_PROBE_BATCHES = 4  # the loss before and after is measured on this many batches
+
+
 def calibrate(
     config: ComposeConfig, calibration: CalibrationConfig, merge: Factors
 ) -> tuple[Factors, dict[str, Any]]:
@@ -155,15 +158,18 @@ def calibrate(
     )
     model = attach_lora(base, lora)  # B = 0: training starts exactly at the merge
     collate = DataCollatorWithFlattening()
-    before = dataset_loss(model, rows, calibration.batch_size, collate)
+    # A fixed probe, not the whole set: a report of the correction's effect, which on a
+    # CPU would otherwise cost as much as the calibration itself.
+    probe = rows[: LOSS_PROBE_BATCHES * calibration.batch_size]
+    before = dataset_loss(model, probe, calibration.batch_size, collate)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=calibration.learning_rate
     )
     generator = torch.Generator().manual_seed(calibration.seed)
     model.train()
     log.info(
-        "calibration: %d steps of %d on %d examples, loss %.4f at the plain merge",
-        calibration.max_steps, calibration.batch_size, len(rows), before,
+        "calibration: %d steps of %d on %d examples, merge loss %.4f (first %d examples)",
+        calibration.max_steps, calibration.batch_size, len(rows), before, len(probe),
     )  # fmt: skip
     every = max(1, calibration.max_steps // 10)
     for step in range(1, calibration.max_steps + 1):
@@ -176,11 +182,12 @@ def calibrate(
         if step % every == 0 or step == calibration.max_steps:
             log.info("calibration step %d/%d: batch loss %.4f", step, calibration.max_steps,
                      loss.item())  # fmt: skip
-    after = dataset_loss(model, rows, calibration.batch_size, collate)
+    after = dataset_loss(model, probe, calibration.batch_size, collate)
     correction = lora_factors(model, "default")
     parameters = sum(a.numel() + b.numel() for a, b in correction.values())
     stats = {
         "examples": len(rows),
+        "loss_examples": len(probe),
         "steps": calibration.max_steps,
         "rank": calibration.rank,
         "loss_before": before,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from ..api.spec import Baseline, MultiTaskDeploymentSpec
 from ..api.status import CompositionStatus, MultiTaskDeploymentStatus, TaskStatus
 
 
@@ -23,10 +24,23 @@ def _verdict(row: TaskStatus | CompositionStatus) -> str:
     return "-" if row.verdict is None else names.get(row.verdict, row.verdict.lower())
 
 
-def task_table(status: MultiTaskDeploymentStatus) -> str:
+def baseline_kind(baseline: Baseline | None) -> str:
+    """Where a baseline comes from: a single-task run measured here, or a given score."""
+    if baseline is None:
+        return "-"
+    return "measured" if baseline.train else "given"
+
+
+def task_table(
+    status: MultiTaskDeploymentStatus, spec: MultiTaskDeploymentSpec | None = None
+) -> str:
+    """The per-task table; with the spec, a column says which kind each baseline is."""
+    kinds = {}
+    if spec is not None:
+        kinds = {t.name: baseline_kind(t.baseline) for t in [*spec.tasks, *spec.compositions]}
     rows = [
-        ("TASK", "GROUP", "METRIC", "SCORE", "BASELINE", "RATIO", "INTERVAL", "N", "VERDICT",
-         "ADAPTER"),
+        ("TASK", "GROUP", "METRIC", "SCORE", "BASELINE", "KIND", "RATIO", "INTERVAL", "N",
+         "VERDICT", "ADAPTER"),
     ]  # fmt: skip
     judged: list[tuple[str, TaskStatus | CompositionStatus]] = [
         *((task.group, task) for task in status.tasks),
@@ -40,6 +54,7 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
                 row.metric,
                 _fmt(row.score),
                 _fmt(row.baseline),
+                kinds.get(row.name, "?") if row.baseline is not None else "-",
                 _fmt(row.ratio),
                 _interval(row),
                 "-" if row.eval_examples is None else str(row.eval_examples),
@@ -51,9 +66,11 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
+    with_baseline = sum(1 for task in status.tasks if task.baseline is not None)
     lines.append(
         f"qualified {status.qualified} ({status.not_qualified_count} not qualified, "
-        f"{status.inconclusive_count} inconclusive)"
+        f"{status.inconclusive_count} inconclusive; {with_baseline} of {len(status.tasks)} "
+        "have a baseline)"
     )
     if status.cost is not None:
         cost = status.cost
@@ -65,7 +82,10 @@ def task_table(status: MultiTaskDeploymentStatus) -> str:
 
 
 def print_status_changes(
-    before: MultiTaskDeploymentStatus | None, after: MultiTaskDeploymentStatus, out: TextIO
+    before: MultiTaskDeploymentStatus | None,
+    after: MultiTaskDeploymentStatus,
+    out: TextIO,
+    spec: MultiTaskDeploymentSpec | None = None,
 ) -> None:
     old = {c.type: (c.status, c.reason, c.message) for c in (before.conditions if before else [])}
     for condition in after.conditions:
@@ -79,5 +99,5 @@ def print_status_changes(
         after.compositions,
     )
     if scored and changed:
-        out.write(task_table(after) + "\n")
+        out.write(task_table(after, spec) + "\n")
     out.flush()

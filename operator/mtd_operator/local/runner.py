@@ -4,14 +4,18 @@ Each step runs the very command a Kubernetes Job would run (`python -m mtd_train
 <verb> --config FILE`), one at a time (a laptop has few cores). What a step produced is
 read back from the workspace, so an interrupted or repeated run resumes: a step whose
 output is complete is never rerun, and a training run that was killed resumes from its
-last checkpoint.
+last checkpoint. Each child runs in its own process group, and an interrupted `mtd run`
+(SIGINT, SIGTERM) stops that whole group before it exits, so nothing is left running and
+the next run resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -30,13 +34,35 @@ from ..core.catalogue import Catalogue, build_catalogue
 from ..core.planner import Plan, plan
 from ..core.problems import InvalidSpec, Problem
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
-from ..core.render import Locations, render_step
+from ..core.render import Locations, evaluable, render_step
 from ..core.steps import Step
 from ..specfile import load_and_profile
 from .artifacts import damaged_artifact
+from .progress import Progress, step_work
 from .report import print_status_changes, task_table
 
 STDERR_TAIL_LINES = 20
+STOP_GRACE_S = 10.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so both stop the same way."""
+
+
+def raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def stop_group(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
+    """Stop a child started in its own session and everything it started: SIGTERM to its
+    process group, then SIGKILL to whatever of the group is left after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def now_rfc3339() -> str:
@@ -82,14 +108,15 @@ class LocalRun:
     python: str = sys.executable
     failures: dict[str, StepState] = field(default_factory=dict)
     serving: ServingObservation | None = None
+    progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
         self.resource: MultiTaskDeployment
-        self.resource, self.profiles, composition_profiles = load_and_profile(
+        self.resource, self.profiles, self.composition_profiles = load_and_profile(
             self.spec_file, check_base_model=True
         )
         self.spec = self.resource.spec
-        self.plan: Plan = plan(self.spec, self.profiles, composition_profiles)
+        self.plan: Plan = plan(self.spec, self.profiles, self.composition_profiles)
         self.root = (self.workspace / self.resource.metadata.name).resolve()
         self.locations = Locations(
             root=str(self.root),
@@ -160,7 +187,7 @@ class LocalRun:
             now=now_rfc3339(),
         )
         write_json_atomic(self.status_path, decision.status.to_api())
-        print_status_changes(self.previous, decision.status, self.out)
+        print_status_changes(self.previous, decision.status, self.out, self.spec)
         self.previous = decision.status
         return decision
 
@@ -176,7 +203,7 @@ class LocalRun:
         log_path = self.root / "logs" / f"{step.key}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = trainer_command(self.python, step.verb, str(config_path))
-        self.out.write(f"▶ {step.key}: {' '.join(command[1:])}\n")
+        self.out.write(self._progress_line(step, decision) + f": {' '.join(command[1:])}\n")
         self.out.flush()
         started = time.monotonic()
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -190,15 +217,24 @@ class LocalRun:
                 text=True,
                 env=env,
                 bufsize=1,
+                start_new_session=True,  # its own process group: stopped as a whole
             )
             assert process.stdout is not None
             pump = threading.Thread(
                 target=self._pump, args=(process.stdout, log, tail), daemon=True
             )
             pump.start()
-            code = process.wait()
+            try:
+                code = process.wait()
+            except BaseException:
+                stop_group(process)
+                pump.join(timeout=STOP_GRACE_S)
+                self.out.write(f"■ {step.key} stopped; the next run resumes it\n")
+                self.out.flush()
+                raise
             pump.join()
         elapsed = time.monotonic() - started
+        self.progress.finished(step.key, elapsed)
         if code == 0:
             self.out.write(f"✔ {step.key} ({elapsed:.0f}s)\n")
         else:
@@ -208,6 +244,35 @@ class LocalRun:
                 f"✘ {step.key} failed after {elapsed:.0f}s (log: {log_path}): {message}\n"
             )
         self.out.flush()
+
+    def _progress_line(self, step: Step, decision: Decision) -> str:
+        """Which step starts, how many of the pipeline's are done, the time left."""
+        by_key = {s.key: s for s in decision.steps}
+        steps = [s for s in decision.steps if evaluable(s, self.spec, self.plan)]
+        observed = self.observe(steps)
+        remaining = [s for s in steps if s.key not in observed]
+        for pending in remaining:
+            if pending.key not in self.progress.work:
+                config = render_step(
+                    pending,
+                    self.spec,
+                    self.plan,
+                    by_key,
+                    self.locations,
+                    self.resource.metadata.name,
+                )
+                self.progress.work[pending.key] = step_work(config, self._eval_examples())
+        done = len(steps) - len(remaining)
+        return self.progress.line(step.key, done, len(steps), [s.key for s in remaining])
+
+    def _eval_examples(self) -> dict[str, int]:
+        """Eval set size of every task and composition that has one (from the profiles)."""
+        profiles = {**self.profiles, **self.composition_profiles}
+        return {
+            name: profile.eval.examples
+            for name, profile in profiles.items()
+            if profile.eval is not None
+        }
 
     def _pump(self, stream: TextIO, log: TextIO, tail: deque[str]) -> None:
         for line in stream:
@@ -255,5 +320,5 @@ class LocalRun:
             revision=revision, ready=True, ready_replicas=1, endpoint=endpoint
         )
         decision = self.decide()
-        self.out.write(task_table(decision.status) + "\n")
+        self.out.write(task_table(decision.status, self.spec) + "\n")
         return decision

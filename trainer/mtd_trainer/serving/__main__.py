@@ -10,8 +10,8 @@ import argparse
 import logging
 import sys
 
-from .catalogue import CatalogueError
-from .engine import EngineError
+from ..quiet import silence_known_warnings
+from ..threads import configure_threads
 from .limits import Limits
 
 
@@ -75,12 +75,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    silence_known_warnings()
+    configure_threads()  # before torch is imported: OpenMP reads its settings once
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     adapters = dict(args.adapter)
     if len(adapters) != len(args.adapter):
         print("error: an adapter name is given twice", file=sys.stderr)
         return 2
     from .app import serve
+    from .catalogue import CatalogueError
+    from .engine import EngineError
 
     try:
         limits = Limits(

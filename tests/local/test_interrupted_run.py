@@ -1,0 +1,94 @@
+"""`mtd run` killed in the middle of a training step: no process is left, and the rerun
+resumes that step from its checkpoint instead of starting it again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.local.test_mtd_run import SOUNDS, write_spec
+from tests.tiny_tasks import write_task_data
+from tests.trainer.conftest import build_model
+
+pytestmark = [pytest.mark.trainer, pytest.mark.slow]
+
+MTD = [sys.executable, "-c", "import sys; from mtd_operator.cli import main; sys.exit(main())"]
+STEPS = 400  # checkpoints every 50 steps; the signal lands soon after the first
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("tiny"))
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line names `text` (our workspace)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = next(
+                line for line in (entry / "status").read_text().splitlines() if "State" in line
+            )
+        except (OSError, StopIteration):
+            continue
+        if text in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path, model, sig):
+    write_task_data(tmp_path)
+    spec = write_spec(tmp_path, model, [SOUNDS], stage2={"maxSteps": STEPS})
+    workspace = tmp_path / "ws"
+    command = [*MTD, "run", str(spec), "--workspace", str(workspace), "--no-serve"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        checkpoint = wait_for(
+            lambda: sorted(workspace.glob("tiny/**/checkpoints/step-*")), 240, "a checkpoint"
+        )[0]
+        configs = str(workspace / "tiny" / "configs")  # in the trainer's command line only
+        assert len(processes_mentioning(configs)) == 1
+        run.send_signal(sig)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, output
+    assert "stopped; the next run resumes it" in output, output
+    assert "rerun the same command to resume" in output
+    assert processes_mentioning(configs) == [], "a child outlived mtd run"
+    stage = checkpoint.parent.parent
+    assert not (stage / "result.json").exists()
+    assert sorted(stage.glob("checkpoints/step-*")), "the checkpoint must survive the stop"
+
+    # The rerun resumes from the newest checkpoint (the trainer logs where it resumed).
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = next(workspace.glob("tiny/logs/*stage2*.log")).read_text()
+    resumed = [line for line in log.splitlines() if "resumed from" in line]
+    assert len(resumed) == 1, log[-2000:]
+    step = int(resumed[0].rsplit("at step", 1)[1])
+    assert step >= int(checkpoint.name.removeprefix("step-")) > 0
+    result = json.loads((stage / "result.json").read_text())
+    assert result["steps"] == STEPS
