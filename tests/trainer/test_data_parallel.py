@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mtd_operator.kube.jobs import trainer_command
+from mtd_contract.pod import trainer_command
 
 pytestmark = pytest.mark.trainer
 
@@ -35,7 +35,8 @@ def test_two_processes_give_the_adapter_of_one(
     no_dropout = {"rank": 4, "alpha": 8, "dropout": 0.0}
     configs = {n: train_config(f"p{n}", hyperparameters=hyper, lora=no_dropout) for n in (1, 2)}
     for n, config in configs.items():
-        command = trainer_command("train", write_config(config, f"p{n}.json"), n, sys.executable)
+        path = str(write_config(config, f"p{n}.json"))
+        command = trainer_command(sys.executable, "train", path, n)
         assert ("torch.distributed.run" in command) == (n > 1)
         run(command)
     results = {

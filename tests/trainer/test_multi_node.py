@@ -2,7 +2,7 @@
 its node rank, meeting at a c10d rendezvous on pod 0.
 
 Here both "pods" are local processes launched with the Job's own command (`trainer_command`
-with `Nodes`), gloo on the CPU, and the rendezvous on 127.0.0.1 instead of pod 0's DNS
+with a `Rendezvous`), gloo on the CPU, and the rendezvous on 127.0.0.1 instead of pod 0's DNS
 name (the one difference from a cluster). One process per node; the batch is split
 between them, so the adapter is one process's. Killing one pod mid-step fails the other
 (torchrun --max-restarts 0); running both again, as the Job's retry does, resumes from
@@ -27,7 +27,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mtd_operator.kube.jobs import Nodes, trainer_command
+from mtd_contract.pod import Rendezvous, trainer_command
 
 pytestmark = pytest.mark.trainer
 
@@ -46,7 +46,7 @@ def start_pods(config: Path, run_id: str) -> list[subprocess.Popen[str]]:
     pods = []
     for rank in (0, 1):
         command = trainer_command(
-            "train", config, 1, sys.executable, Nodes(2, rank, endpoint, run_id)
+            sys.executable, "train", str(config), 1, Rendezvous(2, rank, endpoint, run_id)
         )
         assert command[command.index("--node-rank") + 1] == str(rank)
         pods.append(
@@ -85,7 +85,7 @@ def test_two_nodes_rendezvous_and_give_the_adapter_of_one_process(
     no_dropout = {"rank": 4, "alpha": 8, "dropout": 0.0}
     one = train_config("one", hyperparameters=hyper, lora=no_dropout)
     two = train_config("two", hyperparameters=hyper, lora=no_dropout)
-    command = trainer_command("train", write_config(one, "one.json"), 1, sys.executable)
+    command = trainer_command(sys.executable, "train", str(write_config(one, "one.json")), 1)
     proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for code, err in finish(start_pods(write_config(two, "two.json"), "two")):
@@ -108,9 +108,8 @@ def test_killing_one_pod_fails_the_attempt_and_the_retry_resumes_from_the_checkp
     no_dropout = {"rank": 4, "alpha": 8, "dropout": 0.0}
     straight = train_config("straight", hyperparameters=hyper, lora=no_dropout)
     killed = train_config("killed", hyperparameters=hyper, lora=no_dropout)
-    proc = subprocess.run(trainer_command("train", write_config(straight, "s.json"), 1,
-                                          sys.executable), env=ENV, capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    command = trainer_command(sys.executable, "train", str(write_config(straight, "s.json")))
+    proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     config = write_config(killed, "k.json")
