@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import kubernetes_validate
@@ -97,3 +98,47 @@ def test_set_keys_and_values_are_checked() -> None:
 def test_a_bad_set_is_exit_2_naming_the_key(capsys) -> None:
     assert main(["manifests", str(EXAMPLES[0]), "--set", "nope=1"]) == 2
     assert "--set 'nope=1': expected KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["tgi", "vllm"])
+def test_two_gpus_each_are_used_as_an_engine_and_the_trainer_need_them(
+    engine, capsys, tmp_path
+):
+    """Issue #14's reading of `mtd manifests`: with 2 trainer and 2 serving GPUs, training
+    Jobs launch 2 processes; TGI runs as its image needs with --num-shard 2; vLLM gets
+    --tensor-parallel-size 2 and a writable HOME on a volume."""
+    folder = tmp_path / "minimal"
+    shutil.copytree(ROOT / "examples" / "minimal", folder)
+    doc = yaml.safe_load((folder / "mtd.yaml").read_text(encoding="utf-8"))
+    doc["spec"]["serving"]["engine"] = engine
+    doc["spec"]["baseModel"] = {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}
+    (folder / "mtd.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    objects = manifests(
+        capsys, str(folder / "mtd.yaml"), "--set", "trainer.gpus=2", "--set", "serving.gpus=2"
+    )
+    training = [
+        o for o in objects
+        if o["kind"] == "Job" and "train" in o["spec"]["template"]["spec"]["containers"][0][
+            "command"]
+    ]  # fmt: skip
+    assert training
+    for job in training:
+        command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert command[command.index("--processes") + 1] == "2"
+    server = next(
+        o for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-serving")
+    )  # fmt: skip
+    pod = server["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    if engine == "tgi":
+        assert "runAsNonRoot" not in pod["securityContext"]
+        assert "runAsUser" not in pod["securityContext"]
+        assert container["args"][container["args"].index("--num-shard") + 1] == "2"
+    else:
+        args = container["args"]
+        assert args[args.index("--tensor-parallel-size") + 1] == "2"
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert any(env["HOME"].startswith(path) for path in mounts)
+        assert pod["securityContext"].get("runAsNonRoot") is True
