@@ -261,7 +261,9 @@ class LocalRun:
                     self.locations,
                     self.resource.metadata.name,
                 )
-                self.progress.work[pending.key] = step_work(config, self._eval_examples())
+                self.progress.work[pending.key] = step_work(
+                    config.model_dump(mode="json"), self._eval_examples()
+                )
         done = len(steps) - len(remaining)
         return self.progress.line(step.key, done, len(steps), [s.key for s in remaining])
 
