@@ -67,7 +67,11 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def start_mtd_serve(workspace: Path, port: int) -> tuple[subprocess.Popen[str], queue.Queue]:
+def start_mtd_serve(
+    workspace: Path, port: int, engine_port: int | None = None
+) -> tuple[subprocess.Popen[str], queue.Queue]:
+    """`mtd serve`: the task gateway on `port`, our server behind it on `engine_port`."""
+    engine = ["--engine-port", str(engine_port)] if engine_port else []
     process = subprocess.Popen(
         [
             sys.executable,
@@ -78,6 +82,7 @@ def start_mtd_serve(workspace: Path, port: int) -> tuple[subprocess.Popen[str], 
             str(workspace),
             "--port",
             str(port),
+            *engine,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -140,9 +145,9 @@ def test_no_server_outlives_mtd_serve(workspace: Path, signum: int) -> None:
 
 
 def test_the_admin_token_guards_the_served_adapters(workspace: Path) -> None:
-    port = free_port()
-    process, lines = start_mtd_serve(workspace, port)
-    url = f"http://127.0.0.1:{port}"
+    port, engine_port = free_port(), free_port()
+    process, lines = start_mtd_serve(workspace, port, engine_port)
+    url = f"http://127.0.0.1:{engine_port}"  # the admin route is the engine's, not the gateway's
     try:
         wait_for(lines, "Serving at")
         token = workspace / "tiny" / "admin-token"

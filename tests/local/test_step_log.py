@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ def write_spec(folder: Path) -> Path:
 def test_a_killed_step_keeps_its_log(tmp_path: Path, signum: int) -> None:
     # A stand-in trainer: logs a line, then works for a long time.
     trainer = tmp_path / "trainer.sh"
-    trainer.write_text('#!/bin/sh\necho "step started: $*"\nexec sleep 300\n')
+    trainer.write_text('#!/bin/sh\necho "step started: $*"\nsleep 300\n')
     trainer.chmod(0o755)
     spec = write_spec(tmp_path)
     run = subprocess.Popen(
@@ -75,5 +76,24 @@ def test_a_killed_step_keeps_its_log(tmp_path: Path, signum: int) -> None:
         assert logs, list((tmp_path / "ws").rglob("*"))
         assert "step started: -m mtd_trainer train" in logs[0].read_text(encoding="utf-8")
     finally:
-        os.killpg(run.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
         run.wait()
+        # The runner started the stand-in trainer in a session of its own (as it stops
+        # steps as a whole); killed outright, it leaves it behind: end that group too.
+        for pid in processes_running(str(trainer)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def processes_running(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
