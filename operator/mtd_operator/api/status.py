@@ -44,10 +44,10 @@ class Condition(StatusModel):
     observed_generation: int | None = None
 
 
-class TaskStatus(StatusModel):
-    name: str
-    group: str
-    metric: str
+class Judged(StatusModel):
+    """What a task and a composition row share: the score against its baseline, and the
+    qualification verdict with its confidence interval."""
+
     score: float | None = None
     baseline: float | None = None
     ratio: float | None = None
@@ -62,6 +62,12 @@ class TaskStatus(StatusModel):
         default=None, description="Qualified, NotQualified or Inconclusive (see ratioInterval)."
     )
     qualified: bool = Field(default=False, description="verdict is Qualified.")
+
+
+class TaskStatus(Judged):
+    name: str
+    group: str
+    metric: str
     adapter: str | None = Field(default=None, description="The adapter id that serves the task.")
     served_by: Literal["multiTask", "baseline"] | None = Field(
         default=None, description="Which adapter serves it: the group's, or its baseline."
@@ -75,7 +81,7 @@ class TaskStatus(StatusModel):
     )
 
 
-class CompositionStatus(StatusModel):
+class CompositionStatus(Judged):
     """A composition's row: scored and qualified like a task, served by its own adapter."""
 
     name: str
@@ -83,20 +89,6 @@ class CompositionStatus(StatusModel):
     merge: str
     calibrated: bool = False
     metric: str
-    score: float | None = None
-    baseline: float | None = None
-    ratio: float | None = None
-    ratio_interval: list[float] | None = Field(
-        default=None,
-        description="[low, high]: the paired-bootstrap interval of the ratio at "
-        "qualification.confidence (with a known baseline score, only the task's own score "
-        "varies).",
-    )
-    eval_examples: int | None = Field(default=None, description="Examples scored.")
-    verdict: Verdict | None = Field(
-        default=None, description="Qualified, NotQualified or Inconclusive (see ratioInterval)."
-    )
-    qualified: bool = Field(default=False, description="verdict is Qualified.")
     adapter: str | None = Field(default=None, description="The adapter id that serves it.")
     rank: int | None = Field(
         default=None, description="Rank the composed adapter is served at (TGI: padded up)."

@@ -311,16 +311,20 @@ class Controller:
             serving_obs = ServingObservation(
                 **{**serving_obs.__dict__, "endpoint": builders.serving_endpoint(body)}
             )
-        decision = reconcile(
-            spec,
-            the_plan,
-            observed,
-            serving_obs,
-            previous=previous,
-            generation=generation,
-            now=now,
-            gpus_per_replica=self.config.serving_gpus,
-        )
+
+        def decide(serving: ServingObservation | None) -> Decision:
+            return reconcile(
+                spec,
+                the_plan,
+                observed,
+                serving,
+                previous=previous,
+                generation=generation,
+                now=now,
+                gpus_per_replica=self.config.serving_gpus,
+            )
+
+        decision = decide(serving_obs)
         self._start_steps(body, spec, the_plan, decision, created)
         retry_after = None
         if decision.serving is not None:
@@ -330,16 +334,7 @@ class Controller:
             runtime_load = spec.serving.engine == "vllm" and spec.serving.replicas > 0
             if runtime_load and serving_obs is not None:
                 serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
-                decision = reconcile(
-                    spec,
-                    the_plan,
-                    observed,
-                    serving_obs,
-                    previous=previous,
-                    generation=generation,
-                    now=now,
-                    gpus_per_replica=self.config.serving_gpus,
-                )
+                decision = decide(serving_obs)
                 retry_after = None if serving_obs.ready else RUNTIME_LOAD_RETRY_S
             self._apply_gateway(body, spec, decision, locations, cms, created)
         result = self._write_status(body, old_status, decision.status, created, decision.done)
