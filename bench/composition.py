@@ -205,8 +205,7 @@ def single_task_adapters(quality, work: Path, data_dir: Path, scale, seed: int) 
     """The quality benchmark's single-task adapters of the two tasks (trained if missing)."""
     from mtd_operator.core.steps import pipeline_steps
 
-    spec_dir, workspace = work / "specs", work / "workspace"
-    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec_dir, workspace = work, work / "workspace"  # data/ inside the spec's folder
     method = next(m for m in quality.METHODS if m.name == "single-task")
     tasks = quality.task_definitions()
     spec = quality.build_specs(tasks, data_dir, spec_dir, quality.BASE_MODEL, scale, seed,
@@ -216,7 +215,7 @@ def single_task_adapters(quality, work: Path, data_dir: Path, scale, seed: int) 
     wanted = {task: steps[f"solo-{task}"] for task in (TOPIC, HEADLINE)}
     root = workspace / quality.DEPLOYMENT
     if not all((root / s.result_path).exists() for s in wanted.values()):
-        spec_path = spec_dir / "single-task.yaml"
+        spec_path = spec_dir / "spec-single-task.yaml"
         import yaml
 
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))

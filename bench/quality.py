@@ -1052,12 +1052,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
     data_dir = ensure_inputs(work, scale, args.data_seed)
-    spec_dir, workspace, eval_dir = work / "specs", work / "workspace", work / "eval"
-    spec_dir.mkdir(parents=True, exist_ok=True)
+    # Specs sit in the work folder itself: their data paths must stay inside the spec's
+    # folder (the product refuses `../`), and data/ is a subfolder of it.
+    spec_dir, workspace, eval_dir = work, work / "workspace", work / "eval"
     tasks = task_definitions()
     specs = build_specs(tasks, data_dir, spec_dir, BASE_MODEL, scale, args.seed, methods)
     for name, spec in specs.items():
-        (spec_dir / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        (spec_dir / f"spec-{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
     from mtd_operator.api.grouping import taxonomy_kind
     from mtd_operator.api.spec import TaskSpec
@@ -1085,7 +1086,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         trained_runs[method.name] = unfinished_runs(specs[method.name], spec_dir, workspace)
         log(f"{method.name}: {len(trained_runs[method.name])} training runs to do")
-        run_method(method.name, spec_dir / f"{method.name}.yaml", workspace, logs)
+        run_method(method.name, spec_dir / f"spec-{method.name}.yaml", workspace, logs)
 
     configs_dir = work / "configs"
     base_scores = {

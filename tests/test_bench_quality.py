@@ -55,8 +55,7 @@ def built(quality, tmp_path: Path):
             ]
             (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     scale = quality.quick_variant(quality.SCALES["quick"], high_resource_min_examples=20)
-    spec_dir = tmp_path / "specs"
-    spec_dir.mkdir()
+    spec_dir = tmp_path  # the data folder is inside it, as the product requires
     base = tmp_path / "model"
     specs = quality.build_specs(tasks, data, spec_dir, base, scale, seed=3)
     return quality, tasks, data, spec_dir, base, scale, specs
