@@ -469,18 +469,21 @@ class Controller:
             if exc.status != 404:
                 raise
 
+    def _ensure_deployment_and_service(
+        self, namespace: str, deployment: dict, service: dict, created: list[str]
+    ) -> None:
+        """A Deployment brought to its desired template, and its Service created once."""
+        self._ensure_deployment(namespace, deployment, created)
+        if _create("Service", self.api.core.create_namespaced_service, namespace, service):
+            created.append(f"Service/{service['metadata']['name']}")
+
     def _apply_serving(self, body, spec, decision: Decision, locations, created: list[str]) -> None:
         namespace = body["metadata"]["namespace"]
         assert decision.serving is not None
         desired = builders.serving_deployment(body, spec, self.config, decision.serving, locations)
-        self._ensure_deployment(namespace, desired, created)
-        if _create(
-            "Service",
-            self.api.core.create_namespaced_service,
-            namespace,
-            builders.serving_service(body),
-        ):
-            created.append(f"Service/{desired['metadata']['name']}")
+        self._ensure_deployment_and_service(
+            namespace, desired, builders.serving_service(body), created
+        )
 
     def _apply_vllm_adapters(
         self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
@@ -593,15 +596,12 @@ class Controller:
                 {"metadata": {"annotations": desired["metadata"]["annotations"]},
                  "data": desired["data"]},
             )  # fmt: skip
-        gateway = builders.gateway_deployment(body, spec, self.config)
-        self._ensure_deployment(namespace, gateway, created)
-        if _create(
-            "Service",
-            self.api.core.create_namespaced_service,
+        self._ensure_deployment_and_service(
             namespace,
+            builders.gateway_deployment(body, spec, self.config),
             builders.gateway_service(body),
-        ):
-            created.append(f"Service/{gateway['metadata']['name']}")
+            created,
+        )
         if decision.status.serving is not None:
             decision.status.serving.gateway = builders.gateway_endpoint(body)
 
