@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from .api.spec import MultiTaskDeployment
-from .core.problems import InvalidSpec, Problem, problems_from_validation
+from .core.problems import InvalidData, InvalidSpec, Problem, problems_from_validation
 from .core.profile import CompositionProfile, TaskProfile, profile_compositions, profile_spec
 
 # libyaml's loader is ~10x faster on large specs; same safe semantics.
@@ -146,14 +146,24 @@ def load_and_profile(
     resolve inside the file's folder. Every problem of every file is reported at once;
     `check_base_model` adds a local base model path that is not a model folder."""
     resource = load_resource(path)
+    return (resource, *profile_resource(resource, path, check_base_model))
+
+
+def profile_resource(
+    resource: MultiTaskDeployment, path: Path, check_base_model: bool = False
+) -> tuple[dict[str, TaskProfile], dict[str, CompositionProfile]]:
+    """The profiles of a loaded resource's data, which lies in `path`'s folder. Raises
+    InvalidData when only the data is wrong, InvalidSpec when the spec is too."""
     base_dir = path.resolve().parent
-    problems = local_base_model_problems(resource, base_dir) if check_base_model else []
+    spec_problems = local_base_model_problems(resource, base_dir) if check_base_model else []
     profiles, task_problems = profile_spec(resource.spec, base_dir)
     compositions, composition_problems = profile_compositions(resource.spec, base_dir)
-    problems += task_problems + composition_problems
-    if problems:
-        raise InvalidSpec(problems)
-    return resource, profiles, compositions
+    data_problems = task_problems + composition_problems
+    if spec_problems:
+        raise InvalidSpec(spec_problems + data_problems)
+    if data_problems:
+        raise InvalidData(data_problems)
+    return profiles, compositions
 
 
 def local_base_model_problems(resource: MultiTaskDeployment, base_dir: Path) -> list[Problem]:

@@ -31,6 +31,10 @@ class InvalidSpec(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class InvalidData(InvalidSpec):
+    """The spec is valid but its data files are not (missing, malformed, too small)."""
+
+
 def format_loc(loc: tuple[Any, ...], prefix: str = "") -> str:
     path = prefix
     for part in loc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..api.grouping import BASELINE_PREFIX
-from .planner import Plan
+from .planner import BaselinePlan, CompositionPlan, GroupPlan, Plan, StagePlan
 
 StepRole = Literal[
     "stage", "evaluation", "baseline", "baselineEvaluation", "composition", "compositionEvaluation"
@@ -74,87 +74,124 @@ def baseline_adapter_name(task: str) -> str:
     return f"{BASELINE_PREFIX}{task}"
 
 
-def pipeline_steps(plan: Plan) -> list[Step]:
-    """Every step of the plan, dependencies before dependants."""
+def stage_key(stage: StagePlan) -> str:
+    """The key of a training stage's step (and of its Job)."""
+    return f"train-{stage.group}-{stage.name}-{stage.hash}"
+
+
+def final_stage_key(group: GroupPlan) -> str:
+    """The key of a group's last training step: its adapter is what the group serves,
+    what its evaluation scores and what compositions merge."""
+    return stage_key(group.final_stage)
+
+
+def final_stage_steps(plan: Plan, steps: list[Step]) -> dict[str, Step]:
+    """Each group's last training step, by group name."""
+    by_key = {step.key: step for step in steps}
+    return {group.name: by_key[final_stage_key(group)] for group in plan.groups}
+
+
+def _evaluation(of: Step, key: str, role: StepRole, hash_: str, output: str) -> Step:
+    """The step scoring what `of` trained, for the same group, task or composition."""
+    return Step(
+        key=key,
+        role=role,
+        verb="evaluate",
+        hash=hash_,
+        after=(of.key,),
+        output=output,
+        group=of.group,
+        task=of.task,
+        composition=of.composition,
+    )
+
+
+def _baseline_steps(baseline: BaselinePlan) -> list[Step]:
+    task, evaluation = baseline.task, baseline.evaluation_hash
+    train = Step(
+        key=f"baseline-{task}-{baseline.hash}",
+        role="baseline",
+        verb="train",
+        hash=baseline.hash,
+        after=(),
+        output=f"baselines/{task}-{baseline.hash}",
+        task=task,
+    )
+    return [
+        train,
+        _evaluation(
+            train,
+            f"baseline-eval-{task}-{evaluation}",
+            "baselineEvaluation",
+            evaluation,
+            f"eval/baseline-{task}-{evaluation}.json",
+        ),
+    ]
+
+
+def _group_steps(group: GroupPlan) -> list[Step]:
+    """The group's stages, each continuing the one before, then its evaluation."""
     steps: list[Step] = []
-    final: dict[str, str] = {}  # group → the key of its last training step
-    for baseline in plan.baselines:
-        train_key = f"baseline-{baseline.task}-{baseline.hash}"
+    for stage in group.stages:
         steps.append(
             Step(
-                key=train_key,
-                role="baseline",
+                key=stage_key(stage),
+                role="stage",
                 verb="train",
-                hash=baseline.hash,
-                after=(),
-                output=f"baselines/{baseline.task}-{baseline.hash}",
-                task=baseline.task,
-            )
-        )
-        steps.append(
-            Step(
-                key=f"baseline-eval-{baseline.task}-{baseline.evaluation_hash}",
-                role="baselineEvaluation",
-                verb="evaluate",
-                hash=baseline.evaluation_hash,
-                after=(train_key,),
-                output=f"eval/baseline-{baseline.task}-{baseline.evaluation_hash}.json",
-                task=baseline.task,
-            )
-        )
-    for group in plan.groups:
-        previous: str | None = None
-        for stage in group.stages:
-            key = f"train-{group.name}-{stage.name}-{stage.hash}"
-            steps.append(
-                Step(
-                    key=key,
-                    role="stage",
-                    verb="train",
-                    hash=stage.hash,
-                    after=(previous,) if previous else (),
-                    output=f"train/{group.name}-{stage.name}-{stage.hash}",
-                    group=group.name,
-                    stage=stage.name,
-                )
-            )
-            previous = key
-        assert previous is not None
-        final[group.name] = previous
-        steps.append(
-            Step(
-                key=f"eval-{group.name}-{group.evaluation_hash}",
-                role="evaluation",
-                verb="evaluate",
-                hash=group.evaluation_hash,
-                after=(previous,),
-                output=f"eval/{group.name}-{group.evaluation_hash}.json",
+                hash=stage.hash,
+                after=(steps[-1].key,) if steps else (),
+                output=f"train/{group.name}-{stage.name}-{stage.hash}",
                 group=group.name,
+                stage=stage.name,
             )
         )
+    assert steps[-1].key == final_stage_key(group)
+    evaluation = group.evaluation_hash
+    return [
+        *steps,
+        _evaluation(
+            steps[-1],
+            f"eval-{group.name}-{evaluation}",
+            "evaluation",
+            evaluation,
+            f"eval/{group.name}-{evaluation}.json",
+        ),
+    ]
+
+
+def _composition_steps(plan: Plan, composition: CompositionPlan) -> list[Step]:
+    """Merge after the final stage of every group a composed task belongs to."""
+    name, evaluation = composition.name, composition.evaluation_hash
+    sources = dict.fromkeys(final_stage_key(plan.group_of(task)) for task in composition.tasks)
+    compose = Step(
+        key=f"compose-{name}-{composition.hash}",
+        role="composition",
+        verb="compose",
+        hash=composition.hash,
+        after=tuple(sources),
+        output=f"compositions/{name}-{composition.hash}",
+        composition=name,
+    )
+    return [
+        compose,
+        _evaluation(
+            compose,
+            f"compose-eval-{name}-{evaluation}",
+            "compositionEvaluation",
+            evaluation,
+            f"eval/composition-{name}-{evaluation}.json",
+        ),
+    ]
+
+
+def pipeline_steps(plan: Plan) -> list[Step]:
+    """Every step of the plan, dependencies before dependants (baselines, groups, then
+    compositions). A pure function of the plan: drivers list the steps with it."""
+    steps: list[Step] = []
+    for baseline in plan.baselines:
+        steps += _baseline_steps(baseline)
+    for group in plan.groups:
+        steps += _group_steps(group)
     for composition in plan.compositions:
-        compose_key = f"compose-{composition.name}-{composition.hash}"
-        sources = dict.fromkeys(final[plan.group_of(task).name] for task in composition.tasks)
-        steps.append(
-            Step(
-                key=compose_key,
-                role="composition",
-                verb="compose",
-                hash=composition.hash,
-                after=tuple(sources),
-                output=f"compositions/{composition.name}-{composition.hash}",
-                composition=composition.name,
-            )
-        )
-        steps.append(
-            Step(
-                key=f"compose-eval-{composition.name}-{composition.evaluation_hash}",
-                role="compositionEvaluation",
-                verb="evaluate",
-                hash=composition.evaluation_hash,
-                after=(compose_key,),
-                output=f"eval/composition-{composition.name}-{composition.evaluation_hash}.json",
-                composition=composition.name,
-            )
-        )
+        steps += _composition_steps(plan, composition)
     return steps

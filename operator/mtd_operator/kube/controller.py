@@ -27,6 +27,7 @@ from ..api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeploymentSpec
 from ..api.status import Condition, MultiTaskDeploymentStatus
 from ..config import OperatorConfig
 from ..core.catalogue import build_catalogue
+from ..core.conditions import Blocked
 from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
@@ -267,45 +268,18 @@ class Controller:
             spec = MultiTaskDeploymentSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             problems = problems_from_validation(exc, MultiTaskDeploymentSpec, prefix="spec")
-            status = self._blocked_status(
-                previous, generation, now, "InvalidSpec", "; ".join(map(str, problems))
-            )
+            status = Blocked.invalid_spec(problems).status(previous, generation, now)
             return self._write_status(body, old_status, status, created, done=False)
 
         jobs, cms, pods = self._children(namespace, name)
         profiles = self._profiles(body, spec, jobs, cms, pods, created)
-        if isinstance(profiles, MultiTaskDeploymentStatus):
-            return self._write_status(
-                body,
-                old_status,
-                profiles.model_copy(
-                    update={
-                        "conditions": self._carry(profiles.conditions, previous, generation, now)
-                    }
-                ),
-                created,
-                done=False,
-            )
+        if isinstance(profiles, Blocked):
+            status = profiles.status(previous, generation, now)
+            return self._write_status(body, old_status, status, created, done=False)
 
         the_plan = plan(spec, *profiles)
         locations = builders.cluster_locations(spec, self.config, namespace, name)
-        observed: dict[str, StepState] = {}
-        for job in jobs.values():
-            key = (job.metadata.annotations or {}).get(ANNOTATION_STEP)
-            if key is None:
-                continue
-            state = _job_state(
-                job,
-                [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name],
-                cms,
-            )
-            if state is None:
-                self._delete_job(namespace, job.metadata.name)
-                continue
-            observed[key] = state
-        for phase in ("Running", "Succeeded", "Failed"):
-            count = sum(1 for state in observed.values() if state.phase == phase)
-            METRICS.jobs.labels(namespace=namespace, deployment=name, state=phase).set(count)
+        observed = self._observe_steps(namespace, name, jobs, cms, pods)
         _, serving_obs = self._serving(namespace, name)
         if serving_obs is not None:
             serving_obs = ServingObservation(
@@ -341,11 +315,35 @@ class Controller:
         result.retry_after = retry_after
         return result
 
+    def _observe_steps(
+        self, namespace: str, name: str, jobs: dict[str, Any], cms: dict[str, dict], pods
+    ) -> dict[str, StepState]:
+        """Each step's state from its Job; a finished Job whose result is gone is deleted
+        (it runs again)."""
+        observed: dict[str, StepState] = {}
+        for job in jobs.values():
+            key = (job.metadata.annotations or {}).get(ANNOTATION_STEP)
+            if key is None:
+                continue
+            state = _job_state(
+                job,
+                [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name],
+                cms,
+            )
+            if state is None:
+                self._delete_job(namespace, job.metadata.name)
+                continue
+            observed[key] = state
+        for phase in ("Running", "Succeeded", "Failed"):
+            count = sum(1 for state in observed.values() if state.phase == phase)
+            METRICS.jobs.labels(namespace=namespace, deployment=name, state=phase).set(count)
+        return observed
+
     # -- profiling -------------------------------------------------------------------
 
     def _profiles(
         self, body, spec, jobs, cms, pods, created
-    ) -> tuple[dict[str, TaskProfile], dict[str, CompositionProfile]] | MultiTaskDeploymentStatus:
+    ) -> tuple[dict[str, TaskProfile], dict[str, CompositionProfile]] | Blocked:
         namespace = body["metadata"]["namespace"]
         job, cm = builders.profile_objects(body, spec, self.config)
         job_name = job["metadata"]["name"]
@@ -371,13 +369,7 @@ class Controller:
                 {},
             )
             if state is not None and state.phase == "Failed":
-                return self._blocked_status(
-                    [],
-                    body["metadata"].get("generation"),
-                    now_rfc3339(),
-                    "InvalidData",
-                    state.message,
-                )
+                return Blocked.invalid_data(state.message)
             if any(
                 c.type == "Complete" and c.status == "True"
                 for c in existing.status.conditions or []
@@ -388,60 +380,7 @@ class Controller:
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
                 created.append(f"Job/{job_name}")
-        return self._blocked_status(
-            [],
-            body["metadata"].get("generation"),
-            now_rfc3339(),
-            "Profiling",
-            "profiling the data files",
-            unknown=True,
-        )
-
-    def _blocked_status(
-        self, previous, generation, now, reason: str, message: str, unknown: bool = False
-    ) -> MultiTaskDeploymentStatus:
-        planned = Condition(
-            type="Planned",
-            status="Unknown" if unknown else "False",
-            reason=reason,
-            message=message,
-            last_transition_time=now,
-            observed_generation=generation,
-        )
-        ready = Condition(
-            type="Ready",
-            status="False",
-            reason=reason,
-            message=message,
-            last_transition_time=now,
-            observed_generation=generation,
-        )
-        status = MultiTaskDeploymentStatus(
-            observed_generation=generation, conditions=[planned, ready]
-        )
-        return status.model_copy(
-            update={"conditions": self._carry(status.conditions, previous, generation, now)}
-        )
-
-    @staticmethod
-    def _carry(
-        conditions: list[Condition], previous: list[Condition], generation, now
-    ) -> list[Condition]:
-        before = {c.type: c for c in previous}
-        out = []
-        for c in conditions:
-            old = before.get(c.type)
-            keep = old is not None and old.status == c.status and old.last_transition_time
-            out.append(
-                c.model_copy(
-                    update={
-                        "last_transition_time": old.last_transition_time
-                        if keep
-                        else (c.last_transition_time or now)
-                    }
-                )
-            )
-        return out
+        return Blocked.profiling()
 
     # -- acting ----------------------------------------------------------------------
 
@@ -491,13 +430,24 @@ class Controller:
         """vLLM's adapter set as a file its pods read at start (so the template is stable)."""
         assert decision.serving is not None
         desired = builders.adapters_config_map(body, spec, decision.serving, locations)
+        self._ensure_config_map(body["metadata"]["namespace"], desired, cms, created)
+
+    def _ensure_config_map(
+        self,
+        namespace: str,
+        desired: dict,
+        cms: dict[str, dict],
+        created: list[str],
+        may_update: bool = True,
+    ) -> None:
+        """Create the ConfigMap, or bring its data (and annotations) to `desired` when
+        `may_update`; `cms` is what this pass listed."""
         name = desired["metadata"]["name"]
-        namespace = body["metadata"]["namespace"]
         current = cms.get(name)
         if current is None:
             if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, desired):
                 created.append(f"ConfigMap/{name}")
-        elif current["data"] != desired["data"]:
+        elif current["data"] != desired["data"] and may_update:
             self.api.core.patch_namespaced_config_map(
                 name,
                 namespace,
@@ -584,18 +534,9 @@ class Controller:
             builders.engine_adapter_names(spec, decision.serving, locations)
         )
         desired = builders.catalogue_config_map(body, catalogue)
-        name = desired["metadata"]["name"]
-        current = cms.get(name)
-        if current is None:
-            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, desired):
-                created.append(f"ConfigMap/{name}")
-        elif current["data"] != desired["data"] and _serving_settled(spec, decision):
-            self.api.core.patch_namespaced_config_map(
-                name,
-                namespace,
-                {"metadata": {"annotations": desired["metadata"]["annotations"]},
-                 "data": desired["data"]},
-            )  # fmt: skip
+        self._ensure_config_map(
+            namespace, desired, cms, created, may_update=_serving_settled(spec, decision)
+        )
         self._ensure_deployment_and_service(
             namespace,
             builders.gateway_deployment(body, spec, self.config),

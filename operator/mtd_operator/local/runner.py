@@ -31,12 +31,13 @@ from mtd_contract.results import ResultError, parse_result
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
 from ..core.catalogue import Catalogue, build_catalogue
+from ..core.conditions import Blocked
 from ..core.planner import Plan, plan
-from ..core.problems import InvalidSpec, Problem
+from ..core.problems import InvalidData, InvalidSpec, Problem
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from ..core.render import Locations, evaluable, render_step
-from ..core.steps import Step
-from ..specfile import load_and_profile
+from ..core.steps import Step, pipeline_steps
+from ..specfile import load_resource, profile_resource
 from .artifacts import damaged_artifact
 from .progress import Progress, step_work
 from .report import print_status_changes, task_table
@@ -111,22 +112,38 @@ class LocalRun:
     progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
-        self.resource: MultiTaskDeployment
-        self.resource, self.profiles, self.composition_profiles = load_and_profile(
-            self.spec_file, check_base_model=True
-        )
+        # A file that is no resource has no name, so no folder to write a status in.
+        self.resource: MultiTaskDeployment = load_resource(self.spec_file)
         self.spec = self.resource.spec
-        self.plan: Plan = plan(self.spec, self.profiles, self.composition_profiles)
         self.root = (self.workspace / self.resource.metadata.name).resolve()
+        self.status_path = self.root / "status.json"
+        self.previous = self._load_previous_status()
+        try:
+            self.profiles, self.composition_profiles = profile_resource(
+                self.resource, self.spec_file, check_base_model=True
+            )
+            base_model = resolve_base_model(
+                self.spec.base_model.uri, self.spec_file.resolve().parent
+            )
+        except InvalidSpec as exc:
+            self._write_blocked(exc)
+            raise
+        self.plan: Plan = plan(self.spec, self.profiles, self.composition_profiles)
         self.locations = Locations(
             root=str(self.root),
             data_dir=str(self.spec_file.resolve().parent),
-            base_model=resolve_base_model(
-                self.spec.base_model.uri, self.spec_file.resolve().parent
-            ),
+            base_model=base_model,
         )
-        self.status_path = self.root / "status.json"
-        self.previous = self._load_previous_status()
+
+    def _write_blocked(self, exc: InvalidSpec) -> None:
+        """status.json says why nothing runs, as the operator's status would."""
+        if isinstance(exc, InvalidData):
+            blocked = Blocked.invalid_data("; ".join(map(str, exc.problems)))
+        else:
+            blocked = Blocked.invalid_spec(exc.problems)
+        previous = self.previous.conditions if self.previous else None
+        status = blocked.status(previous, None, now_rfc3339())
+        write_json_atomic(self.status_path, status.to_api())
 
     def _load_previous_status(self) -> MultiTaskDeploymentStatus | None:
         if not self.status_path.exists():
@@ -177,11 +194,10 @@ class LocalRun:
         self.out.flush()
 
     def decide(self) -> Decision:
-        steps_probe = reconcile(self.spec, self.plan, {}, None, now=now_rfc3339()).steps
         decision = reconcile(
             self.spec,
             self.plan,
-            self.observe(steps_probe),
+            self.observe(pipeline_steps(self.plan)),
             self.serving,
             previous=self.previous.conditions if self.previous else None,
             now=now_rfc3339(),

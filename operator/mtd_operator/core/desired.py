@@ -1,0 +1,71 @@
+"""Desired serving: the adapter set (or, under method full, the one model) to serve once
+the pipeline is done, under a content-addressed revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..api.spec import MultiTaskDeploymentSpec
+from ..api.status import TaskStatus
+from .planner import Plan, content_hash
+from .scores import Scores
+from .steps import Step, served_adapter_path, trained_path
+
+
+@dataclass(frozen=True)
+class DesiredServing:
+    """The adapter set to serve: name → adapter folder, relative to the deployment root
+    (content-addressed, so the revision changes whenever an adapter does)."""
+
+    revision: str
+    adapters: dict[str, str]
+    # Method full: the fine-tuned model served in place of the base (no adapters), and
+    # the name requests use for it (the group's).
+    model: str | None = None
+    model_name: str | None = None
+
+
+def adapter_update(spec: MultiTaskDeploymentSpec) -> Literal["Surge", "OneAtATime", "RuntimeLoad"]:
+    """How a new adapter set reaches the pods: vLLM loads it at runtime; TGI rolls out."""
+    if spec.serving.engine == "vllm":
+        return "RuntimeLoad"
+    return "OneAtATime" if spec.serving.rollout == "oneAtATime" else "Surge"
+
+
+def served_adapters(
+    spec: MultiTaskDeploymentSpec,
+    plan: Plan,
+    rows: list[TaskStatus],
+    scores: Scores,
+    finals: dict[str, Step],
+) -> dict[str, str]:
+    """Adapter name → folder, for the adapter each task row names and each composition.
+    `finals` is each group's last training step (`steps.final_stage_steps`)."""
+    method = spec.training.method
+    adapters: dict[str, str] = {}
+    for row in rows:
+        assert row.adapter is not None, "served adapters exist once the pipeline is done"
+        final = finals[plan.group_of(row.name).name]
+        if row.served_by == "baseline":
+            adapters[row.adapter] = trained_path(scores.baseline_adapters[row.name], method)
+        else:
+            adapters[row.adapter] = served_adapter_path(final, row.name, method)
+    for composition in spec.compositions:
+        step = scores.composed.get(composition.name)
+        if step is not None:
+            adapters[composition.name] = step.adapter_path
+    return adapters
+
+
+def desired_serving(spec: MultiTaskDeploymentSpec, adapters: dict[str, str]) -> DesiredServing:
+    """The revision is the hash of engine, base model and adapter folders: any change of
+    them is a new revision, and the same ones are always the same revision."""
+    ordered = dict(sorted(adapters.items()))
+    revision = content_hash(
+        {"engine": spec.serving.engine, "base": spec.base_model.uri, "adapters": ordered}
+    )
+    if spec.training.method == "full":  # the spec allows one served model (one group, no baselines)
+        (name, model), *_ = adapters.items()
+        return DesiredServing(revision, {}, model=model, model_name=name)
+    return DesiredServing(revision=revision, adapters=ordered)
