@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .api.crd import crd_yaml
 from .core.planner import Plan
@@ -325,12 +326,19 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return run_profile(Path(args.spec), Path(args.data_dir), args.result_configmap)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mtd", description="Train and serve one multi-task LLM in place of many."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_address(command: argparse.ArgumentParser) -> None:
+    """Where `mtd run` and `mtd serve` listen: the gateway, and the engine behind it."""
+    command.add_argument("--host", default="127.0.0.1")
+    command.add_argument("--port", type=int, default=8080, help="the task gateway's port")
+    command.add_argument("--engine-port", type=int, help="the engine's port (default: --port + 1)")
 
+
+# argparse's subparsers object has no public type name.
+Commands = Any
+
+
+def _add_local_commands(commands: Commands) -> None:
+    """validate, plan, run, serve, predict: what a person runs on a laptop."""
     validate = commands.add_parser("validate", help="check a MultiTaskDeployment and its data")
     validate.add_argument("file", help="YAML file holding one MultiTaskDeployment")
     validate.set_defaults(func=_cmd_validate)
@@ -348,17 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", default="workspace", help="artifacts folder (default: ./workspace)"
     )
     run.add_argument("--no-serve", action="store_true", help="stop once the pipeline is done")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8080, help="the task gateway's port")
-    run.add_argument("--engine-port", type=int, help="the engine's port (default: --port + 1)")
+    _add_address(run)
     run.set_defaults(func=_cmd_run)
 
     serve = commands.add_parser("serve", help="serve a workspace's trained adapters locally")
     serve.add_argument("--workspace", default="workspace")
     serve.add_argument("--name", help="the deployment, when the workspace holds several")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080, help="the task gateway's port")
-    serve.add_argument("--engine-port", type=int, help="the engine's port (default: --port + 1)")
+    _add_address(serve)
     serve.set_defaults(func=_cmd_serve)
 
     predict = commands.add_parser(
@@ -370,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("text")
     predict.set_defaults(func=_cmd_predict)
 
+
+def _add_gateway_command(commands: Commands) -> None:
     gateway = commands.add_parser(
         "gateway", help="serve tasks by name in front of a TGI, vLLM or local server"
     )
@@ -385,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8000)
     gateway.set_defaults(func=_cmd_gateway)
 
+
+def _add_job_commands(commands: Commands) -> None:
+    """step, profile: the commands the operator's Jobs run."""
     step = commands.add_parser(
         "step", help="(inside a Job) run one trainer step and publish its result"
     )
@@ -411,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--model-dir", help="where to (on the workspace volume)")
     profile.set_defaults(func=_cmd_profile)
 
+
+def _add_cluster_commands(commands: Commands) -> None:
+    """manifests, crd: what the operator would create, without a cluster."""
     manifests = commands.add_parser(
         "manifests",
         help="print every object the operator would create for this resource (YAML)",
@@ -435,6 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition")
     crd.set_defaults(func=_cmd_crd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtd", description="Train and serve one multi-task LLM in place of many."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_local_commands(commands)
+    _add_gateway_command(commands)
+    _add_job_commands(commands)
+    _add_cluster_commands(commands)
     return parser
 
 

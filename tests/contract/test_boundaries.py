@@ -3,7 +3,8 @@
 * mtd_contract imports nothing of ours and no torch, kopf or kubernetes;
 * `api` does not import `core`; the operator never imports the trainer, nor the trainer
   the operator (it runs as a subprocess of `mtd step`);
-* no module imports, directly or through others, itself.
+* no module imports, directly or through others, itself;
+* no function of the operator reaches 100 lines.
 """
 
 from __future__ import annotations
@@ -119,3 +120,16 @@ def test_no_import_cycles() -> None:
         if node not in state:
             visit(node)
     assert cycles == []
+
+
+def test_no_operator_function_reaches_100_lines() -> None:
+    """Long functions hide decisions: the operator keeps each under 100 lines (about 80,
+    unless a comment beside it says why)."""
+    long = []
+    for path in (ROOT / "operator" / "mtd_operator").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines >= 100:
+                    long.append(f"{module_name(path)}.{node.name}: {lines} lines")
+    assert long == []

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..api.spec import MultiTaskDeploymentSpec, default_metric
+from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec, default_metric
 from ..api.status import CompositionStatus, MultiTaskDeploymentStatus, TaskStatus
 
 Verdict = Literal["Qualified", "NotQualified", "Inconclusive"]
@@ -96,6 +96,27 @@ def verdict(row: TaskStatus | CompositionStatus) -> Verdict:
     return "Qualified" if row.qualified else "NotQualified"
 
 
+def _entry(
+    item: TaskSpec | CompositionSpec,
+    kind: Literal["task", "composition"],
+    adapter: str | None,
+    served_by: Literal["multiTask", "baseline", "composition"] | None,
+    row: TaskStatus | CompositionStatus | None,
+) -> CatalogueTask:
+    """A task or composition as clients see it; without a status row yet, Inconclusive."""
+    return CatalogueTask(
+        name=item.name,
+        kind=kind,
+        type=item.type,
+        instruction=item.instruction,
+        labels=list(item.labels) if item.labels else None,
+        metric=default_metric(item.type, item.metric),
+        adapter=adapter,
+        servedBy=served_by,
+        verdict=verdict(row) if row is not None else "Inconclusive",
+    )
+
+
 def build_catalogue(
     spec: MultiTaskDeploymentSpec, status: MultiTaskDeploymentStatus, revision: str | None
 ) -> Catalogue:
@@ -109,34 +130,12 @@ def build_catalogue(
     # Method full serves the fine-tuned model itself (no adapters): every task asks the
     # served model, by its base-model name.
     full = spec.training.method == "full"
-    tasks = [
-        CatalogueTask(
-            name=task.name,
-            kind="task",
-            type=task.type,
-            instruction=task.instruction,
-            labels=list(task.labels) if task.labels else None,
-            metric=default_metric(task.type, task.metric),
-            adapter=rows[task.name].adapter if task.name in rows and not full else None,
-            servedBy=rows[task.name].served_by if task.name in rows else None,
-            verdict=verdict(rows[task.name]) if task.name in rows else "Inconclusive",
-        )
-        for task in spec.tasks
-    ]
-    tasks += [
-        CatalogueTask(
-            name=composition.name,
-            kind="composition",
-            type=composition.type,
-            instruction=composition.instruction,
-            labels=list(composition.labels) if composition.labels else None,
-            metric=default_metric(composition.type, composition.metric),
-            adapter=composition.name,
-            servedBy="composition",
-            verdict=verdict(composed[composition.name])
-            if composition.name in composed
-            else "Inconclusive",
-        )
-        for composition in spec.compositions
-    ]
+    tasks = []
+    for task in spec.tasks:
+        row = rows.get(task.name)
+        adapter = row.adapter if row is not None and not full else None
+        tasks.append(_entry(task, "task", adapter, row.served_by if row else None, row))
+    for composition in spec.compositions:
+        row = composed.get(composition.name)
+        tasks.append(_entry(composition, "composition", composition.name, "composition", row))
     return Catalogue(revision=revision, tasks=tasks)

@@ -234,6 +234,97 @@ def _stage(
     )
 
 
+def _group_plan(
+    spec: MultiTaskDeploymentSpec,
+    group_name: str,
+    tasks: list[TaskSpec],
+    training: dict[str, Any],
+    profiles: Mapping[str, TaskProfile],
+) -> GroupPlan:
+    """A group's stages (stage 1 on its high-resource tasks, if any; stage 2 on all of
+    them, continuing stage 1) and the hash of its evaluation."""
+    stage2_settings = spec.training.stage2
+    examples = {t.name: profiles[t.name].train_examples for t in tasks}
+    high = [
+        t
+        for t in tasks
+        if is_high_resource(t, examples[t.name], spec.training.high_resource_min_examples)
+    ]
+    stages: list[StagePlan] = []
+    if high:
+        stages.append(
+            _stage(
+                group_name,
+                "stage1",
+                high,
+                Sampling("instance", instance_rates({t.name: examples[t.name] for t in high})),
+                spec.training.stage1.max_steps,
+                None,
+                training,
+                profiles,
+            )
+        )
+    rates = temperature_rates(examples, stage2_settings.temperature, stage2_settings.dataset_cap)
+    stages.append(
+        _stage(
+            group_name,
+            "stage2",
+            tasks,
+            Sampling(
+                "temperature", rates, stage2_settings.temperature, stage2_settings.dataset_cap
+            ),
+            stage2_settings.max_steps,
+            stages[0].hash if stages else None,
+            training,
+            profiles,
+        )
+    )
+    evaluation_hash = content_hash(
+        {
+            "kind": "evaluation",
+            "format": EVALUATION_FORMAT,
+            "adapter": stages[-1].hash,
+            "tasks": [_eval_fingerprint(t, profiles[t.name]) for t in tasks],
+        }
+    )
+    return GroupPlan(
+        name=group_name,
+        tasks=tuple(t.name for t in tasks),
+        high_resource=tuple(t.name for t in high),
+        stages=tuple(stages),
+        evaluation_hash=evaluation_hash,
+    )
+
+
+def _baseline_plan(
+    spec: MultiTaskDeploymentSpec,
+    task: TaskSpec,
+    training: dict[str, Any],
+    profiles: Mapping[str, TaskProfile],
+) -> BaselinePlan:
+    """A single-task adapter to compare with (or serve instead of) the group's."""
+    steps = spec.training.baseline.max_steps
+    sampling = Sampling("instance", {task.name: 1.0})
+    digest = content_hash(
+        {
+            "kind": "baseline",
+            "training": training,
+            "task": _task_fingerprint(task, profiles[task.name]),
+            "sampling": sampling.to_json(),
+            "maxSteps": steps,
+        }
+    )
+    evaluation_hash = content_hash(
+        {
+            "kind": "evaluation",
+            "format": EVALUATION_FORMAT,
+            "adapter": digest,
+            "tasks": [_eval_fingerprint(task, profiles[task.name])],
+        }
+    )
+    return BaselinePlan(task.name, steps, digest, evaluation_hash)
+
+
 def plan(
     spec: MultiTaskDeploymentSpec,
     profiles: Mapping[str, TaskProfile],
@@ -249,87 +340,15 @@ def plan(
     if missing:
         raise ValueError(f"no data profile for compositions {missing}")
     training = _training_fingerprint(spec)
-    stage2_settings = spec.training.stage2
-    threshold = spec.training.high_resource_min_examples
-
-    groups = []
-    for group_name, tasks in group_tasks(spec):
-        examples = {t.name: profiles[t.name].train_examples for t in tasks}
-        high = [t for t in tasks if is_high_resource(t, examples[t.name], threshold)]
-        stages: list[StagePlan] = []
-        if high:
-            stages.append(
-                _stage(
-                    group_name,
-                    "stage1",
-                    high,
-                    Sampling("instance", instance_rates({t.name: examples[t.name] for t in high})),
-                    spec.training.stage1.max_steps,
-                    None,
-                    training,
-                    profiles,
-                )
-            )
-        rates = temperature_rates(
-            examples, stage2_settings.temperature, stage2_settings.dataset_cap
-        )
-        stages.append(
-            _stage(
-                group_name,
-                "stage2",
-                tasks,
-                Sampling(
-                    "temperature", rates, stage2_settings.temperature, stage2_settings.dataset_cap
-                ),
-                stage2_settings.max_steps,
-                stages[0].hash if stages else None,
-                training,
-                profiles,
-            )
-        )
-        evaluation_hash = content_hash(
-            {
-                "kind": "evaluation",
-                "format": EVALUATION_FORMAT,
-                "adapter": stages[-1].hash,
-                "tasks": [_eval_fingerprint(t, profiles[t.name]) for t in tasks],
-            }
-        )
-        groups.append(
-            GroupPlan(
-                name=group_name,
-                tasks=tuple(t.name for t in tasks),
-                high_resource=tuple(t.name for t in high),
-                stages=tuple(stages),
-                evaluation_hash=evaluation_hash,
-            )
-        )
-
-    baselines = []
-    for task in spec.tasks:
-        if task.baseline is None or not task.baseline.train:
-            continue
-        steps = spec.training.baseline.max_steps
-        sampling = Sampling("instance", {task.name: 1.0})
-        digest = content_hash(
-            {
-                "kind": "baseline",
-                "training": training,
-                "task": _task_fingerprint(task, profiles[task.name]),
-                "sampling": sampling.to_json(),
-                "maxSteps": steps,
-            }
-        )
-        evaluation_hash = content_hash(
-            {
-                "kind": "evaluation",
-                "format": EVALUATION_FORMAT,
-                "adapter": digest,
-                "tasks": [_eval_fingerprint(task, profiles[task.name])],
-            }
-        )
-        baselines.append(BaselinePlan(task.name, steps, digest, evaluation_hash))
-
+    groups = [
+        _group_plan(spec, group_name, tasks, training, profiles)
+        for group_name, tasks in group_tasks(spec)
+    ]
+    baselines = [
+        _baseline_plan(spec, task, training, profiles)
+        for task in spec.tasks
+        if task.baseline is not None and task.baseline.train
+    ]
     padded = spec.padded_ranks()
     natural = [rank for _, rank in spec.natural_ranks()[2:]]
     compositions = tuple(

@@ -100,6 +100,17 @@ def _stage_plan(plan: Plan, step: Step) -> StagePlan:
     raise KeyError(step.key)
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every step's rendering reads besides the step itself."""
+
+    spec: MultiTaskDeploymentSpec
+    plan: Plan
+    steps_by_key: dict[str, Step]
+    where: Locations
+    deployment: str
+
+
 def render_step(
     step: Step,
     spec: MultiTaskDeploymentSpec,
@@ -110,123 +121,124 @@ def render_step(
 ) -> AnyConfig:
     """The typed config `python -m mtd_trainer <verb> --config` runs from (the contract's
     models: a rendering the trainer would refuse fails here, in the operator)."""
-    raw = _render(step, spec, plan, steps_by_key, where, deployment)
+    raw = _render(step, _Context(spec, plan, steps_by_key, where, deployment))
     return KINDS[raw["kind"]].model_validate(raw)
 
 
-def _render(
-    step: Step,
-    spec: MultiTaskDeploymentSpec,
-    plan: Plan,
-    steps_by_key: dict[str, Step],
-    where: Locations,
-    deployment: str,
-) -> dict[str, Any]:
-    common = {"base_model": where.base_model}
-    if step.role == "stage":
-        stage = _stage_plan(plan, step)
-        parent = steps_by_key[step.after[0]] if step.after else None
-        return {
-            "kind": "train",
-            "run_name": f"{deployment}/{step.group}/{step.stage}",
-            **common,
-            "method": spec.training.method,
-            "lora": _lora(spec),
-            **_cgc(spec),
-            "tasks": [_task_config(spec.task(name), where) for name in stage.tasks],
-            "sampling": {
-                "strategy": stage.sampling.strategy,
-                "rates": stage.sampling.rates,
-                "temperature": stage.sampling.temperature,
-                "dataset_cap": stage.sampling.dataset_cap,
-            },
-            "hyperparameters": _hyperparameters(spec, stage.max_steps),
-            "init_adapter": (
-                where.artifact(continuation_path(parent, spec.training.method)) if parent else None
-            ),
-            "output_dir": where.artifact(step.output),
-            **_padding(spec),
-        }
-    if step.role == "baseline":
-        assert step.task is not None
-        return {
-            "kind": "train",
-            "run_name": f"{deployment}/baseline/{step.task}",
-            **common,
-            # A single task has nothing to share: its baseline is plain LoRA under cgcLora.
-            "method": "lora" if spec.training.method == "cgcLora" else spec.training.method,
-            "lora": _lora(spec),
-            "tasks": [_task_config(spec.task(step.task), where)],
-            "sampling": {"strategy": "instance", "rates": {step.task: 1.0}},
-            "hyperparameters": _hyperparameters(spec, spec.training.baseline.max_steps),
-            "init_adapter": None,
-            "output_dir": where.artifact(step.output),
-            **_padding(spec),
-        }
-    if step.role == "composition":
-        return _render_compose(step, spec, plan, steps_by_key, where, deployment)
-    trained = steps_by_key[step.after[0]]
+def _render(step: Step, ctx: _Context) -> dict[str, Any]:
+    renderers = {
+        "stage": _render_stage,
+        "baseline": _render_baseline,
+        "composition": _render_compose,
+        "evaluation": _render_evaluate,
+        "baselineEvaluation": _render_evaluate,
+        "compositionEvaluation": _render_evaluate,
+    }
+    return renderers[step.role](step, ctx)
+
+
+def _render_stage(step: Step, ctx: _Context) -> dict[str, Any]:
+    """A group's stage, continuing the previous stage's adapter (or experts and gates)."""
+    stage = _stage_plan(ctx.plan, step)
+    parent = ctx.steps_by_key[step.after[0]] if step.after else None
+    return {
+        "kind": "train",
+        "run_name": f"{ctx.deployment}/{step.group}/{step.stage}",
+        "base_model": ctx.where.base_model,
+        "method": ctx.spec.training.method,
+        "lora": _lora(ctx.spec),
+        **_cgc(ctx.spec),
+        "tasks": [_task_config(ctx.spec.task(name), ctx.where) for name in stage.tasks],
+        "sampling": {
+            "strategy": stage.sampling.strategy,
+            "rates": stage.sampling.rates,
+            "temperature": stage.sampling.temperature,
+            "dataset_cap": stage.sampling.dataset_cap,
+        },
+        "hyperparameters": _hyperparameters(ctx.spec, stage.max_steps),
+        "init_adapter": (
+            ctx.where.artifact(continuation_path(parent, ctx.spec.training.method))
+            if parent
+            else None
+        ),
+        "output_dir": ctx.where.artifact(step.output),
+        **_padding(ctx.spec),
+    }
+
+
+def _render_baseline(step: Step, ctx: _Context) -> dict[str, Any]:
+    assert step.task is not None
+    return {
+        "kind": "train",
+        "run_name": f"{ctx.deployment}/baseline/{step.task}",
+        "base_model": ctx.where.base_model,
+        # A single task has nothing to share: its baseline is plain LoRA under cgcLora.
+        "method": "lora" if ctx.spec.training.method == "cgcLora" else ctx.spec.training.method,
+        "lora": _lora(ctx.spec),
+        "tasks": [_task_config(ctx.spec.task(step.task), ctx.where)],
+        "sampling": {"strategy": "instance", "rates": {step.task: 1.0}},
+        "hyperparameters": _hyperparameters(ctx.spec, ctx.spec.training.baseline.max_steps),
+        "init_adapter": None,
+        "output_dir": ctx.where.artifact(step.output),
+        **_padding(ctx.spec),
+    }
+
+
+def _evaluated(
+    step: Step, spec: MultiTaskDeploymentSpec, plan: Plan
+) -> list[TaskSpec | CompositionSpec]:
+    """What an evaluation scores: a composition, or the tasks (with eval data) of a
+    group or a baseline."""
     if step.role == "compositionEvaluation":
         assert step.composition is not None
-        composition = spec.composition(step.composition)
-        return {
-            "kind": "evaluate",
-            "run_name": f"{deployment}/eval/{composition.name}",
-            **common,
-            "adapter": where.artifact(trained.adapter_path),
-            "tasks": [_task_config(composition, where)],
-            "max_seq_length": spec.training.max_seq_length,
-            "batch_size": spec.training.batch_size,
-            "output_path": where.artifact(step.output),
-        }
+        return [spec.composition(step.composition)]
     if step.role == "evaluation":
-        group = next(g for g in plan.groups if g.name == step.group)
-        names = list(group.tasks)
+        names = list(next(g for g in plan.groups if g.name == step.group).tasks)
     else:
         assert step.task is not None
         names = [step.task]
-    tasks = [spec.task(name) for name in names if spec.task(name).data.eval is not None]
-    # Under method full, "adapter" is the fine-tuned model folder (the trainer loads it whole).
+    return [spec.task(name) for name in names if spec.task(name).data.eval is not None]
+
+
+def _render_evaluate(step: Step, ctx: _Context) -> dict[str, Any]:
+    """Score what the step before trained: a group's, a baseline's or a composition's
+    adapter (under method full, the fine-tuned model folder; under CGC-LoRA, each task's
+    own export)."""
+    trained = ctx.steps_by_key[step.after[0]]
+    tasks = _evaluated(step, ctx.spec, ctx.plan)
     adapters: dict[str, Any] = {
-        "adapter": where.artifact(trained_path(trained, spec.training.method))
+        "adapter": ctx.where.artifact(trained_path(trained, ctx.spec.training.method))
     }
-    if spec.training.method == "cgcLora" and trained.role == "stage":
+    if ctx.spec.training.method == "cgcLora" and trained.role == "stage":
         adapters = {
             "adapter": None,
             "task_adapters": {
-                t.name: where.artifact(served_adapter_path(trained, t.name, "cgcLora"))
+                t.name: ctx.where.artifact(served_adapter_path(trained, t.name, "cgcLora"))
                 for t in tasks
             },
         }
     return {
         "kind": "evaluate",
-        "run_name": f"{deployment}/eval/{step.group or step.task}",
-        **common,
+        "run_name": f"{ctx.deployment}/eval/{step.group or step.task or step.composition}",
+        "base_model": ctx.where.base_model,
         **adapters,
-        "tasks": [_task_config(task, where) for task in tasks],
-        "max_seq_length": spec.training.max_seq_length,
-        "batch_size": spec.training.batch_size,
-        "output_path": where.artifact(step.output),
+        "tasks": [_task_config(task, ctx.where) for task in tasks],
+        "max_seq_length": ctx.spec.training.max_seq_length,
+        "batch_size": ctx.spec.training.batch_size,
+        "output_path": ctx.where.artifact(step.output),
     }
 
 
-def _render_compose(
-    step: Step,
-    spec: MultiTaskDeploymentSpec,
-    plan: Plan,
-    steps_by_key: dict[str, Step],
-    where: Locations,
-    deployment: str,
-) -> dict[str, Any]:
+def _render_compose(step: Step, ctx: _Context) -> dict[str, Any]:
     """Merge the tasks' final adapters (each task's own export under CGC-LoRA)."""
     assert step.composition is not None
-    composition = spec.composition(step.composition)
-    method = spec.training.method
-    final = {steps_by_key[key].group: steps_by_key[key] for key in step.after}
+    composition = ctx.spec.composition(step.composition)
+    method = ctx.spec.training.method
+    final = {ctx.steps_by_key[key].group: ctx.steps_by_key[key] for key in step.after}
     adapters = [
         {
-            "path": where.artifact(
-                served_adapter_path(final[plan.group_of(task).name], task, method)
+            "path": ctx.where.artifact(
+                served_adapter_path(final[ctx.plan.group_of(task).name], task, method)
             ),
             "weight": weight,
         }
@@ -234,26 +246,26 @@ def _render_compose(
     ]
     config: dict[str, Any] = {
         "kind": "compose",
-        "run_name": f"{deployment}/compose/{composition.name}",
-        "base_model": where.base_model,
+        "run_name": f"{ctx.deployment}/compose/{composition.name}",
+        "base_model": ctx.where.base_model,
         "adapters": adapters,
         "merge": {"method": composition.merge, "density": composition.density},
-        "output_dir": where.artifact(step.output),
-        **_padding(spec),
+        "output_dir": ctx.where.artifact(step.output),
+        **_padding(ctx.spec),
     }
     calibration = composition.calibration
     if calibration is not None:
         config["calibration"] = {
-            "train_path": where.data(calibration.data),
+            "train_path": ctx.where.data(calibration.data),
             "instruction": composition.instruction,
             "type": composition.type,
             "labels": list(composition.labels) if composition.labels else None,
             "rank": calibration.rank,
             "max_steps": calibration.max_steps,
             "learning_rate": calibration.learning_rate,
-            "batch_size": spec.training.batch_size,
-            "max_seq_length": spec.training.max_seq_length,
-            "seed": spec.training.seed,
+            "batch_size": ctx.spec.training.batch_size,
+            "max_seq_length": ctx.spec.training.max_seq_length,
+            "seed": ctx.spec.training.seed,
         }
     return config
 

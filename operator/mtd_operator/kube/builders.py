@@ -508,7 +508,6 @@ def _engine_container(
     adapters: dict[str, str],
     security: dict[str, Any],
     model: str | None = None,
-    model_name: str | None = None,
 ) -> dict[str, Any]:
     """The engine's image, args and env; with `model` (method full) it serves that
     fine-tuned model folder itself, with no adapters."""
@@ -572,12 +571,11 @@ def serving_deployment(
     with the adapters; the controller loads a new set into the running pods.
     """
     parent = body["metadata"]["name"]
-    name = serving_name(parent)
     selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
     adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
     security = engine_pod_security(spec.serving.engine, config)
     model = locations.artifact(desired.model) if desired.model else None
-    engine = _engine_container(spec, config, adapters, security, model, desired.model_name)
+    engine = _engine_container(spec, config, adapters, security, model)
     volumes, mounts = _volumes(spec, config, None, read_only=True)
     volumes.append({"name": "cache", "emptyDir": {}})
     mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
@@ -601,27 +599,21 @@ def serving_deployment(
         "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
         "securityContext": {**_container_security(), "readOnlyRootFilesystem": False},
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(
-            body, name, _labels(parent, "serving"), {ANNOTATION_REVISION: desired.revision}
-        ),
-        "spec": {
-            "replicas": spec.serving.replicas,
-            "selector": {"matchLabels": selector},
-            "strategy": serving_strategy(spec),
-            "template": {
-                "metadata": template_meta,
-                "spec": {
-                    "securityContext": security,
-                    **_scheduling(config),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
+    pod = {
+        "securityContext": security,
+        **_scheduling(config),
+        "containers": [container],
+        "volumes": volumes,
     }
+    return _deployment(
+        body,
+        "serving",
+        spec.serving.replicas,
+        serving_strategy(spec),
+        template_meta,
+        pod,
+        {ANNOTATION_REVISION: desired.revision},
+    )
 
 
 def serving_strategy(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
@@ -633,17 +625,47 @@ def serving_strategy(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
-def serving_service(body: dict[str, Any]) -> dict[str, Any]:
+def _deployment(
+    body: dict[str, Any],
+    role: str,
+    replicas: int,
+    strategy: dict[str, Any],
+    template_meta: dict[str, Any],
+    pod: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of the resource's `role` pods (serving or gateway), selected by the
+    resource's name and the role."""
+    parent = body["metadata"]["name"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(body, child_name(parent, role), _labels(parent, role), annotations),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: role}},
+            "strategy": strategy,
+            "template": {"metadata": template_meta, "spec": pod},
+        },
+    }
+
+
+def _service(body: dict[str, Any], role: str) -> dict[str, Any]:
+    """Port 80 of the resource's `role` pods (serving or gateway), by their port named http."""
     parent = body["metadata"]["name"]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(body, serving_name(parent), _labels(parent, "serving")),
+        "metadata": _meta(body, child_name(parent, role), _labels(parent, role)),
         "spec": {
-            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"},
+            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: role},
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }
+
+
+def serving_service(body: dict[str, Any]) -> dict[str, Any]:
+    return _service(body, "serving")
 
 
 def serving_endpoint(body: dict[str, Any]) -> str:
@@ -743,33 +765,12 @@ def gateway_deployment(
     }
     if config.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(body, gateway_name(parent), _labels(parent, "gateway")),
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": selector},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {"metadata": {"labels": {**MANAGED_BY, **selector}}, "spec": pod},
-        },
-    }
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    return _deployment(body, "gateway", 1, strategy, {"labels": {**MANAGED_BY, **selector}}, pod)
 
 
 def gateway_service(body: dict[str, Any]) -> dict[str, Any]:
-    parent = body["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(body, gateway_name(parent), _labels(parent, "gateway")),
-        "spec": {
-            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
+    return _service(body, "gateway")
 
 
 def engine_adapter_names(
