@@ -29,7 +29,7 @@ from .observation import Phase, ServingObservation, StepState, succeeded
 from .planner import Plan
 from .render import evaluable
 from .rows import composition_rows, cost_status, stage_rows, task_rows
-from .scores import Judgement, Scores, collect_scores, judge
+from .scores import Judgement, collect_scores, judge
 from .steps import Step, final_stage_steps, pipeline_steps
 
 __all__ = [
@@ -123,6 +123,7 @@ def reconcile(
     now: str,
     gpus_per_replica: int = 0,
 ) -> Decision:
+    """The decision for one observation: its parts in order (docs/architecture.md#core)."""
     steps = pipeline_steps(plan)
     states = effective_states(spec, plan, steps, observed)
     # Training failures first, then evaluations': the order Ready reports them in.
@@ -132,7 +133,7 @@ def reconcile(
     ]
     pipeline_done = not failed and all(succeeded(states, s.key) for s in steps)
 
-    scores: Scores = collect_scores(steps, states)
+    scores = collect_scores(steps, states)
     rows = task_rows(spec, plan, scores, pipeline_done)
     compositions = composition_rows(spec, scores, states, pipeline_done)
     desired = None
