@@ -3,7 +3,7 @@
 `python -m mtd_contract.images trainer` imports every module that any command the operator
 runs in the trainer image imports, including those imported only once a command runs
 (the trainer's verbs, the Kubernetes client that publishes results); `operator` does the
-same for `kopf run -m mtd_operator.kopf_handlers`. A missing package fails the image
+same for `kopf run -m mtd_operator.kube.handlers`. A missing package fails the image
 build instead of the first Job on a cluster.
 """
 
@@ -39,7 +39,7 @@ IMAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "operator",
         (
             "kopf",
-            "mtd_operator.kopf_handlers",
+            "mtd_operator.kube.handlers",
             "mtd_operator.kube.controller",
             "mtd_operator.kube.metrics",
             # The task gateway's Deployment runs this image too (`mtd gateway`).

@@ -23,7 +23,7 @@ DOCKERFILES = {
     "operator": ROOT / "operator" / "Dockerfile",
     "trainer": ROOT / "trainer" / "Dockerfile",
 }
-OPERATOR_MODULE = "mtd_operator.kopf_handlers"
+OPERATOR_MODULE = "mtd_operator.kube.handlers"
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:

@@ -93,7 +93,7 @@ def start_operator(
         log = (tmp_path / f"operator-{len(processes)}.log").open("w")
         process = subprocess.Popen(
             [str(operator_bin / "kopf"), "run", "--standalone", "--all-namespaces",
-             "-m", "mtd_operator.kopf_handlers"],
+             "-m", "mtd_operator.kube.handlers"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home,
         )  # fmt: skip
         process.log_path = log.name  # type: ignore[attr-defined]

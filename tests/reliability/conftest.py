@@ -278,7 +278,7 @@ class Cluster:
         log = (self.tmp / f"operator-{len(self.processes)}.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
-             "-m", "mtd_operator.kopf_handlers"],
+             "-m", "mtd_operator.kube.handlers"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         process.log_path = log.name  # type: ignore[attr-defined]

@@ -65,6 +65,13 @@ class Clients:
         )
 
 
+CONFLICT_RETRIES = 3
+
+
+class StatusConflict(Exception):
+    """Our status write lost a race: the resource changed since this pass read it."""
+
+
 @dataclass
 class PassResult:
     status: dict[str, Any]
@@ -239,16 +246,25 @@ class Controller:
     # -- one pass --------------------------------------------------------------------
 
     def reconcile(self, namespace: str, name: str) -> PassResult | None:
-        started = time.monotonic()
-        try:
-            result = self._reconcile(namespace, name)
-            METRICS.reconciles.labels(outcome="ok").inc()
-            return result
-        except Exception:
-            METRICS.reconciles.labels(outcome="error").inc()
-            raise
-        finally:
-            METRICS.reconcile_seconds.observe(time.monotonic() - started)
+        """One pass; when another writer changed the resource between our read and our
+        status write (409 on the resourceVersion precondition), the pass runs again at
+        once on the fresh object, up to CONFLICT_RETRIES times, then the error surfaces."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            started = time.monotonic()
+            try:
+                result = self._reconcile(namespace, name)
+                METRICS.reconciles.labels(outcome="ok").inc()
+                return result
+            except StatusConflict:
+                METRICS.reconciles.labels(outcome="conflict").inc()
+                if attempt == CONFLICT_RETRIES:
+                    raise
+            except Exception:
+                METRICS.reconciles.labels(outcome="error").inc()
+                raise
+            finally:
+                METRICS.reconcile_seconds.observe(time.monotonic() - started)
+        raise AssertionError("unreachable")
 
     def _reconcile(self, namespace: str, name: str) -> PassResult | None:
         body = self.get(namespace, name)
@@ -552,14 +568,25 @@ class Controller:
         new = status.to_api()
         transitions = _condition_changes(old_status.get("conditions", []), status.conditions)
         if _strip_times(new) != _strip_times(old_status):
-            self.api.custom.patch_namespaced_custom_object_status(
-                API_GROUP,
-                API_VERSION,
-                body["metadata"]["namespace"],
-                PLURAL,
-                body["metadata"]["name"],
-                {"status": new},
-            )
+            # The resourceVersion we read is a precondition: a status computed from a
+            # stale spec or stale status must not overwrite a newer one (last writer wins).
+            patch = {
+                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                "status": new,
+            }
+            try:
+                self.api.custom.patch_namespaced_custom_object_status(
+                    API_GROUP,
+                    API_VERSION,
+                    body["metadata"]["namespace"],
+                    PLURAL,
+                    body["metadata"]["name"],
+                    patch,
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise StatusConflict(body["metadata"]["name"]) from exc
+                raise
         for condition in transitions:
             self._event(body, condition)
         return PassResult(status=new, created=created, done=done, transitions=transitions)

@@ -1,0 +1,146 @@
+"""The kopf entry point: `kopf run --standalone -m mtd_operator.kube.handlers`.
+
+Thin on purpose. One daemon per MultiTaskDeployment runs level-based passes of the
+`Controller` (in a thread, with the synchronous Kubernetes client): after every change
+of the resource or of one of its children (Jobs, result ConfigMaps, the serving
+Deployment), and at an interval otherwise. kopf spawns the daemons again for every
+existing resource when the operator restarts, so a restart resumes the pipeline from
+what the cluster shows.
+
+State lives where kopf's documentation puts it: the operator config in the operator-wide
+`memo` (kopf copies it into every resource's memo), and each resource's wake-up
+`asyncio.Event` in that resource's own `memo`. Children find their owner's memo through a
+kopf index keyed by (namespace, name); kopf drops an entry when its resource is deleted,
+so nothing here grows with the resources the operator has ever seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+import kopf
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
+
+from ..api.spec import API_GROUP, API_VERSION, PLURAL
+from ..config import OperatorConfig, load_config
+from .constants import LABEL_DEPLOYMENT
+from .controller import Controller
+from .metrics import serve_metrics
+
+log = logging.getLogger("mtd_operator")
+
+RESYNC_SECONDS = 60.0
+ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
+    config = load_config()
+    memo.config = config
+    # Keep kopf's own bookkeeping in annotations: our status is ours alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+    if config.metrics_port:
+        try:
+            serve_metrics(config.metrics_port)
+        except OSError as exc:
+            log.warning("metrics server not started on port %s: %s", config.metrics_port, exc)
+
+
+def wake_event(memo: kopf.Memo) -> asyncio.Event:
+    """The resource's wake-up flag, created on first use in its own memo.
+
+    Every handler that touches it is async, so it is only used on kopf's event loop."""
+    if "wake" not in memo:
+        memo["wake"] = asyncio.Event()
+    return memo["wake"]
+
+
+@kopf.index(API_GROUP, API_VERSION, PLURAL)
+def deployments(namespace: str, name: str, memo: kopf.Memo, **_: object) -> dict[Any, Any]:
+    """(namespace, name) → the resource's memo, so a child's event can wake its owner."""
+    return {(namespace, name): memo}
+
+
+async def wait_for_wake(
+    wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float
+) -> Literal["woken", "stopped", "timeout"]:
+    """Sleep until woken, stopped, or `timeout` seconds pass, whichever comes first."""
+    woken = asyncio.ensure_future(wake.wait())
+    halted = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait((woken, halted), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (woken, halted):
+            waiter.cancel()
+        await asyncio.gather(woken, halted, return_exceptions=True)
+    if stopped:
+        return "stopped"
+    return "woken" if wake.is_set() else "timeout"
+
+
+@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10, initial_delay=0)
+async def run_pipeline(
+    stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo, **_: object
+) -> None:
+    """Async on purpose: a sync daemon holds one of kopf's executor threads (min(32,
+    CPUs + 4)) for the resource's whole life, so past a handful of resources the others
+    never ran. Each pass runs the synchronous Controller in a thread, released between
+    passes."""
+    config: OperatorConfig = memo.config
+    controller = Controller(config)
+    wake = wake_event(memo)
+    failures = 0
+    while not stopped:
+        wake.clear()
+        try:
+            result = await asyncio.to_thread(controller.reconcile, namespace, name)
+            failures = 0
+            if result is None:
+                return  # gone or being deleted: owner references clean up the children
+            wait = result.retry_after or RESYNC_SECONDS
+        except ApiException as exc:
+            wait = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+            failures += 1
+            log.warning(
+                "%s/%s: API error %s %s; retrying in %ss",
+                namespace,
+                name,
+                exc.status,
+                exc.reason,
+                wait,
+            )
+        except Exception:
+            wait = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+            failures += 1
+            log.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, wait)
+        await wait_for_wake(wake, stopped, wait)
+
+
+@kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
+async def spec_changed(memo: kopf.Memo, **_: object) -> None:
+    wake_event(memo).set()
+
+
+async def _wake_owner(
+    namespace: str | None, labels: dict[str, str], deployments: kopf.Index, **_: object
+) -> None:
+    owner = labels.get(LABEL_DEPLOYMENT)
+    for memo in deployments.get((namespace, owner), []) if owner else []:
+        wake_event(memo).set()
+
+
+_CHILD = {"labels": {LABEL_DEPLOYMENT: kopf.PRESENT}}
+kopf.on.event("batch", "v1", "jobs", **_CHILD)(_wake_owner)
+kopf.on.event("", "v1", "configmaps", **_CHILD)(_wake_owner)
+kopf.on.event("apps", "v1", "deployments", **_CHILD)(_wake_owner)

@@ -1,0 +1,70 @@
+"""The kopf glue's own logic: wake-ups through the resource's memo and kopf's index."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
+
+from mtd_operator.kube import handlers
+from mtd_operator.kube.constants import LABEL_DEPLOYMENT
+
+
+def _stopped() -> tuple[FlagSetter, kopf.DaemonStopped]:
+    setter: FlagSetter = FlagSetter()
+    return setter, AsyncFlagWaiter(setter)
+
+
+def test_the_wake_event_lives_in_the_resource_memo():
+    memo = kopf.Memo()
+    event = handlers.wake_event(memo)
+    assert handlers.wake_event(memo) is event
+    assert handlers.wake_event(kopf.Memo()) is not event
+
+
+def test_the_index_maps_a_resource_to_its_memo():
+    memo = kopf.Memo()
+    assert handlers.deployments(namespace="ns", name="a", memo=memo) == {("ns", "a"): memo}
+
+
+def test_a_child_event_wakes_only_its_owner():
+    async def scenario() -> tuple[bool, bool]:
+        owner, other = kopf.Memo(), kopf.Memo()
+        index = {("ns", "a"): [owner], ("ns", "b"): [other]}
+        await handlers._wake_owner(
+            namespace="ns", labels={LABEL_DEPLOYMENT: "a"}, deployments=index
+        )
+        await handlers._wake_owner(namespace="ns", labels={}, deployments=index)
+        await handlers._wake_owner(
+            namespace="ns", labels={LABEL_DEPLOYMENT: "gone"}, deployments=index
+        )
+        return handlers.wake_event(owner).is_set(), handlers.wake_event(other).is_set()
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_waiting_ends_on_wake_on_stop_or_at_the_timeout():
+    async def waited(trigger: str) -> str:
+        wake = asyncio.Event()
+        setter, stopped = _stopped()
+        loop = asyncio.get_running_loop()
+        if trigger == "wake":
+            loop.call_later(0.05, wake.set)
+        elif trigger == "stop":
+            loop.call_later(0.05, setter.set)
+        timeout = 0.1 if trigger == "timeout" else 600
+        return await handlers.wait_for_wake(wake, stopped, timeout=timeout)
+
+    assert asyncio.run(waited("wake")) == "woken"
+    assert asyncio.run(waited("stop")) == "stopped"
+    assert asyncio.run(waited("timeout")) == "timeout"
+
+
+def test_a_wait_leaves_no_task_behind():
+    async def leftovers() -> int:
+        _, stopped = _stopped()
+        await handlers.wait_for_wake(asyncio.Event(), stopped, timeout=0.01)
+        return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+    assert asyncio.run(leftovers()) == 0
