@@ -194,11 +194,16 @@ def save_artifact(
     tokenizer: PreTrainedTokenizerBase,
     target: Path,
     served_ranks: list[int] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save an adapter (peft format, as TGI loads it; zero-padded to a rank in
-    `served_ranks` when given) or a full model, atomically."""
+    `served_ranks` when given) or a full model, atomically. A sharded model passes its
+    gathered `state_dict` (its own parameters are shards)."""
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if state_dict is None:
+            model.save_pretrained(tmp, safe_serialization=True)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         if isinstance(model, peft.PeftModel):
             pad_peft_adapter(Path(tmp), served_ranks)
         else:

@@ -348,10 +348,11 @@ class TrainingResources(ApiModel):
     memory: str | None = Field(
         default=None, pattern=QUANTITY, description="Memory request per pod (e.g. 64Gi)."
     )
-    strategy: Literal["ddp"] = Field(
+    strategy: Literal["ddp", "fsdp"] = Field(
         default="ddp",
-        description="ddp: every process holds the whole model (data parallel). Sharded "
-        "training (fsdp) is not available yet.",
+        description="ddp: every process holds the whole model (data parallel). fsdp: "
+        "parameters, gradients and optimizer state are sharded among all processes "
+        "(FSDP2), for models that do not fit one GPU; methods lora and full.",
     )
 
 
@@ -643,6 +644,16 @@ class MultiTaskDeploymentSpec(ApiModel):
                         "list them in filtering.isolate, or use training.method cgcLora "
                         "(one adapter per task)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_method(self) -> MultiTaskDeploymentSpec:
+        """cgcLora's gated experts are not sharded (the trainer's FSDP covers lora, full)."""
+        if self.training.resources.strategy == "fsdp" and self.training.method == "cgcLora":
+            raise ValueError(
+                "training.resources.strategy: fsdp shards training.method lora or full, "
+                "not cgcLora; use strategy ddp or method lora"
+            )
         return self
 
     @model_validator(mode="after")

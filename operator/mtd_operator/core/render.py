@@ -145,6 +145,7 @@ def _render(
                 where.artifact(continuation_path(parent, spec.training.method)) if parent else None
             ),
             "output_dir": where.artifact(step.output),
+            "strategy": spec.training.resources.strategy,
             **_padding(spec),
         }
     if step.role == "baseline":
@@ -161,6 +162,8 @@ def _render(
             "hyperparameters": _hyperparameters(spec, spec.training.baseline.max_steps),
             "init_adapter": None,
             "output_dir": where.artifact(step.output),
+            # cgcLora's baseline is plain LoRA, which fsdp shards too.
+            "strategy": spec.training.resources.strategy,
             **_padding(spec),
         }
     if step.role == "composition":
