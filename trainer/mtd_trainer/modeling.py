@@ -26,6 +26,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from mtd_contract.config import LoraConfig
+from mtd_contract.quantization import nf4_error
 
 from .atomic import atomic_dir
 from .errors import InputError
@@ -140,6 +141,29 @@ def load_model(
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.dtype)
     return model.to(placement.device)
+
+
+def load_nf4_model(name: str) -> PreTrainedModel:
+    """The base in 4-bit NF4 for QLoRA (Dettmers et al. 2023, arXiv:2305.14314): NF4 with
+    double quantization, bf16 compute, as transformers' `BitsAndBytesConfig` documents;
+    prepared for training the adapter on it (peft's `prepare_model_for_kbit_training`).
+    Without CUDA or bitsandbytes an InputError names the field (the pod exits 2)."""
+    problem = nf4_error("quantization", torch.cuda.is_available())
+    if problem:
+        raise InputError(problem)
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    source = causal_lm_source(name, "base_model")
+    model = AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=quantization, dtype=torch.bfloat16
+    )
+    return peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def compute_dtype(method: str) -> torch.dtype:

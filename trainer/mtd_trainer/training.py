@@ -45,6 +45,7 @@ from .modeling import (
     compute_dtype,
     load_adapter,
     load_model,
+    load_nf4_model,
     load_tokenizer,
     save_artifact,
 )
@@ -61,7 +62,10 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         if config.init_adapter:
             return load_model(config.init_adapter, field="init_adapter")
         return load_model(config.base_model)
-    base = load_model(config.base_model, dtype=compute_dtype(config.method))
+    if config.quantization == "nf4":
+        base = load_nf4_model(config.base_model)
+    else:
+        base = load_model(config.base_model, dtype=compute_dtype(config.method))
     if config.method == "cgcLora":
         assert config.cgc is not None
         tasks = [task.name for task in config.tasks]
@@ -127,6 +131,8 @@ class Run:
         model = build_model(config)
         if self.sharder == "torch":  # before the optimizer: it must hold the shards
             model = sharding.shard_with_torch(model)
+        elif plugin is not None:  # the same units as the torch path: one per decoder layer
+            plugin.transformer_cls_names_to_wrap = sorted(sharding.layer_classes(model))
         optimizer = torch.optim.AdamW(
             [param for param in model.parameters() if param.requires_grad],
             lr=self.hp.learning_rate,

@@ -146,6 +146,7 @@ def _render(
             ),
             "output_dir": where.artifact(step.output),
             "strategy": spec.training.resources.strategy,
+            "quantization": spec.training.quantization,
             **_padding(spec),
         }
     if step.role == "baseline":
@@ -164,6 +165,7 @@ def _render(
             "output_dir": where.artifact(step.output),
             # cgcLora's baseline is plain LoRA, which fsdp shards too.
             "strategy": spec.training.resources.strategy,
+            "quantization": spec.training.quantization,
             **_padding(spec),
         }
     if step.role == "composition":
