@@ -138,6 +138,16 @@ class TrainConfig(Strict):
         default=None,
         description="Adapter (full model for method full, cgc/ folder for cgcLora) to start from.",
     )
+    quantization: Literal["none", "nf4"] = Field(
+        default="none",
+        description="nf4: the frozen base is loaded in 4-bit NF4 (QLoRA; CUDA and "
+        "bitsandbytes); the adapter is an ordinary LoRA adapter. Not with method full.",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="With several processes: ddp (each holds the whole model) or fsdp "
+        "(parameters, gradients and optimizer state sharded among them; lora or full).",
+    )
     output_dir: str = Field(description="Where the adapter/model, metrics and result go.")
     served_ranks: list[int] | None = Field(
         default=None,
@@ -158,6 +168,10 @@ class TrainConfig(Strict):
             raise ValueError(f"tasks without train_path: {missing}")
         if (self.method == "cgcLora") != (self.cgc is not None):
             raise ValueError("cgc: give it exactly when method is cgcLora")
+        if self.quantization == "nf4" and self.method == "full":
+            raise ValueError("quantization: nf4 freezes a 4-bit base; method full trains it")
+        if self.strategy == "fsdp" and self.method == "cgcLora":
+            raise ValueError("strategy: fsdp shards lora and full; cgcLora trains with ddp")
         return self
 
 

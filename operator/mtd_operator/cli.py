@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtd_contract.quantization import NF4, nf4_error
+
 from .api.crd import crd_yaml
 from .core.planner import Plan
 from .core.problems import InvalidSpec
@@ -23,8 +25,26 @@ from .specfile import load_and_profile
 EXIT_INVALID = 2
 
 
+def _has_cuda() -> bool:
+    """Whether this machine has a CUDA device torch can use (no torch: no)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     resource, profiles, _ = load_and_profile(Path(args.file), check_base_model=True)
+    if resource.spec.training.quantization == NF4:
+        # Only here, on the machine that will run it; a cluster's node is unknown to the
+        # operator, so there the trainer exits 2 naming the field (docs/trainer.md).
+        problem = nf4_error("training.quantization", _has_cuda())
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_INVALID
     examples = sum(p.train_examples for p in profiles.values())
     compositions = len(resource.spec.compositions)
     print(

@@ -122,9 +122,9 @@ def test_runs_as_non_root(dockerfile):
 
 
 def test_install_steps_name_existing_extras(dockerfile):
-    extras = re.findall(r'\}\[(\w+)\]"', dockerfile.run_text())
-    assert extras, "the install step installs the wheel with an extra"
-    for extra in extras:
+    installs = re.findall(r'\}\[([\w,]+)\]"', dockerfile.run_text())
+    assert installs, "the install step installs the wheel with an extra"
+    for extra in (name for names in installs for name in names.split(",")):
         assert extra in EXTRAS, f"{extra}: not an extra in pyproject.toml"
     assert "--constraint" in dockerfile.run_text(), "install with the lock as constraints"
 
@@ -194,7 +194,9 @@ def test_trainer_base_torch_is_the_pinned_torch():
     pins = [r for r in EXTRAS["trainer"] if re.match(r"torch\b", r)]
     assert pins == [f"torch=={base_version}"]
     assert re.search(r"-cuda\d+\.\d+-cudnn\d+-runtime$", torch_image), "a CUDA runtime base"
-    assert re.findall(r'\}\[(\w+)\]"', dockerfile.run_text()) == ["trainer"]
+    # the cuda extra (bitsandbytes) only here, never in the CPU dev environment
+    assert re.findall(r'\}\[([\w,]+)\]"', dockerfile.run_text()) == ["trainer,cuda"]
+    assert "cuda" not in re.findall(r"\[([\w,]+)\]", EXTRAS["dev"][0])[0].split(",")
     assert "grep -v -E '^(torch|" in dockerfile.run_text(), "the lock's CPU torch is dropped"
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtd_operator.cli import main
+from mtd_contract.quantization import nf4_unavailable
+from mtd_operator.cli import _has_cuda, main
 
 from .specs import resource, task
 
@@ -227,3 +228,25 @@ def test_spec_file_round_trip_keeps_defaults_explicit():
     wire = parsed.spec.to_api()
     assert wire["training"]["stage2"] == {"temperature": 2.0, "datasetCap": 10000, "maxSteps": 200}
     assert yaml.safe_load(yaml.safe_dump(wire)) == wire
+
+
+@pytest.mark.skipif(nf4_unavailable(_has_cuda()) is None, reason="can run nf4")
+def test_nf4_is_refused_where_it_cannot_run(write_spec, capsys):
+    doc = resource([task("spam")], training={"quantization": "nf4"})
+    err = assert_invalid(capsys, write_spec(doc), "training.quantization: nf4")
+    assert str(nf4_unavailable(_has_cuda())) in err
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({"quantization": "int8"}, "'none' or 'nf4'"),
+        ({"quantization": "nf4", "method": "full"}, "training.quantization: nf4 freezes"),
+        (
+            {"quantization": "nf4", "resources": {"strategy": "fsdp"}},
+            "training.quantization: nf4 is not sharded",
+        ),
+    ],
+)
+def test_nf4_spec_errors_name_the_field(write_spec, capsys, training, expected):
+    assert_invalid(capsys, write_spec(resource([task("spam")], training=training)), expected)

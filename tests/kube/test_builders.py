@@ -453,11 +453,26 @@ def test_a_multi_node_step_is_an_indexed_job_with_a_headless_service_and_torchru
     assert builders.step_service(BODY, single, train_1) is None
 
 
+def test_strategy_fsdp_reaches_every_training_config():
+    spec = make_spec(training={"resources": {"strategy": "fsdp", "nodes": 2}})
+    result, steps, by_key, where = steps_and_render(spec)
+    trains = [s for s in steps if s.verb == "train"]
+    assert trains and {s.role for s in trains} >= {"stage"}
+    for step in trains:
+        assert render_step(step, spec, result, by_key, where, "support").strategy == "fsdp"
+    plain = make_spec()
+    _, plain_steps, *_ = steps_and_render(plain)
+    # placement is not content: the same steps (and artifacts) under either strategy
+    assert [s.key for s in plain_steps] == [s.key for s in steps]
+
+
 def test_training_resources_are_strict_and_errors_name_the_field():
     with pytest.raises(ValueError, match=r"training\.resources\.nodes: 4 nodes"):
         make_spec(training={"resources": {"nodes": 4}, "batchSize": 2})
-    with pytest.raises(ValueError, match="strategy"):
+    with pytest.raises(ValueError, match=r"(?s)training\.resources\.strategy.*'ddp' or 'fsdp'"):
         make_spec(training={"resources": {"strategy": "zero3"}})
+    with pytest.raises(ValueError, match=r"training\.resources\.strategy: fsdp .* not cgcLora"):
+        make_spec(training={"method": "cgcLora", "resources": {"strategy": "fsdp"}})
     with pytest.raises(ValueError, match="memory"):
         make_spec(training={"resources": {"memory": "lots"}})
     with pytest.raises(ValueError, match=r"gpusPerNode|gpus_per_node"):

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import peft
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
+from mtd_contract.quantization import nf4_unavailable
 from mtd_trainer.cli import main
 
 from .conftest import sentiment_task
@@ -222,3 +224,31 @@ def test_caches_live_in_the_workspace_not_in_home(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(home.rglob("*")) == []
     assert any((Path(raw["output_dir"]) / ".cache" / "datasets").rglob("*.arrow"))
+
+
+@pytest.mark.skipif(nf4_unavailable(torch.cuda.is_available()) is None, reason="can run nf4")
+def test_nf4_without_cuda_or_bitsandbytes_exits_2_naming_the_field(
+    train_config: Callable[..., dict],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A pod scheduled where 4-bit cannot run fails at once (exit 2: not retried)."""
+    raw = train_config(quantization="nf4")
+    log = tmp_path / "termination-log"
+    code = main(["train", "--config", str(write_config(raw)), "--termination-log", str(log)])
+    err = capsys.readouterr().err
+    reason = nf4_unavailable(torch.cuda.is_available())
+    assert reason is not None
+    assert_rejected(code, err, Path(raw["output_dir"]), "quantization: nf4", reason)
+    assert "quantization: nf4" in json.loads(log.read_text())["error"]
+
+
+def test_nf4_with_full_is_a_config_error(
+    train_config: Callable[..., dict],
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    raw = train_config(quantization="nf4", method="full")
+    code, err = run_cli("train", write_config(raw), capsys)
+    assert_rejected(code, err, Path(raw["output_dir"]), "quantization: nf4", "method full")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from mtd_contract.config import TrainConfig
+from mtd_trainer.cgc import STATE_FILE
 from mtd_trainer.training import Run, train
 
 pytestmark = pytest.mark.trainer
@@ -140,6 +141,21 @@ def test_killed_run_resumes_to_the_same_weights(train_config: Callable[..., dict
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
     assert not (output / "checkpoints").exists()
     assert [line["step"] for line in metric_lines(output)] == [4, 8, 12]
+
+
+def test_killed_cgc_run_resumes_to_the_same_state(train_config: Callable[..., dict]) -> None:
+    """Checkpoints key the optimizer state by parameter name: CGC's experts and gates too."""
+    cgc = {"method": "cgcLora", "cgc": {"expert_rank": 2}, "hyperparameters": {"max_steps": 6}}
+    straight = train_config("cgc-straight", **cgc)
+    train(TrainConfig.model_validate(straight))
+    killed = train_config("cgc-killed", **cgc)
+    assert train(TrainConfig.model_validate(killed), stop_after_steps=5) is None
+    assert train(TrainConfig.model_validate(killed)) is not None
+    a = load_file(Path(straight["output_dir"]) / "cgc" / STATE_FILE)
+    b = load_file(Path(killed["output_dir"]) / "cgc" / STATE_FILE)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
 
 
 def test_full_fine_tuning_writes_a_loadable_model(train_config: Callable[..., dict]) -> None:

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_dir, write_json
+from .sharding import by_name, load_state, optimizer_state
 
 _NAME = re.compile(r"^step-(\d+)$")
 
@@ -62,13 +63,18 @@ def save(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: dict[str, Any],
+    gathered: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
+    """Write one checkpoint (main process only). A sharded model's weights and optimizer
+    state come `gathered` (every rank gathered them, `sharding.py`). The optimizer state
+    is keyed by parameter name, so DDP and FSDP resume each other's checkpoints."""
     target = folder / f"step-{step:08d}"
+    weights, optim = gathered or (trainable_state(model), optimizer_state(model, optimizer))
     with atomic_dir(target) as tmp:
-        save_file(trainable_state(model), str(tmp / "weights.safetensors"))
+        save_file(weights, str(tmp / "weights.safetensors"))
         torch.save(
             {
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optim,
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_state(),
             },
@@ -87,14 +93,19 @@ def load(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> dict[str, Any]:
-    """Restore everything into the given objects; returns the saved progress."""
+    """Restore everything into the given objects; returns the saved progress. Every rank
+    reads the checkpoint (a sharded model keeps its shards of it)."""
     weights = load_file(str(path / "weights.safetensors"))
-    missing = set(trainable_state(model)) - set(weights)
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    missing = trainable - set(weights)
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {len(missing)} trainable tensors")
-    model.load_state_dict(weights, strict=False)
     state = torch.load(path / "state.pt", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
+    if by_name(state["optimizer"]):
+        load_state(model, optimizer, weights, state["optimizer"])
+    else:  # written before checkpoints keyed the optimizer state by name
+        model.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return json.loads((path / "progress.json").read_text(encoding="utf-8"))

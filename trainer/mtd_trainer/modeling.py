@@ -26,6 +26,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from mtd_contract.config import LoraConfig
+from mtd_contract.quantization import nf4_error
 
 from .atomic import atomic_dir
 from .errors import InputError
@@ -142,6 +143,29 @@ def load_model(
     return model.to(placement.device)
 
 
+def load_nf4_model(name: str) -> PreTrainedModel:
+    """The base in 4-bit NF4 for QLoRA (Dettmers et al. 2023, arXiv:2305.14314): NF4 with
+    double quantization, bf16 compute, as transformers' `BitsAndBytesConfig` documents;
+    prepared for training the adapter on it (peft's `prepare_model_for_kbit_training`).
+    Without CUDA or bitsandbytes an InputError names the field (the pod exits 2)."""
+    problem = nf4_error("quantization", torch.cuda.is_available())
+    if problem:
+        raise InputError(problem)
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    source = causal_lm_source(name, "base_model")
+    model = AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=quantization, dtype=torch.bfloat16
+    )
+    return peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
 def compute_dtype(method: str) -> torch.dtype:
     """bf16 frozen weights under LoRA on a GPU that has it; fp32 otherwise (CPU, full)."""
     gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -194,11 +218,16 @@ def save_artifact(
     tokenizer: PreTrainedTokenizerBase,
     target: Path,
     served_ranks: list[int] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save an adapter (peft format, as TGI loads it; zero-padded to a rank in
-    `served_ranks` when given) or a full model, atomically."""
+    `served_ranks` when given) or a full model, atomically. A sharded model passes its
+    gathered `state_dict` (its own parameters are shards)."""
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if state_dict is None:
+            model.save_pretrained(tmp, safe_serialization=True)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         if isinstance(model, peft.PeftModel):
             pad_peft_adapter(Path(tmp), served_ranks)
         else:

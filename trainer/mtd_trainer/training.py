@@ -6,7 +6,8 @@ process from the multi-task sampler; every micro-batch is packed padding-free in
 row (position ids restart per example, so attention stays within each example), which
 on CPU and GPU alike spends compute only on real tokens. The loss is the mean over all
 answer tokens of the whole step, across micro-batches and processes, so accumulation
-and DDP give the same update as one big batch. `accelerate launch` runs it as DDP; a
+and DDP give the same update as one big batch. torchrun runs it as DDP, or with
+`strategy: fsdp` as FSDP2 (`sharding.py`: who shards, and how state is gathered); a
 plain `python -m` run is single-process.
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections import Counter
@@ -24,13 +26,13 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithFlattening, get_linear_schedule_with_warmup
 
 from mtd_contract.config import TrainConfig
 
-from . import checkpoints
+from . import checkpoints, sharding
 from .atomic import write_json, write_text
 from .cgc import CgcModel, task_id_tensor
 from .data import load_examples
@@ -43,6 +45,7 @@ from .modeling import (
     compute_dtype,
     load_adapter,
     load_model,
+    load_nf4_model,
     load_tokenizer,
     save_artifact,
 )
@@ -59,7 +62,10 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         if config.init_adapter:
             return load_model(config.init_adapter, field="init_adapter")
         return load_model(config.base_model)
-    base = load_model(config.base_model, dtype=compute_dtype(config.method))
+    if config.quantization == "nf4":
+        base = load_nf4_model(config.base_model)
+    else:
+        base = load_model(config.base_model, dtype=compute_dtype(config.method))
     if config.method == "cgcLora":
         assert config.cgc is not None
         tasks = [task.name for task in config.tasks]
@@ -92,7 +98,11 @@ class Run:
         self.hp = config.hyperparameters
         self.output = Path(config.output_dir)
         # cpu=True on GPU-less hosts is what lets torchrun start multi-process CPU DDP (gloo).
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        cuda = torch.cuda.is_available()
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        self.sharder = sharding.sharder(config.strategy, cuda, processes)
+        plugin = sharding.accelerate_plugin() if self.sharder == "accelerate" else None
+        self.accelerator = Accelerator(cpu=not cuda, fsdp_plugin=plugin)
         if self.hp.batch_is_global and self.hp.batch_size < self.accelerator.num_processes:
             raise InputError(
                 f"hyperparameters.batch_size: {self.hp.batch_size} examples cannot be split "
@@ -119,6 +129,10 @@ class Run:
             self.hp.seed,
         )
         model = build_model(config)
+        if self.sharder == "torch":  # before the optimizer: it must hold the shards
+            model = sharding.shard_with_torch(model)
+        elif plugin is not None:  # the same units as the torch path: one per decoder layer
+            plugin.transformer_cls_names_to_wrap = sorted(sharding.layer_classes(model))
         optimizer = torch.optim.AdamW(
             [param for param in model.parameters() if param.requires_grad],
             lr=self.hp.learning_rate,
@@ -128,7 +142,11 @@ class Run:
             optimizer, math.ceil(self.hp.warmup_ratio * self.hp.max_steps), self.hp.max_steps
         )
         # The scheduler is stepped by hand once per optimizer step, so it is not prepared.
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.sharder == "torch":  # prepare would wrap the sharded model in DDP
+            self.model, self.optimizer = model, self.accelerator.prepare(optimizer)
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.sharded = sharding.is_sharded(self.model)
         self.collate = DataCollatorWithFlattening()
         self.progress: dict[str, Any] = {
             "step": 0,
@@ -150,7 +168,10 @@ class Run:
             return
         try:
             self.progress = checkpoints.load(
-                path, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler
+                path,
+                self.accelerator.unwrap_model(self.model),
+                self._torch_optimizer(),
+                self.scheduler,
             )
             self.sampler.load_state_dict(self.progress["sampler"])
         except (ValueError, RuntimeError, KeyError) as exc:
@@ -204,10 +225,16 @@ class Run:
         mean_loss = acc.reduce(loss_sum, reduction="sum").item()
         return mean_loss, sum(row["length"] for row in rows), Counter(task for task, _ in drawn)
 
+    def _torch_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer inside accelerate's wrapper (what torch's state-dict API takes)."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
     def evaluate(self) -> dict[str, float]:
-        """Interval evaluation (main process) for the saturation step."""
+        """Interval evaluation for the saturation step: the main process scores, except
+        under FSDP, where every forward is a collective, so all ranks run the same
+        generation (same examples, greedy) and the main process's scores are kept."""
         scores: dict[str, float] = {}
-        if self.accelerator.is_main_process:
+        if self.accelerator.is_main_process or self.sharded:
             model = self.accelerator.unwrap_model(self.model)
             model.eval()
             for task in self.config.tasks:
@@ -227,8 +254,10 @@ class Run:
                         self.hp.eval_max_new_tokens,
                     )["score"]
             model.train()
-        self.accelerator.wait_for_everyone()
-        return scores
+        # Every rank keeps the main process's scores (its progress and result use them).
+        shared = [scores]
+        broadcast_object_list(shared, from_process=0)
+        return shared[0]
 
     def train(self, stop_after_steps: int | None = None) -> dict[str, Any] | None:
         """Train to max_steps and save; `stop_after_steps` simulates a kill (returns None)."""
@@ -276,14 +305,21 @@ class Run:
                 self._record({"step": step, "eval": scores})
             if step % hp.checkpoint_every == 0 and step < hp.max_steps:
                 progress["sampler"] = self.sampler.state_dict()
+                gathered = None
+                if self.sharded:  # a collective: every rank gathers, rank 0 writes
+                    gathered = (
+                        sharding.trainable_state(self.model),
+                        sharding.optimizer_state(self.model, self._torch_optimizer()),
+                    )
                 if acc.is_main_process:
                     checkpoints.save(
                         self.checkpoint_dir,
                         step,
                         acc.unwrap_model(self.model),
-                        self.optimizer,
+                        self._torch_optimizer(),
                         self.scheduler,
                         progress,
+                        gathered,
                     )
                 acc.wait_for_everyone()
             if stop_after_steps is not None and step >= stop_after_steps:
@@ -320,6 +356,13 @@ class Run:
             result["saturation_step"] = max(step for step in per_task.values() if step is not None)
             result["final_scores"] = progress["evals"][-1]["scores"]
         model = acc.unwrap_model(self.model)
+        # Sharded: every rank gathers the weights to export, rank 0 writes them.
+        state = None
+        if self.sharded:
+            if self.config.method == "full":
+                state = sharding.full_state(model)
+            else:
+                state = sharding.trainable_state(model)
         if isinstance(model, CgcModel):
             # One plain LoRA adapter per task for serving, and the CGC state for stage 2.
             result["adapters"] = {task: str(artifact / task) for task in model.tasks}
@@ -330,7 +373,7 @@ class Run:
                 model.save_state(self.output / "cgc")
                 write_json(self.output / "cgc" / "gates.json", model.gate_weights())
             else:
-                save_artifact(model, self.tokenizer, artifact, self.config.served_ranks)
+                save_artifact(model, self.tokenizer, artifact, self.config.served_ranks, state)
             write_json(self.output / "result.json", result)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()

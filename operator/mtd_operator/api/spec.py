@@ -348,10 +348,11 @@ class TrainingResources(ApiModel):
     memory: str | None = Field(
         default=None, pattern=QUANTITY, description="Memory request per pod (e.g. 64Gi)."
     )
-    strategy: Literal["ddp"] = Field(
+    strategy: Literal["ddp", "fsdp"] = Field(
         default="ddp",
-        description="ddp: every process holds the whole model (data parallel). Sharded "
-        "training (fsdp) is not available yet.",
+        description="ddp: every process holds the whole model (data parallel). fsdp: "
+        "parameters, gradients and optimizer state are sharded among all processes "
+        "(FSDP2), for models that do not fit one GPU; methods lora and full.",
     )
 
 
@@ -385,6 +386,12 @@ class Training(ApiModel):
     )
     seed: int = Field(
         default=0, ge=0, le=2**32 - 1, description="Seed for sampling and initialisation."
+    )
+    quantization: Literal["none", "nf4"] = Field(
+        default="none",
+        description="nf4: load the frozen base in 4-bit NF4 to train LoRA on it (QLoRA; "
+        "needs CUDA and bitsandbytes in the trainer image). The exported adapter is an "
+        "ordinary LoRA adapter, served on the unquantized base (docs/trainer.md).",
     )
     resources: TrainingResources = Field(
         default_factory=TrainingResources,
@@ -643,6 +650,34 @@ class MultiTaskDeploymentSpec(ApiModel):
                         "list them in filtering.isolate, or use training.method cgcLora "
                         "(one adapter per task)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _nf4_method(self) -> MultiTaskDeploymentSpec:
+        """A 4-bit base is frozen: only adapters (lora, cgcLora) train on it; FSDP's
+        sharding of 4-bit weights is not supported by the trainer."""
+        if self.training.quantization != "nf4":
+            return self
+        if self.training.method == "full":
+            raise ValueError(
+                "training.quantization: nf4 freezes a 4-bit base, but training.method full "
+                "trains every weight; use quantization none or method lora or cgcLora"
+            )
+        if self.training.resources.strategy == "fsdp":
+            raise ValueError(
+                "training.quantization: nf4 is not sharded; use training.resources.strategy "
+                "ddp (each process holds the 4-bit base) or quantization none"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_method(self) -> MultiTaskDeploymentSpec:
+        """cgcLora's gated experts are not sharded (the trainer's FSDP covers lora, full)."""
+        if self.training.resources.strategy == "fsdp" and self.training.method == "cgcLora":
+            raise ValueError(
+                "training.resources.strategy: fsdp shards training.method lora or full, "
+                "not cgcLora; use strategy ddp or method lora"
+            )
         return self
 
     @model_validator(mode="after")

@@ -178,6 +178,8 @@ def _training_fingerprint(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
         "seed": training.seed,
         # Only present when used, so that adding the option changed no existing hash.
         **({"cgcLora": training.cgc_lora.to_api()} if training.method == "cgcLora" else {}),
+        # A 4-bit base trains a different adapter; absent when unused (no hash changed).
+        **({"quantization": training.quantization} if training.quantization != "none" else {}),
         # Only when TGI needs the trained adapters zero-padded to a kernel rank.
         **({"paddedRanks": spec.padded_ranks()} if spec.pads_trained_adapters() else {}),
     }

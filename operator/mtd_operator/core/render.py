@@ -162,6 +162,8 @@ def _render_stage(step: Step, ctx: _Context) -> dict[str, Any]:
             else None
         ),
         "output_dir": ctx.where.artifact(step.output),
+        "strategy": ctx.spec.training.resources.strategy,
+        "quantization": ctx.spec.training.quantization,
         **_padding(ctx.spec),
     }
 
@@ -180,6 +182,9 @@ def _render_baseline(step: Step, ctx: _Context) -> dict[str, Any]:
         "hyperparameters": _hyperparameters(ctx.spec, ctx.spec.training.baseline.max_steps),
         "init_adapter": None,
         "output_dir": ctx.where.artifact(step.output),
+        # cgcLora's baseline is plain LoRA, which fsdp shards too.
+        "strategy": ctx.spec.training.resources.strategy,
+        "quantization": ctx.spec.training.quantization,
         **_padding(ctx.spec),
     }
 

@@ -27,6 +27,7 @@ from ..core.reconcile import DesiredServing
 from ..core.render import Locations, render_step
 from ..core.steps import Step
 from .constants import (
+    ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
     ANNOTATION_STEP,
     LABEL_DEPLOYMENT,
@@ -381,7 +382,10 @@ def step_objects(
         name,
         gpus=trainer_gpus(spec, config) if training else config.trainer_gpus,
         labels_extra={LABEL_STEP: step.hash},
-        annotations={ANNOTATION_STEP: step.key},
+        annotations={
+            ANNOTATION_STEP: step.key,
+            **({ANNOTATION_PLACEMENT: training_placement(spec, config)} if training else {}),
+        },
     )
     if training:
         container = job["spec"]["template"]["spec"]["containers"][0]
@@ -398,6 +402,13 @@ def step_objects(
         job_spec["backoffLimit"] = config.job_backoff_limit * nodes + (nodes - 1)
         job_spec["template"]["spec"]["subdomain"] = step_service_name(name)
     return job, cm
+
+
+def training_placement(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> str:
+    """Where a training step runs, as its Job's placement annotation records it."""
+    resources = spec.training.resources
+    gpus = trainer_gpus(spec, config)
+    return f"nodes={resources.nodes},gpusPerNode={gpus},strategy={resources.strategy}"
 
 
 def training_nodes(spec: MultiTaskDeploymentSpec, step: Step) -> int:

@@ -8,6 +8,9 @@ LABEL_DEPLOYMENT = f"{API_GROUP}/deployment"
 LABEL_ROLE = f"{API_GROUP}/role"
 LABEL_STEP = f"{API_GROUP}/step-hash"
 ANNOTATION_STEP = f"{API_GROUP}/step"
+# Where a training Job runs (nodes, GPUs per node, strategy): not in the step's hash (the
+# result is the same), but a Job of another placement is replaced (docs/trainer.md).
+ANNOTATION_PLACEMENT = f"{API_GROUP}/placement"
 ANNOTATION_REVISION = f"{API_GROUP}/serving-revision"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "multitask-operator"}
 RESULT_COMPONENT = {"app.kubernetes.io/component": "result"}

@@ -33,7 +33,13 @@ from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from . import builders, runtime_lora
-from .constants import ANNOTATION_REVISION, ANNOTATION_STEP, LABEL_DEPLOYMENT, LABEL_ROLE
+from .constants import (
+    ANNOTATION_PLACEMENT,
+    ANNOTATION_REVISION,
+    ANNOTATION_STEP,
+    LABEL_DEPLOYMENT,
+    LABEL_ROLE,
+)
 from .metrics import METRICS
 from .results import read_result
 
@@ -98,10 +104,21 @@ def _job_verb(job: Any) -> str | None:
     return command_verb(containers[0].command or []) if containers else None
 
 
+def job_attempts(job: Any) -> int:
+    """Attempts of a Job, not pods: a failed attempt of an Indexed (multi-node) Job fails
+    up to every one of its `completions` pods (one failed rank fails them all), so its
+    failed pods count in whole attempts; the running or finished attempt adds one."""
+    status = job.status
+    indexed = job.spec is not None and job.spec.completion_mode == "Indexed"
+    pods = max(1, (job.spec.completions or 1) if indexed else 1)
+    failed = -(-(status.failed or 0) // pods)
+    return failed + (1 if (status.active or status.succeeded) else 0)
+
+
 def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState | None:
     status = job.status
     conditions = {c.type: c for c in (status.conditions or []) if c.status == "True"}
-    attempts = (status.failed or 0) + (status.succeeded or 0) + (status.active or 0)
+    attempts = job_attempts(job)
     if "Complete" in conditions:
         raw = read_result(results.get(builders.result_name(job.metadata.name)))
         if raw is None:
@@ -295,7 +312,7 @@ class Controller:
 
         the_plan = plan(spec, *profiles)
         locations = builders.cluster_locations(spec, self.config, namespace, name)
-        observed = self._observe_steps(namespace, name, jobs, cms, pods)
+        observed = self._observe_steps(namespace, name, spec, jobs, cms, pods)
         _, serving_obs = self._serving(namespace, name)
         if serving_obs is not None:
             serving_obs = ServingObservation(
@@ -332,10 +349,16 @@ class Controller:
         return result
 
     def _observe_steps(
-        self, namespace: str, name: str, jobs: dict[str, Any], cms: dict[str, dict], pods
+        self,
+        namespace: str,
+        name: str,
+        spec: MultiTaskDeploymentSpec,
+        jobs: dict[str, Any],
+        cms: dict[str, dict],
+        pods,
     ) -> dict[str, StepState]:
         """Each step's state from its Job; a finished Job whose result is gone is deleted
-        (it runs again)."""
+        (it runs again), and so is an unfinished Job the spec has moved elsewhere."""
         observed: dict[str, StepState] = {}
         for job in jobs.values():
             key = (job.metadata.annotations or {}).get(ANNOTATION_STEP)
@@ -346,6 +369,14 @@ class Controller:
                 [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name],
                 cms,
             )
+            placement = (job.metadata.annotations or {}).get(ANNOTATION_PLACEMENT)
+            moved = placement not in (None, builders.training_placement(spec, self.config))
+            if moved and state is not None and state.phase != "Succeeded":
+                # Placement is not content: the same step restarts in a new Job where the
+                # spec now puts it, resuming from the old one's checkpoint. Foreground:
+                # the name is free only once the old pods are gone (pod 0's DNS name).
+                self._delete_job(namespace, job.metadata.name, "Foreground")
+                continue
             if state is None:
                 self._delete_job(namespace, job.metadata.name)
                 continue
@@ -414,12 +445,16 @@ class Controller:
                 created.append(f"Service/{service['metadata']['name']}")
             if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
+            else:  # a replaced Job's (placement changed): the new Job reads today's config
+                self.api.core.patch_namespaced_config_map(
+                    cm["metadata"]["name"], namespace, {"data": cm["data"]}
+                )
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
                 created.append(f"Job/{job['metadata']['name']}")
 
-    def _delete_job(self, namespace: str, name: str) -> None:
+    def _delete_job(self, namespace: str, name: str, propagation: str = "Background") -> None:
         try:
-            self.api.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+            self.api.batch.delete_namespaced_job(name, namespace, propagation_policy=propagation)
         except ApiException as exc:
             if exc.status != 404:
                 raise
