@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.serving.conftest import LABELS, free_port, served  # noqa: F401
+from tests.serving.conftest import LABELS, served  # noqa: F401
+from tests.support.net import free_port
 
 from .vllm_standin import VllmStandIn
 

@@ -258,7 +258,7 @@ def test_mtd_gateway_command(catalogue_file: Path, vllm) -> None:
     """`mtd gateway --upstream URL --catalogue FILE --port P` as its own process."""
     import time
 
-    from .conftest import free_port
+    from tests.support.net import free_port
 
     _, url = vllm
     port = free_port()

@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from mtd_operator.local.serve import ServingError, push_adapters
-from tests.serving.conftest import LABELS, build_adapter, build_base, free_port
-
-pytestmark = pytest.mark.serving
+from tests.serving.conftest import LABELS, build_base
+from tests.support.models import build_adapter
+from tests.support.net import free_port
+from tests.support.processes import processes_mentioning
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +52,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ws"
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (zombies excluded)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def start_mtd_serve(

@@ -24,7 +24,7 @@ from .clusters import NAMESPACE, EmulatedCluster
 from .conftest import wait_until
 from .test_operator_e2e import AGREE, MTD, SENTIMENT, SOUNDS, condition, manifest, prepare_workspace
 
-pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def serving_manifest(tasks: list[dict], **serving: object) -> str:

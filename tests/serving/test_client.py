@@ -19,8 +19,6 @@ from mtd_operator.client import (
 
 from .conftest import LABELS, Served
 
-pytestmark = pytest.mark.serving
-
 
 def test_classification_uses_label_scoring(served: Served) -> None:
     with MultiTaskClient(served.url) as client:

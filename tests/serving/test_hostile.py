@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import LABELS, Served, build_adapter, free_port
+from tests.support.models import build_adapter
+from tests.support.net import free_port
 
-pytestmark = pytest.mark.serving
+from .conftest import LABELS, Served
 
 TOKEN = "the-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

@@ -6,11 +6,11 @@ import threading
 import time
 
 import httpx
-import pytest
 
-from .conftest import build_adapter, build_base, free_port
+from tests.support.models import build_adapter
+from tests.support.net import free_port
 
-pytestmark = pytest.mark.serving
+from .conftest import build_base
 
 PROMPT = "the cat says"
 TOKEN = "test-admin-token"

@@ -21,8 +21,6 @@ from transformers import AutoModelForCausalLM
 from mtd_contract.config import TrainConfig
 from mtd_trainer.training import Run, train
 
-pytestmark = pytest.mark.trainer
-
 TGI_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 
 
