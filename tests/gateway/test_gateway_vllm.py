@@ -13,8 +13,9 @@ from starlette.testclient import TestClient
 
 from mtd_operator.gateway.app import build_gateway
 from mtd_operator.gateway.upstream import Upstream, UpstreamError
+from tests.support.net import serve_app
 
-from .conftest import BASE_MODEL, LABELS, catalogue_doc, serve_app, write_catalogue
+from .conftest import BASE_MODEL, LABELS, catalogue_doc, write_catalogue
 from .vllm_standin import VllmStandIn
 
 TEXTS = ["the day was awful", "the film was good", "x", "正面 or not", "a b c d e f g"]

@@ -17,8 +17,8 @@ import yaml
 from starlette.testclient import TestClient
 
 from mtd_operator.gateway.app import build_gateway
-from tests.gateway.conftest import serve_app
 from tests.gateway.vllm_standin import VllmStandIn
+from tests.support.net import serve_app
 
 from .clusters import NAMESPACE, EmulatedCluster
 from .conftest import wait_until

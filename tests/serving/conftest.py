@@ -9,8 +9,6 @@ with uvicorn in a thread on a free loopback port.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.models import build_adapter, build_model
-from tests.support.net import free_port
+from tests.support.net import serve_app
 
 CORPUS = [
     "Classify the sentiment. Answer with one of: pos, neg, neutral.",
@@ -50,8 +48,6 @@ def build_base(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    import uvicorn
-
     from mtd_trainer.serving import Engine, build_app
 
     root = tmp_path_factory.mktemp("serving")
@@ -86,19 +82,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         max_total_tokens=MAX_TOTAL_TOKENS,
     )
     app = build_app(engine, root / "catalogue.json")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", base, adapters, catalogue)
-    server.should_exit = True
-    thread.join(timeout=10)
-
+    with serve_app(app) as url:
+        yield Served(url, base, adapters, catalogue)
 
 @pytest.fixture(scope="session")
 def reference(served: Served) -> Any:
