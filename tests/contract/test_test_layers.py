@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.conftest import HERE, LAYER_MARKERS, LAYERS, layer_problem
+
+IMPORTS_EMULATOR = re.compile(r"^\s*(from|import)\s+k8s_emulator\b", re.MULTILINE)
 
 
 def test_every_layer_folder_exists_and_each_layer_is_a_registered_marker(pytestconfig):
@@ -34,3 +38,15 @@ def test_another_layers_marker_is_refused():
 def test_a_file_outside_tests_is_refused():
     problem = layer_problem(HERE.parent / "bench" / "test_x.py", set())
     assert problem and "not under tests/" in problem
+
+
+def test_the_unit_layer_imports_no_emulator():
+    """Pure tests stay pure: the API emulator belongs to the operator layer."""
+    unit = [folder for folder, layer in LAYERS.items() if layer == "unit"]
+    offenders = [
+        str(path.relative_to(HERE))
+        for folder in unit
+        for path in sorted((HERE / folder).rglob("*.py"))
+        if IMPORTS_EMULATOR.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

@@ -28,10 +28,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny"))
 
 
-
-
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path, model, sig):
     write_task_data(tmp_path)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mtd_operator.local.serve import ServingError, push_adapters
-from tests.serving.conftest import LABELS, build_base
+from tests.serving.conftest import SENTIMENT_ENTRY, build_base
 from tests.support.models import build_adapter
 from tests.support.net import free_port
 from tests.support.processes import processes_mentioning
@@ -36,22 +36,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "revision": "r1",
         "baseModel": str(base),
         "adapters": {"sentiment": str(adapter)},
-        "catalogue": {
-            "tasks": [
-                {
-                    "name": "sentiment",
-                    "type": "classification",
-                    "instruction": "Classify the sentiment.",
-                    "labels": LABELS,
-                    "adapter": "sentiment",
-                }
-            ]
-        },
+        "catalogue": {"tasks": [SENTIMENT_ENTRY]},
     }
     (deployment / "serving.json").write_text(json.dumps(manifest), encoding="utf-8")
     return root / "ws"
-
-
 
 
 def start_mtd_serve(

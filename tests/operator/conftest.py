@@ -20,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
 
 
-
-
 @pytest.fixture(scope="session")
 def image_venvs() -> dict[str, Path]:
     """Per image, a virtualenv holding exactly what its Dockerfile installs."""

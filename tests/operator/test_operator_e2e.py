@@ -44,6 +44,7 @@ def manifest(tasks: list[dict], compositions: list[dict] | None = None, **traini
     doc = tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
     return yaml.safe_dump(doc)
 
+
 def condition(obj: dict | None, type_: str) -> dict:
     for cond in ((obj or {}).get("status") or {}).get("conditions", []):
         if cond["type"] == type_:

@@ -48,8 +48,6 @@ GROUP, VERSION, PLURAL = "multitask.dev", "v1alpha1", "multitaskdeployments"
 ROLE = "multitask.dev/role"
 
 
-
-
 # ----------------------------------------------------------------------- data and specs
 
 
@@ -77,6 +75,7 @@ def resource(
 ) -> dict[str, Any]:
     metadata = {"name": name, "namespace": namespace}
     return tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
+
 
 def precomputed_profiles(
     workspace: Path, tasks: list[dict], compositions: list[dict] | None = None
@@ -116,8 +115,6 @@ def strip_times(status: dict[str, Any]) -> dict[str, Any]:
     for cond in copy.get("conditions", []):
         cond.pop("lastTransitionTime", None)
     return copy
-
-
 
 
 # ----------------------------------------------------------------------- the cluster

@@ -27,6 +27,14 @@ CORPUS = [
     "user assistant system 0123456789 a b c d e f g h i j k l m n o p q r s t u v w x y z",
 ]
 LABELS = ["pos", "neg", "neutral"]
+# The sentiment task's catalogue entry, on the adapter of the same name.
+SENTIMENT_ENTRY: dict[str, Any] = {
+    "name": "sentiment",
+    "type": "classification",
+    "instruction": "Classify the sentiment.",
+    "labels": LABELS,
+    "adapter": "sentiment",
+}
 MAX_INPUT_TOKENS = 200
 MAX_TOTAL_TOKENS = 256
 
@@ -58,13 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     catalogue = {
         "tasks": [
-            {
-                "name": "sentiment",
-                "type": "classification",
-                "instruction": "Classify the sentiment.",
-                "labels": LABELS,
-                "adapter": "sentiment",
-            },
+            SENTIMENT_ENTRY,
             {
                 "name": "sounds",
                 "type": "generation",
@@ -84,6 +86,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     app = build_app(engine, root / "catalogue.json")
     with serve_app(app) as url:
         yield Served(url, base, adapters, catalogue)
+
 
 @pytest.fixture(scope="session")
 def reference(served: Served) -> Any:

@@ -32,8 +32,6 @@ from tests.support.net import free_port
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-
-
 def start_pods(config: Path, run_id: str) -> list[subprocess.Popen[str]]:
     """Both pods of the step, each in its own process group (a pod is killed whole)."""
     endpoint = f"127.0.0.1:{free_port()}"
