@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -35,3 +36,16 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def heavy_imports(*modules: str) -> list[str]:
+    """Which of torch, transformers and peft importing `modules` pulls in, checked in a
+    fresh interpreter (this one has them loaded already): parts that must stay light."""
+    code = (
+        f"import sys, {', '.join(modules)}\n"
+        "print(' '.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.split()
