@@ -6,17 +6,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Reinstall when the dependency list or the lock changes.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock examples/quickstart/requirements-data.txt 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/k8s_emulator/pyproject.toml requirements.lock examples/quickstart/requirements-data.txt 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: all install test test-unit lint demo crd clean
 
 all: test
 
-$(STAMP): pyproject.toml requirements.lock examples/quickstart/requirements-data.txt
+$(STAMP): pyproject.toml tools/k8s_emulator/pyproject.toml requirements.lock examples/quickstart/requirements-data.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
 	$(PIP) install --quiet -c requirements.lock -e '.[dev]'
+	# The API emulator the operator tests run against: a package of its own, dev only.
+	$(PIP) install --quiet -c requirements.lock -e tools/k8s_emulator
 	# text-generation (the older TGI client) caps huggingface_hub below 1.0, which
 	# transformers 5 does not allow; its own code runs with hub 2.x, so skip its deps.
 	$(PIP) install --quiet --no-deps text-generation==0.7.0
@@ -37,10 +39,8 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# One layer at a time: make test-unit | test-trainer | test-serving | test-operator | test-chart
-test-unit: $(STAMP)
-	$(VENV)/bin/pytest -m "not trainer and not serving and not operator and not chart and not slow" $(PYTEST_ARGS)
-
+# One layer at a time (the folder sets the layer, tests/conftest.py):
+# make test-unit | test-trainer | test-serving | test-local | test-operator | test-chart
 test-%: $(STAMP)
 	$(VENV)/bin/pytest -m "$*" $(PYTEST_ARGS)
 

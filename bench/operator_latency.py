@@ -1,7 +1,7 @@
 """Operator reconcile latency and memory at 1, 10 and 100 MultiTaskDeployments.
 
 The real operator (`kopf run --standalone --all-namespaces -m mtd_operator.kube.handlers`,
-as in its image) runs as a process against the API emulator (tests/k8s_emulator); the
+as in its image) runs as a process against the API emulator (tools/k8s_emulator); the
 JobRunner plays kubelet with the FAKE trainer of tests/reliability/fake_mtd.py (a few ms
 per step, same result files and result ConfigMaps), so what is measured is the operator,
 not training. For each N, on a fresh emulator:

@@ -86,7 +86,6 @@ def installed(run_helm) -> tuple[list[str], Rendered]:
     return argv, Rendered(result.stdout)
 
 
-@pytest.mark.chart
 def test_helm_install_renders_what_the_doc_says(installed):
     argv, rendered = installed
     namespace = option(argv, "--namespace")[0]
@@ -104,7 +103,6 @@ def test_helm_install_renders_what_the_doc_says(installed):
     assert rollout[-1] == f"deployment/{deployment['metadata']['name']}"
 
 
-@pytest.mark.chart
 def test_values_table_names_real_values(run_helm):
     values = yaml.safe_load(run_helm("show", "values", str(CHART)).stdout)
     table = [line for line in DOC.splitlines() if line.startswith("| `")]

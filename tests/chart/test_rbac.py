@@ -14,8 +14,6 @@ from mtd_operator.rbac_needs import OPERATOR_NEEDS, TRAINER_NEEDS, Need
 
 from .scenarios import RELEASE_NAMESPACE, SCENARIOS
 
-pytestmark = pytest.mark.chart
-
 Rule = tuple[str, str, frozenset[str]]
 
 

@@ -11,8 +11,6 @@ from mtd_operator.config import OperatorConfig, load_config
 from .conftest import CHART, ROOT
 from .scenarios import RELEASE_NAMESPACE, SCENARIOS
 
-pytestmark = pytest.mark.chart
-
 CRD_FILE = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
 APP_VERSION = CHART_META["appVersion"]

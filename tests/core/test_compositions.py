@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from mtd_contract.config import ComposeConfig, EvalConfig
-from mtd_operator.api.crd import build_crd
 from mtd_operator.api.spec import MultiTaskDeploymentSpec
 from mtd_operator.core.planner import plan
 from mtd_operator.core.problems import InvalidSpec
@@ -19,7 +17,6 @@ from mtd_operator.core.reconcile import ServingObservation, StepState, reconcile
 from mtd_operator.core.render import Locations, render_step
 from mtd_operator.core.steps import pipeline_steps
 from mtd_operator.specfile import load_and_profile
-from tests.k8s_emulator.schema import to_jsonschema
 
 from .specs import resource, task, write_jsonl
 from .test_planner import profiles_of
@@ -126,16 +123,6 @@ def test_cgc_lora_gives_each_task_its_own_adapter_so_one_group_is_fine():
 def test_full_fine_tuning_has_no_adapters_to_merge():
     with pytest.raises(ValidationError, match=r"training\.method must be lora or cgcLora"):
         spec_of(composition(), training={"method": "full"})
-
-
-def test_the_crd_schema_accepts_a_composition_and_rejects_a_bad_merge():
-    schema = to_jsonschema(build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-    validator = jsonschema.Draft7Validator(schema)
-    spec = spec_of(composition(weights=[0.7, 0.3], merge="ties", density=0.4))
-    doc = {**resource(tasks()), "spec": spec.to_api()}
-    validator.validate(doc)
-    doc["spec"]["compositions"][0]["merge"] = "average"
-    assert not validator.is_valid(doc)
 
 
 # -- planning ---------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import pathlib
 import pytest
 import yaml
 
-from tests.k8s_emulator import Emulator
-from tests.k8s_emulator.fixtures import (  # noqa: F401  (re-exported fixtures)
+from k8s_emulator import Emulator
+from k8s_emulator.fixtures import (  # noqa: F401  (re-exported fixtures)
     KubectlFn,
     api_client,
     deployment_controller,

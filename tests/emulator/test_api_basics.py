@@ -9,9 +9,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s_emulator import Emulator
-
-pytestmark = pytest.mark.operator
+from k8s_emulator import Emulator
 
 
 def _cm(name: str, labels: dict[str, str] | None = None, ns: str = "default") -> dict[str, Any]:

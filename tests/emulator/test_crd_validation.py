@@ -6,13 +6,15 @@ import pathlib
 from typing import Any
 
 import httpx
-import pytest
+import jsonschema
 import yaml
 
+from k8s_emulator import Emulator
+from k8s_emulator.schema import to_jsonschema
+from mtd_operator.api.crd import build_crd
+from tests.core.specs import resource
+from tests.core.test_compositions import composition, spec_of, tasks
 from tests.emulator.conftest import WIDGETS_CRD
-from tests.k8s_emulator import Emulator
-
-pytestmark = pytest.mark.operator
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 W = "/apis/test.example.com/v1/namespaces/default/widgets"
@@ -140,10 +142,11 @@ def test_leases_are_served(emulator: Emulator) -> None:
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not list((ROOT / "crds").glob("*.yaml")), reason="no project CRDs yet")
 def test_project_crds_and_examples_are_accepted(emulator: Emulator) -> None:
     """The project's own CRDs register, and its example resources pass their schema."""
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
+    crds = sorted((ROOT / "crds").glob("*.yaml"))
+    assert crds, "crds/ holds the project's CRD (`make crd` writes it)"
+    for path in crds:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 emulator.create(doc)
@@ -157,3 +160,15 @@ def test_project_crds_and_examples_are_accepted(emulator: Emulator) -> None:
                 continue  # not a kind served here
             created = emulator.store.create(res, "default", doc, field_validation="Strict")
             assert created["metadata"]["uid"], path
+
+
+# The project's CRD schema, as this emulator's validation sees it (kept out of the pure
+# core tests, which import no emulator).
+def test_the_crd_schema_accepts_a_composition_and_rejects_a_bad_merge() -> None:
+    schema = to_jsonschema(build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    validator = jsonschema.Draft7Validator(schema)
+    spec = spec_of(composition(weights=[0.7, 0.3], merge="ties", density=0.4))
+    doc = {**resource(tasks()), "spec": spec.to_api()}
+    validator.validate(doc)
+    doc["spec"]["compositions"][0]["merge"] = "average"
+    assert not validator.is_valid(doc)

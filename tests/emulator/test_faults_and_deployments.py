@@ -8,9 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.k8s_emulator import DeploymentController, Emulator
-
-pytestmark = pytest.mark.operator
+from k8s_emulator import DeploymentController, Emulator
 
 CMS = "/api/v1/namespaces/default/configmaps"
 

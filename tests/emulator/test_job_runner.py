@@ -5,11 +5,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-import pytest
-
-from tests.k8s_emulator import Emulator, JobRunner
-
-pytestmark = pytest.mark.operator
+from k8s_emulator import Emulator, JobRunner
 
 JOBS = "batch/v1/jobs"
 

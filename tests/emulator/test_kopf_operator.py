@@ -17,9 +17,7 @@ from typing import Any
 import kopf
 import pytest
 
-from tests.k8s_emulator import Emulator
-
-pytestmark = pytest.mark.operator
+from k8s_emulator import Emulator
 
 WIDGETS = "test.example.com/v1/widgets"
 

@@ -13,11 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
-
-from tests.k8s_emulator import Emulator
-
-pytestmark = pytest.mark.operator
+from k8s_emulator import Emulator
 
 WIDGETS = "test.example.com/v1/widgets"
 

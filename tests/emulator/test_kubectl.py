@@ -6,13 +6,10 @@ import json
 import threading
 import time
 
-import pytest
 import yaml
 
+from k8s_emulator import Emulator
 from tests.emulator.conftest import WIDGETS_CRD, KubectlFn
-from tests.k8s_emulator import Emulator
-
-pytestmark = pytest.mark.operator
 
 WIDGET = """
 apiVersion: test.example.com/v1

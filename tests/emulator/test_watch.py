@@ -11,9 +11,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s_emulator import Emulator
-
-pytestmark = pytest.mark.operator
+from k8s_emulator import Emulator
 
 
 def _events(http: httpx.Client, path: str, params: dict[str, str],

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.serving.conftest import LABELS, free_port, served  # noqa: F401
+from tests.serving.conftest import LABELS, served  # noqa: F401
+from tests.support.net import serve_app
 
 from .vllm_standin import VllmStandIn
 
@@ -73,27 +71,6 @@ def catalogue_file(tmp_path: Path) -> Path:
     path = tmp_path / "catalogue.json"
     write_catalogue(path, catalogue_doc())
     return path
-
-
-@contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Run an ASGI app with uvicorn in a thread; yields its URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from mtd_operator.gateway.app import build_gateway
 
 from .conftest import LABELS, catalogue_doc, write_catalogue
 
-pytestmark = pytest.mark.serving
-
 
 def test_label_scoring_route_on_our_server(served, catalogue_file: Path) -> None:
     gw = build_gateway(str(catalogue_file), served.url)  # detected: ours

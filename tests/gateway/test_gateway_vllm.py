@@ -13,8 +13,10 @@ from starlette.testclient import TestClient
 
 from mtd_operator.gateway.app import build_gateway
 from mtd_operator.gateway.upstream import Upstream, UpstreamError
+from tests.support.net import serve_app
+from tests.support.processes import heavy_imports
 
-from .conftest import BASE_MODEL, LABELS, catalogue_doc, serve_app, write_catalogue
+from .conftest import BASE_MODEL, LABELS, catalogue_doc, write_catalogue
 from .vllm_standin import VllmStandIn
 
 TEXTS = ["the day was awful", "the film was good", "x", "正面 or not", "a b c d e f g"]
@@ -211,12 +213,7 @@ def test_missing_catalogue_is_unhealthy_until_written(tmp_path: Path, vllm) -> N
 
 
 def test_gateway_needs_no_torch() -> None:
-    code = (
-        "import sys, mtd_operator.gateway.app, mtd_operator.client\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert heavy_imports("mtd_operator.gateway.app", "mtd_operator.client") == []
 
 
 def test_detects_the_engine(vllm) -> None:
@@ -258,7 +255,7 @@ def test_mtd_gateway_command(catalogue_file: Path, vllm) -> None:
     """`mtd gateway --upstream URL --catalogue FILE --port P` as its own process."""
     import time
 
-    from .conftest import free_port
+    from tests.support.net import free_port
 
     _, url = vllm
     port = free_port()

@@ -6,15 +6,13 @@ import json
 from pathlib import Path
 
 import httpx
-import pytest
 
 from mtd_operator.cli import _start_serving
 from mtd_operator.client import MultiTaskClient
 from mtd_operator.core.catalogue import Catalogue
+from tests.support.net import free_port
 
-from .conftest import LABELS, catalogue_doc, free_port, write_catalogue
-
-pytestmark = pytest.mark.serving
+from .conftest import LABELS, catalogue_doc, write_catalogue
 
 
 def test_local_serving_goes_through_the_gateway(served, tmp_path: Path) -> None:

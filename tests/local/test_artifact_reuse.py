@@ -83,12 +83,11 @@ def test_mtd_serve_refuses_a_damaged_adapter_before_loading(tmp_path: Path) -> N
         check_adapters(manifest)
 
 
-@pytest.mark.trainer
 @pytest.mark.slow
 def test_a_truncated_adapter_is_rebuilt(tmp_path: Path) -> None:
     from mtd_operator.local.runner import LocalRun
-    from tests.tiny_tasks import task, write_task_data
-    from tests.trainer.conftest import build_model
+    from tests.support.models import build_model
+    from tests.support.tiny_tasks import task, write_task_data
 
     model = build_model(tmp_path / "model")
     write_task_data(tmp_path)

@@ -4,20 +4,20 @@ resumes that step from its checkpoint instead of starting it again."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.local.test_mtd_run import SOUNDS, write_spec
-from tests.tiny_tasks import write_task_data
-from tests.trainer.conftest import build_model
+from tests.support.models import build_model
+from tests.support.processes import processes_mentioning
+from tests.support.tiny_tasks import write_task_data
+from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.trainer, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 MTD = [sys.executable, "-c", "import sys; from mtd_operator.cli import main; sys.exit(main())"]
 STEPS = 400  # checkpoints every 50 steps; the signal lands soon after the first
@@ -28,34 +28,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny"))
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line names `text` (our workspace)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = next(
-                line for line in (entry / "status").read_text().splitlines() if "State" in line
-            )
-        except (OSError, StopIteration):
-            continue
-        if text in cmdline and "zombie" not in state:
-            found.append(int(entry.name))
-    return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path, model, sig):
     write_task_data(tmp_path)
@@ -64,7 +36,7 @@ def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path
     command = [*MTD, "run", str(spec), "--workspace", str(workspace), "--no-serve"]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        checkpoint = wait_for(
+        checkpoint = wait_until(
             lambda: sorted(workspace.glob("tiny/**/checkpoints/step-*")), 240, "a checkpoint"
         )[0]
         configs = str(workspace / "tiny" / "configs")  # in the trainer's command line only

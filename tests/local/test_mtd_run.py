@@ -11,10 +11,17 @@ import pytest
 import yaml
 
 from mtd_operator.local.runner import LocalRun
-from tests.tiny_tasks import SOUND_SENTIMENT, task, write_composition_data, write_task_data
-from tests.trainer.conftest import build_model
+from tests.support.models import build_model
+from tests.support.net import free_port
+from tests.support.tiny_tasks import (
+    SOUND_SENTIMENT,
+    task,
+    tiny_resource,
+    write_composition_data,
+    write_task_data,
+)
 
-pytestmark = [pytest.mark.trainer, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -23,26 +30,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_spec(folder: Path, model: Path, tasks: list[dict], **training) -> Path:
-    doc = {
-        "apiVersion": "multitask.dev/v1alpha1",
-        "kind": "MultiTaskDeployment",
-        "metadata": {"name": "tiny"},
-        "spec": {
-            "baseModel": {"uri": str(model)},
-            "tasks": tasks,
-            "training": {
-                "highResourceMinExamples": 35,
-                "stage1": {"maxSteps": 3},
-                "stage2": {"maxSteps": 3},
-                "baseline": {"maxSteps": 3},
-                "batchSize": 4,
-                "maxSeqLength": 64,
-                "learningRate": 0.003,
-                "lora": {"rank": 4, "alpha": 8},
-                **training,
-            },
-        },
-    }
+    doc = tiny_resource(tasks, str(model), steps=3, **{"learningRate": 0.003, **training})
     path = folder / "mtd.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
@@ -276,10 +264,3 @@ def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model):
         process.terminate()
         process.wait(timeout=30)
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from mtd_operator.local.serve import ServingError, push_adapters
-from tests.serving.conftest import LABELS, build_adapter, build_base, free_port
-
-pytestmark = pytest.mark.serving
+from tests.serving.conftest import SENTIMENT_ENTRY, build_base
+from tests.support.models import build_adapter
+from tests.support.net import free_port
+from tests.support.processes import processes_mentioning
 
 
 @pytest.fixture(scope="module")
@@ -35,36 +36,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "revision": "r1",
         "baseModel": str(base),
         "adapters": {"sentiment": str(adapter)},
-        "catalogue": {
-            "tasks": [
-                {
-                    "name": "sentiment",
-                    "type": "classification",
-                    "instruction": "Classify the sentiment.",
-                    "labels": LABELS,
-                    "adapter": "sentiment",
-                }
-            ]
-        },
+        "catalogue": {"tasks": [SENTIMENT_ENTRY]},
     }
     (deployment / "serving.json").write_text(json.dumps(manifest), encoding="utf-8")
     return root / "ws"
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (zombies excluded)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def start_mtd_serve(

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.processes import processes_mentioning
+
 RUNNER = """
 import sys
 from pathlib import Path
@@ -81,19 +83,7 @@ def test_a_killed_step_keeps_its_log(tmp_path: Path, signum: int) -> None:
         run.wait()
         # The runner started the stand-in trainer in a session of its own (as it stops
         # steps as a whole); killed outright, it leaves it behind: end that group too.
-        for pid in processes_running(str(trainer)):
+        for pid in processes_mentioning(str(trainer)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 
-
-def processes_running(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(int(entry.name))
-    return found

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.image_venvs import image_venv
-from tests.k8s_emulator import DeploymentController, Emulator, JobRunner
+from k8s_emulator import DeploymentController, Emulator, JobRunner
+from tests.support.image_venvs import image_venv
+from tests.support.net import free_port
+from tests.support.processes import stop
+from tests.support.waiting import wait_until as wait_for_value
 
 from .clusters import REAL_KUBECONFIG, EmulatedCluster, RealCluster, TestCluster, run_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -102,23 +97,16 @@ def start_operator(
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(process)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    detail = log.read_text()[-4000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{detail}")
+    """Wait as everywhere, and on a timeout show the tail of the operator's log."""
+
+    def tail() -> str:
+        return log.read_text()[-4000:] if log and log.exists() else ""
+
+    return wait_for_value(predicate, timeout, what, tail, every=0.2)
 
 
 def operator_calls(emu: Emulator) -> set[tuple[str, str, str]]:

@@ -17,14 +17,14 @@ import yaml
 from starlette.testclient import TestClient
 
 from mtd_operator.gateway.app import build_gateway
-from tests.gateway.conftest import serve_app
 from tests.gateway.vllm_standin import VllmStandIn
+from tests.support.net import serve_app
 
 from .clusters import NAMESPACE, EmulatedCluster
 from .conftest import wait_until
 from .test_operator_e2e import AGREE, MTD, SENTIMENT, SOUNDS, condition, manifest, prepare_workspace
 
-pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def serving_manifest(tasks: list[dict], **serving: object) -> str:

@@ -11,13 +11,19 @@ import pytest
 import yaml
 
 from mtd_operator.rbac_needs import OPERATOR_NEEDS
-from tests.tiny_tasks import SOUND_SENTIMENT, task, write_composition_data, write_task_data
-from tests.trainer.conftest import build_model
+from tests.support.models import build_model
+from tests.support.tiny_tasks import (
+    SOUND_SENTIMENT,
+    task,
+    tiny_resource,
+    write_composition_data,
+    write_task_data,
+)
 
 from .clusters import NAMESPACE
 from .conftest import wait_until
 
-pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 MTD = "multitask.dev/v1alpha1/multitaskdeployments"
 
@@ -34,27 +40,9 @@ AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score":
 
 
 def manifest(tasks: list[dict], compositions: list[dict] | None = None, **training: object) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "multitask.dev/v1alpha1",
-            "kind": "MultiTaskDeployment",
-            "metadata": {"name": "support", "namespace": NAMESPACE},
-            "spec": {
-                "baseModel": {"uri": "models/tiny"},
-                "tasks": tasks,
-                "training": {
-                    "highResourceMinExamples": 35,
-                    "stage1": {"maxSteps": 2},
-                    "stage2": {"maxSteps": 2},
-                    "batchSize": 4,
-                    "maxSeqLength": 64,
-                    "lora": {"rank": 4, "alpha": 8},
-                    **training,
-                },
-                **({"compositions": compositions} if compositions else {}),
-            },
-        }
-    )
+    metadata = {"name": "support", "namespace": NAMESPACE}
+    doc = tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
+    return yaml.safe_dump(doc)
 
 
 def condition(obj: dict | None, type_: str) -> dict:

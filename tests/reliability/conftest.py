@@ -27,8 +27,17 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s_emulator import DeploymentController, Emulator, JobRunner, Turnstile
-from tests.tiny_tasks import SOUND_SENTIMENT, task, write_composition_data, write_task_data
+from k8s_emulator import DeploymentController, Emulator, JobRunner, Turnstile
+from tests.support.net import free_port
+from tests.support.processes import stop
+from tests.support.tiny_tasks import (
+    SOUND_SENTIMENT,
+    task,
+    tiny_resource,
+    write_composition_data,
+    write_task_data,
+)
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
@@ -37,14 +46,6 @@ FAKE_MTD = Path(__file__).with_name("fake_mtd.py")
 MTD = "multitask.dev/v1alpha1/multitaskdeployments"
 GROUP, VERSION, PLURAL = "multitask.dev", "v1alpha1", "multitaskdeployments"
 ROLE = "multitask.dev/role"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ----------------------------------------------------------------------- data and specs
@@ -72,28 +73,8 @@ def resource(
     compositions: list[dict] | None = None,
     **training: Any,
 ) -> dict[str, Any]:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MultiTaskDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "baseModel": {"uri": "models/tiny"},
-            "tasks": tasks,
-            "training": {
-                "highResourceMinExamples": 35,
-                "stage1": {"maxSteps": 2},
-                "stage2": {"maxSteps": 2},
-                "baseline": {"maxSteps": 2},
-                "batchSize": 4,
-                "maxSeqLength": 64,
-                "lora": {"rank": 4, "alpha": 8},
-                **training,
-            },
-        },
-    }
-    if compositions:
-        body["spec"]["compositions"] = compositions
-    return body
+    metadata = {"name": name, "namespace": namespace}
+    return tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
 
 
 def precomputed_profiles(
@@ -134,17 +115,6 @@ def strip_times(status: dict[str, Any]) -> dict[str, Any]:
     for cond in copy.get("conditions", []):
         cond.pop("lastTransitionTime", None)
     return copy
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               logs: Callable[[], str] = lambda: "") -> Any:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n{logs()}")
 
 
 # ----------------------------------------------------------------------- the cluster
@@ -241,13 +211,7 @@ class Cluster:
         if self.turnstile is not None:
             self.turnstile.open()  # no runner or controller thread stays parked
         for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
         self.runner.stop()
         self.deployments.stop()
         self._unsubscribe()

@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import ALL_TASKS, condition, precomputed_profiles, resource, write_data
 
-pytestmark = [pytest.mark.operator, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MTD_PATH = r"/multitaskdeployments"
 

@@ -78,7 +78,6 @@ def test_missing_file_is_a_clear_problem(tmp_path: Path) -> None:
     assert problems and problems[0].path == "spec.tasks[0].data.train"
 
 
-@pytest.mark.operator
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_operator_reports_bad_data_and_trains_nothing(make_cluster) -> None:

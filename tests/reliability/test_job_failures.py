@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import ALL_TASKS, condition, precomputed_profiles, resource, wait_until, write_data
 
-pytestmark = [pytest.mark.operator, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 BACKOFF_LIMIT = 2  # OperatorConfig.job_backoff_limit's default
 

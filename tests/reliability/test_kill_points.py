@@ -42,7 +42,7 @@ from .conftest import (
     write_data,
 )
 
-pytestmark = [pytest.mark.operator, pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 BODY = resource("support", "default", ALL_TASKS, COMPOSITIONS)  # 3 tasks, 1 composition
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.conftest import build_model
+from tests.support.models import build_model
 
 from .conftest import SENTIMENT, SOUNDS, resource, wait_until, write_data
 
-pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_two_node_step_rendezvous_fails_whole_and_resumes(make_cluster, tmp_path: Path) -> None:

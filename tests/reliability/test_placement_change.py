@@ -15,7 +15,7 @@ from mtd_operator.kube.constants import ANNOTATION_PLACEMENT
 
 from .conftest import ALL_TASKS, precomputed_profiles, resource, wait_until, write_data
 
-pytestmark = [pytest.mark.operator, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 STAGE1 = r"-train-binary-stage1-"
 

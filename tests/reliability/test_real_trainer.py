@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.conftest import build_model
+from tests.support.models import build_model
 
 from .conftest import SENTIMENT, SOUNDS, resource, wait_until, write_data
 
-pytestmark = [pytest.mark.operator, pytest.mark.trainer, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_real_trainer_survives_operator_kill_and_node_loss(make_cluster, tmp_path: Path) -> None:

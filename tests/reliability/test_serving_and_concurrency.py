@@ -22,7 +22,7 @@ from .conftest import (
     write_data,
 )
 
-pytestmark = [pytest.mark.operator, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 OWNER = "multitask.dev/deployment"
 

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from k8s_emulator.schema import to_jsonschema
 from mtd_operator.api.crd import build_crd
 from mtd_operator.core.planner import plan
 from mtd_operator.core.problems import InvalidSpec
 from mtd_operator.core.profile import CompositionProfile, FileProfile, TaskProfile
 from mtd_operator.specfile import parse_resource
-from tests.k8s_emulator.schema import to_jsonschema
 
 FUZZ = settings(
     max_examples=400,
@@ -29,7 +29,8 @@ FUZZ = settings(
     database=None,
 )
 # The CRD's OpenAPI v3 schema as the API emulator checks it (boolean exclusive bounds,
-# nullable, ...: see tests/k8s_emulator/schema.py); metadata is the server's own business.
+# nullable, ...: see tools/k8s_emulator/k8s_emulator/schema.py); metadata is the
+# server's own business.
 _PLAIN = to_jsonschema(build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 SCHEMA = jsonschema.Draft7Validator(
     {**_PLAIN, "properties": {k: v for k, v in _PLAIN["properties"].items() if k != "metadata"}}

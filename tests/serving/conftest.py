@@ -9,9 +9,6 @@ with uvicorn in a thread on a free loopback port.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +16,9 @@ from typing import Any
 
 import pytest
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from tests.support.models import build_adapter, build_model
+from tests.support.net import serve_app
+
 CORPUS = [
     "Classify the sentiment. Answer with one of: pos, neg, neutral.",
     "the film was good and the food was great",
@@ -31,6 +27,14 @@ CORPUS = [
     "user assistant system 0123456789 a b c d e f g h i j k l m n o p q r s t u v w x y z",
 ]
 LABELS = ["pos", "neg", "neutral"]
+# The sentiment task's catalogue entry, on the adapter of the same name.
+SENTIMENT_ENTRY: dict[str, Any] = {
+    "name": "sentiment",
+    "type": "classification",
+    "instruction": "Classify the sentiment.",
+    "labels": LABELS,
+    "adapter": "sentiment",
+}
 MAX_INPUT_TOKENS = 200
 MAX_TOTAL_TOKENS = 256
 
@@ -46,71 +50,12 @@ class Served:
 
 
 def build_base(folder: Path) -> Path:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        CORPUS * 20,
-        trainers.BpeTrainer(
-            vocab_size=350,
-            special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>", bos_token="<|im_start|>"
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
-
-
-def build_adapter(base: Path, folder: Path, seed: int) -> Path:
-    """A LoRA adapter with random lora_B (peft initialises it to zero, a no-op)."""
-    import peft
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
-    peft_model = peft.get_peft_model(model, config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.8)
-    peft_model.save_pretrained(folder)
-    return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """The shared tiny Llama, its tokenizer trained on the serving prompts above."""
+    return build_model(folder, corpus=CORPUS * 20, vocab_size=350)
 
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    import uvicorn
-
     from mtd_trainer.serving import Engine, build_app
 
     root = tmp_path_factory.mktemp("serving")
@@ -121,13 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     catalogue = {
         "tasks": [
-            {
-                "name": "sentiment",
-                "type": "classification",
-                "instruction": "Classify the sentiment.",
-                "labels": LABELS,
-                "adapter": "sentiment",
-            },
+            SENTIMENT_ENTRY,
             {
                 "name": "sounds",
                 "type": "generation",
@@ -145,18 +84,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         max_total_tokens=MAX_TOTAL_TOKENS,
     )
     app = build_app(engine, root / "catalogue.json")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", base, adapters, catalogue)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(app) as url:
+        yield Served(url, base, adapters, catalogue)
 
 
 @pytest.fixture(scope="session")

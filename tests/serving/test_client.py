@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import pytest
 
@@ -16,10 +13,9 @@ from mtd_operator.client import (
     UnknownTaskError,
     label_regex,
 )
+from tests.support.processes import heavy_imports
 
 from .conftest import LABELS, Served
-
-pytestmark = pytest.mark.serving
 
 
 def test_classification_uses_label_scoring(served: Served) -> None:
@@ -95,9 +91,4 @@ def test_label_regex_escapes_only_regex_syntax() -> None:
 
 
 def test_client_needs_no_torch() -> None:
-    code = (
-        "import sys, mtd_operator.client\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert heavy_imports("mtd_operator.client") == []

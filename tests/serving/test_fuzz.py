@@ -28,8 +28,6 @@ from mtd_trainer.serving.schemas import ChatRequest, ClassifyRequest, GeneratePa
 
 from .conftest import LABELS, MAX_INPUT_TOKENS, MAX_TOTAL_TOKENS, Served
 
-pytestmark = pytest.mark.serving
-
 FUZZ = settings(
     max_examples=120,
     derandomize=True,

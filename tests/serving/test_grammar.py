@@ -6,8 +6,6 @@ import pytest
 
 from mtd_trainer.serving.grammar import GrammarError, RegexConstraint, allowed_tokens
 
-pytestmark = pytest.mark.serving
-
 
 def test_partial_and_complete() -> None:
     labels = RegexConstraint("pos|neg|neutral")

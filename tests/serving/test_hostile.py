@@ -14,33 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import LABELS, Served, build_adapter, free_port
+from tests.support.models import build_adapter
+from tests.support.net import serve_app
 
-pytestmark = pytest.mark.serving
+from .conftest import LABELS, Served
 
 TOKEN = "the-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread on a free loopback port."""
-    import uvicorn
-
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +38,7 @@ def app_url(engine: Any) -> Iterator[str]:
     from mtd_trainer.serving.limits import Limits
 
     limits = Limits(max_body_bytes=50_000, max_labels=8, max_concurrent_requests=2, label_batch=2)
-    with running(build_app(engine, limits=limits, admin_token=TOKEN)) as url:
+    with serve_app(build_app(engine, limits=limits, admin_token=TOKEN)) as url:
         yield url
 
 
@@ -204,7 +184,7 @@ def test_changing_adapters_needs_the_token(app_url: str, engine: Any) -> None:
 def test_without_a_token_nobody_changes_adapters(engine: Any) -> None:
     from mtd_trainer.serving import build_app
 
-    with running(build_app(engine)) as url:
+    with serve_app(build_app(engine)) as url:
         answer = httpx.post(f"{url}/adapters", json={"adapters": {}}, headers=ADMIN, timeout=60)
         assert answer.status_code == 401
 
@@ -225,7 +205,7 @@ def test_bad_admin_bodies_are_4xx_json(served: Served, body: bytes) -> None:
     from mtd_trainer.serving import Engine, build_app
 
     engine = Engine(served.base, {"sentiment": served.adapters["sentiment"]}, model_id="tiny")
-    with running(build_app(engine, admin_token=TOKEN)) as url:
+    with serve_app(build_app(engine, admin_token=TOKEN)) as url:
         answer = httpx.post(
             f"{url}/adapters",
             content=body,
@@ -244,7 +224,7 @@ def test_a_truncated_adapter_is_refused_and_the_old_set_kept(served: Served, tmp
     weights = broken / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
     engine = Engine(served.base, {"sentiment": served.adapters["sentiment"]}, model_id="tiny")
-    with running(build_app(engine, admin_token=TOKEN)) as url:
+    with serve_app(build_app(engine, admin_token=TOKEN)) as url:
         answer = httpx.post(
             f"{url}/adapters",
             json={"adapters": {"sentiment": str(broken)}},
@@ -266,7 +246,7 @@ def test_metrics_name_adapters_as_users_do_after_reloads(served: Served) -> None
 
     engine = Engine(served.base, {"task": served.adapters["sentiment"]}, model_id="tiny")
     body = {"inputs": "the cat", "parameters": {"adapter_id": "task", "max_new_tokens": 1}}
-    with running(build_app(engine, admin_token=TOKEN)) as url, httpx.Client(base_url=url) as c:
+    with serve_app(build_app(engine, admin_token=TOKEN)) as url, httpx.Client(base_url=url) as c:
         for _ in range(3):
             new = {"adapters": {"task": str(served.adapters["sounds"])}}
             swap = c.post("/adapters", json=new, headers=ADMIN, timeout=60)

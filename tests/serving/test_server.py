@@ -17,8 +17,6 @@ import regex
 
 from .conftest import LABELS, MAX_INPUT_TOKENS, Served
 
-pytestmark = pytest.mark.serving
-
 PROMPT = "the film was good"
 
 

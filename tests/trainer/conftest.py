@@ -8,98 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-POSITIVE = ["good", "great", "fine", "nice", "happy", "lovely"]
-NEGATIVE = ["bad", "awful", "poor", "sad", "ugly", "nasty"]
-FILLER = ["the", "film", "was", "food", "day", "very", "quite", "and", "a", "it"]
-ANIMALS = {"cat": "meow", "dog": "woof", "cow": "moo", "duck": "quack"}
-
-
-def sentiment_examples(count: int, seed: int) -> list[dict[str, str]]:
-    """Learnable in a few steps: the label is given away by one word of the sentence."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        label = rng.choice(["pos", "neg"])
-        words = rng.choices(FILLER, k=rng.randint(2, 12))
-        cue = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
-        words.insert(rng.randint(0, len(words)), cue)
-        rows.append({"input": " ".join(words), "output": label})
-    return rows
-
-
-def sound_examples(count: int, seed: int) -> list[dict[str, str]]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        animal = rng.choice(list(ANIMALS))
-        rows.append({"input": f"the {animal} says", "output": ANIMALS[animal]})
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def build_tokenizer(folder: Path, chat_template: str | None):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [row["input"] + " " + row["output"] for row in sentiment_examples(300, 1)]
-    corpus += [row["input"] + " " + row["output"] for row in sound_examples(50, 1)]
-    corpus += ["Classify the sentiment. Answer with one of: pos, neg.", "user assistant"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<pad>", "<|im_start|>", "<|im_end|>"]
-    tok.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(
-            vocab_size=400,
-            special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>", bos_token="<|im_start|>"
-    )
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    tokenizer.save_pretrained(folder)
-    return tokenizer
-
-
-def build_model(folder: Path, hidden: int = 32, chat_template: str | None = CHAT_TEMPLATE) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = build_tokenizer(folder, chat_template)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+from tests.support.models import build_model
+from tests.support.tiny_tasks import sentiment_examples, sound_examples, write_jsonl
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,8 +22,6 @@ from mtd_trainer.training import train
 
 from .conftest import sentiment_task, sounds_task
 
-pytestmark = pytest.mark.trainer
-
 TASKS = ["sentiment", "sounds"]
 CGC = CgcConfig(common_experts=2, specific_experts=1, expert_rank=2)
 LORA = LoraConfig(rank=6, alpha=12, dropout=0.0)

@@ -19,8 +19,6 @@ from mtd_trainer.cli import main
 
 from .conftest import sentiment_task
 
-pytestmark = pytest.mark.trainer
-
 
 def adapter_for(base: Path, folder: Path) -> Path:
     """An untrained LoRA adapter saved for `base` (what a previous stage would leave)."""

@@ -18,10 +18,7 @@ from mtd_trainer.compose import dataset_loss, load_adapters, lora_factors
 from mtd_trainer.data import load_examples
 from mtd_trainer.encoding import encode_dataset
 from mtd_trainer.modeling import attach_lora, load_tokenizer, save_artifact
-
-from .conftest import sentiment_examples, write_jsonl
-
-pytestmark = pytest.mark.trainer
+from tests.support.tiny_tasks import sentiment_examples, write_jsonl
 
 
 def random_adapter(base_model: Path, target: Path, seed: int, rank: int = 4) -> Path:

@@ -14,8 +14,6 @@ from mtd_trainer.data import load_examples
 from mtd_trainer.encoding import IGNORE, encode_batch, prompt_ids
 from mtd_trainer.errors import InputError
 
-pytestmark = pytest.mark.trainer
-
 TASK = TaskConfig(
     name="sentiment",
     type="classification",

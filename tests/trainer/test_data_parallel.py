@@ -13,13 +13,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from mtd_contract.pod import trainer_command
-
-pytestmark = pytest.mark.trainer
 
 
 def run(command: list[str]) -> None:

@@ -16,8 +16,6 @@ from mtd_trainer.evaluation import classify, evaluate, generate, label_log_likel
 
 from .conftest import sentiment_task, sounds_task
 
-pytestmark = pytest.mark.trainer
-
 TEXTS = ["good film", "the food was awful and very sad", "it", "quite nice day " * 6]
 STARS = TaskConfig(
     name="stars",

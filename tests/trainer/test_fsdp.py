@@ -24,8 +24,6 @@ from safetensors.torch import load_file
 from mtd_contract.pod import trainer_command
 from mtd_trainer.sharding import sharder
 
-pytestmark = pytest.mark.trainer
-
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Under torchrun: train to `stop` steps and return, as a killed run leaves its checkpoint.
 STOPPING = """

@@ -13,8 +13,6 @@ from mtd_trainer.errors import InputError
 from mtd_trainer.modeling import local_folder
 from mtd_trainer.serving.engine import Engine
 
-pytestmark = pytest.mark.trainer
-
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 

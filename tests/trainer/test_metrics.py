@@ -6,8 +6,6 @@ import pytest
 
 from mtd_trainer import metrics
 
-pytestmark = pytest.mark.trainer
-
 
 def test_classification_metrics_by_hand() -> None:
     references = ["a", "a", "a", "b", "b", "c"]

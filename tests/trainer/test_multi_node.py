@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,16 +27,9 @@ import torch
 from safetensors.torch import load_file
 
 from mtd_contract.pod import Rendezvous, trainer_command
-
-pytestmark = pytest.mark.trainer
+from tests.support.net import free_port
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_pods(config: Path, run_id: str) -> list[subprocess.Popen[str]]:

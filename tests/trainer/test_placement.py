@@ -14,8 +14,6 @@ from mtd_trainer.serving.engine import Engine
 
 from .test_compose import compose_config, random_adapter
 
-pytestmark = pytest.mark.trainer
-
 BF16_CPU = Placement("cpu", torch.bfloat16)
 
 

@@ -13,11 +13,9 @@ from mtd_trainer.errors import InputError
 from mtd_trainer.evaluation import evaluate
 from mtd_trainer.modeling import load_tokenizer, save_artifact
 from mtd_trainer.ranks import pad_factors, served_rank
+from tests.support.tiny_tasks import sentiment_examples, write_jsonl
 
-from .conftest import sentiment_examples, write_jsonl
 from .test_compose import compose_config, loaded, random_adapter, run_compose
-
-pytestmark = pytest.mark.trainer
 
 TGI = [16, 32, 64, 128]
 

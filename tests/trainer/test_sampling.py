@@ -10,8 +10,6 @@ import pytest
 
 from mtd_trainer.sampling import TaskSampler
 
-pytestmark = pytest.mark.trainer
-
 SIZES = {"big": 5000, "medium": 300, "small": 40}
 RATES = {"big": 0.55, "medium": 0.3, "small": 0.15}
 

@@ -22,8 +22,6 @@ from mtd_contract.config import TrainConfig
 from mtd_trainer.cgc import STATE_FILE
 from mtd_trainer.training import Run, train
 
-pytestmark = pytest.mark.trainer
-
 TGI_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 
 

@@ -1,7 +1,7 @@
 """Reusable pytest fixtures: ``emulator``, ``kubectl``, ``job_runner``,
 ``deployment_controller``, ``api_client``.
 
-Import them into a conftest to use them (``from tests.k8s_emulator.fixtures import
+Import them into a conftest to use them (``from k8s_emulator.fixtures import
 emulator, kubectl  # noqa: F401``); they are plain fixtures, not a plugin, so that no
 top-level conftest is needed.
 """

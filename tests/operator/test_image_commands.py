@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k8s_emulator import Emulator, JobRunner
 from mtd_contract.pod import command_verb
 from mtd_operator.cli import main
-from tests.image_venvs import image_venv
-from tests.k8s_emulator import Emulator, JobRunner
+from tests.support.image_venvs import image_venv
 
-pytestmark = [pytest.mark.operator, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "minimal"
 

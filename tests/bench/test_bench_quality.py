@@ -15,7 +15,7 @@ import yaml
 
 from mtd_operator.core.sampling import instance_rates
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 COUNTS = {  # the real data's shape, shrunk: three high-resource tasks, one tiny one
     "tweet-sentiment": 72,

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from k8s_emulator import Emulator
 from mtd_operator.api.spec import API_GROUP, API_VERSION, PLURAL
 from mtd_operator.config import OperatorConfig
 from mtd_operator.kube.controller import CONFLICT_RETRIES, Clients, Controller, StatusConflict
-from tests.k8s_emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"

@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE_VENVS = Path(os.environ.get("MTD_IMAGE_VENVS", ROOT / ".cache" / "image-venvs"))
 
 
