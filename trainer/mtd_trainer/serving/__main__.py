@@ -14,6 +14,14 @@ from ..quiet import silence_known_warnings
 from ..threads import configure_threads
 from .limits import Limits
 
+#: The `Limits` fields that are flags, with their help.
+LIMIT_FLAGS = {
+    "max_body_bytes": "largest request body; more gets 413 (TGI's payload limit)",
+    "max_labels": "labels one /classify request may score",
+    "max_label_chars": "characters of one /classify label",
+    "max_concurrent_requests": "requests running the model at once; more get 429",
+}
+
 
 def adapter_pair(value: str) -> tuple[str, str]:
     name, sep, path = value.partition("=")
@@ -38,30 +46,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-input-tokens", type=int, help="longest prompt accepted")
     p.add_argument("--max-total-tokens", type=int, help="longest prompt + generation")
     defaults = Limits()
-    p.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=defaults.max_body_bytes,
-        help="largest request body; more gets 413 (default: %(default)s, TGI's payload limit)",
-    )
-    p.add_argument(
-        "--max-labels",
-        type=int,
-        default=defaults.max_labels,
-        help="labels one /classify request may score (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-label-chars",
-        type=int,
-        default=defaults.max_label_chars,
-        help="characters of one /classify label (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-concurrent-requests",
-        type=int,
-        default=defaults.max_concurrent_requests,
-        help="requests running the model at once; more get 429 (default: %(default)s)",
-    )
+    for name, help_text in LIMIT_FLAGS.items():
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=getattr(defaults, name),
+            help=f"{help_text} (default: %(default)s)",
+        )
     p.add_argument(
         "--admin-token-file",
         help="bearer token for POST /adapters: read from this file, or generated and written "
@@ -87,12 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from .engine import EngineError
 
     try:
-        limits = Limits(
-            max_body_bytes=args.max_body_bytes,
-            max_labels=args.max_labels,
-            max_label_chars=args.max_label_chars,
-            max_concurrent_requests=args.max_concurrent_requests,
-        )
+        limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
         serve(
             args.base_model,
             adapters,

@@ -225,13 +225,7 @@ class Engine:
             raise EngineError(f"base model {base_model}: not a model folder (no config.json)")
         adapters = dict(adapters or {})
         self.model_id = model_id or str(base_model)
-        for name, path in adapters.items():
-            if not name or name in BASE_ALIASES or name == self.model_id:
-                raise EngineError(
-                    f"adapter name {name!r} is reserved for the base model; choose another"
-                )
-            if not (Path(path) / "adapter_config.json").is_file():
-                raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
+        self._check_adapters(adapters)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         # CUDA (bf16 where supported) when present, fp32 on the CPU: one rule, in modeling.
         self.placement = placement or local_placement()
@@ -278,15 +272,22 @@ class Engine:
 
     # -- adapters -------------------------------------------------------------------------
 
+    def _check_adapters(self, adapters: Mapping[str, str | Path]) -> None:
+        """Names that do not shadow the base model, folders that are peft adapters: checked
+        before any weights load, at start-up and on every reload."""
+        for name, path in adapters.items():
+            if not name or name in BASE_ALIASES or name == self.model_id:
+                raise EngineError(
+                    f"adapter name {name!r} is reserved for the base model; choose another"
+                )
+            if not (Path(path) / "adapter_config.json").is_file():
+                raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
+
     def replace_adapters(self, adapters: Mapping[str, str | Path]) -> tuple[str, ...]:
         """Serve exactly `adapters` from now on, without a restart and without dropping a
         request: new weights load under the model lock (requests wait a moment, none fail),
         then the name map is swapped. A bad adapter leaves the current set in place."""
-        for name, path in adapters.items():
-            if not name or name in BASE_ALIASES or name == self.model_id:
-                raise EngineError(f"adapter name {name!r} is reserved for the base model")
-            if not (Path(path) / "adapter_config.json").is_file():
-                raise EngineError(f"adapter {name}: {path} is not a peft adapter folder")
+        self._check_adapters(adapters)
         with self._lock:
             self._reloads += 1
             loaded: dict[str, str] = {}
@@ -437,27 +438,15 @@ class Engine:
             )
             piece = detok.push(token)
             current = self._token(token, float(logprobs[token]), piece)
-            top = (
-                [
-                    self._token(int(i), float(logprobs[i]))
-                    for i in torch.topk(logprobs, params.top_n_tokens).indices
-                ]
-                if params.top_n_tokens
-                else []
-            )
+            top = self._top(logprobs, params.top_n_tokens)
             tokens.append(current)
             tops.append(top)
             counts[token] += 1
             history = torch.cat([history, torch.tensor([[token]])], dim=1)
             if not current.special:
                 text += piece
-            finish = None
-            if token in self.end_tokens:
-                finish = "eos_token"
-            elif any(text.endswith(stop) for stop in params.stop):
-                finish = "stop_sequence"
-            elif step + 1 == params.max_new_tokens or (cancelled and cancelled.is_set()):
-                finish = "length"
+            last = step + 1 == params.max_new_tokens or bool(cancelled and cancelled.is_set())
+            finish = self._finish_reason(token, text, params.stop, last)
             result = None
             if finish:
                 text += detok.flush()
@@ -468,6 +457,20 @@ class Engine:
                 return result
             step_input = [token]
         raise EngineError("`max_new_tokens` must be strictly positive")
+
+    def _top(self, logprobs: torch.Tensor, n: int) -> list[Token]:
+        """The `n` most likely tokens of one step (TGI's `top_n_tokens`)."""
+        if not n:
+            return []
+        return [self._token(int(i), float(logprobs[i])) for i in torch.topk(logprobs, n).indices]
+
+    def _finish_reason(self, token: int, text: str, stop: Sequence[str], last: bool) -> str | None:
+        """Why decoding ends after `token` (TGI's finish reasons), or None to go on."""
+        if token in self.end_tokens:
+            return "eos_token"
+        if any(text.endswith(s) for s in stop):
+            return "stop_sequence"
+        return "length" if last else None
 
     def _prefill(self, prompt_ids: list[int], logits: torch.Tensor) -> list[Token]:
         logprobs = torch.log_softmax(logits[:-1], dim=-1)
