@@ -2,7 +2,7 @@
 
 One command per scale (from the repository root, in the project's venv):
 
-    .venv/bin/python bench/composition.py --scale quick --threads 1   # ~30 min, 2 CPU cores
+    .venv/bin/python -m bench.composition --scale quick --threads 1   # ~30 min, 2 CPU cores
 
 The compositional task is built from two of the quality benchmark's tasks, on real data
 with real references: a BBC article → "<topic>: <headline>". `bbc-topic` (article → topic
@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import os
 import shlex
@@ -61,6 +60,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from bench import quality
+from bench.provenance import previous_invocations
+from bench.report import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC, HEADLINE = "bbc-topic", "bbc-headline"
@@ -88,19 +91,6 @@ SETTINGS: dict[str, Settings] = {
     "quick": Settings(100, 160, 40, 4, 1e-3, 32),
     "full": Settings(None, 200, 50, 4, 1e-3, 56),
 }
-
-
-def load_quality():
-    """bench/quality.py as a module (its scales, data, planner glue and helpers)."""
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-# ---------------------------------------------------------------------------------------
-# Data (pure)
 
 
 def compose_output(topic: str, headline: str) -> str:
@@ -303,13 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # compose subprocesses too
         os.environ["MKL_NUM_THREADS"] = str(args.threads)
-    quality = load_quality()
     log = quality.log
     scale, settings = quality.SCALES[args.scale], SETTINGS[args.scale]
     out = args.out or ROOT / "bench" / "results" / args.scale
     work = (args.work or ROOT / ".cache" / "bench" / f"{args.scale}-seed{args.seed}").resolve()
     started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
-    command = "python bench/composition.py " + shlex.join(
+    command = "python -m bench.composition " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
@@ -486,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         + [f"predictions {n}" for n, r in runs.items() if not r["reused"]]
     )
     finished = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    invocations = previous_invocations(out / "composition.json", command)
+    invocations = previous_invocations(out / "composition.json", command, legacy_invocation)
     invocations.append(
         {
             "started": started.replace(microsecond=0).isoformat(),
@@ -553,27 +542,17 @@ def main(argv: list[str] | None = None) -> int:
 # Report
 
 
-def previous_invocations(path: Path, command: str) -> list[dict[str, Any]]:
-    """Earlier runs of the same command into this folder (they made the reused artifacts)."""
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if old.get("command") != command:
-        return []
-    if "invocations" in old:
-        return list(old["invocations"])
-    return [  # written before invocations were recorded
-        {
-            "started": old["started"],
-            "finished": old["finished"],
-            "minutes": old["minutes"],
-            "load_start": round(old["load"]["start"], 2),
-            "load_end": round(old["load"]["end"], 2),
-            "git": old.get("versions", {}).get("git"),
-            "made": None,
-        }
-    ]
+def legacy_invocation(old: dict[str, Any]) -> dict[str, Any]:
+    """A report written before invocations were recorded: one run."""
+    return {
+        "started": old["started"],
+        "finished": old["finished"],
+        "minutes": old["minutes"],
+        "load_start": round(old["load"]["start"], 2),
+        "load_end": round(old["load"]["end"], 2),
+        "git": old.get("versions", {}).get("git"),
+        "made": None,
+    }
 
 
 def provenance(report: dict[str, Any]) -> list[str]:
@@ -604,10 +583,6 @@ def provenance(report: dict[str, Any]) -> list[str]:
             + (f" {inv['note']}" if inv.get("note") else "")
         )
     return [*lines, ""]
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -5,28 +5,18 @@ No model here: small rows and strings only.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from bench import composition, quality
+from bench.provenance import previous_invocations
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]
 
 
-@pytest.fixture(scope="module")
-def composition():
-    name = "bench_composition"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "composition.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(name, None)
-
-
-def test_join_on_the_article(composition):
+def test_join_on_the_article():
     topics = [{"input": "a", "output": "sport"}, {"input": "b", "output": "tech"}]
     headlines = [
         {"input": "b", "output": "Phones: the next step"},
@@ -55,7 +45,7 @@ def test_join_on_the_article(composition):
         ([{"input": "a", "output": "sport"}], [{"input": "a", "output": "A"}] * 2, "twice"),
     ],
 )
-def test_join_refuses_files_of_different_articles(composition, topics, headlines, message):
+def test_join_refuses_files_of_different_articles(topics, headlines, message):
     with pytest.raises(ValueError, match=message):
         composition.join_examples(topics, headlines)
 
@@ -72,11 +62,11 @@ def test_join_refuses_files_of_different_articles(composition, topics, headlines
         ("", (None, "")),
     ],
 )
-def test_parse_output(composition, text, expected):
+def test_parse_output(text, expected):
     assert composition.parse_output(text, LABELS) == expected
 
 
-def test_component_scores(composition):
+def test_component_scores():
     references = ["sport: Hewitt wins final", "tech: Phones get smaller"]
     predictions = ["sport: Hewitt wins final", "Phones get smaller"]
     scores = composition.component_scores(predictions, references, LABELS)
@@ -88,8 +78,7 @@ def test_component_scores(composition):
         composition.component_scores(["x"], ["no topic here"], LABELS)
 
 
-def test_settings_fit_the_quality_scales(composition):
-    quality = composition.load_quality()
+def test_settings_fit_the_quality_scales():
     assert set(composition.SETTINGS) == set(quality.SCALES)
     for settings in composition.SETTINGS.values():
         assert settings.calibration_examples >= 100
@@ -106,15 +95,15 @@ def test_settings_fit_the_quality_scales(composition):
         ("Hewitt fights back", False),
     ],
 )
-def test_in_format(composition, text, expected):
+def test_in_format(text, expected):
     assert composition.in_format(text, LABELS) is expected
 
 
-def test_a_rerun_keeps_the_first_runs_provenance(composition, tmp_path: Path):
+def test_a_rerun_keeps_the_first_runs_provenance(tmp_path: Path):
     import json
 
     old = {
-        "command": "python bench/composition.py --scale quick",
+        "command": "python -m bench.composition --scale quick",
         "started": "2026-01-01T09:00:00+00:00",
         "finished": "2026-01-01T09:20:00+00:00",
         "minutes": 20.0,
@@ -123,8 +112,11 @@ def test_a_rerun_keeps_the_first_runs_provenance(composition, tmp_path: Path):
     }
     path = tmp_path / "composition.json"
     path.write_text(json.dumps(old))
-    assert composition.previous_invocations(path, "python bench/composition.py") == []
-    (first,) = composition.previous_invocations(path, old["command"])
+    assert (
+        previous_invocations(path, "python -m bench.composition", composition.legacy_invocation)
+        == []
+    )
+    (first,) = previous_invocations(path, old["command"], composition.legacy_invocation)
     assert first["made"] is None and first["git"] == "abc1234"
     later = {**first, "started": "2026-01-02T09:00:00+00:00", "made": ["compose x"]}
     report = {"command": old["command"], "seed": 0, "invocations": [first, later]}

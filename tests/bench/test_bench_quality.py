@@ -5,14 +5,26 @@ No training here: tiny fake data files, the real planner, and the spec/eval buil
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench.provenance import previous_invocations
+from bench.quality import legacy_invocation
+from bench.quality_report import provenance, summarise
+from bench.runs import adapter_label
+from bench.scales import METHOD_NAMES, SCALES, quick_variant
+from bench.specs import (
+    base_model_eval_config,
+    build_specs,
+    eval_configs,
+    plan_budget,
+    plan_of,
+    solve_steps,
+    task_definitions,
+)
 from mtd_operator.core.sampling import instance_rates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,19 +39,9 @@ COUNTS = {  # the real data's shape, shrunk: three high-resource tasks, one tiny
 }
 
 
-@pytest.fixture(scope="module")
-def quality():
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-
-
 @pytest.fixture
-def built(quality, tmp_path: Path):
-    tasks = quality.task_definitions()
+def built(tmp_path: Path):
+    tasks = task_definitions()
     data = tmp_path / "data"
     for task in tasks:
         folder = data / task["name"]
@@ -54,20 +56,20 @@ def built(quality, tmp_path: Path):
                 for i in range(count)
             ]
             (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    scale = quality.quick_variant(quality.SCALES["quick"], high_resource_min_examples=20)
+    scale = quick_variant(SCALES["quick"], high_resource_min_examples=20)
     spec_dir = tmp_path  # the data folder is inside it, as the product requires
     base = tmp_path / "model"
-    specs = quality.build_specs(tasks, data, spec_dir, base, scale, seed=3)
-    return quality, tasks, data, spec_dir, base, scale, specs
+    specs = build_specs(tasks, data, spec_dir, base, scale, seed=3)
+    return tasks, data, spec_dir, base, scale, specs
 
 
 def test_every_method_has_the_same_budget(built):
-    quality, _, _, spec_dir, _, scale, specs = built
-    assert set(specs) == set(quality.METHOD_NAMES)
+    _, _, spec_dir, _, scale, specs = built
+    assert set(specs) == set(METHOD_NAMES)
     budgets = {}
     for name, spec in specs.items():
-        _, _, plan = quality.plan_of(spec, spec_dir)
-        budgets[name] = quality.plan_budget(plan, scale.batch_size)
+        _, _, plan = plan_of(spec, spec_dir)
+        budgets[name] = plan_budget(plan, scale.batch_size)
         assert spec["spec"]["training"]["batchSize"] == scale.batch_size
         assert spec["spec"]["training"]["seed"] == 3
     assert {b["steps"] for b in budgets.values()} == {scale.budget_steps}
@@ -75,8 +77,8 @@ def test_every_method_has_the_same_budget(built):
 
 
 def test_methods_are_what_they_claim(built):
-    quality, tasks, _, spec_dir, _, scale, specs = built
-    plans = {name: quality.plan_of(spec, spec_dir)[2] for name, spec in specs.items()}
+    tasks, _, spec_dir, _, scale, specs = built
+    plans = {name: plan_of(spec, spec_dir)[2] for name, spec in specs.items()}
 
     single = plans["single-task"]
     assert len(single.groups) == len(tasks)
@@ -108,7 +110,7 @@ def test_methods_are_what_they_claim(built):
 
 
 def test_test_split_is_never_used_for_training(built, tmp_path: Path):
-    quality, tasks, data, spec_dir, base, scale, specs = built
+    tasks, data, spec_dir, base, scale, specs = built
     for name, spec in specs.items():
         text = yaml.safe_dump(spec)
         assert "test.jsonl" not in text and "eval.jsonl" not in text, name
@@ -117,8 +119,8 @@ def test_test_split_is_never_used_for_training(built, tmp_path: Path):
             assert (spec_dir / task["data"]["train"]).resolve() == (
                 data / task["name"] / "train.jsonl"
             ).resolve()
-        _, _, plan = quality.plan_of(spec, spec_dir)
-        configs = quality.eval_configs(
+        _, _, plan = plan_of(spec, spec_dir)
+        configs = eval_configs(
             name, spec, spec_dir, tmp_path / "ws", data, tmp_path / "eval", base, scale
         )
         assert len(configs) == len(plan.groups)
@@ -129,35 +131,35 @@ def test_test_split_is_never_used_for_training(built, tmp_path: Path):
             for task in config["tasks"]:
                 assert task["eval_path"] == str(data / task["name"] / "test.jsonl")
                 assert "train_path" not in task
-    base_config = quality.base_model_eval_config(tasks, data, tmp_path / "eval", base, scale)
+    base_config = base_model_eval_config(tasks, data, tmp_path / "eval", base, scale)
     assert base_config["adapter"] is None
 
 
 def test_eval_configs_are_valid_trainer_configs(built, tmp_path: Path):
     from mtd_contract.config import EvalConfig
 
-    quality, _, data, spec_dir, base, scale, specs = built
+    _, data, spec_dir, base, scale, specs = built
     for name, spec in specs.items():
-        for config in quality.eval_configs(
+        for config in eval_configs(
             name, spec, spec_dir, tmp_path / "ws", data, tmp_path / "eval", base, scale
         ):
             EvalConfig.model_validate(config)
 
 
-def test_solve_steps(quality):
-    assert quality.solve_steps(0, 6, 48, 1 / 3) == (1, 8)
-    assert quality.solve_steps(2, 4, 48, 1 / 3) == (8, 8)
-    assert quality.solve_steps(1, 1, 48, 1 / 3) == (16, 32)
-    s1, s2 = quality.solve_steps(3, 5, 1200, 1 / 3)
+def test_solve_steps():
+    assert solve_steps(0, 6, 48, 1 / 3) == (1, 8)
+    assert solve_steps(2, 4, 48, 1 / 3) == (8, 8)
+    assert solve_steps(1, 1, 48, 1 / 3) == (16, 32)
+    s1, s2 = solve_steps(3, 5, 1200, 1 / 3)
     assert 3 * s1 + 5 * s2 == 1200
     with pytest.raises(ValueError):
-        quality.solve_steps(0, 5, 48, 1 / 3)
+        solve_steps(0, 5, 48, 1 / 3)
 
 
-def test_summary_counts_qualified_tasks(quality):
+def test_summary_counts_qualified_tasks():
     tasks = [{"name": "a"}, {"name": "b"}]
     scores = {"single-task": {"a": 0.5, "b": 0.8}, "naive": {"a": 0.5, "b": 0.7}}
-    summary = quality.summarise(tasks, scores)
+    summary = summarise(tasks, scores)
     assert summary["naive"]["qualified"] == ["a"]
     assert summary["naive"]["ratios"]["b"] == pytest.approx(0.875)
 
@@ -165,7 +167,7 @@ def test_summary_counts_qualified_tasks(quality):
 def test_cgc_lora_is_three_stage_with_cgc_experts(built, tmp_path: Path):
     from mtd_contract.config import EvalConfig
 
-    quality, _, data, spec_dir, base, scale, specs = built
+    _, data, spec_dir, base, scale, specs = built
     cgc, three = specs["cgc-lora"]["spec"], specs["three-stage"]["spec"]
     assert cgc["training"]["method"] == "cgcLora"
     assert three["training"]["method"] == "lora" and "cgcLora" not in three["training"]
@@ -173,16 +175,14 @@ def test_cgc_lora_is_three_stage_with_cgc_experts(built, tmp_path: Path):
     exported = (experts["commonExperts"] + experts["specificExperts"]) * experts["expertRank"]
     assert exported == scale.lora_rank == scale.cgc_task_rank
     # Same plan otherwise: groups, stages, steps and sampling.
-    plans = {
-        name: quality.plan_of(specs[name], spec_dir)[2] for name in ("cgc-lora", "three-stage")
-    }
+    plans = {name: plan_of(specs[name], spec_dir)[2] for name in ("cgc-lora", "three-stage")}
     shape = {
         name: [(s.group, s.name, s.max_steps, s.sampling.rates) for s in plan.stages()]
         for name, plan in plans.items()
     }
     assert shape["cgc-lora"] == shape["three-stage"]
     # Scored with each task's exported adapter, not one adapter per group.
-    configs = quality.eval_configs(
+    configs = eval_configs(
         "cgc-lora", specs["cgc-lora"], spec_dir, tmp_path / "ws", data, tmp_path / "e", base, scale
     )
     for config in configs:
@@ -192,29 +192,29 @@ def test_cgc_lora_is_three_stage_with_cgc_experts(built, tmp_path: Path):
         assert sorted(config["task_adapters"]) == sorted(names)
         for task, path in config["task_adapters"].items():
             assert path.endswith(f"/adapters/{task}")
-    lora_configs = quality.eval_configs(
+    lora_configs = eval_configs(
         "three-stage", specs["three-stage"], spec_dir, tmp_path / "ws", data, tmp_path / "e",
         base, scale,
     )  # fmt: skip
     assert all("task_adapters" not in c and c["adapter"].endswith("/adapter") for c in lora_configs)
 
 
-def test_every_scale_exports_cgc_adapters_of_the_lora_rank(quality):
-    for scale in quality.SCALES.values():
+def test_every_scale_exports_cgc_adapters_of_the_lora_rank():
+    for scale in SCALES.values():
         assert scale.cgc_task_rank == scale.lora_rank
 
 
-def test_adapter_label(quality):
-    assert quality.adapter_label("/w/bench/train/binary-stage2-ab/adapter") == "binary-stage2-ab"
+def test_adapter_label():
+    assert adapter_label("/w/bench/train/binary-stage2-ab/adapter") == "binary-stage2-ab"
     assert (
-        quality.adapter_label("/w/bench/train/binary-stage2-ab/adapters/movie-review-sentiment")
+        adapter_label("/w/bench/train/binary-stage2-ab/adapters/movie-review-sentiment")
         == "binary-stage2-ab/movie-review-sentiment"
     )
 
 
-def test_a_later_run_keeps_the_first_runs_provenance(quality, tmp_path: Path):
+def test_a_later_run_keeps_the_first_runs_provenance(tmp_path: Path):
     old = {  # a report written before invocations were recorded
-        "command": "python bench/quality.py --scale quick",
+        "command": "python -m bench.quality --scale quick",
         "started": "2026-01-01T06:00:00+00:00",
         "finished": "2026-01-01T07:00:00+00:00",
         "wall_minutes": 60.04,
@@ -224,8 +224,8 @@ def test_a_later_run_keeps_the_first_runs_provenance(quality, tmp_path: Path):
     }
     path = tmp_path / "results.json"
     path.write_text(json.dumps(old))
-    assert quality.previous_invocations(path, "python bench/quality.py --other") == []
-    (first,) = quality.previous_invocations(path, old["command"])
+    assert previous_invocations(path, "python -m bench.quality --other", legacy_invocation) == []
+    (first,) = previous_invocations(path, old["command"], legacy_invocation)
     assert first["minutes"] == 60.0 and first["git"] == "abc1234"
     assert first["methods"] == ["single-task", "naive"] and first["trained_runs"] is None
     later = {
@@ -239,7 +239,7 @@ def test_a_later_run_keeps_the_first_runs_provenance(quality, tmp_path: Path):
         "trained_runs": {"single-task": [], "naive": [], "cgc-lora": ["train/a", "train/b"]},
     }
     report = {"command": old["command"], "seed": 0, "invocations": [first, later]}
-    text = "\n".join(quality.provenance(report))
+    text = "\n".join(provenance(report))
     assert "2 invocations" in text
     assert "2026-01-01T06:00:00+00:00 → 2026-01-01T07:00:00+00:00" in text
     assert "trained and scored `single-task`, `naive`." in text
@@ -247,5 +247,5 @@ def test_a_later_run_keeps_the_first_runs_provenance(quality, tmp_path: Path):
     assert "`single-task`, `naive` reused" in text
     later["note"] = "The code that ran was committed as 1234567."
     assert "scores read back). The code that ran was committed as 1234567." in "\n".join(
-        quality.provenance(report)
+        provenance(report)
     )

@@ -1,0 +1,117 @@
+"""The benchmark's scales and methods: every setting is fixed here, none chosen on a score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart"
+BASE_MODEL = ROOT / ".cache" / "models" / "smollm2-135m"
+DEPLOYMENT = "bench"  # one deployment name: methods share artifacts by content hash
+THRESHOLD = 0.99
+NO_CAP = 1_000_000_000  # a dataset cap no task reaches: "K off"
+
+
+@dataclass(frozen=True)
+class Scale:
+    budget_steps: int  # B / batch_size: optimizer steps summed over a method's runs
+    batch_size: int
+    max_seq_length: int
+    max_chars: int  # prepare_data --max-chars
+    test_examples: int | None  # first N of each test split (None: all)
+    max_new_tokens: int
+    learning_rate: float
+    lora_rank: int
+    lora_alpha: int
+    stage1_fraction: float
+    high_resource_min_examples: int
+    dataset_cap: int
+    eval_batch_size: int = 8
+    # cgc-lora: experts per adapted layer; (common + specific) × rank = lora_rank
+    cgc_common_experts: int = 1
+    cgc_specific_experts: int = 1
+    cgc_expert_rank: int = 4
+
+    @property
+    def cgc_task_rank(self) -> int:
+        """The rank of each task's exported CGC-LoRA adapter."""
+        return (self.cgc_common_experts + self.cgc_specific_experts) * self.cgc_expert_rank
+
+
+SCALES: dict[str, Scale] = {
+    # Minutes on 2 CPU cores: a smoke-sized run of every method, 48 steps of 4 each.
+    "quick": Scale(
+        budget_steps=48,
+        batch_size=4,
+        max_seq_length=128,
+        max_chars=240,
+        test_examples=50,
+        max_new_tokens=24,
+        learning_rate=1e-3,
+        lora_rank=8,
+        lora_alpha=16,
+        stage1_fraction=1 / 3,
+        high_resource_min_examples=10_000,
+        dataset_cap=2_000,
+        cgc_common_experts=1,
+        cgc_specific_experts=1,
+        cgc_expert_rank=4,
+    ),
+    # Hours (about a day on 2 CPU cores, ~1-2 h on one GPU): 1,200 steps of 8 per method.
+    "full": Scale(
+        budget_steps=1_200,
+        batch_size=8,
+        max_seq_length=256,
+        max_chars=600,
+        test_examples=None,
+        max_new_tokens=48,
+        learning_rate=5e-4,
+        lora_rank=16,
+        lora_alpha=32,
+        stage1_fraction=1 / 3,
+        high_resource_min_examples=10_000,
+        dataset_cap=2_000,
+        cgc_common_experts=2,
+        cgc_specific_experts=2,
+        cgc_expert_rank=4,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    filtering: str  # none | taxonomy
+    stage1: bool
+    temperature: float
+    cap: bool
+    single_task: bool = False
+    cgc: bool = False  # training.method cgcLora (else lora)
+
+
+METHODS: tuple[Method, ...] = (
+    Method("single-task", "one adapter per task (the baseline)", "taxonomy", False, 1.0, False,
+           single_task=True),
+    Method("naive", "one group, one stage, instance-balanced (τ=1, no cap)", "none", False,
+           1.0, False),
+    Method("three-stage", "taxonomy filtering + stage 1 + stage 2 (τ=2, cap K)", "taxonomy",
+           True, 2.0, True),
+    Method("no-filtering", "three-stage, but one group", "none", True, 2.0, True),
+    Method("no-stage1", "three-stage, but every task low-resource", "taxonomy", False, 2.0,
+           True),
+    Method("tau-1", "three-stage, τ=1", "taxonomy", True, 1.0, True),
+    Method("tau-3.33", "three-stage, τ=3.33", "taxonomy", True, 3.33, True),
+    Method("no-cap", "three-stage, K off", "taxonomy", True, 2.0, False),
+    Method("cgc-lora", "three-stage with CGC-LoRA experts (one exported adapter per task)",
+           "taxonomy", True, 2.0, True, cgc=True),
+)  # fmt: skip
+ABLATIONS = ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap")
+METHOD_NAMES = tuple(m.name for m in METHODS)
+
+
+def quick_variant(scale: Scale, **changes: Any) -> Scale:
+    """A copy of a scale with some fields changed (tests use tiny thresholds)."""
+    return replace(scale, **changes)

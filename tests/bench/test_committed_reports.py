@@ -1,0 +1,29 @@
+"""Every committed benchmark report re-renders byte for byte from its results file.
+
+The tables are a pure function of the measured numbers, so a change to the report code
+that alters a committed report shows up here, not in a reader's diff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import composition
+from bench.quality_report import markdown
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+RENDERERS = {"results": markdown, "composition": composition.markdown}
+REPORTS = sorted(path for name in RENDERERS for path in RESULTS.glob(f"*/{name}.json"))
+
+
+def test_there_are_committed_reports():
+    assert REPORTS, f"no results.json or composition.json under {RESULTS}"
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_committed_report_re_renders_identically(path: Path):
+    report = json.loads(path.read_text(encoding="utf-8"))
+    committed = path.with_suffix(".md").read_text(encoding="utf-8")
+    assert RENDERERS[path.stem](report) == committed
