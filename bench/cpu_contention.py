@@ -14,7 +14,7 @@ metrics.jsonl gives each step's tokens/s; the median over all but the first step
 Each runs alone, then beside `python -c 'while 1: pass'`. The 1-minute load average is
 recorded before each run: on a shared machine the figures are upper bounds.
 
-    python bench/cpu_contention.py [MODEL_DIR] [--steps 6] [--variants chosen,torch-default]
+    python -m bench.cpu_contention [MODEL_DIR] [--steps 6] [--variants chosen,torch-default]
 """
 
 from __future__ import annotations

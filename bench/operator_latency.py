@@ -16,8 +16,8 @@ not training. For each N, on a fresh emulator:
 * the operator process's resident memory (VmRSS) when idle, once every resource has its
   first Job, at the end, and its peak (VmHWM).
 
-    .venv/bin/python bench/operator_latency.py                    # N = 1, 10, 100
-    .venv/bin/python bench/operator_latency.py --counts 1 10 --json out.json
+    .venv/bin/python -m bench.operator_latency                    # N = 1, 10, 100
+    .venv/bin/python -m bench.operator_latency --counts 1 10 --json out.json
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,16 +59,6 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
     except OSError:
         return None
     return None
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = q * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def watching(cluster: Cluster) -> bool:

@@ -4,7 +4,7 @@ Writes a spec with N tasks (a mix of generation, binary, ordinal and multi-class
 with a small JSON Lines file), then times the real CLI end to end in a subprocess and the
 phases in-process: YAML load + validation, data profiling, planning.
 
-    .venv/bin/python bench/plan_scale.py --tasks 10 1000 10000
+    .venv/bin/python -m bench.plan_scale --tasks 10 1000 10000
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Throughput and latency of the development server on a real model folder.
 
-    .venv/bin/python bench/serving_throughput.py .cache/models/smollm2-135m [--adapter n=DIR]
+    .venv/bin/python -m bench.serving_throughput .cache/models/smollm2-135m [--adapter n=DIR]
 
 Starts `python -m mtd_trainer.serving` as its own process (as `mtd serve` does), then
 measures requests/s and latency p50/p95 for two workloads, each with 1 and 8 concurrent
@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench.stats import percentile
 from mtd_contract.prompts import messages
 
 TEXTS = [
@@ -90,11 +91,6 @@ def start(
         time.sleep(0.5)
     process.terminate()
     raise SystemExit("the server did not become healthy within 300 s")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(call: Callable[[int], int], requests: int, concurrency: int) -> dict[str, Any]:

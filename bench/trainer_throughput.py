@@ -26,7 +26,7 @@ all tasks (it samples from them), the HF and bare-loop processes only the drawn 
 Time is what each variant reports for its training loop (model loading excluded), a
 cold first step included for all.
 
-    python bench/trainer_throughput.py [MODEL_DIR] [--steps 10] [--batch-size 8]
+    python -m bench.trainer_throughput [MODEL_DIR] [--steps 10] [--batch-size 8]
         [--max-seq-length 256] [--repeats 1] [--threads N] [--data DIR] [--json FILE]
 
 --repeats N runs each variant N times, alternating the order, and keeps the fastest
