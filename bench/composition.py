@@ -61,9 +61,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import quality
-from bench.provenance import previous_invocations
+from bench.provenance import machine, previous_invocations, versions
 from bench.report import fmt
+from bench.runs import ensure_inputs, log, run_method, tensor_parameters
+from bench.scales import BASE_MODEL, DEPLOYMENT, METHODS, SCALES, add_run_arguments
+from bench.specs import _eval_config, build_specs, plan_of, split_path, task_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC, HEADLINE = "bbc-topic", "bbc-headline"
@@ -191,26 +193,26 @@ def digest(value: Any) -> str:
 # Running
 
 
-def single_task_adapters(quality, work: Path, data_dir: Path, scale, seed: int) -> dict:
+def single_task_adapters(work: Path, data_dir: Path, scale, seed: int) -> dict:
     """The quality benchmark's single-task adapters of the two tasks (trained if missing)."""
     from mtd_operator.core.steps import pipeline_steps
 
     spec_dir, workspace = work, work / "workspace"  # data/ inside the spec's folder
-    method = next(m for m in quality.METHODS if m.name == "single-task")
-    tasks = quality.task_definitions()
-    spec = quality.build_specs(tasks, data_dir, spec_dir, quality.BASE_MODEL, scale, seed,
+    method = next(m for m in METHODS if m.name == "single-task")
+    tasks = task_definitions()
+    spec = build_specs(tasks, data_dir, spec_dir, BASE_MODEL, scale, seed,
                                (method,))["single-task"]  # fmt: skip
-    _, _, plan = quality.plan_of(spec, spec_dir)
+    _, _, plan = plan_of(spec, spec_dir)
     steps = {s.group: s for s in pipeline_steps(plan) if s.role == "stage"}
     wanted = {task: steps[f"solo-{task}"] for task in (TOPIC, HEADLINE)}
-    root = workspace / quality.DEPLOYMENT
+    root = workspace / DEPLOYMENT
     if not all((root / s.result_path).exists() for s in wanted.values()):
         spec_path = spec_dir / "spec-single-task.yaml"
         import yaml
 
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        quality.log("single-task adapters missing: training them with mtd run")
-        quality.run_method("single-task", spec_path, workspace, work / "logs")
+        log("single-task adapters missing: training them with mtd run")
+        run_method("single-task", spec_path, workspace, work / "logs")
     return {
         task: {
             "adapter": str(root / step.adapter_path),
@@ -270,55 +272,32 @@ def cached_predictions(path: Path, compute, log, label: str) -> dict[str, Any]:
     return {**record, "reused": False}
 
 
-def adapter_parameters(quality, adapter: str) -> int:
-    return quality.tensor_parameters(Path(adapter) / "adapter_model.safetensors")
+def adapter_parameters(adapter: str) -> int:
+    return tensor_parameters(Path(adapter) / "adapter_model.safetensors")
 
 
 def adapter_rank(adapter: str) -> int:
     return json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=sorted(SETTINGS), default="quick")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--data-seed", type=int, default=0, help="data split seed (default 0)")
-    parser.add_argument("--out", type=Path, help="results folder (default bench/results/SCALE)")
-    parser.add_argument(
-        "--work", type=Path, help="the quality benchmark's work folder (default "
-        ".cache/bench/SCALE-seedN)",
-    )  # fmt: skip
-    parser.add_argument("--threads", type=int, help="torch threads (1 on a shared machine)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # compose subprocesses too
-        os.environ["MKL_NUM_THREADS"] = str(args.threads)
-    log = quality.log
-    scale, settings = quality.SCALES[args.scale], SETTINGS[args.scale]
-    out = args.out or ROOT / "bench" / "results" / args.scale
-    work = (args.work or ROOT / ".cache" / "bench" / f"{args.scale}-seed{args.seed}").resolve()
-    started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
-    command = "python -m bench.composition " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
-    versions = quality.versions()  # the code that runs (bench/ changes are marked)
+@dataclass
+class Inputs:
+    """The composed task's data: joined train/test rows, calibration and scored rows."""
 
-    import torch
+    joined: dict[str, list[dict[str, str]]]
+    calibration_rows: list[dict[str, str]]
+    calibration_path: Path
+    texts: list[str]
+    references: list[str]
+    labels: list[str]
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from mtd_contract.config import CalibrationConfig, ComposeConfig, TaskConfig
-    from mtd_trainer.evaluation import classify, generate, load_for_inference
-    from mtd_trainer.modeling import load_tokenizer
 
-    # Data: join the two tasks' splits on the article.
-    data_dir = quality.ensure_inputs(work, scale, args.data_seed)
-    folder = work / "composition"
+def prepare_inputs(data_dir: Path, folder: Path, settings: Settings) -> Inputs:
+    """Join the two tasks' splits on the article; write them and the calibration set."""
     joined = {
         split: join_examples(
-            read_jsonl(quality.split_path(data_dir, TOPIC, split)),
-            read_jsonl(quality.split_path(data_dir, HEADLINE, split)),
+            read_jsonl(split_path(data_dir, TOPIC, split)),
+            read_jsonl(split_path(data_dir, HEADLINE, split)),
         )
         for split in ("train", "test")
     }
@@ -328,54 +307,50 @@ def main(argv: list[str] | None = None) -> int:
     write_jsonl(folder / "data" / "test.jsonl", joined["test"])
     calibration_path = folder / "data" / f"calibration-{len(calibration_rows)}.jsonl"
     write_jsonl(calibration_path, calibration_rows)
-    texts = [r["input"] for r in test_rows]
-    references = [r["output"] for r in test_rows]
-    definitions = {t["name"]: t for t in quality.task_definitions()}
-    labels = list(definitions[TOPIC]["labels"])
-
-    def task_config(name: str) -> TaskConfig:
-        """The task as the quality benchmark scores it (prompt, labels, metric)."""
-        from mtd_operator.api.spec import TaskSpec
-
-        spec = TaskSpec.model_validate({**definitions[name], "data": {"train": "x"}})
-        row = quality._eval_config(
-            name, [spec], None, Path("unused"), data_dir, quality.BASE_MODEL, scale
-        )["tasks"][0]
-        return TaskConfig.model_validate(row)
-
-    topic_task, headline_task = task_config(TOPIC), task_config(HEADLINE)
-    composed_task = TaskConfig(
-        name=NAME, type="generation", instruction=INSTRUCTION, metric="rougeL"
+    definitions = {t["name"]: t for t in task_definitions()}
+    return Inputs(
+        joined=joined,
+        calibration_rows=calibration_rows,
+        calibration_path=calibration_path,
+        texts=[r["input"] for r in test_rows],
+        references=[r["output"] for r in test_rows],
+        labels=list(definitions[TOPIC]["labels"]),
     )
-    base_model = str(quality.BASE_MODEL)
-    tokenizer = load_tokenizer(base_model)
-    batch, max_len = scale.eval_batch_size, scale.max_seq_length
-    new_tokens = settings.max_new_tokens
 
-    # Adapters: the single-task ones of the quality benchmark.
-    singles = single_task_adapters(quality, work, data_dir, scale, args.seed)
-    topic_adapter, headline_adapter = singles[TOPIC]["adapter"], singles[HEADLINE]["adapter"]
-    log(f"adapters: {topic_adapter}, {headline_adapter}")
 
-    # Compositions through the trainer's own compose verb.
-    compose_rows: dict[str, dict[str, Any]] = {}
+def task_config(name: str, data_dir: Path, scale):
+    """The task as the quality benchmark scores it (prompt, labels, metric)."""
+    from mtd_contract.config import TaskConfig
+    from mtd_operator.api.spec import TaskSpec
+
+    definitions = {t["name"]: t for t in task_definitions()}
+    spec = TaskSpec.model_validate({**definitions[name], "data": {"train": "x"}})
+    row = _eval_config(name, [spec], None, Path("unused"), data_dir, BASE_MODEL, scale)
+    return TaskConfig.model_validate(row["tasks"][0])
+
+
+def compose_all(singles, inputs: Inputs, folder: Path, settings: Settings, scale, seed: int):
+    """Every composition through the trainer's own compose verb, and the control."""
+    from mtd_contract.config import CalibrationConfig, ComposeConfig
+
+    rows: dict[str, dict[str, Any]] = {}
     for merge in ("linear", "cat"):
         for calibrated in (False, True):
             name = f"{'calibrated' if calibrated else 'merge'}-{merge}"
             config: dict[str, Any] = {
                 "kind": "compose",
                 "run_name": f"composition/{name}",
-                "base_model": base_model,
+                "base_model": str(BASE_MODEL),
                 "adapters": [
-                    {"path": topic_adapter, "weight": MERGE_WEIGHTS[0]},
-                    {"path": headline_adapter, "weight": MERGE_WEIGHTS[1]},
+                    {"path": singles[TOPIC]["adapter"], "weight": MERGE_WEIGHTS[0]},
+                    {"path": singles[HEADLINE]["adapter"], "weight": MERGE_WEIGHTS[1]},
                 ],
                 "merge": {"method": merge},
                 "output_dir": "",
             }
             if calibrated:
                 config["calibration"] = CalibrationConfig(
-                    train_path=str(calibration_path),
+                    train_path=str(inputs.calibration_path),
                     instruction=INSTRUCTION,
                     type="generation",
                     rank=settings.calibration_rank,
@@ -383,10 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                     learning_rate=settings.calibration_learning_rate,
                     batch_size=scale.batch_size,
                     max_seq_length=scale.max_seq_length,
-                    seed=args.seed,
+                    seed=seed,
                 ).model_dump()
             ComposeConfig.model_validate({**config, "output_dir": "x"})  # fail before running
-            compose_rows[name] = run_compose(config, folder / "compose", log)
+            rows[name] = run_compose(config, folder / "compose", log)
     # The control: the same correction on the base alone (merge weights 0: the merge is 0).
     control = {
         **config,
@@ -395,9 +370,24 @@ def main(argv: list[str] | None = None) -> int:
         "merge": {"method": "linear"},
     }
     ComposeConfig.model_validate({**control, "output_dir": "x"})
-    compose_rows[CONTROL] = run_compose(control, folder / "compose", log)
+    rows[CONTROL] = run_compose(control, folder / "compose", log)
+    return rows
 
-    # Predictions (cached by content) and scores.
+
+def predict_all(singles, compose_rows, inputs: Inputs, folder: Path, data_dir, settings, scale):
+    """Each method's answers on the test articles, cached by content."""
+    from mtd_contract.config import TaskConfig
+    from mtd_trainer.evaluation import classify, generate, load_for_inference
+    from mtd_trainer.modeling import load_tokenizer
+
+    base_model = str(BASE_MODEL)
+    tokenizer = load_tokenizer(base_model)
+    texts, batch, max_len = inputs.texts, scale.eval_batch_size, scale.max_seq_length
+    new_tokens = settings.max_new_tokens
+    topic_adapter, headline_adapter = singles[TOPIC]["adapter"], singles[HEADLINE]["adapter"]
+    composed_task = TaskConfig(
+        name=NAME, type="generation", instruction=INSTRUCTION, metric="rougeL"
+    )
     data_key = digest([texts, new_tokens, batch, max_len])
     predictions_dir = folder / "predictions"
 
@@ -407,10 +397,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def two_pass() -> list[str]:
         topics = classify(
-            load_for_inference(base_model, topic_adapter).eval(), tokenizer, topic_task, texts,
-            batch, max_len,
+            load_for_inference(base_model, topic_adapter).eval(), tokenizer,
+            task_config(TOPIC, data_dir, scale), texts, batch, max_len,
         )  # fmt: skip
         model = load_for_inference(base_model, headline_adapter).eval()
+        headline_task = task_config(HEADLINE, data_dir, scale)
         headlines = generate(model, tokenizer, headline_task, texts, batch, max_len, new_tokens)
         return [compose_output(t, h) for t, h in zip(topics, headlines, strict=True)]
 
@@ -431,45 +422,96 @@ def main(argv: list[str] | None = None) -> int:
             predictions_dir / f"{name}-{key}.json",
             lambda artifact=row["artifact"]: generated(artifact, composed_task), log, name,
         )  # fmt: skip
+    return runs
 
-    topic_params = adapter_parameters(quality, topic_adapter)
-    headline_params = adapter_parameters(quality, headline_adapter)
-    methods: dict[str, dict[str, Any]] = {}
+
+def method_cost(name: str, singles, compose_rows) -> tuple[dict[str, Any], dict | None]:
+    """What serving a method costs (passes, adapters, parameters, rank), and its compose row."""
+    if name == "base (zero-shot)":
+        return {"passes": 1, "adapters": 0, "parameters": 0, "rank": 0}, None
+    if name == "two-pass":
+        topic, headline = singles[TOPIC]["adapter"], singles[HEADLINE]["adapter"]
+        return {
+            "passes": 2,
+            "adapters": 2,
+            "parameters": adapter_parameters(topic) + adapter_parameters(headline),
+            "rank": f"{adapter_rank(topic)} + {adapter_rank(headline)}",
+        }, None
+    composed = compose_rows[name]
+    cost = {
+        "passes": 1,
+        "adapters": 1,
+        "parameters": composed["parameters"],
+        "rank": composed["rank"],
+        "compose_seconds": composed["wall_seconds"],
+        "compose_load": [composed["load_start"], composed["load_end"]],
+    }
+    if name == CONTROL:  # only the correction is non-zero (the merge part is 0)
+        cost["parameters"] = composed["calibration"]["parameters"]
+        cost["rank"] = composed["calibration"]["rank"]
+        cost["artifact_rank"] = composed["rank"]
+    return cost, {k: v for k, v in composed.items() if k not in ("reused",)}
+
+
+def method_rows(runs, singles, compose_rows, inputs: Inputs) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
         row: dict[str, Any] = {
-            **component_scores(run["predictions"], references, labels),
+            **component_scores(run["predictions"], inputs.references, inputs.labels),
             "scoring_seconds": run["seconds"],
             "scoring_load": [run["load_start"], run["load_end"]],
             "examples": [
                 {"input": t[:120], "reference": r, "prediction": p}
-                for t, r, p in list(zip(texts, references, run["predictions"], strict=True))[:5]
+                for t, r, p in list(
+                    zip(inputs.texts, inputs.references, run["predictions"], strict=True)
+                )[:5]
             ],
         }
-        if name == "base (zero-shot)":
-            row["cost"] = {"passes": 1, "adapters": 0, "parameters": 0, "rank": 0}
-        elif name == "two-pass":
-            row["cost"] = {
-                "passes": 2,
-                "adapters": 2,
-                "parameters": topic_params + headline_params,
-                "rank": f"{adapter_rank(topic_adapter)} + {adapter_rank(headline_adapter)}",
-            }
-        else:
-            composed = compose_rows[name]
-            row["cost"] = {
-                "passes": 1,
-                "adapters": 1,
-                "parameters": composed["parameters"],
-                "rank": composed["rank"],
-                "compose_seconds": composed["wall_seconds"],
-                "compose_load": [composed["load_start"], composed["load_end"]],
-            }
-            if name == CONTROL:  # only the correction is non-zero (the merge part is 0)
-                row["cost"]["parameters"] = composed["calibration"]["parameters"]
-                row["cost"]["rank"] = composed["calibration"]["rank"]
-                row["cost"]["artifact_rank"] = composed["rank"]
-            row["compose"] = {k: v for k, v in composed.items() if k not in ("reused",)}
-        methods[name] = row
+        row["cost"], compose = method_cost(name, singles, compose_rows)
+        if compose is not None:
+            row["compose"] = compose
+        rows[name] = row
+    return rows
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser, sorted(SETTINGS))
+    parser.add_argument(
+        "--work", type=Path, help="the quality benchmark's work folder (default "
+        ".cache/bench/SCALE-seedN)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, help="torch threads (1 on a shared machine)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # compose subprocesses too
+        os.environ["MKL_NUM_THREADS"] = str(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
+    scale, settings = SCALES[args.scale], SETTINGS[args.scale]
+    out = args.out or ROOT / "bench" / "results" / args.scale
+    work = (args.work or ROOT / ".cache" / "bench" / f"{args.scale}-seed{args.seed}").resolve()
+    started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
+    command = "python -m bench.composition " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
+    code = versions()  # the code that runs (bench/ changes are marked)
+
+    data_dir = ensure_inputs(work, scale, args.data_seed)
+    folder = work / "composition"
+    inputs = prepare_inputs(data_dir, folder, settings)
+    singles = single_task_adapters(work, data_dir, scale, args.seed)
+    log(f"adapters: {singles[TOPIC]['adapter']}, {singles[HEADLINE]['adapter']}")
+    compose_rows = compose_all(singles, inputs, folder, settings, scale, args.seed)
+    runs = predict_all(singles, compose_rows, inputs, folder, data_dir, settings, scale)
+    methods = method_rows(runs, singles, compose_rows, inputs)
+
     made = sorted(
         [f"compose {n}" for n, r in compose_rows.items() if not r["reused"]]
         + [f"predictions {n}" for n, r in runs.items() if not r["reused"]]
@@ -483,11 +525,10 @@ def main(argv: list[str] | None = None) -> int:
             "minutes": round((time.monotonic() - t0) / 60, 1),
             "load_start": round(load_start[0], 2),
             "load_end": round(os.getloadavg()[0], 2),
-            "git": versions.get("git"),
+            "git": code.get("git"),
             "made": made,
         }
     )
-
     report: dict[str, Any] = {
         "command": command,
         "scale": args.scale,
@@ -498,35 +539,24 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": round(sum(i["minutes"] for i in invocations), 1),
         "invocations": invocations,
         "load": {"start": load_start[0], "end": os.getloadavg()[0]},
-        "versions": versions,
-        "machine": quality.machine(),
+        "versions": code,
+        "machine": machine(),
         "settings": {
             **asdict(settings),
             "instruction": INSTRUCTION,
             "merge_weights": list(MERGE_WEIGHTS),
             "batch_size": scale.batch_size,
-            "eval_batch_size": batch,
-            "max_seq_length": max_len,
+            "eval_batch_size": scale.eval_batch_size,
+            "max_seq_length": scale.max_seq_length,
             "max_chars": scale.max_chars,
         },
         "data": {
-            "train_articles": len(joined["train"]),
-            "test_articles": len(joined["test"]),
-            "calibration_examples": len(calibration_rows),
-            "test_examples_scored": len(test_rows),
+            "train_articles": len(inputs.joined["train"]),
+            "test_articles": len(inputs.joined["test"]),
+            "calibration_examples": len(inputs.calibration_rows),
+            "test_examples_scored": len(inputs.texts),
         },
-        "adapters": {
-            task: {
-                "path": str(Path(info["adapter"]).relative_to(work)),
-                "step": info["step"],
-                "steps": info["train"]["steps"],
-                "examples": info["train"]["steps"] * scale.batch_size,
-                "train_wall_seconds": info["train"]["wall_seconds"],
-                "parameters": adapter_parameters(quality, info["adapter"]),
-                "rank": adapter_rank(info["adapter"]),
-            }
-            for task, info in singles.items()
-        },
+        "adapters": {task: adapter_row(info, work, scale) for task, info in singles.items()},
         "methods": methods,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -536,6 +566,18 @@ def main(argv: list[str] | None = None) -> int:
     (out / "composition.md").write_text(markdown(report), encoding="utf-8")
     log(f"wrote {out}/composition.md and composition.json in {invocations[-1]['minutes']} min")
     return 0
+
+
+def adapter_row(info: dict[str, Any], work: Path, scale) -> dict[str, Any]:
+    return {
+        "path": str(Path(info["adapter"]).relative_to(work)),
+        "step": info["step"],
+        "steps": info["train"]["steps"],
+        "examples": info["train"]["steps"] * scale.batch_size,
+        "train_wall_seconds": info["train"]["wall_seconds"],
+        "parameters": adapter_parameters(info["adapter"]),
+        "rank": adapter_rank(info["adapter"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------

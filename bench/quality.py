@@ -84,7 +84,15 @@ from bench.runs import (
     training_cost,
     unfinished_runs,
 )
-from bench.scales import BASE_MODEL, METHOD_NAMES, METHODS, ROOT, SCALES, THRESHOLD
+from bench.scales import (
+    BASE_MODEL,
+    METHOD_NAMES,
+    METHODS,
+    ROOT,
+    SCALES,
+    THRESHOLD,
+    add_run_arguments,
+)
 from bench.specs import (
     base_model_eval_config,
     build_specs,
@@ -98,10 +106,7 @@ from bench.specs import (
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--data-seed", type=int, default=0, help="data split seed (default 0)")
-    parser.add_argument("--out", type=Path, help="results folder (default bench/results/SCALE)")
+    add_run_arguments(parser, sorted(SCALES))
     parser.add_argument(
         "--work", type=Path, help="data, specs, workspace (default .cache/bench/SCALE-seedN)"
     )

@@ -77,12 +77,11 @@ def provenance(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(report: dict[str, Any]) -> str:
+def _header(report: dict[str, Any]) -> list[str]:
+    """Provenance, machine, versions, settings, budget and scoring rules."""
     tasks = report["tasks"]
-    methods = [m for m in METHOD_NAMES if m in report["methods"]]
-    names = [t["name"] for t in tasks]
     scale = report["scale_settings"]
-    lines = [
+    return [
         f"# Quality and cost benchmark — `{report['scale']}` scale",
         "",
         *provenance(report),
@@ -120,17 +119,28 @@ def markdown(report: dict[str, Any]) -> str:
         f"(≤ {scale['max_new_tokens']} new tokens, ROUGE-L F). Qualified: score ≥ "
         f"{THRESHOLD} × the single-task score.",
         "",
+    ]
+
+
+def _tasks_section(report: dict[str, Any]) -> list[str]:
+    scale = report["scale_settings"]
+    lines = [
         "## Tasks",
         "",
         "| task | kind | train examples | test examples scored | metric | high-resource "
         f"(≥ {scale['high_resource_min_examples']:,}) |",
         "|---|---|---:|---:|---|---|",
     ]
-    for t in tasks:
+    for t in report["tasks"]:
         lines.append(
             f"| `{t['name']}` | {t['kind']} | {t['train_examples']:,} | {t['test_examples']} "
             f"| {t['metric']} | {'yes' if t['high_resource'] else 'no'} |"
         )
+    return lines
+
+
+def _methods_section(report: dict[str, Any], methods: list[str]) -> list[str]:
+    lines: list[str] = []
     lines += ["", "## Methods", "", "| method | what | groups | training runs (steps) |",
               "|---|---|---:|---|"]  # fmt: skip
     for m in methods:
@@ -140,6 +150,12 @@ def markdown(report: dict[str, Any]) -> str:
             first = row["training"]["runs"][0]["steps"]
             runs = f"{len(row['training']['runs'])} × solo/stage2 ({first})"
         lines.append(f"| `{m}` | {row['description']} | {row['groups']} | {runs} |")
+    return lines
+
+
+def _score_sections(report: dict[str, Any], methods: list[str]) -> list[str]:
+    names = [t["name"] for t in report["tasks"]]
+    lines: list[str] = []
     header = "| task | base (zero-shot) | " + " | ".join(f"`{m}`" for m in methods) + " |"
     sep = "|---|---:|" + "---:|" * len(methods)
     lines += ["", "## Test scores", "", header, sep]
@@ -157,6 +173,11 @@ def markdown(report: dict[str, Any]) -> str:
             text = fmt(r)
             cells.append(f"**{text}**" if r is not None and r >= THRESHOLD else text)
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _summary_section(report: dict[str, Any], methods: list[str]) -> list[str]:
+    lines: list[str] = []
     lines += [
         "",
         "## Summary: quality and cost per method",
@@ -175,6 +196,20 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['budget']['examples']} | {tr['tokens']:,} | {tr['wall_seconds'] / 60:.1f} min "
             f"| {row['serving']['adapters']} | {row['serving']['deployments']} |"
         )
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The whole report, a pure function of results.json."""
+    tasks = report["tasks"]
+    methods = [m for m in METHOD_NAMES if m in report["methods"]]
+    lines = [
+        *_header(report),
+        *_tasks_section(report),
+        *_methods_section(report, methods),
+        *_score_sections(report, methods),
+        *_summary_section(report, methods),
+    ]
     lines += [
         "",
         "Serving cost: `adapters served` is the number of distinct adapters the method's "
@@ -197,7 +232,8 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def findings(report: dict[str, Any]) -> list[str]:
+def _headline(report: dict[str, Any]) -> list[str]:
+    """Three-stage against naive multi-task training: the comparison the method rests on."""
     m = report["methods"]
     three, naive = m["three-stage"], m["naive"]
     out = [
@@ -223,6 +259,14 @@ def findings(report: dict[str, Any]) -> list[str]:
             "* **On this run the three-stage method does not beat naive multi-task "
             "training: it qualifies fewer tasks.**"
         )
+    return out
+
+
+def _better_ablations(report: dict[str, Any]) -> list[str]:
+    """Ablations that did better than the full method."""
+    m = report["methods"]
+    three = m["three-stage"]
+    out: list[str] = []
     better = [
         name
         for name in ABLATIONS
@@ -236,6 +280,13 @@ def findings(report: dict[str, Any]) -> list[str]:
             f"mean ratio): {', '.join(f'`{b}`' for b in better)}. On this run the removed "
             "part did not help."
         )
+    return out
+
+
+def _weak_baselines(report: dict[str, Any]) -> list[str]:
+    """Tasks whose single-task baseline is below the untrained model."""
+    m = report["methods"]
+    out: list[str] = []
     below = [
         t["name"]
         for t in report["tasks"]
@@ -248,6 +299,14 @@ def findings(report: dict[str, Any]) -> list[str]:
             f"{', '.join(f'`{b}`' for b in below)}: too few steps to learn the task, so "
             "ratios above 1 on these tasks say little."
         )
+    return out
+
+
+def _ablation_lines(report: dict[str, Any]) -> list[str]:
+    """Each ablation's figures beside three-stage's."""
+    m = report["methods"]
+    three = m["three-stage"]
+    out: list[str] = []
     for name in ABLATIONS:
         if name in m:
             row = m[name]
@@ -256,6 +315,14 @@ def findings(report: dict[str, Any]) -> list[str]:
                 f"{fmt(row['mean_ratio'])} (three-stage: {three['qualified_count']}/6, "
                 f"{fmt(three['mean_ratio'])})."
             )
+    return out
+
+
+def _cgc_finding(report: dict[str, Any]) -> list[str]:
+    """CGC-LoRA against three-stage LoRA at the same budget."""
+    m = report["methods"]
+    three = m["three-stage"]
+    out: list[str] = []
     if "cgc-lora" in m:
         cgc = m["cgc-lora"]
         diffs = {
@@ -274,6 +341,12 @@ def findings(report: dict[str, Any]) -> list[str]:
             f"{three['training']['parameters']:,}) and serves {cgc['serving']['adapters']} "
             f"adapters (three-stage {three['serving']['adapters']}) from one deployment."
         )
+    return out
+
+
+def _caveats(report: dict[str, Any]) -> list[str]:
+    """What this scale can and cannot show."""
+    out: list[str] = []
     if report["scale"] == "quick":
         out += [
             "* Read the quick scale as a working end-to-end run of every method, not as a "
@@ -303,6 +376,18 @@ def findings(report: dict[str, Any]) -> list[str]:
             "differences smaller than the test set's standard error."
         )
     return out
+
+
+def findings(report: dict[str, Any]) -> list[str]:
+    """The report's findings, in order; recomputed by `--render-only`."""
+    return [
+        *_headline(report),
+        *_better_ablations(report),
+        *_weak_baselines(report),
+        *_ablation_lines(report),
+        *_cgc_finding(report),
+        *_caveats(report),
+    ]
 
 
 def cgc_rank(report: dict[str, Any]) -> int:

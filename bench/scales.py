@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,11 @@ METHOD_NAMES = tuple(m.name for m in METHODS)
 def quick_variant(scale: Scale, **changes: Any) -> Scale:
     """A copy of a scale with some fields changed (tests use tiny thresholds)."""
     return replace(scale, **changes)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, scales: list[str]) -> None:
+    """The options every quality-scale benchmark takes: scale, seeds, results folder."""
+    parser.add_argument("--scale", choices=scales, default="quick")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--data-seed", type=int, default=0, help="data split seed (default 0)")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results/SCALE)")

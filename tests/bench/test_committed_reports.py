@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import composition
-from bench.quality_report import markdown
+from bench.quality_report import findings, markdown
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 RENDERERS = {"results": markdown, "composition": composition.markdown}
@@ -27,3 +27,10 @@ def test_a_committed_report_re_renders_identically(path: Path):
     report = json.loads(path.read_text(encoding="utf-8"))
     committed = path.with_suffix(".md").read_text(encoding="utf-8")
     assert RENDERERS[path.stem](report) == committed
+
+
+def test_the_committed_quality_findings_follow_from_the_figures():
+    """`--render-only` recomputes the findings: they must still read what was committed."""
+    for path in RESULTS.glob("*/results.json"):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        assert findings(report) == report["findings"], path
