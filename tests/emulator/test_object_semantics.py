@@ -55,6 +55,29 @@ def test_status_subresource_and_generation(emulator: Emulator, widgets: str) -> 
         assert put.json()["spec"]["size"] == 2
 
 
+def test_status_patch_with_a_stale_resource_version_is_refused(
+    emulator: Emulator, widgets: str
+) -> None:
+    """A status merge patch that carries metadata.resourceVersion is a precondition, as on
+    a real API server: the operator's status writes rely on it (optimistic concurrency)."""
+    with httpx.Client(base_url=emulator.url) as http:
+        read = http.post(W, json=_widget("w")).json()["metadata"]["resourceVersion"]
+        http.patch(f"{W}/w", headers=MERGE, json={"metadata": {"labels": {"a": "b"}}})
+        stale = http.patch(f"{W}/w/status", headers=MERGE,
+                           json={"metadata": {"resourceVersion": read},
+                                 "status": {"observedGeneration": 1}})
+        assert stale.status_code == 409
+        assert stale.json()["reason"] == "Conflict"
+        assert "status" not in http.get(f"{W}/w").json()
+
+        current = http.get(f"{W}/w").json()["metadata"]["resourceVersion"]
+        fresh = http.patch(f"{W}/w/status", headers=MERGE,
+                           json={"metadata": {"resourceVersion": current},
+                                 "status": {"observedGeneration": 1}})
+        assert fresh.status_code == 200
+        assert fresh.json()["status"] == {"observedGeneration": 1}
+
+
 def test_patch_flavours_and_json_patch_test(emulator: Emulator) -> None:
     path = "/api/v1/namespaces/default/configmaps"
     with httpx.Client(base_url=emulator.url) as http:
