@@ -97,3 +97,15 @@ def processes_running(text: str) -> list[int]:
             if text in cmdline:
                 found.append(int(entry.name))
     return found
+
+
+def test_children_cpu_counts_a_finished_step() -> None:
+    """The CPU seconds printed after a step are what the step's process used."""
+    from mtd_operator.local.runner import children_cpu
+
+    before = children_cpu()
+    burn = "import time\nx = sum(range(3_000_000))\nprint(time.process_time())"
+    used = float(subprocess.run([sys.executable, "-c", burn], capture_output=True,
+                                text=True, check=True).stdout)  # fmt: skip
+    assert used > 0
+    assert children_cpu() - before >= used * 0.9
