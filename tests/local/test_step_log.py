@@ -87,3 +87,14 @@ def test_a_killed_step_keeps_its_log(tmp_path: Path, signum: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 
+
+def test_children_cpu_counts_a_finished_step() -> None:
+    """The CPU seconds printed after a step are what the step's process used."""
+    from mtd_operator.local.runner import children_cpu
+
+    before = children_cpu()
+    burn = "import time\nx = sum(range(3_000_000))\nprint(time.process_time())"
+    used = float(subprocess.run([sys.executable, "-c", burn], capture_output=True,
+                                text=True, check=True).stdout)  # fmt: skip
+    assert used > 0
+    assert children_cpu() - before >= used * 0.9

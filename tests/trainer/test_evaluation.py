@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 
 from mtd_contract.config import EvalConfig, TaskConfig
 from mtd_operator.core.confidence import PerExample
+from mtd_trainer.answers import FirstLineDone, answer_budget, first_line, one_line
 from mtd_trainer.encoding import answer_ids, prompt_ids
 from mtd_trainer.evaluation import classify, evaluate, generate, label_log_likelihoods
 
@@ -97,3 +99,47 @@ def test_evaluate_writes_scores_for_every_task(
         items = PerExample.from_result(row)
         assert items is not None and items.count == 5
         assert items.score() == pytest.approx(row["score"], abs=1e-6)
+
+
+def test_answer_budget_fits_the_longest_reference(tiny_model: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    references = ["good", "the film was very good and the food was fine"]
+    longest = max(len(ids) for ids in answer_ids(tokenizer, references))
+    budget = answer_budget(tokenizer, references, ceiling=64)
+    assert longest <= budget == math.ceil(longest * 1.25)
+    assert answer_budget(tokenizer, references, ceiling=3) == 3
+    assert answer_budget(tokenizer, [], ceiling=64) == 64
+    assert one_line(references) and not one_line(["good\nbad"]) and not one_line([])
+
+
+def test_first_line_done_needs_text_before_the_break(tiny_model: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = tokenizer("the\nfilm", add_special_tokens=False)["input_ids"]  # a break: ignored
+    rows = ["good", "\ngood", "good\nbad", " \n\nfine\n"]
+    answers = [tokenizer(row, add_special_tokens=False)["input_ids"] for row in rows]
+    width = max(map(len, answers))
+    pad = tokenizer.pad_token_id  # rows that ended are padded on the right, as in generate
+    batch = torch.tensor([prompt + row + [pad] * (width - len(row)) for row in answers])
+    done = FirstLineDone(tokenizer, len(prompt))(batch, None)
+    assert done.tolist() == [False, False, True, True]
+    assert [first_line(row) for row in rows] == ["good", "good", "good", "fine"]
+
+
+def test_single_line_generation_is_the_first_line(tiny_model: Path) -> None:
+    model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    task = TaskConfig.model_validate(sounds_task({"train": Path("x"), "eval": Path("y")}))
+    full = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=12)
+    # Make the line break as likely as the second answer token of the first text, and a bit
+    # more, so that greedy decoding writes a break after some text.
+    second = generate(model, tokenizer, task, TEXTS[:1], 1, 128, max_new_tokens=2)[0]
+    second_id = tokenizer(second, add_special_tokens=False)["input_ids"][-1]
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        head[newline] = head[second_id] * 1.05
+    full = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=12)
+    assert any("\n" in answer.strip() for answer in full), full  # the case under test occurs
+    cut = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=12, single_line=True)
+    assert cut == [first_line(answer) for answer in full]
+    assert all("\n" not in answer for answer in cut)

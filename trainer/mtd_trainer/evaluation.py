@@ -15,11 +15,17 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteriaList,
+)
 
 from mtd_contract.config import EvalConfig, TaskConfig
 
 from . import metrics
+from .answers import FirstLineDone, answer_budget, first_line, one_line
 from .atomic import write_json
 from .data import load_examples
 from .encoding import answer_ids, prompt_ids
@@ -127,8 +133,12 @@ def generate(
     batch_size: int,
     max_length: int,
     max_new_tokens: int,
+    single_line: bool = False,
 ) -> list[str]:
-    """Greedy answers, decoded without special tokens; similar lengths batched together."""
+    """Greedy answers, decoded without special tokens; similar lengths batched together.
+
+    With `single_line`, a sequence stops at its first line break after some text and its
+    answer is that first line (`answers.FirstLineDone`)."""
     prompts = [prompt[-max_length:] for prompt in prompt_ids(tokenizer, task, texts)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: dict[int, str] = {}
@@ -145,13 +155,16 @@ def generate(
         pad = tokenizer.pad_token_id
         input_ids = [[pad] * (width - len(prompts[i])) + prompts[i] for i in chosen]
         mask = [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chosen]
+        stopping = StoppingCriteriaList([FirstLineDone(tokenizer, width)] if single_line else [])
         output = model.generate(
             input_ids=torch.tensor(input_ids, device=model.device),
             attention_mask=torch.tensor(mask, device=model.device),
             generation_config=settings,
+            stopping_criteria=stopping,
         )
         for i, row in zip(chosen, output[:, width:].tolist(), strict=True):
-            answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            answers[i] = first_line(text) if single_line else text.strip()
     return [answers[i] for i in range(len(prompts))]
 
 
@@ -172,8 +185,12 @@ def score_task(
         predictions = classify(model, tokenizer, task, texts, batch_size, max_length)
         scores = metrics.classification_scores(predictions, references, task.labels, task.ordinal)
     else:
+        # Sized from the references: see answers.py (the ceiling is the configured budget).
+        answers = list(references)
+        budget = answer_budget(tokenizer, answers, max_new_tokens)
+        log.info("%s: up to %d new tokens, one line: %s", task.name, budget, one_line(answers))
         predictions = generate(
-            model, tokenizer, task, texts, batch_size, max_length, max_new_tokens
+            model, tokenizer, task, texts, batch_size, max_length, budget, one_line(answers)
         )
         scores = metrics.generation_scores(predictions, references)
     return {

@@ -3,16 +3,20 @@
 Classification metrics are a few lines and need no scikit-learn; text metrics use the
 libraries made for them (rouge-score, sacrebleu), with a tokeniser that splits CJK text
 per character, since rouge-score's default drops every non-ASCII character and would
-score Chinese as empty.
+score Chinese as empty. Both are imported on first use: a classification-only process
+(most of a pipeline's) does not pay their import time (about a CPU-second).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rouge_score import rouge_scorer
-from sacrebleu.metrics import CHRF
+if TYPE_CHECKING:
+    from rouge_score.rouge_scorer import RougeScorer
+    from sacrebleu.metrics import CHRF
 
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"  # kana, han, hangul
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
@@ -25,7 +29,17 @@ class _CjkAwareTokenizer:
         return _TOKEN.findall(text.casefold())
 
 
-_ROUGE = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_CjkAwareTokenizer())
+@functools.cache
+def _rouge() -> RougeScorer:
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(["rougeL"], tokenizer=_CjkAwareTokenizer())
+
+
+def _chrf() -> CHRF:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()
 
 
 def normalise(text: str) -> str:
@@ -71,14 +85,14 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     pairs = list(zip(predictions, references, strict=True))
     if not pairs:
         return 0.0
-    return sum(_ROUGE.score(r, p)["rougeL"].fmeasure for p, r in pairs) / len(pairs)
+    return sum(_rouge().score(r, p)["rougeL"].fmeasure for p, r in pairs) / len(pairs)
 
 
 def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Corpus chrF (sacrebleu), scaled from 0..100 to 0..1."""
     if not predictions:
         return 0.0
-    return CHRF().corpus_score(list(predictions), [list(references)]).score / 100
+    return _chrf().corpus_score(list(predictions), [list(references)]).score / 100
 
 
 def per_example(
@@ -100,7 +114,7 @@ def per_example(
             "references": [index.get(r, -2) for r in references],
         }
     if metric == "chrF":
-        stats = CHRF()._extract_corpus_statistics(list(predictions), [list(references)])
+        stats = _chrf()._extract_corpus_statistics(list(predictions), [list(references)])
         return {"metric": metric, "kind": "chrf", "stats": [list(map(int, s)) for s in stats]}
     if metric == "exactMatch":
         values = [
@@ -109,7 +123,7 @@ def per_example(
         ]
     elif metric == "rougeL":
         values = [
-            _ROUGE.score(r, p)["rougeL"].fmeasure
+            _rouge().score(r, p)["rougeL"].fmeasure
             for p, r in zip(predictions, references, strict=True)
         ]
     else:

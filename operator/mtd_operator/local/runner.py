@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -52,6 +53,14 @@ class Interrupted(KeyboardInterrupt):
 
 def raise_interrupted(signum: int, _frame: object) -> None:
     raise Interrupted(signal.Signals(signum).name)
+
+
+def children_cpu() -> float:
+    """User + system seconds of every waited-for child so far: one step's CPU is the
+    difference around it (steps run one at a time), a figure a busy machine does not
+    inflate the way it inflates wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stop_group(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
@@ -221,7 +230,7 @@ class LocalRun:
         command = trainer_command(self.python, step.verb, str(config_path))
         self.out.write(self._progress_line(step, decision) + f": {' '.join(command[1:])}\n")
         self.out.flush()
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), children_cpu()
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         # Line-buffered: a step killed with `mtd run` (SIGTERM, SIGHUP) keeps its log.
@@ -249,10 +258,10 @@ class LocalRun:
                 self.out.flush()
                 raise
             pump.join()
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, children_cpu() - cpu_before
         self.progress.finished(step.key, elapsed)
         if code == 0:
-            self.out.write(f"✔ {step.key} ({elapsed:.0f}s)\n")
+            self.out.write(f"✔ {step.key} ({elapsed:.0f}s, {cpu:.0f} CPU-s)\n")
         else:
             message = (tail[-1] if tail else f"exit code {code}").strip()
             self.failures[step.key] = StepState("Failed", message=message, attempts=1)
