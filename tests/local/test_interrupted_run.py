@@ -13,7 +13,7 @@ import pytest
 
 from tests.local.test_mtd_run import SOUNDS, write_spec
 from tests.support.models import build_model
-from tests.support.processes import processes_mentioning
+from tests.support.processes import interruptible, processes_mentioning
 from tests.support.tiny_tasks import write_task_data
 from tests.support.waiting import wait_until
 
@@ -34,7 +34,13 @@ def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path
     spec = write_spec(tmp_path, model, [SOUNDS], stage2={"maxSteps": STEPS})
     workspace = tmp_path / "ws"
     command = [*MTD, "run", str(spec), "--workspace", str(workspace), "--no-serve"]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=interruptible,
+    )
     try:
         checkpoint = wait_until(
             lambda: sorted(workspace.glob("tiny/**/checkpoints/step-*")), 240, "a checkpoint"

@@ -21,7 +21,7 @@ from mtd_operator.local.serve import ServingError, push_adapters
 from tests.serving.conftest import SENTIMENT_ENTRY, build_base
 from tests.support.models import build_adapter
 from tests.support.net import free_port
-from tests.support.processes import processes_mentioning
+from tests.support.processes import interruptible, processes_mentioning
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,7 @@ def start_mtd_serve(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=interruptible,
     )
     lines: queue.Queue = queue.Queue()
 

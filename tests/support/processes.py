@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,10 @@ def heavy_imports(*modules: str) -> list[str]:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     return done.stdout.split()
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child a test will stop with SIGINT: a shell running the suite in
+    the background hands its children SIGINT ignored, and Python keeps an ignored SIGINT
+    ignored (no KeyboardInterrupt), so the child's Ctrl-C handling would go untested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
