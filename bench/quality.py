@@ -3,7 +3,13 @@
 One command per scale (from the repository root, in the project's venv):
 
     .venv/bin/python -m bench.quality --scale quick --threads 1   # ~35-60 min, 2 CPU cores
+    .venv/bin/python -m bench.quality --scale medium --jobs 2 --threads 1  # ~2 h, 3 seeds
     nohup .venv/bin/python -m bench.quality --scale full > bench-full.log 2>&1 &   # hours
+    .venv/bin/python -m bench.quality --scale full --device cuda   # one GPU (exit 2 without)
+
+`medium` trains the three methods that matter (single-task, naive, three-stage) with three
+seeds each and scores 300 test examples per task; its report gives paired intervals over
+test examples and seeds (bench/seeds.py, bench/paired.py, bench/seeds_report.py).
 
 What it does, from a clean clone (nothing from a model or data hub):
 
@@ -72,6 +78,7 @@ from typing import Any
 
 import yaml
 
+from bench import seeds, seeds_report
 from bench.provenance import machine, previous_invocations, versions
 from bench.quality_report import findings, markdown, plot, summarise
 from bench.runs import (
@@ -92,6 +99,9 @@ from bench.scales import (
     SCALES,
     THRESHOLD,
     add_run_arguments,
+    cuda_problem,
+    device_environment,
+    on_device,
 )
 from bench.specs import (
     base_model_eval_config,
@@ -118,9 +128,17 @@ def parser() -> argparse.ArgumentParser:
         "them (docs/serving.md measured 3-8x); default: torch's own choice",
     )
     parser.add_argument(
-        "--methods", default=",".join(METHOD_NAMES),
-        help="comma-separated subset (single-task, naive and three-stage are always run)",
+        "--methods",
+        help="comma-separated methods (single-task, naive and three-stage are always run); "
+        "default: every method, or the scale's own list (medium: just those three)",
     )  # fmt: skip
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="several-seed scales (medium): training and scoring children run this many "
+        "at a time (2 lanes with --threads 1 use both cores of a 2-core machine)",
+    )
     parser.add_argument(
         "--render-only",
         action="store_true",
@@ -140,6 +158,11 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 def render_only(out: Path) -> int:
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    if "seeds" in report:  # a several-seed scale
+        report["findings"] = seeds_report.findings(report)
+        write_seeds_report(report, out)
+        log(f"re-rendered {out}/results.md and ratio.png from results.json")
+        return 0
     report["findings"] = findings(report)
     report["rendered_by"] = versions().get("git")
     write_report(report, out)
@@ -242,24 +265,118 @@ def legacy_invocation(old: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def write_seeds_report(report: dict[str, Any], out: Path) -> None:
+    """results.json, ratio.png and results.md of a several-seed scale (the per-example
+    file is written once, by the run that measured it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    seeds_report.plot(report, out / "ratio.png")
+    (out / "results.md").write_text(seeds_report.markdown(report), encoding="utf-8")
+
+
+def seeds_method_row(method, prepared, scale, tasks, results, training) -> dict[str, Any]:
+    """One method over its seeds: settings, budget, each seed's scores and cost, serving."""
+    first = prepared[0]
+    serving = json.loads((first.work / "logs" / f"{method.name}.serving.json").read_text())
+    served = sorted(set(serving["adapters"].values()))
+    _, _, the_plan = plan_of(first.specs[method.name], first.work)
+    return {
+        "description": method.description,
+        "settings": asdict(method),
+        "groups": len(the_plan.groups),
+        "budget": plan_budget(the_plan, scale.batch_size),
+        "serving": {
+            "adapters": len(served),
+            "deployments": len(tasks) if method.single_task else 1,
+        },
+        "seeds": {
+            str(s.seed): {
+                "scores": {
+                    t["name"]: results[method.name][s.seed][t["name"]]["score"] for t in tasks
+                },
+                "training": training[method.name][s.seed],
+            }
+            for s in prepared
+        },
+    }
+
+
+def run_seeds(args, scale, out: Path, command: str, wanted: set[str]) -> int:
+    """A several-seed scale: every (seed, method) trained and scored, `--jobs` at a time,
+    then the methods compared with intervals over test examples and seeds."""
+    started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
+    log(f"{command}: seeds {list(scale.seeds)}, {args.jobs} lanes; load {load_start[0]:.2f}")
+    methods = seeds.selected_methods(scale, wanted)
+    name = f"{args.scale}-cuda" if args.device == "cuda" else args.scale  # its work folders
+    tasks, prepared = seeds.prepare(name, scale, list(scale.seeds), methods, args.data_seed)
+    first = prepared[0]
+    rows_of_tasks = task_rows(tasks, first.specs, first.work, first.data_dir, scale)
+    trained = seeds.train_all(prepared, methods, args.jobs)
+    results, base_rows = seeds.score_all(prepared, methods, scale, tasks, args.jobs)
+    training = seeds.costs(prepared, methods)
+    per_example = seeds.per_example_file(results, base_rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "per_example.json").write_text(json.dumps(per_example) + "\n")
+    names = [t["name"] for t in tasks]
+    report: dict[str, Any] = {
+        "scale": args.scale,
+        "seeds": list(scale.seeds),
+        "data_seed": args.data_seed,
+        "command": command,
+        "jobs": args.jobs,
+        "device": args.device,
+        "started": started.replace(microsecond=0).isoformat(),
+        "finished": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "wall_minutes": round((time.monotonic() - t0) / 60, 1),
+        "load": {"start": load_start, "end": os.getloadavg()},
+        "versions": versions(),
+        "machine": machine(),
+        "scale_settings": asdict(scale),
+        "threshold": THRESHOLD,
+        "trained_runs": trained,
+        "tasks": rows_of_tasks,
+        "base_scores": {name: base_rows[name]["score"] for name in names},
+        "methods": {
+            m.name: seeds_method_row(m, prepared, scale, tasks, results, training) for m in methods
+        },
+        "analysis": seeds_report.analyse(per_example, names),
+    }
+    report["findings"] = seeds_report.findings(report)
+    write_seeds_report(report, out)
+    log(f"wrote {out}/results.md, results.json, ratio.png, per_example.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    scale = SCALES[args.scale]
-    out = args.out or ROOT / "bench" / "results" / args.scale
+    suffix = "-cuda" if args.device == "cuda" else ""
+    out = args.out or ROOT / "bench" / "results" / f"{args.scale}{suffix}"
     if args.render_only:
         return render_only(out)
-    work = (args.work or ROOT / ".cache" / "bench" / f"{args.scale}-seed{args.seed}").resolve()
-    wanted = {"single-task", "naive", "three-stage"} | set(args.methods.split(","))
-    unknown = wanted - set(METHOD_NAMES)
+    if args.device == "cuda" and (problem := cuda_problem()):
+        print(problem, file=sys.stderr)
+        return 2
+    scale = on_device(SCALES[args.scale], args.device)
+    os.environ.update(device_environment(args.device))
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the children
+        os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    command = "python -m bench.quality " + shlex.join(argv if argv is not None else sys.argv[1:])
+    requested = set(args.methods.split(",")) if args.methods else set()
+    unknown = requested - set(METHOD_NAMES)
     if unknown:
         parser().error(f"unknown methods {sorted(unknown)}; known: {', '.join(METHOD_NAMES)}")
+    wanted = {"single-task", "naive", "three-stage"} | requested
+    if len(scale.seeds) > 1:
+        return run_seeds(args, scale, out, command, wanted)
+    if not requested:
+        wanted = set(METHOD_NAMES)
+    work = (
+        args.work or ROOT / ".cache" / "bench" / f"{args.scale}{suffix}-seed{args.seed}"
+    ).resolve()
     methods = tuple(m for m in METHODS if m.name in wanted)
 
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by mtd run's children
-        os.environ["MKL_NUM_THREADS"] = str(args.threads)
     started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
-    command = "python -m bench.quality " + shlex.join(argv if argv is not None else sys.argv[1:])
     log(f"{command}: work folder {work}; load average {load_start[0]:.2f}")
     data_dir = ensure_inputs(work, scale, args.data_seed)
     # Specs sit in the work folder itself: their data paths must stay inside the spec's
@@ -298,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": args.scale,
         "seed": args.seed,
         "data_seed": args.data_seed,
+        "device": args.device,
         "command": command,
         "started": invocations[0]["started"],
         "finished": finished,

@@ -122,7 +122,7 @@ def _header(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def _tasks_section(report: dict[str, Any]) -> list[str]:
+def tasks_section(report: dict[str, Any]) -> list[str]:
     scale = report["scale_settings"]
     lines = [
         "## Tasks",
@@ -205,7 +205,7 @@ def markdown(report: dict[str, Any]) -> str:
     methods = [m for m in METHOD_NAMES if m in report["methods"]]
     lines = [
         *_header(report),
-        *_tasks_section(report),
+        *tasks_section(report),
         *_methods_section(report, methods),
         *_score_sections(report, methods),
         *_summary_section(report, methods),

@@ -34,6 +34,8 @@ class Scale:
     cgc_common_experts: int = 1
     cgc_specific_experts: int = 1
     cgc_expert_rank: int = 4
+    seeds: tuple[int, ...] = (0,)  # training seeds run by one invocation
+    methods: tuple[str, ...] | None = None  # the methods a scale runs (None: all)
 
     @property
     def cgc_task_rank(self) -> int:
@@ -59,6 +61,25 @@ SCALES: dict[str, Scale] = {
         cgc_common_experts=1,
         cgc_specific_experts=1,
         cgc_expert_rank=4,
+    ),
+    # About two hours on 2 CPU cores, in two lanes of one thread each: quick's model
+    # settings, twice its budget (16 steps per single-task model), 300 test examples per
+    # task so that paired intervals can separate methods, three training seeds.
+    "medium": Scale(
+        budget_steps=96,
+        batch_size=4,
+        max_seq_length=128,
+        max_chars=240,
+        test_examples=300,
+        max_new_tokens=24,
+        learning_rate=1e-3,
+        lora_rank=8,
+        lora_alpha=16,
+        stage1_fraction=1 / 3,
+        high_resource_min_examples=10_000,
+        dataset_cap=2_000,
+        seeds=(0, 1, 2),
+        methods=("single-task", "naive", "three-stage"),
     ),
     # Hours (about a day on 2 CPU cores, ~1-2 h on one GPU): 1,200 steps of 8 per method.
     "full": Scale(
@@ -113,6 +134,54 @@ ABLATIONS = ("no-filtering", "no-stage1", "tau-1", "tau-3.33", "no-cap")
 METHOD_NAMES = tuple(m.name for m in METHODS)
 
 
+# --device cuda: one GPU takes larger batches. The budget in examples stays the scale's
+# (steps shrink by the batch factor); the learning rate grows by the square root of that
+# factor (the usual rule for Adam), so the recipe differs from the CPU run's and the
+# results go to their own folder (bench/results/SCALE-cuda).
+GPU_BATCH_SIZE = 32
+GPU_EVAL_BATCH_SIZE = 64
+
+
+def on_device(scale: Scale, device: str) -> Scale:
+    """The scale as run on `device` ("cpu": unchanged; "cuda": larger batches)."""
+    if device == "cpu":
+        return scale
+    if device != "cuda":
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+    factor, rest = divmod(GPU_BATCH_SIZE, scale.batch_size)
+    if rest or scale.budget_steps % factor:
+        raise ValueError(
+            f"budget {scale.budget_steps} steps × batch {scale.batch_size} does not divide "
+            f"into batches of {GPU_BATCH_SIZE}"
+        )
+    return replace(
+        scale,
+        batch_size=GPU_BATCH_SIZE,
+        budget_steps=scale.budget_steps // factor,
+        eval_batch_size=GPU_EVAL_BATCH_SIZE,
+        learning_rate=scale.learning_rate * factor**0.5,
+    )
+
+
+def device_environment(device: str) -> dict[str, str]:
+    """What the trainer children must see: on the CPU no GPU at all (the trainer takes a
+    visible GPU by itself, so --device cpu must hide it to mean what it says)."""
+    return {"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}
+
+
+def cuda_problem() -> str | None:
+    """Why --device cuda cannot run here, or None when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return (
+            f"--device cuda: torch {torch.__version__} sees no CUDA device "
+            "(torch.cuda.is_available() is False). Run it on a machine with an NVIDIA GPU "
+            "and a CUDA build of torch, or leave out --device to run on the CPU."
+        )
+    return None
+
+
 def quick_variant(scale: Scale, **changes: Any) -> Scale:
     """A copy of a scale with some fields changed (tests use tiny thresholds)."""
     return replace(scale, **changes)
@@ -123,4 +192,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, scales: list[str]) -> Non
     parser.add_argument("--scale", choices=scales, default="quick")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="data split seed (default 0)")
-    parser.add_argument("--out", type=Path, help="results folder (default bench/results/SCALE)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: one GPU, bf16 frozen weights, batches of 32 (refused without CUDA)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="results folder (default bench/results/SCALE[-cuda])"
+    )

@@ -79,7 +79,9 @@ def test_component_scores():
 
 
 def test_settings_fit_the_quality_scales():
-    assert set(composition.SETTINGS) == set(quality.SCALES)
+    """Every composition scale is a quality scale (it reuses that scale's trained runs);
+    the medium scale, which compares training methods over seeds, has none."""
+    assert set(composition.SETTINGS) == set(quality.SCALES) - {"medium"}
     for settings in composition.SETTINGS.values():
         assert settings.calibration_examples >= 100
         assert settings.max_new_tokens > 0
