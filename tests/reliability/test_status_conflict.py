@@ -17,28 +17,25 @@ from k8s_emulator import Emulator
 from mtd_operator.api.spec import API_GROUP, API_VERSION, PLURAL
 from mtd_operator.config import OperatorConfig
 from mtd_operator.kube.controller import CONFLICT_RETRIES, Clients, Controller, StatusConflict
+from tests.support.tiny_tasks import tiny_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
 NS = "default"
 
-RESOURCE = {
-    "apiVersion": f"{API_GROUP}/{API_VERSION}",
-    "kind": "MultiTaskDeployment",
-    "metadata": {"name": "race", "namespace": NS},
-    "spec": {
-        "baseModel": {"uri": "/workspace/models/tiny"},
-        "tasks": [
-            {
-                "name": "t1",
-                "type": "classification",
-                "labels": ["a", "b"],
-                "instruction": "Pick a or b.",
-                "data": {"train": "/workspace/t1/train.jsonl", "eval": "/workspace/t1/eval.jsonl"},
-            }
-        ],
-    },
-}
+RESOURCE = tiny_resource(
+    [
+        {
+            "name": "t1",
+            "type": "classification",
+            "labels": ["a", "b"],
+            "instruction": "Pick a or b.",
+            "data": {"train": "/workspace/t1/train.jsonl", "eval": "/workspace/t1/eval.jsonl"},
+        }
+    ],
+    base_uri="/workspace/models/tiny",
+    metadata={"name": "race", "namespace": NS},
+)
 
 
 @pytest.fixture
