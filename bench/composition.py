@@ -65,7 +65,7 @@ from bench.provenance import machine, previous_invocations, versions
 from bench.report import fmt
 from bench.runs import ensure_inputs, log, run_method, tensor_parameters
 from bench.scales import BASE_MODEL, DEPLOYMENT, METHODS, SCALES, add_run_arguments
-from bench.specs import _eval_config, build_specs, plan_of, split_path, task_definitions
+from bench.specs import build_specs, eval_config, plan_of, split_path, task_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC, HEADLINE = "bbc-topic", "bbc-headline"
@@ -325,7 +325,7 @@ def task_config(name: str, data_dir: Path, scale):
 
     definitions = {t["name"]: t for t in task_definitions()}
     spec = TaskSpec.model_validate({**definitions[name], "data": {"train": "x"}})
-    row = _eval_config(name, [spec], None, Path("unused"), data_dir, BASE_MODEL, scale)
+    row = eval_config(name, [spec], None, Path("unused"), data_dir, BASE_MODEL, scale)
     return TaskConfig.model_validate(row["tasks"][0])
 
 

@@ -190,7 +190,7 @@ def eval_configs(
         else:
             adapter = str(root / step.adapter_path)
         configs.append(
-            _eval_config(
+            eval_config(
                 f"{method}/{group.name}",
                 [by_name[name] for name in group.tasks],
                 adapter,
@@ -204,9 +204,10 @@ def eval_configs(
     return configs
 
 
-def _eval_config(
+def eval_config(
     run_name, tasks, adapter, output, data_dir, base_model, scale, task_adapters=None
 ) -> dict:
+    """One trainer EvalConfig scoring `tasks` (TaskSpecs) on their test split."""
     rows = []
     for task in tasks:
         row = {
@@ -240,5 +241,5 @@ def base_model_eval_config(tasks, data_dir, eval_dir, base_model, scale) -> dict
     from mtd_operator.api.spec import TaskSpec
 
     specs = [TaskSpec.model_validate({**t, "data": {"train": "x"}}) for t in tasks]
-    return _eval_config("base/zero-shot", specs, None, eval_dir / "base.json", data_dir,
+    return eval_config("base/zero-shot", specs, None, eval_dir / "base.json", data_dir,
                         base_model, scale)  # fmt: skip
