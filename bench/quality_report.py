@@ -87,7 +87,7 @@ def _header(report: dict[str, Any]) -> list[str]:
         *provenance(report),
         *(
             [
-                f"Tables re-rendered from `results.json` by `bench/quality.py --render-only` "
+                f"Tables re-rendered from `results.json` with `--render-only` "
                 f"at commit {report['rendered_by']} (same measurements, current report code)."
             ]
             if report.get("rendered_by")
