@@ -68,6 +68,69 @@ def watching(cluster: Cluster) -> bool:
     return any(MTD_WATCH.search(path_qs) for path_qs, _ in list(streams.values()))
 
 
+class RssSampler:
+    """The operator's resident memory every 0.25 s, on a thread, while the load runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = rss_kib(self.pid)
+            if value:
+                self.samples.append(value)
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_for_operator(cluster: Cluster, operator) -> None:
+    deadline = time.monotonic() + 60
+    while not watching(cluster):
+        if time.monotonic() > deadline or operator.poll() is not None:
+            raise RuntimeError("the operator did not start:\n" + cluster.operator_logs())
+        time.sleep(0.05)
+    time.sleep(1.0)  # let it settle (peering, initial lists)
+
+
+def summary(
+    count: int,
+    apply_seconds: float,
+    latencies: list[float],
+    warm: float | None,
+    ready: list[float],
+    jobs: int,
+    rss: dict[str, int | None],
+) -> dict[str, Any]:
+    """The figures of one load, as results JSON and the table report them."""
+    return {
+        "resources": count,
+        "apply_seconds": round(apply_seconds, 3),
+        "first_job_seconds": {
+            "p50": round(percentile(latencies, 0.5), 3),
+            "p95": round(percentile(latencies, 0.95), 3),
+            "max": round(max(latencies), 3),
+        },
+        "warm_first_job_seconds": round(warm, 3) if warm is not None else None,
+        "ready": {
+            "count": len(ready),
+            "p50_seconds": round(percentile(ready, 0.5), 2) if ready else None,
+            "all_seconds": round(max(ready), 2) if len(ready) == count else None,
+        },
+        "jobs": jobs,
+        "rss_mib": {key: round((value or 0) / 1024, 1) for key, value in rss.items()},
+    }
+
+
 def measure(count: int, tmp: Path, step_seconds: float, ready_timeout: float) -> dict[str, Any]:
     workspace = tmp / "workspace"
     workspace.mkdir(parents=True)
@@ -87,84 +150,45 @@ def measure(count: int, tmp: Path, step_seconds: float, ready_timeout: float) ->
 
         unsubscribe = cluster.emulator.store.subscribe(on_event)
         operator = cluster.start_operator()
-        deadline = time.monotonic() + 60
-        while not watching(cluster):
-            if time.monotonic() > deadline or operator.poll() is not None:
-                raise RuntimeError("the operator did not start:\n" + cluster.operator_logs())
-            time.sleep(0.05)
-        time.sleep(1.0)  # let it settle (peering, initial lists)
+        wait_for_operator(cluster, operator)
         idle = rss_kib(operator.pid)
 
-        samples: list[int] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                value = rss_kib(operator.pid)
-                if value:
-                    samples.append(value)
-                stop.wait(0.25)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-
-        applied: dict[str, float] = {}
-        t0 = time.monotonic()
-        for name in names:
-            applied[name] = time.monotonic()
-            cluster.apply(resource(name, "default", ALL_TASKS))
-        apply_seconds = time.monotonic() - t0
-        deadline = time.monotonic() + ready_timeout
-        while len([n for n in names if n in first_job]) < count:
-            if time.monotonic() > deadline:
-                raise RuntimeError("not every resource got a Job:\n" + cluster.operator_logs())
-            time.sleep(0.02)
-        after_first_jobs = rss_kib(operator.pid)
-        latencies = [first_job[n] - applied[n] for n in names]
-
-        ready_at: dict[str, float] = {}
-        while len(ready_at) < count and time.monotonic() < deadline:
+        with RssSampler(operator.pid) as sampler:
+            applied: dict[str, float] = {}
+            t0 = time.monotonic()
             for name in names:
-                if name not in ready_at and cluster.ready(name):
-                    ready_at[name] = time.monotonic()
-            time.sleep(0.2)
-        jobs = len(cluster.emulator.list("batch/v1/jobs"))
-        # One more resource once everything is settled: the latency of a warm operator.
-        warm_name = "bench-warm"
-        warm_applied = time.monotonic()
-        cluster.apply(resource(warm_name, "default", ALL_TASKS))
-        while warm_name not in first_job and time.monotonic() < deadline + 60:
-            time.sleep(0.01)
-        warm = first_job[warm_name] - warm_applied if warm_name in first_job else None
-        stop.set()
-        sampler.join()
+                applied[name] = time.monotonic()
+                cluster.apply(resource(name, "default", ALL_TASKS))
+            apply_seconds = time.monotonic() - t0
+            deadline = time.monotonic() + ready_timeout
+            while len([n for n in names if n in first_job]) < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("not every resource got a Job:\n" + cluster.operator_logs())
+                time.sleep(0.02)
+            after_first_jobs = rss_kib(operator.pid)
+            latencies = [first_job[n] - applied[n] for n in names]
+
+            ready_at: dict[str, float] = {}
+            while len(ready_at) < count and time.monotonic() < deadline:
+                for name in names:
+                    if name not in ready_at and cluster.ready(name):
+                        ready_at[name] = time.monotonic()
+                time.sleep(0.2)
+            jobs = len(cluster.emulator.list("batch/v1/jobs"))
+            # One more resource once everything is settled: the latency of a warm operator.
+            warm_name = "bench-warm"
+            warm_applied = time.monotonic()
+            cluster.apply(resource(warm_name, "default", ALL_TASKS))
+            while warm_name not in first_job and time.monotonic() < deadline + 60:
+                time.sleep(0.01)
+            warm = first_job[warm_name] - warm_applied if warm_name in first_job else None
         end = rss_kib(operator.pid)
-        peak = rss_kib(operator.pid, "VmHWM")
+        peak = rss_kib(operator.pid, "VmHWM") or max(sampler.samples, default=0)
         unsubscribe()
 
     ready = [ready_at[n] - applied[n] for n in names if n in ready_at]
-    return {
-        "resources": count,
-        "apply_seconds": round(apply_seconds, 3),
-        "first_job_seconds": {
-            "p50": round(percentile(latencies, 0.5), 3),
-            "p95": round(percentile(latencies, 0.95), 3),
-            "max": round(max(latencies), 3),
-        },
-        "warm_first_job_seconds": round(warm, 3) if warm is not None else None,
-        "ready": {
-            "count": len(ready),
-            "p50_seconds": round(percentile(ready, 0.5), 2) if ready else None,
-            "all_seconds": round(max(ready), 2) if len(ready) == count else None,
-        },
-        "jobs": jobs,
-        "rss_mib": {
-            "idle": round((idle or 0) / 1024, 1),
-            "after_first_jobs": round((after_first_jobs or 0) / 1024, 1),
-            "end": round((end or 0) / 1024, 1),
-            "peak": round((peak or max(samples, default=0)) / 1024, 1),
-        },
-    }
+    rss = {"idle": idle, "after_first_jobs": after_first_jobs, "end": end, "peak": peak}
+    return summary(count, apply_seconds, latencies, warm, ready, jobs, rss)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -300,7 +300,7 @@ def spawn_variant(name: str, args: argparse.Namespace, child_dir: Path) -> dict[
     return json.loads((child_dir / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--data", type=Path, default=QUICKSTART, help="quickstart-style data")
@@ -317,13 +317,77 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--child-dir", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def run_repeats(pool, rates, args) -> tuple[dict[str, list[dict[str, Any]]], list[float]]:
+    """Every variant `repeats` times, each in a child process; the load seen after each.
+
+    Other load on a shared machine only slows a run down: keep each variant's best time,
+    alternating the order between repeats so no variant always runs first."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as child_dir:
+        shared = {"pool": [dict(row) for row in pool], "rates": rates}
+        (Path(child_dir) / "shared.json").write_text(json.dumps(shared), encoding="utf-8")
+        for repeat in range(args.repeats):
+            for name in VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS)):
+                runs[name].append(spawn_variant(name, args, Path(child_dir)))
+                loads.append(os.getloadavg()[0])
+    return runs, loads
+
+
+def figures_of(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per variant: the fastest run's time and tokens, the fattest run's memory (memory
+    does not improve with luck), and ratios to the HF Trainer's padded run."""
+    memory_keys = ("peak_rss_mib", "rss_after_load_mib", "training_peak_increase_mib")
+    figures: dict[str, dict[str, Any]] = {}
+    for name, done in runs.items():
+        fastest = min(done, key=lambda run: run["seconds"])
+        fattest = max(done, key=lambda run: run["peak_rss_mib"])
+        figures[name] = {
+            **{key: fastest[key] for key in ("seconds", "useful_tokens", "computed_tokens")},
+            **{key: fattest[key] for key in memory_keys},
+            "runs": done,
+        }
+    hf = figures["hf-padded"]
+    for row in figures.values():
+        row["useful_tokens_per_second"] = row["useful_tokens"] / row["seconds"]
+        row["padding_fraction"] = 1 - row["useful_tokens"] / row["computed_tokens"]
+        row["peak_vs_hf"] = row["peak_rss_mib"] / hf["peak_rss_mib"]
+        row["training_increase_vs_hf"] = (
+            row["training_peak_increase_mib"] / hf["training_peak_increase_mib"]
+        )
+    return figures
+
+
+def print_table(figures: dict[str, dict[str, Any]], steps: int, loads: list[float]) -> None:
+    print(
+        f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}; "
+        "memory in MiB, resident"
+    )
+    print(
+        f"{'variant':<20}{'useful tok/s':>14}{'s/step':>9}{'padding':>9}{'vs hf':>8}"
+        f"{'peak':>8}{'loaded':>8}{'+train':>8}{'peak/hf':>9}{'+train/hf':>11}"
+    )
+    base = figures["hf-padded"]["useful_tokens_per_second"]
+    for name, row in figures.items():
+        print(
+            f"{name:<20}{row['useful_tokens_per_second']:>14.1f}{row['seconds'] / steps:>9.2f}"
+            f"{row['padding_fraction']:>9.1%}{row['useful_tokens_per_second'] / base:>8.2f}"
+            f"{row['peak_rss_mib']:>8.0f}{row['rss_after_load_mib']:>8.0f}"
+            f"{row['training_peak_increase_mib']:>8.0f}{row['peak_vs_hf']:>9.2f}"
+            f"{row['training_increase_vs_hf']:>11.2f}"
+        )
+
+
+def main() -> None:
+    cli = parser()
+    args = cli.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not (args.model_dir / "config.json").is_file():
-        parser.error(
-            f"{args.model_dir} is not a model folder; run python -m mtd_trainer.convert_gguf"
-        )
+        cli.error(f"{args.model_dir} is not a model folder; run python -m mtd_trainer.convert_gguf")
     logging.basicConfig(level=logging.WARNING)
     datasets.disable_progress_bars()
     if args.child:
@@ -342,53 +406,9 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-
-    # Other load on a shared machine only slows a run down: keep each variant's best time,
-    # alternating the order between repeats so no variant always runs first. Memory does
-    # not improve with luck: keep the run with the highest peak.
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    loads = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory() as child_dir:
-        shared = {"pool": [dict(row) for row in pool], "rates": rates}
-        (Path(child_dir) / "shared.json").write_text(json.dumps(shared), encoding="utf-8")
-        for repeat in range(args.repeats):
-            for name in VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS)):
-                runs[name].append(spawn_variant(name, args, Path(child_dir)))
-                loads.append(os.getloadavg()[0])
-    memory_keys = ("peak_rss_mib", "rss_after_load_mib", "training_peak_increase_mib")
-    figures: dict[str, dict[str, Any]] = {}
-    for name, done in runs.items():
-        fastest = min(done, key=lambda run: run["seconds"])
-        fattest = max(done, key=lambda run: run["peak_rss_mib"])
-        figures[name] = {
-            **{key: fastest[key] for key in ("seconds", "useful_tokens", "computed_tokens")},
-            **{key: fattest[key] for key in memory_keys},
-            "runs": done,
-        }
-    print(
-        f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}; "
-        "memory in MiB, resident"
-    )
-    print(
-        f"{'variant':<20}{'useful tok/s':>14}{'s/step':>9}{'padding':>9}{'vs hf':>8}"
-        f"{'peak':>8}{'loaded':>8}{'+train':>8}{'peak/hf':>9}{'+train/hf':>11}"
-    )
-    hf = figures["hf-padded"]
-    base = hf["useful_tokens"] / hf["seconds"]
-    for name, row in figures.items():
-        row["useful_tokens_per_second"] = row["useful_tokens"] / row["seconds"]
-        row["padding_fraction"] = 1 - row["useful_tokens"] / row["computed_tokens"]
-        row["peak_vs_hf"] = row["peak_rss_mib"] / hf["peak_rss_mib"]
-        row["training_increase_vs_hf"] = (
-            row["training_peak_increase_mib"] / hf["training_peak_increase_mib"]
-        )
-        print(
-            f"{name:<20}{row['useful_tokens_per_second']:>14.1f}{row['seconds'] / args.steps:>9.2f}"
-            f"{row['padding_fraction']:>9.1%}{row['useful_tokens_per_second'] / base:>8.2f}"
-            f"{row['peak_rss_mib']:>8.0f}{row['rss_after_load_mib']:>8.0f}"
-            f"{row['training_peak_increase_mib']:>8.0f}{row['peak_vs_hf']:>9.2f}"
-            f"{row['training_increase_vs_hf']:>11.2f}"
-        )
+    runs, loads = run_repeats(pool, rates, args)
+    figures = figures_of(runs)
+    print_table(figures, args.steps, loads)
     if args.json:
         settings = {
             key: str(value) if isinstance(value, Path) else value
