@@ -307,8 +307,8 @@ def run_seeds(args, scale, out: Path, command: str, wanted: set[str]) -> int:
     started, t0, load_start = dt.datetime.now(dt.UTC), time.monotonic(), os.getloadavg()
     log(f"{command}: seeds {list(scale.seeds)}, {args.jobs} lanes; load {load_start[0]:.2f}")
     methods = seeds.selected_methods(scale, wanted)
-    name = f"{args.scale}-cuda" if args.device == "cuda" else args.scale  # its work folders
-    tasks, prepared = seeds.prepare(name, scale, list(scale.seeds), methods, args.data_seed)
+    folders = f"{args.scale}-cuda" if args.device == "cuda" else args.scale
+    tasks, prepared = seeds.prepare(folders, scale, list(scale.seeds), methods, args.data_seed)
     first = prepared[0]
     rows_of_tasks = task_rows(tasks, first.specs, first.work, first.data_dir, scale)
     trained = seeds.train_all(prepared, methods, args.jobs)

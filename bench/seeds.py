@@ -134,11 +134,15 @@ def score_all(prepared: list[Seeded], methods, scale: Scale, tasks, jobs: int):
 
 
 def costs(prepared: list[Seeded], methods) -> dict[str, dict[int, dict[str, Any]]]:
-    """Each (method, seed)'s training cost, from the runs' own result files."""
-    return {
-        m.name: {s.seed: training_cost(s.specs[m.name], s.work, s.workspace) for s in prepared}
-        for m in methods
-    }
+    """Each (method, seed)'s training cost, from the runs' own result files (the plan,
+    the same for every seed, is left out)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for m in methods:
+        out[m.name] = {}
+        for s in prepared:
+            cost = training_cost(s.specs[m.name], s.work, s.workspace)
+            out[m.name][s.seed] = {k: v for k, v in cost.items() if k != "plan"}
+    return out
 
 
 def per_example_file(results, base_rows) -> dict[str, Any]:

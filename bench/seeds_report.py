@@ -132,6 +132,20 @@ def _lanes(report: dict[str, Any]) -> str:
     return f"{report['jobs']} lanes of {report['machine']['torch_threads']} torch thread each"
 
 
+def _reused(report: dict[str, Any]) -> str:
+    """Training runs are content-addressed: say how many this invocation found done."""
+    todo = report.get("trained_runs", {})
+    total = sum(len(row["training"]["runs"]) for m in report["methods"].values()
+                for row in m["seeds"].values())  # fmt: skip
+    trained = sum(len(runs) for runs in todo.values())
+    if trained == total:
+        return ""
+    return (
+        f"; {total - trained} of its {total} training runs were already done when it "
+        "started and were reused (each run's own wall time is in the summary)"
+    )
+
+
 def _header(report: dict[str, Any]) -> list[str]:
     scale, a = report["scale_settings"], report["analysis"]
     seeds = ", ".join(str(s) for s in report["seeds"])
@@ -141,7 +155,8 @@ def _header(report: dict[str, Any]) -> list[str]:
         "",
         f"Produced by `{report['command']}`, {report['started']} → {report['finished']} "
         f"({report['wall_minutes']:.1f} min wall, {_lanes(report)}; load average "
-        f"{report['load']['start'][0]:.2f} at start, {report['load']['end'][0]:.2f} at end).",
+        f"{report['load']['start'][0]:.2f} at start, {report['load']['end'][0]:.2f} at end)"
+        f"{_reused(report)}.",
         "",
         f"* Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores "
         f"({report['machine']['platform']}).",

@@ -49,7 +49,7 @@ def fake_report(per_example: dict) -> dict:
         methods[m] = {
             "serving": {"adapters": 2, "deployments": 2 if m == "single-task" else 1},
             "seeds": {
-                s: {"training": {"tokens": 1000, "wall_seconds": 60.0}}
+                s: {"training": {"tokens": 1000, "wall_seconds": 60.0, "runs": [{}, {}]}}
                 for s in per_example["methods"][m]
             },
         }
@@ -59,6 +59,7 @@ def fake_report(per_example: dict) -> dict:
         "data_seed": 0,
         "command": "python -m bench.quality --scale medium",
         "jobs": 2,
+        "trained_runs": {"seed0/naive": ["a", "b"], "seed1/naive": ["c", "d"]},
         "started": "2026-12-04T16:00:00+00:00",
         "finished": "2026-12-04T18:00:00+00:00",
         "wall_minutes": 120.0,
@@ -111,6 +112,7 @@ def test_markdown_and_plot_render_from_the_report_alone(tmp_path: Path):
     quality.write_seeds_report(report, tmp_path)
     text = (tmp_path / "results.md").read_text(encoding="utf-8")
     assert "## Ratio to single-task [interval] and verdict" in text
+    assert "14 of its 18 training runs were already done when it started" in text
     assert "Mean ratio, three-stage − naive:" in text
     assert (tmp_path / "ratio.png").stat().st_size > 10_000
     assert quality.render_only(tmp_path) == 0
