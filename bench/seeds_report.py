@@ -359,7 +359,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [4, 1]}, sharey=True
     )
-    width = 0.8 / len(methods)
+    width = 0.4 / len(methods)  # offsets of the methods around each task
     for i, method in enumerate(methods):
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(names))]
         estimates = [a["tasks"][n][method]["ratio"] for n in names]
