@@ -43,41 +43,34 @@ class Scale:
         return (self.cgc_common_experts + self.cgc_specific_experts) * self.cgc_expert_rank
 
 
+# Minutes on 2 CPU cores: a smoke-sized run of every method, 48 steps of 4 each.
+QUICK = Scale(
+    budget_steps=48,
+    batch_size=4,
+    max_seq_length=128,
+    max_chars=240,
+    test_examples=50,
+    max_new_tokens=24,
+    learning_rate=1e-3,
+    lora_rank=8,
+    lora_alpha=16,
+    stage1_fraction=1 / 3,
+    high_resource_min_examples=10_000,
+    dataset_cap=2_000,
+    cgc_common_experts=1,
+    cgc_specific_experts=1,
+    cgc_expert_rank=4,
+)
+
 SCALES: dict[str, Scale] = {
-    # Minutes on 2 CPU cores: a smoke-sized run of every method, 48 steps of 4 each.
-    "quick": Scale(
-        budget_steps=48,
-        batch_size=4,
-        max_seq_length=128,
-        max_chars=240,
-        test_examples=50,
-        max_new_tokens=24,
-        learning_rate=1e-3,
-        lora_rank=8,
-        lora_alpha=16,
-        stage1_fraction=1 / 3,
-        high_resource_min_examples=10_000,
-        dataset_cap=2_000,
-        cgc_common_experts=1,
-        cgc_specific_experts=1,
-        cgc_expert_rank=4,
-    ),
+    "quick": QUICK,
     # About two hours on 2 CPU cores, in two lanes of one thread each: quick's model
     # settings, twice its budget (16 steps per single-task model), 300 test examples per
     # task so that paired intervals can separate methods, three training seeds.
-    "medium": Scale(
+    "medium": replace(
+        QUICK,
         budget_steps=96,
-        batch_size=4,
-        max_seq_length=128,
-        max_chars=240,
         test_examples=300,
-        max_new_tokens=24,
-        learning_rate=1e-3,
-        lora_rank=8,
-        lora_alpha=16,
-        stage1_fraction=1 / 3,
-        high_resource_min_examples=10_000,
-        dataset_cap=2_000,
         seeds=(0, 1, 2),
         methods=("single-task", "naive", "three-stage"),
     ),
