@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     # Specs sit in the work folder itself: their data paths must stay inside the spec's
     # folder (the product refuses `../`), and data/ is a subfolder of it.
     spec_dir, workspace = work, work / "workspace"
-    tasks = task_definitions()
+    tasks = task_definitions(scale.tasks)
     specs = build_specs(tasks, data_dir, spec_dir, BASE_MODEL, scale, args.seed, methods)
     for name, spec in specs.items():
         (spec_dir / f"spec-{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scales import BASE_MODEL, DEPLOYMENT, QUICKSTART, ROOT, Scale
-from bench.specs import plan_of
+from bench.specs import plan_of, write_train_limits
 
 
 def log(message: str) -> None:
@@ -39,6 +39,7 @@ def ensure_inputs(work: Path, scale: Scale, data_seed: int) -> Path:
             check=True,
         )  # fmt: skip
         stamp.write_text(json.dumps(want))
+    write_train_limits(data_dir, scale)
     return data_dir
 
 

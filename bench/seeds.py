@@ -49,7 +49,7 @@ class Seeded:
 def prepare(scale_name: str, scale: Scale, seeds: list[int], methods, data_seed: int):
     """Data and specs for every seed (the spec folder is the work folder: data paths must
     stay inside it)."""
-    tasks = task_definitions()
+    tasks = task_definitions(scale.tasks)
     prepared = []
     for seed in seeds:
         work = (ROOT / ".cache" / "bench" / f"{scale_name}-seed{seed}").resolve()

@@ -13,15 +13,51 @@ import yaml
 from bench.scales import DEPLOYMENT, METHODS, NO_CAP, QUICKSTART, THRESHOLD, Method, Scale
 
 
-def task_definitions() -> list[dict[str, Any]]:
-    """The six tasks' prompts, labels and metrics, as the quickstart spec defines them."""
+def task_definitions(names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The tasks' prompts, labels and metrics, as the quickstart spec defines them: all
+    six, or those named (in the spec's order)."""
     spec = yaml.safe_load((QUICKSTART / "mtd.yaml").read_text(encoding="utf-8"))
     keep = ("name", "type", "labels", "ordinal", "instruction", "metric")
-    return [{k: t[k] for k in keep if k in t} for t in spec["spec"]["tasks"]]
+    tasks = [{k: t[k] for k in keep if k in t} for t in spec["spec"]["tasks"]]
+    if names is None:
+        return tasks
+    known = [t["name"] for t in tasks]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; the quickstart spec has {known}")
+    return [t for t in tasks if t["name"] in names]
 
 
 def split_path(data_dir: Path, task: str, split: str) -> Path:
     return data_dir / task / f"{split}.jsonl"
+
+
+def train_path(data_dir: Path, task: str, scale: Scale) -> Path:
+    """The training file a scale gives `task`: its train split, or (for a task the scale
+    makes low-resource) the first N examples of it, written by `write_train_limits`."""
+    limit = scale.train_limit(task)
+    if limit is None:
+        return split_path(data_dir, task, "train")
+    return data_dir / task / f"train-first{limit}.jsonl"
+
+
+def write_train_limits(data_dir: Path, scale: Scale) -> None:
+    """Write the cut training files of a scale's low-resource tasks (the same bytes on every
+    call, so a rerun keeps the runs' content hashes)."""
+    for task, limit in scale.train_limits:
+        lines = [
+            line
+            for line in split_path(data_dir, task, "train").read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        if len(lines) < limit:
+            raise ValueError(
+                f"train_limits: {task} has {len(lines)} training examples, fewer than {limit}"
+            )
+        target = train_path(data_dir, task, scale)
+        text = "\n".join(lines[:limit]) + "\n"
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
 
 
 def base_spec(
@@ -40,7 +76,7 @@ def base_spec(
     for task in tasks:
         entry = dict(task)
         entry["data"] = {
-            "train": os.path.relpath(split_path(data_dir, task["name"], "train"), spec_dir)
+            "train": os.path.relpath(train_path(data_dir, task["name"], scale), spec_dir)
         }
         if not method.stage1:
             entry["resource"] = "low"
