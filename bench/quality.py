@@ -184,14 +184,20 @@ def task_rows(
         test_file = split_path(data_dir, t["name"], "test")
         test_lines = sum(1 for line in test_file.open(encoding="utf-8") if line.strip())
         examples = profiles[t["name"]].train_examples
-        rows.append({
+        row = {
             "name": t["name"],
             "kind": taxonomy_kind(spec_task),
             "metric": spec_task.effective_metric,
             "train_examples": examples,
             "test_examples": min(test_lines, scale.test_examples or test_lines),
             "high_resource": examples >= scale.high_resource_min_examples,
-        })  # fmt: skip
+        }
+        if scale.train_limit(t["name"]) is not None:  # cut to make it low-resource
+            train_file = split_path(data_dir, t["name"], "train")
+            row["train_available"] = sum(
+                1 for line in train_file.open(encoding="utf-8") if line.strip()
+            )
+        rows.append(row)
     return rows
 
 

@@ -132,8 +132,11 @@ def tasks_section(report: dict[str, Any]) -> list[str]:
         "|---|---|---:|---:|---|---|",
     ]
     for t in report["tasks"]:
+        train = f"{t['train_examples']:,}"
+        if "train_available" in t:  # a scale's train_limits made it low-resource
+            train += f" (cut from {t['train_available']:,})"
         lines.append(
-            f"| `{t['name']}` | {t['kind']} | {t['train_examples']:,} | {t['test_examples']} "
+            f"| `{t['name']}` | {t['kind']} | {train} | {t['test_examples']} "
             f"| {t['metric']} | {'yes' if t['high_resource'] else 'no'} |"
         )
     return lines

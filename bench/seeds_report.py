@@ -240,6 +240,31 @@ def _ratio_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _draws_section(report: dict[str, Any]) -> list[str]:
+    """How many training examples of each task each method drew (mean over seeds, from the
+    runs' own counts): what the sampling gave a low-resource task, not what it promised."""
+    methods = methods_of(report)
+    names = list(report["analysis"]["tasks"])
+    lines = [
+        "",
+        "## Training examples drawn per task (mean over seeds)",
+        "",
+        "| task | " + " | ".join(f"`{m}`" for m in methods) + " |",
+        "|---|" + "---:|" * len(methods),
+    ]
+    for name in names:
+        cells = []
+        for m in methods:
+            seeds = report["methods"][m]["seeds"].values()
+            drawn = [
+                sum(r.get("examples_per_task", {}).get(name, 0) for r in s["training"]["runs"])
+                for s in seeds
+            ]
+            cells.append(f"{sum(drawn) / len(drawn):,.0f}")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _summary_section(report: dict[str, Any]) -> list[str]:
     a = report["analysis"]
     lines = [
@@ -284,6 +309,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_scores_section(report),
         *_ratio_section(report),
+        *_draws_section(report),
         *_summary_section(report),
         "",
         "![ratio to single-task per task, with intervals](ratio.png)",
