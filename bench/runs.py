@@ -19,7 +19,9 @@ from bench.specs import plan_of, write_train_limits
 
 def log(message: str) -> None:
     stamp = dt.datetime.now().strftime("%H:%M:%S")
-    print(f"[{stamp}] {message}", flush=True)
+    # one write per line: lanes log from threads, and print() writes the newline apart
+    sys.stdout.write(f"[{stamp}] {message}\n")
+    sys.stdout.flush()
 
 
 def ensure_inputs(work: Path, scale: Scale, data_seed: int) -> Path:

@@ -70,32 +70,31 @@ QUICK = Scale(
     cgc_expert_rank=4,
 )
 
+# About two hours on 2 CPU cores, in two lanes of one thread each: quick's model settings,
+# twice its budget (16 steps per single-task model), 300 test examples per task so that
+# paired intervals can separate methods, three training seeds.
+MEDIUM = replace(
+    QUICK,
+    budget_steps=96,
+    test_examples=300,
+    seeds=(0, 1, 2),
+    methods=("single-task", "naive", "three-stage"),
+)
+
 SCALES: dict[str, Scale] = {
     "quick": QUICK,
-    # About two hours on 2 CPU cores, in two lanes of one thread each: quick's model
-    # settings, twice its budget (16 steps per single-task model), 300 test examples per
-    # task so that paired intervals can separate methods, three training seeds.
-    "medium": replace(
-        QUICK,
-        budget_steps=96,
-        test_examples=300,
-        seeds=(0, 1, 2),
-        methods=("single-task", "naive", "three-stage"),
-    ),
+    "medium": MEDIUM,
     # The setting where the paper says staging matters (issue #18): two tasks of one
     # taxonomy group (binary), strongly imbalanced: chinese-review-sentiment keeps its
     # 16,547 training examples (high-resource), movie-review-sentiment is cut to 100
     # (low-resource, 165:1). Both methods train one group, so three-stage differs from
     # naive only by stage 1 and the stage-2 sampling (τ 2, cap K), not by filtering.
-    # 128 steps of 4: 64 per single-task model (4 times medium's 16). Expected draws of
-    # movie-review-sentiment: naive ~3 (rate 0.6%), three-stage ~63 (18% of stage 2's 86
-    # steps), single-task 256 (2.6 epochs).
+    # Medium's settings but 128 steps of 4: 64 per single-task model (4 times medium's
+    # 16). Expected draws of movie-review-sentiment: naive ~3 (rate 0.6%), three-stage
+    # ~63 (18% of stage 2's 86 steps), single-task 256 (2.6 epochs).
     "imbalanced": replace(
-        QUICK,
+        MEDIUM,
         budget_steps=128,
-        test_examples=300,
-        seeds=(0, 1, 2),
-        methods=("single-task", "naive", "three-stage"),
         tasks=("chinese-review-sentiment", "movie-review-sentiment"),
         train_limits=(("movie-review-sentiment", 100),),
     ),
