@@ -24,7 +24,14 @@ from typing import Any
 
 import yaml
 
-from bench.runs import ensure_inputs, log, run_method, training_cost, unfinished_runs
+from bench.runs import (
+    ensure_inputs,
+    log,
+    run_method,
+    stage_steps,
+    training_cost,
+    unfinished_runs,
+)
 from bench.scales import BASE_MODEL, METHODS, ROOT, Method, Scale
 from bench.specs import base_model_eval_config, build_specs, eval_configs, task_definitions
 
@@ -68,18 +75,41 @@ def in_lanes(jobs: int, work: list[tuple[str, Any]], run) -> list[Any]:
         return [future.result() for _, future in futures]
 
 
+def chained(runs: dict[str, set[str]]) -> list[list[str]]:
+    """Methods (in order) split into chains that share no training run with each other.
+
+    Methods of one seed train in one workspace, and two methods can plan the very same run
+    (three-stage and tau-1 share their stage 1): two `mtd run`s must never train it at
+    once, so methods linked by a shared run, directly or through others, form one chain,
+    trained one after the other in a lane."""
+    chains: list[tuple[list[str], set[str]]] = []  # disjoint: (methods, their runs)
+    for method, outputs in runs.items():
+        linked = [chain for chain in chains if chain[1] & outputs]
+        members = [m for names, _ in linked for m in names] + [method]
+        shared = set(outputs).union(*(chain_runs for _, chain_runs in linked))
+        chains = [chain for chain in chains if chain not in linked] + [(members, shared)]
+    order = list(runs)
+    by_order = [sorted(names, key=order.index) for names, _ in chains]
+    return sorted(by_order, key=lambda names: order.index(names[0]))
+
+
 def train_all(prepared: list[Seeded], methods: tuple[Method, ...], jobs: int):
-    """Every (seed, method) trained with `mtd run`; returns the runs each had to train."""
+    """Every (seed, method) trained with `mtd run`, `jobs` chains at a time (see
+    `chained`); returns the runs each had to train."""
     todo = {
         f"seed{s.seed}/{m.name}": unfinished_runs(s.specs[m.name], s.work, s.workspace)
         for s in prepared
         for m in methods
     }
-    units = [(f"seed{s.seed}/{m.name}", (s, m.name)) for s in prepared for m in methods]
+    units = []
+    for s in prepared:
+        runs = {m.name: {st.output for st in stage_steps(s.specs[m.name], s.work)} for m in methods}
+        units += [(f"seed{s.seed}/{'+'.join(c)}", (s, c)) for c in chained(runs)]
 
-    def train(unit: tuple[Seeded, str]) -> float:
-        seeded, method = unit  # logs/METHOD.log and METHOD.serving.json in the seed's folder
-        return run_method(method, seeded.spec_path(method), seeded.workspace, seeded.work / "logs")
+    def train(unit: tuple[Seeded, list[str]]) -> None:
+        seeded, chain = unit  # logs/METHOD.log and METHOD.serving.json in the seed's folder
+        for method in chain:
+            run_method(method, seeded.spec_path(method), seeded.workspace, seeded.work / "logs")
 
     in_lanes(jobs, units, train)
     return todo

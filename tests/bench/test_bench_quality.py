@@ -249,3 +249,19 @@ def test_a_later_run_keeps_the_first_runs_provenance(tmp_path: Path):
     assert "scores read back). The code that ran was committed as 1234567." in "\n".join(
         provenance(report)
     )
+
+
+def test_ablations_that_share_a_stage_train_in_one_chain(built):
+    """What `chained` guards against is real: the stage-1 ablations plan three-stage's
+    very stage 1 (same output folder), so a lane per method would train it twice at once."""
+    from bench.runs import stage_steps
+    from bench.seeds import chained
+
+    _, _, spec_dir, _, _, specs = built
+    runs = {name: {s.output for s in stage_steps(spec, spec_dir)} for name, spec in specs.items()}
+    assert runs["three-stage"] & runs["tau-1"] and runs["three-stage"] & runs["no-cap"]
+    chains = chained(runs)
+    together = next(c for c in chains if "three-stage" in c)
+    assert {"tau-1", "tau-3.33", "no-cap"} <= set(together)
+    assert ["single-task"] in chains and ["naive"] in chains
+    assert sorted(m for c in chains for m in c) == sorted(runs)

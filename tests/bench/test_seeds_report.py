@@ -156,3 +156,20 @@ def test_lanes_return_results_in_order_and_stop_on_failure(jobs: int):
 
     with pytest.raises(SystemExit, match="unit 2 failed"):
         quality.seeds.in_lanes(jobs, [(str(i), i) for i in range(4)], boom)
+
+
+def test_methods_that_share_a_training_run_never_train_at_once():
+    """three-stage and tau-1 plan the same stage 1 in one workspace: one chain, one lane."""
+    runs = {
+        "single-task": {"solo-a", "solo-b"},
+        "naive": {"all"},
+        "three-stage": {"binary-s1", "binary-s2-t2"},
+        "tau-1": {"binary-s1", "binary-s2-t1"},
+        "no-stage1": {"binary-s2-low"},
+        "no-cap": {"x", "binary-s2-t1"},  # linked to three-stage through tau-1
+    }
+    assert quality.seeds.chained(runs) == [
+        ["single-task"], ["naive"], ["three-stage", "tau-1", "no-cap"], ["no-stage1"],
+    ]  # fmt: skip
+    assert quality.seeds.chained({"a": {"1"}, "b": {"2"}, "c": {"1", "2"}}) == [["a", "b", "c"]]
+    assert quality.seeds.chained({}) == []
