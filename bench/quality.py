@@ -4,12 +4,15 @@ One command per scale (from the repository root, in the project's venv):
 
     .venv/bin/python -m bench.quality --scale quick --threads 1   # ~35-60 min, 2 CPU cores
     .venv/bin/python -m bench.quality --scale medium --jobs 2 --threads 1  # ~2 h, 3 seeds
+    .venv/bin/python -m bench.quality --scale imbalanced --jobs 2 --threads 1  # ~2 h
     nohup .venv/bin/python -m bench.quality --scale full > bench-full.log 2>&1 &   # hours
     .venv/bin/python -m bench.quality --scale full --device cuda   # one GPU (exit 2 without)
 
 `medium` trains the three methods that matter (single-task, naive, three-stage) with three
 seeds each and scores 300 test examples per task; its report gives paired intervals over
 test examples and seeds (bench/seeds.py, bench/paired.py, bench/seeds_report.py).
+`imbalanced` does the same for two binary tasks of 16,547 and 100 training examples, the
+setting in which the paper says staging matters (bench/scales.py).
 
 What it does, from a clean clone (nothing from a model or data hub):
 
@@ -87,12 +90,14 @@ from bench.runs import (
     log,
     run_eval,
     run_method,
+    stage_steps,
     tensor_parameters,
     training_cost,
     unfinished_runs,
 )
 from bench.scales import (
     BASE_MODEL,
+    GPU_JOBS,
     METHOD_NAMES,
     METHODS,
     ROOT,
@@ -100,6 +105,7 @@ from bench.scales import (
     THRESHOLD,
     add_run_arguments,
     cuda_problem,
+    default_jobs,
     device_environment,
     on_device,
 )
@@ -135,9 +141,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="several-seed scales (medium): training and scoring children run this many "
-        "at a time (2 lanes with --threads 1 use both cores of a 2-core machine)",
+        help="training children (and, for several-seed scales, scoring children) run this "
+        "many at a time (2 lanes with --threads 1 use both cores of a 2-core machine); "
+        f"default 1 on the CPU, {GPU_JOBS} with --device cuda",
     )
     parser.add_argument(
         "--render-only",
@@ -363,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     scale = on_device(SCALES[args.scale], args.device)
+    args.jobs = args.jobs or default_jobs(args.device)
     os.environ.update(device_environment(args.device))
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the children
@@ -394,12 +401,19 @@ def main(argv: list[str] | None = None) -> int:
         (spec_dir / f"spec-{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     rows_of_tasks = task_rows(tasks, specs, spec_dir, data_dir, scale)
 
-    # Train (the product's local driver), then score on the test split.
+    # Train (the product's local driver), `--jobs` chains of methods at a time (methods
+    # that plan the same run share a chain), then score on the test split.
     trained_runs: dict[str, list[str]] = {}
     for method in methods:
         trained_runs[method.name] = unfinished_runs(specs[method.name], spec_dir, workspace)
         log(f"{method.name}: {len(trained_runs[method.name])} training runs to do")
-        run_method(method.name, spec_dir / f"spec-{method.name}.yaml", workspace, work / "logs")
+
+    def train(chain: list[str]) -> None:
+        for name in chain:
+            run_method(name, spec_dir / f"spec-{name}.yaml", workspace, work / "logs")
+
+    runs = {m.name: {s.output for s in stage_steps(specs[m.name], spec_dir)} for m in methods}
+    seeds.in_lanes(args.jobs, [("+".join(c), c) for c in seeds.chained(runs)], train)
     base_scores, method_rows = score_methods(methods, specs, work, data_dir, scale, tasks)
 
     invocations = previous_invocations(out / "results.json", command, legacy_invocation)

@@ -157,6 +157,16 @@ METHOD_NAMES = tuple(m.name for m in METHODS)
 # results go to their own folder (bench/results/SCALE-cuda).
 GPU_BATCH_SIZE = 32
 GPU_EVAL_BATCH_SIZE = 64
+# Training children at a time on one GPU: each `python -m mtd_trainer train` spends ~10 s
+# starting (torch, the model) before its first step, and SmolLM2-135M at batch 32 leaves
+# most of a GPU idle, so four lanes overlap the start-ups of the full scale's ~43 runs
+# (about 2 GB of GPU memory each).
+GPU_JOBS = 4
+
+
+def default_jobs(device: str) -> int:
+    """Lanes when --jobs is not given: one on the CPU (its threads are the parallelism)."""
+    return GPU_JOBS if device == "cuda" else 1
 
 
 def on_device(scale: Scale, device: str) -> Scale:

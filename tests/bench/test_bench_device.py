@@ -60,3 +60,11 @@ def test_without_cuda_the_command_refuses_with_exit_2(monkeypatch, capsys, tmp_p
     assert "--device cuda" in err and "no CUDA device" in err
     assert "leave out --device" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_one_gpu_trains_in_four_lanes_and_the_cpu_in_one():
+    """Lanes overlap the trainer children's start-up on a GPU; on the CPU threads do."""
+    assert quality.parser().parse_args(["--scale", "full"]).jobs is None
+    assert scales.default_jobs("cuda") == scales.GPU_JOBS == 4
+    assert scales.default_jobs("cpu") == 1
+    assert quality.parser().parse_args(["--jobs", "3"]).jobs == 3
