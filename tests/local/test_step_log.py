@@ -16,10 +16,14 @@ import yaml
 
 from tests.support.processes import processes_mentioning
 
+# SIGHUP back to its default first: a run started under `nohup` (or by a CI runner that
+# does so) inherits SIGHUP ignored, and this test is about a run that a hang-up does end.
 RUNNER = """
+import signal
 import sys
 from pathlib import Path
 from mtd_operator.local.runner import LocalRun
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 LocalRun(Path(sys.argv[1]), Path(sys.argv[2]), python=sys.argv[3]).run_pipeline()
 """
 
