@@ -263,4 +263,3 @@ def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model):
     finally:
         process.terminate()
         process.wait(timeout=30)
-
