@@ -57,9 +57,9 @@ Budget: every method gets the same number of training examples, B = Σ over its 
 runs of optimizer steps × batch size (batch size is the same everywhere, so the optimizer
 steps are equal too). The planner gives one `maxSteps` per stage kind for all groups, so
 for a plan with n1 stage-1 runs and G groups, stage 1 gets S1 = ⌊B·f / n1⌋ steps
-(f = `stage1_fraction`) and stage 2 gets S2 = (B − n1·S1) / G; single-task gets B / 6 per
-task. Tokens differ between methods (they draw different tasks, of different lengths); the
-tokens each method trained on are measured and reported.
+(f = `stage1_fraction`) and stage 2 gets S2 = (B − n1·S1) / G; single-task gets B / (number
+of tasks) per task. Tokens differ between methods (they draw different tasks, of different
+lengths); the tokens each method trained on are measured and reported.
 
 Training is resumable and artifacts are shared by content hash: a rerun skips finished
 runs and evaluations, and a stage 1 that several ablations share is trained once (it
@@ -90,7 +90,6 @@ from bench.runs import (
     log,
     run_eval,
     run_method,
-    stage_steps,
     tensor_parameters,
     training_cost,
     unfinished_runs,
@@ -176,6 +175,12 @@ def render_only(out: Path) -> int:
     return 0
 
 
+def _examples(path: Path) -> int:
+    """Examples in a JSONL split (its non-blank lines)."""
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
 def task_rows(
     tasks: list[dict[str, Any]], specs: dict[str, Any], spec_dir: Path, data_dir: Path, scale
 ) -> list[dict[str, Any]]:
@@ -187,8 +192,7 @@ def task_rows(
     rows = []
     for t in tasks:
         spec_task = TaskSpec.model_validate({**t, "data": {"train": "x"}})
-        test_file = split_path(data_dir, t["name"], "test")
-        test_lines = sum(1 for line in test_file.open(encoding="utf-8") if line.strip())
+        test_lines = _examples(split_path(data_dir, t["name"], "test"))
         examples = profiles[t["name"]].train_examples
         row = {
             "name": t["name"],
@@ -199,10 +203,7 @@ def task_rows(
             "high_resource": examples >= scale.high_resource_min_examples,
         }
         if scale.train_limit(t["name"]) is not None:  # cut to make it low-resource
-            train_file = split_path(data_dir, t["name"], "train")
-            row["train_available"] = sum(
-                1 for line in train_file.open(encoding="utf-8") if line.strip()
-            )
+            row["train_available"] = _examples(split_path(data_dir, t["name"], "train"))
         rows.append(row)
     return rows
 
@@ -412,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in chain:
             run_method(name, spec_dir / f"spec-{name}.yaml", workspace, work / "logs")
 
-    runs = {m.name: {s.output for s in stage_steps(specs[m.name], spec_dir)} for m in methods}
-    seeds.in_lanes(args.jobs, [("+".join(c), c) for c in seeds.chained(runs)], train)
+    chains = seeds.chains_of(specs, spec_dir, methods)
+    seeds.in_lanes(args.jobs, [("+".join(c), c) for c in chains], train)
     base_scores, method_rows = score_methods(methods, specs, work, data_dir, scale, tasks)
 
     invocations = previous_invocations(out / "results.json", command, legacy_invocation)

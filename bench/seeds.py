@@ -93,6 +93,12 @@ def chained(runs: dict[str, set[str]]) -> list[list[str]]:
     return sorted(by_order, key=lambda names: order.index(names[0]))
 
 
+def chains_of(specs: dict[str, Any], spec_dir: Path, methods) -> list[list[str]]:
+    """`chained` on the training runs each method's spec plans."""
+    runs = {m.name: {step.output for step in stage_steps(specs[m.name], spec_dir)} for m in methods}
+    return chained(runs)
+
+
 def train_all(prepared: list[Seeded], methods: tuple[Method, ...], jobs: int):
     """Every (seed, method) trained with `mtd run`, `jobs` chains at a time (see
     `chained`); returns the runs each had to train."""
@@ -103,8 +109,9 @@ def train_all(prepared: list[Seeded], methods: tuple[Method, ...], jobs: int):
     }
     units = []
     for s in prepared:
-        runs = {m.name: {st.output for st in stage_steps(s.specs[m.name], s.work)} for m in methods}
-        units += [(f"seed{s.seed}/{'+'.join(c)}", (s, c)) for c in chained(runs)]
+        units += [
+            (f"seed{s.seed}/{'+'.join(c)}", (s, c)) for c in chains_of(s.specs, s.work, methods)
+        ]
 
     def train(unit: tuple[Seeded, list[str]]) -> None:
         seeded, chain = unit  # logs/METHOD.log and METHOD.serving.json in the seed's folder
