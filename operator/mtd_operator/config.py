@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .engines.vllm import VLLM_IMAGE
+
 ENV_PREFIX = "MTD_"
 
 
@@ -32,7 +34,7 @@ class OperatorConfig(BaseModel):
         description="Serving image for serving.engine: tgi.",
     )
     vllm_image: str = Field(
-        default="vllm/vllm-openai:v0.11.0", description="Serving image for serving.engine: vllm."
+        default=VLLM_IMAGE, description="Serving image for serving.engine: vllm."
     )
     gateway_image: str = Field(
         default="ghcr.io/multitask-operator/operator:0.1.0",

@@ -13,6 +13,8 @@ from mtd_operator.core.planner import plan
 from mtd_operator.core.reconcile import reconcile
 from mtd_operator.core.render import render_step
 from mtd_operator.core.steps import pipeline_steps
+from mtd_operator.engines import VLLM
+from mtd_operator.engines.vllm import max_lora_rank
 from mtd_operator.kube import builders
 from tests.core.specs import task
 from tests.core.test_compositions import composition_profiles
@@ -106,7 +108,7 @@ def finished_decision(spec):
 
 
 def test_tgi_deployment_serves_every_adapter_with_zero_unavailability():
-    spec = make_spec(serving={"replicas": 2})
+    spec = make_spec(serving={"engine": "tgi", "replicas": 2})
     decision = finished_decision(spec)
     where = builders.cluster_locations(spec, CONFIG, "ml", "support")
     deployment = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)
@@ -129,6 +131,10 @@ def test_tgi_deployment_serves_every_adapter_with_zero_unavailability():
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "shm", "emptyDir": {"medium": "Memory"}} in template["spec"]["volumes"]
     assert container["args"][:2] == ["--model-id", "/models/models/smollm2"]
+    # a context the GPU's KV cache fits (serving.maxModelLength), prompts one token less
+    args = container["args"]
+    assert args[args.index("--max-total-tokens") + 1] == "4096"
+    assert args[args.index("--max-input-tokens") + 1] == "4095"
 
 
 def test_vllm_deployment_reads_lora_modules_from_its_adapters_config_map():
@@ -140,7 +146,12 @@ def test_vllm_deployment_reads_lora_modules_from_its_adapters_config_map():
     ]
     container = template["spec"]["containers"][0]
     assert "--enable-lora" in container["args"] and "--lora-modules" not in container["args"]
+    assert container["command"][:2] == ["/bin/sh", "-c"] and container["command"][3] == "vllm"
     assert "--lora-modules $(cat /etc/mtd-adapters/lora-modules)" in container["command"][2]
+    # the model is `vllm serve`'s first positional argument (`--model` is deprecated)
+    args = container["args"]
+    assert args[:3] == ["/models/models/smollm2", "--port", "8080"] and "--model" not in args
+    assert args[args.index("--max-model-len") + 1] == "4096"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert "annotations" not in template["metadata"]  # a new adapter set keeps the pods
@@ -180,8 +191,8 @@ def test_vllm_max_lora_rank_fits_every_served_adapter(training, compositions, ra
         for i, c in enumerate(compositions)
     ]  # fmt: skip
     spec = make_spec(serving={"engine": "vllm"}, training=training, compositions=entries)
-    assert spec.max_served_rank() == rank
-    assert builders.vllm_max_lora_rank(spec) == flag
+    assert spec.max_served_rank() == rank == VLLM.max_served_rank(spec)
+    assert max_lora_rank(VLLM.max_served_rank(spec)) == flag
 
 
 def test_vllm_refuses_adapters_above_its_largest_rank():
@@ -243,7 +254,7 @@ def _compositions(merge: str, calibration: int | None) -> list[dict]:
     ],
 )
 def test_tgi_serves_every_adapter_at_a_kernel_rank(training, compositions, rank):
-    spec = make_spec(training=training, compositions=compositions)
+    spec = make_spec(training=training, compositions=compositions, serving={"engine": "tgi"})
     assert spec.serving.engine == "tgi"
     assert spec.max_served_rank() == rank
     assert spec.padded_ranks() == [16, 32, 64, 128]
@@ -253,15 +264,23 @@ def test_tgi_serves_every_adapter_at_a_kernel_rank(training, compositions, rank)
 
 def test_tgi_rank_above_128_is_a_spec_error_naming_the_field():
     with pytest.raises(ValueError, match=r"compositions\[0\]: gives an adapter of rank 132"):
-        make_spec(training={"lora": {"rank": 64}}, compositions=_compositions("cat", 4))
+        make_spec(
+            training={"lora": {"rank": 64}},
+            compositions=_compositions("cat", 4),
+            serving={"engine": "tgi"},
+        )
     with pytest.raises(ValueError, match=r"training\.lora\.rank: gives an adapter of rank 256"):
-        make_spec(training={"lora": {"rank": 256}})
+        make_spec(training={"lora": {"rank": 256}}, serving={"engine": "tgi"})
     # vLLM's rule stays: up to 512
     make_spec(training={"lora": {"rank": 256}}, serving={"engine": "vllm"})
 
 
 def test_tgi_padding_reaches_the_trainer_configs_and_hashes():
-    tgi = make_spec(training={"lora": {"rank": 4}}, compositions=_compositions("cat", 4))
+    tgi = make_spec(
+        training={"lora": {"rank": 4}},
+        compositions=_compositions("cat", 4),
+        serving={"engine": "tgi"},
+    )
     vllm = make_spec(
         training={"lora": {"rank": 4}},
         compositions=_compositions("cat", 4),
@@ -297,7 +316,8 @@ def serving_pod(spec, config=TWO_GPUS):
 
 
 def test_tgi_runs_as_its_image_needs_with_one_shard_per_gpu():
-    pod = serving_pod(make_spec())
+    tgi = make_spec(serving={"engine": "tgi"})
+    pod = serving_pod(tgi)
     container = pod["containers"][0]
     # TGI's image cannot start rootless (TGI issue #3082): no forced uid by default
     assert "runAsNonRoot" not in pod["securityContext"]
@@ -306,7 +326,7 @@ def test_tgi_runs_as_its_image_needs_with_one_shard_per_gpu():
     assert container["args"][container["args"].index("--num-shard") + 1] == "2"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["HF_HOME"].startswith(builders.CACHE_MOUNT) and "HOME" not in env
-    one = serving_pod(make_spec(), CONFIG)["containers"][0]  # 1 GPU: no flag
+    one = serving_pod(tgi, CONFIG)["containers"][0]  # 1 GPU: no flag
     assert "--num-shard" not in one["args"]
 
 
@@ -330,10 +350,14 @@ def test_engine_security_is_overridable_from_the_chart_values():
     config = TWO_GPUS.model_copy(
         update={"tgi_pod_security_context": {"runAsUser": 1000, "runAsNonRoot": True}}
     )
-    pod = serving_pod(make_spec(), config)
+    pod = serving_pod(make_spec(serving={"engine": "tgi"}), config)
     assert pod["securityContext"] == {"runAsUser": 1000, "runAsNonRoot": True}
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert env["HOME"].startswith(builders.CACHE_MOUNT)  # non-root: a writable home
+    # vLLM's own override, and the other engine's is not applied to it
+    vllm = {"runAsUser": 2000, "runAsNonRoot": True, "fsGroup": 2000}
+    config = config.model_copy(update={"vllm_pod_security_context": vllm})
+    assert serving_pod(make_spec(serving={"engine": "vllm"}), config)["securityContext"] == vllm
 
 
 def test_training_jobs_launch_one_process_per_gpu_and_split_the_batch():
@@ -395,7 +419,7 @@ def test_a_hub_model_is_downloaded_once_by_the_profile_job_and_read_offline_afte
         assert env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in env
     container = serving_pod(spec)["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert container["args"][1] == copy and env["HF_HUB_OFFLINE"] == "1"
+    assert container["args"][0] == copy and env["HF_HUB_OFFLINE"] == "1"  # vLLM: positional
     # a token only for hub models
     with pytest.raises(ValueError, match="tokenSecret: only for hf://"):
         make_spec(baseModel={"uri": "/models/x", "tokenSecret": {"name": "hf"}})

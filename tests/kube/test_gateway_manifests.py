@@ -30,7 +30,7 @@ def test_catalogue_follows_the_status_rows() -> None:
 
 
 def test_catalogue_config_map_and_gateway_objects() -> None:
-    spec = make_spec()
+    spec = make_spec(serving={"engine": "tgi"})
     decision = finished_decision(spec)
     catalogue = build_catalogue(spec, decision.status, decision.serving.revision)
     cm = builders.catalogue_config_map(BODY, catalogue)
@@ -73,8 +73,8 @@ def test_vllm_gateway_names_the_served_base_model() -> None:
 
 
 def test_rollout_strategies() -> None:
-    surge = make_spec()
-    one = make_spec(serving={"rollout": "oneAtATime"})
+    surge = make_spec(serving={"engine": "tgi"})
+    one = make_spec(serving={"engine": "tgi", "rollout": "oneAtATime"})
     assert builders.serving_strategy(surge)["rollingUpdate"] == {
         "maxUnavailable": 0,
         "maxSurge": 1,

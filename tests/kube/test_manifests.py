@@ -14,6 +14,7 @@ from mtd_operator.cli import main
 from mtd_operator.core.planner import plan
 from mtd_operator.core.render import evaluable
 from mtd_operator.core.steps import pipeline_steps
+from mtd_operator.kube.builders import served_model_id
 from mtd_operator.kube.constants import ANNOTATION_STEP
 from mtd_operator.kube.manifests import operator_config
 from mtd_operator.specfile import load_and_profile
@@ -42,8 +43,10 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsy
     jobs = [o for o in objects if o["kind"] == "Job"]
     maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
     name = resource.metadata.name
-    # each Job with its ConfigMap, plus the gateway's catalogue
-    assert {j["metadata"]["name"] for j in jobs} | {f"{name}-catalogue"} == maps
+    # each Job with its ConfigMap, plus the gateway's catalogue and vLLM's adapter list
+    assert {j["metadata"]["name"] for j in jobs} | {f"{name}-catalogue", f"{name}-adapters"} == (
+        maps
+    )
     profile, *step_jobs = jobs
     assert profile["spec"]["template"]["spec"]["containers"][0]["command"][:2] == [
         "mtd",
@@ -58,10 +61,11 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsy
         limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits == {"nvidia.com/gpu": "2"}
 
-    deployment, _service, catalogue, gateway, gateway_service = objects[-5:]
-    assert [o["kind"] for o in objects[-5:]] == [
-        "Deployment", "Service", "ConfigMap", "Deployment", "Service",
+    adapters, deployment, _service, catalogue, gateway, gateway_service = objects[-6:]
+    assert [o["kind"] for o in objects[-6:]] == [
+        "ConfigMap", "Deployment", "Service", "ConfigMap", "Deployment", "Service",
     ]  # fmt: skip
+    assert adapters["metadata"]["name"] == f"{name}-adapters"
     assert gateway["metadata"]["name"] == f"{name}-gateway"
     assert gateway_service["metadata"]["name"] == f"{name}-gateway"
     routed = {t["name"]: t.get("adapter") for t in json.loads(
@@ -71,8 +75,14 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsy
     }
     server = deployment["spec"]["template"]["spec"]["containers"][0]
     assert server["resources"]["limits"] == {"nvidia.com/gpu": "3"}
-    env = {e["name"]: e["value"] for e in server["env"]}  # both examples: tgi, lora
-    served = {pair.split("=", 1)[0] for pair in env["LORA_ADAPTERS"].split(",")}
+    # both examples: vllm, lora; the adapters are in the ConfigMap, named name-<hash>
+    assert resource.spec.serving.engine == "vllm"
+    args = server["args"]
+    assert args[0] == served_model_id(resource.spec, operator_config({}, []))  # positional
+    assert args[args.index("--max-model-len") + 1] == str(resource.spec.serving.max_model_length)
+    assert args[args.index("--tensor-parallel-size") + 1] == "3"
+    modules = adapters["data"]["lora-modules"].split(" ")
+    served = {module.split("=", 1)[0].rsplit("-", 1)[0] for module in modules}
     # every task qualified: each group's adapter, and each composition's own
     assert served == {g.name for g in the_plan.groups} | {
         c.name for c in resource.spec.compositions

@@ -59,6 +59,7 @@ def build_model(
     chat_template: str | None = CHAT_TEMPLATE,
     corpus: Sequence[str] | None = None,
     vocab_size: int = 400,
+    heads: int = 4,
 ) -> Path:
     """A 2-layer Llama (seeded, so the same every time) and its tokenizer in `folder`."""
     import torch
@@ -71,8 +72,8 @@ def build_model(
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=min(2, heads),
         max_position_embeddings=512,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -14,7 +14,9 @@ imported, only located with ``importlib.util.find_spec``.) Conversion also needs
 
 writes ``DIR`` (default ``.cache/models/smollm2-135m`` under the repository) with
 ``config.json``, ``model.safetensors`` (fp32), the tokenizer files with the chat template,
-``generation_config.json`` and ``conversion.json`` (source file, size, sha256, versions).
+``generation_config.json`` and ``conversion.json`` (source file, size, sha256, versions),
+all readable by any uid, with the legacy ``rope_theta`` and ``chat_template`` keys TGI
+reads (``modeling.engine_compatible_files``).
 
 How: transformers loads the GGUF with ``from_pretrained(folder, gguf_file=...)``, which
 de-quantises the Q4_1 weights to fp32. Such a model cannot be ``save_pretrained``
@@ -112,12 +114,23 @@ def is_complete(out: Path, gguf: Path | None = None) -> bool:
         info = json.loads((out / "conversion.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if not info.get("complete"):
+    if not info.get("complete") or not engine_ready(out):
         return False
     if gguf is not None:
         source = info.get("source", {})
         return source.get("name") == gguf.name and source.get("size") == gguf.stat().st_size
     return True
+
+
+def engine_ready(out: Path) -> bool:
+    """Whether `out` has the legacy keys TGI reads (`modeling.engine_compatible_files`):
+    a conversion made before they were written is redone."""
+    try:
+        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        tokenizer = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return "rope_theta" in config and "chat_template" in tokenizer
 
 
 def _fresh_model(gguf_model):
@@ -223,6 +236,9 @@ def convert(
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+    from .atomic import make_readable
+    from .modeling import engine_compatible_files
+
     start = time.monotonic()
     log(f"loading {gguf} (de-quantising to fp32) ...")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -260,9 +276,8 @@ def convert(
             "complete": True,
         }
         (tmp / "conversion.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the model is shared read-only
-        for item in tmp.iterdir():
-            item.chmod(0o644)
+        engine_compatible_files(tmp)  # TGI reads rope_theta and the chat template there
+        make_readable(tmp)  # mkdtemp and safetensors make it private; it is shared read-only
         if check:
             verify(tmp, reference=gguf_model, log=log)
         if not force and is_complete(out, gguf):

@@ -28,7 +28,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from mtd_contract.config import LoraConfig
 from mtd_contract.quantization import nf4_error
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, write_json
 from .errors import InputError
 from .ranks import pad_factors, pad_peft_adapter, served_rank
 
@@ -213,6 +213,48 @@ def load_adapter(
         raise InputError(message) from None
 
 
+def engine_compatible_files(folder: Path) -> None:
+    """Add to a transformers 5 model folder the legacy keys the serving engines read.
+
+    transformers 5 writes RoPE settings only as config.json `rope_parameters`; TGI
+    (server/text_generation_server/models/custom_modeling/flash_llama_modeling.py:151,
+    `config.rope_theta = getattr(config, "rope_theta", 10000)`; layers/rotary.py:31 reads
+    `rope_scaling`) and older vLLM read the top-level keys and otherwise silently serve
+    theta 10000 unscaled, another model. So `rope_theta` (and for a scaled rope_type,
+    `rope_scaling`: rope_parameters less rope_theta) are added; transformers reads them
+    back to the same config. transformers 5 also saves the chat template only as
+    chat_template.jinja (plus additional_chat_templates/*.jinja), while TGI's router reads
+    it only from tokenizer_config.json (router/src/lib.rs:137 `HubTokenizerConfig`): every
+    chat request would fail with TemplateNotFound. So `chat_template` is written there too
+    (transformers still prefers the .jinja files, which are kept).
+    (TGI lines as of commit db931fcf42da018a3657580c64bf2720f167f9ab.)"""
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    rope = config.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope and "rope_theta" not in config:
+        config["rope_theta"] = rope["rope_theta"]
+        if rope.get("rope_type", "default") != "default" and not config.get("rope_scaling"):
+            config["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+        write_json(config_file, config)
+
+    tokenizer_file = folder / "tokenizer_config.json"
+    template_file = folder / "chat_template.jinja"
+    if not (tokenizer_file.is_file() and template_file.is_file()):
+        return
+    tokenizer_config = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+    if "chat_template" in tokenizer_config:
+        return
+    default = template_file.read_text(encoding="utf-8")
+    extra = sorted((folder / "additional_chat_templates").glob("*.jinja"))
+    if extra:  # the legacy form of several templates, TGI's `ChatTemplateVersions::Multiple`
+        tokenizer_config["chat_template"] = [{"name": "default", "template": default}] + [
+            {"name": path.stem, "template": path.read_text(encoding="utf-8")} for path in extra
+        ]
+    else:
+        tokenizer_config["chat_template"] = default
+    write_json(tokenizer_file, tokenizer_config)
+
+
 def save_artifact(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -222,7 +264,8 @@ def save_artifact(
 ) -> Path:
     """Save an adapter (peft format, as TGI loads it; zero-padded to a rank in
     `served_ranks` when given) or a full model, atomically. A sharded model passes its
-    gathered `state_dict` (its own parameters are shards)."""
+    gathered `state_dict` (its own parameters are shards); a full model gets the legacy
+    keys TGI reads (`engine_compatible_files`)."""
     with atomic_dir(target) as tmp:
         if state_dict is None:
             model.save_pretrained(tmp, safe_serialization=True)
@@ -232,6 +275,7 @@ def save_artifact(
             pad_peft_adapter(Path(tmp), served_ranks)
         else:
             tokenizer.save_pretrained(tmp)
+            engine_compatible_files(Path(tmp))
     return target
 
 

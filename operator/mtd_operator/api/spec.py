@@ -21,6 +21,7 @@ from mtd_contract.tasks import (
     default_metric,
 )
 
+from ..engines import engine_of
 from .grouping import RESERVED_ADAPTER_NAMES, RESERVED_ADAPTER_PREFIXES, group_tasks
 
 API_GROUP = "multitask.dev"
@@ -434,7 +435,11 @@ class Qualification(ApiModel):
 
 
 class Serving(ApiModel):
-    engine: Literal["tgi", "vllm"] = Field(default="tgi", description="Serving engine.")
+    engine: Literal["vllm", "tgi"] = Field(
+        default="vllm",
+        description="Serving engine: vllm (default; loads new adapters at run time) or tgi "
+        "(in maintenance mode upstream; loads adapters at start-up only).",
+    )
     replicas: int = Field(default=1, ge=0, le=100, description="Serving replicas.")
     rollout: Literal["surge", "oneAtATime"] = Field(
         default="surge",
@@ -444,20 +449,18 @@ class Serving(ApiModel):
         "spare GPU; one replica fewer meanwhile). vLLM loads new adapters into the running "
         "pods without replacing them.",
     )
+    max_model_length: int = Field(
+        default=4096,
+        ge=64,
+        le=1048576,
+        description="Tokens per sequence (prompt and answer) the engine serves: vLLM's "
+        "--max-model-len, TGI's --max-total-tokens. The KV cache is sized for it; without "
+        "it an engine takes the model's whole context (128k for some), which does not fit "
+        "smaller GPUs. At least training.maxSeqLength; at most the model's context.",
+    )
 
 
 MERGE_METHODS = ("linear", "cat", "ties")
-# vLLM's --max-lora-rank accepts only these values (vllm/config/lora.py).
-VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-# TGI pads a rank above 8 to a multiple of 16 (utils/sgmv.py, pad_rank) and has SGMV
-# prefill kernels for 16/32/64/96/128 and BGMV decode kernels for 8/16/32/64/128: the
-# ranks both paths have. An adapter of another rank is zero-padded (exact) to the next.
-TGI_LORA_RANKS = (16, 32, 64, 128)
-
-
-def tgi_served_rank(rank: int) -> int | None:
-    """The rank TGI serves an adapter of natural rank `rank` at, or None if none fits."""
-    return next((r for r in TGI_LORA_RANKS if r >= rank), None)
 
 
 class CompositionData(ApiModel):
@@ -736,45 +739,35 @@ class MultiTaskDeploymentSpec(ApiModel):
 
     def served_rank(self, rank: int) -> int | None:
         """The rank the engine loads an adapter of natural rank `rank` at (TGI pads)."""
-        return tgi_served_rank(rank) if self.serving.engine == "tgi" else rank
+        return engine_of(self).served_rank(rank)
 
     def padded_ranks(self) -> list[int] | None:
         """The ranks trainer output is padded to (TGI's kernel ranks), or None (vLLM)."""
-        if self.serving.engine != "tgi" or self.training.method == "full":
-            return None
-        return list(TGI_LORA_RANKS)
+        return engine_of(self).padded_ranks(self)
 
     def pads_trained_adapters(self) -> bool:
         """Whether the trained (or CGC-exported) adapters need padding to be served."""
-        if self.padded_ranks() is None:
+        padded = self.padded_ranks()
+        if padded is None:
             return False
-        return any(rank not in TGI_LORA_RANKS for _, rank in self.natural_ranks()[:2])
+        return any(rank not in padded for _, rank in self.natural_ranks()[:2])
 
     def max_served_rank(self) -> int:
         """The largest LoRA rank among the adapters the serving engine loads (vLLM must be
         told it in advance): trained adapters, CGC-LoRA exports, composed adapters."""
-        return max(self.served_rank(rank) or rank for _, rank in self.natural_ranks())
+        return engine_of(self).max_served_rank(self)
 
     @model_validator(mode="after")
-    def _servable_ranks(self) -> MultiTaskDeploymentSpec:
-        if self.training.method == "full":
-            return self
-        if self.serving.engine == "vllm":
-            rank = self.max_served_rank()
-            if rank > VLLM_MAX_LORA_RANKS[-1]:
-                raise ValueError(
-                    f"serving.engine vllm loads LoRA adapters of rank at most "
-                    f"{VLLM_MAX_LORA_RANKS[-1]}, but an adapter here has rank {rank}: lower "
-                    "training.lora.rank or the experts, or merge compositions with linear"
-                )
-            return self
-        for field, rank in self.natural_ranks():
-            if tgi_served_rank(rank) is None:
-                raise ValueError(
-                    f"{field}: gives an adapter of rank {rank}, but serving.engine tgi has "
-                    f"LoRA kernels for ranks {', '.join(map(str, TGI_LORA_RANKS))} only "
-                    "(smaller ranks are padded up): lower the rank, or use serving.engine vllm"
-                )
+    def _servable(self) -> MultiTaskDeploymentSpec:
+        problems = engine_of(self).rank_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.serving.max_model_length < self.training.max_seq_length:
+            raise ValueError(
+                f"serving.maxModelLength: {self.serving.max_model_length} is below "
+                f"training.maxSeqLength ({self.training.max_seq_length}): the engine would "
+                "refuse prompts as long as those the model was trained on"
+            )
         return self
 
     def composition(self, name: str) -> CompositionSpec:

@@ -4,10 +4,10 @@ the pipeline is done, under a content-addressed revision."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from ..api.spec import MultiTaskDeploymentSpec
 from ..api.status import TaskStatus
+from ..engines import AdapterUpdate, engine_of
 from .planner import Plan, content_hash
 from .scores import Scores
 from .steps import Step, served_adapter_path, trained_path
@@ -26,11 +26,9 @@ class DesiredServing:
     model_name: str | None = None
 
 
-def adapter_update(spec: MultiTaskDeploymentSpec) -> Literal["Surge", "OneAtATime", "RuntimeLoad"]:
+def adapter_update(spec: MultiTaskDeploymentSpec) -> AdapterUpdate:
     """How a new adapter set reaches the pods: vLLM loads it at runtime; TGI rolls out."""
-    if spec.serving.engine == "vllm":
-        return "RuntimeLoad"
-    return "OneAtATime" if spec.serving.rollout == "oneAtATime" else "Surge"
+    return engine_of(spec).adapter_update(spec)
 
 
 def served_adapters(

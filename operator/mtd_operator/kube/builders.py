@@ -19,13 +19,16 @@ from mtd_contract.config import AnyConfig
 from mtd_contract.exits import EXIT_INVALID
 from mtd_contract.pod import profile_command, step_command
 
-from ..api.spec import API_GROUP, API_VERSION, KIND, VLLM_MAX_LORA_RANKS, MultiTaskDeploymentSpec
+from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
 from ..core.catalogue import Catalogue
 from ..core.planner import Plan
 from ..core.reconcile import DesiredServing
 from ..core.render import Locations, render_step
 from ..core.steps import Step
+from ..engines import engine_of
+from ..engines.base import CACHE_MOUNT, SERVING_PORT, ServeRequest, non_root_pod
+from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT
 from .constants import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
@@ -38,12 +41,7 @@ from .constants import (
 
 MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
-SERVING_PORT = 8080
 HF_MODELS_DIR = "models/hf"  # hub models' copies on the workspace volume
-CACHE_MOUNT = "/cache"  # serving engines' writable home and caches (an emptyDir)
-ADAPTERS_MOUNT = "/etc/mtd-adapters"
-ADAPTERS_KEY = "lora-modules"
-VLLM_START = f'exec vllm serve "$@" --lora-modules $(cat {ADAPTERS_MOUNT}/{ADAPTERS_KEY})'
 RENDEZVOUS_PORT = 29400  # torchrun's c10d rendezvous on pod 0 of a multi-node step
 
 
@@ -159,31 +157,8 @@ def _volumes(
 
 
 def _pod_security() -> dict[str, Any]:
-    """Our own pods (trainer Jobs) and vLLM's: non-root. `OnRootMismatch` spares the
-    kubelet a recursive chown of the whole workspace volume at every pod start."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "fsGroup": 65532,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def engine_pod_security(engine: str, config: OperatorConfig) -> dict[str, Any]:
-    """The serving pod's securityContext: the chart's override, else what the engine's
-    image needs. TGI's image installs Python under /root and cannot start rootless
-    (text-generation-inference issue #3082), so it runs as the image's user; vLLM runs as
-    uid 65532 once it has a writable HOME (see `_engine_env`)."""
-    override = config.tgi_pod_security_context if engine == "tgi" else None
-    if engine == "vllm":
-        override = config.vllm_pod_security_context
-    if override:  # the chart's {} means "the engine's default"
-        return dict(override)
-    if engine == "tgi":
-        return {"seccompProfile": {"type": "RuntimeDefault"}}
-    return _pod_security()
+    """Our own pods (trainer Jobs, the gateway): non-root, as vLLM's by default."""
+    return non_root_pod()
 
 
 def _container_security() -> dict[str, Any]:
@@ -480,94 +455,6 @@ def serving_name(parent: str) -> str:
     return child_name(parent, "serving")
 
 
-def vllm_max_lora_rank(spec: MultiTaskDeploymentSpec) -> int:
-    """The smallest --max-lora-rank vLLM accepts that fits every served adapter."""
-    rank = spec.max_served_rank()
-    return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), VLLM_MAX_LORA_RANKS[-1])
-
-
-def _engine_env(engine: str, security: dict[str, Any]) -> list[dict[str, str]]:
-    """Writable home and caches on the `cache` volume. vLLM as a uid without a home
-    writes to /.cache and fails (vllm issues #10185, #20127); TGI as root keeps its
-    image's HOME (/root, where its Python lives) unless the pod is made non-root."""
-    env = {
-        "HF_HUB_OFFLINE": "1",  # the model and adapters are on the workspace volume
-        "HF_HOME": f"{CACHE_MOUNT}/hf",
-        "HUGGINGFACE_HUB_CACHE": f"{CACHE_MOUNT}/hf/hub",
-        "XDG_CACHE_HOME": f"{CACHE_MOUNT}/xdg",
-    }
-    if engine == "vllm" or security.get("runAsUser", 0) != 0:
-        env["HOME"] = f"{CACHE_MOUNT}/home"
-        env["XDG_CONFIG_HOME"] = f"{CACHE_MOUNT}/config"
-    if engine == "vllm":
-        env["VLLM_CACHE_ROOT"] = f"{CACHE_MOUNT}/vllm"
-    return [{"name": key, "value": value} for key, value in env.items()]
-
-
-def vllm_max_loras(adapters: int) -> int:
-    """LoRA slots per batch: a power of two (at least 4), so that adding an adapter seldom
-    changes the pod template (which would roll out new pods)."""
-    slots = 4
-    while slots < adapters:
-        slots *= 2
-    return slots
-
-
-def _engine_container(
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    adapters: dict[str, str],
-    security: dict[str, Any],
-    model: str | None = None,
-) -> dict[str, Any]:
-    """The engine's image, args and env; with `model` (method full) it serves that
-    fine-tuned model folder itself, with no adapters."""
-    base = base_model_path(spec.base_model.uri, config)
-    model_id = model or base.removeprefix("hf://")
-    gpus = config.serving_gpus
-    env = _engine_env(spec.serving.engine, security)
-    if model is not None:
-        if spec.serving.engine == "tgi":
-            args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
-            args += ["--num-shard", str(gpus)] if gpus > 1 else []
-            return {"image": config.tgi_image, "args": args, "env": env}
-        args = ["--model", model_id, "--port", str(SERVING_PORT)]
-        # Named as the base model would be, so the gateway's catalogue (no adapters under
-        # full) and any client ask the same model id whatever the method.
-        args += ["--served-model-name", served_model_id(spec, config)]
-        args += ["--tensor-parallel-size", str(gpus)] if gpus > 1 else []
-        return {"image": config.vllm_image, "args": args, "env": env}
-    if spec.serving.engine == "tgi":
-        pairs = ",".join(f"{name}={path}" for name, path in adapters.items())
-        args = ["--model-id", model_id, "--port", str(SERVING_PORT), "--hostname", "0.0.0.0"]
-        if gpus > 1:  # one shard per GPU (TGI would also default to all visible GPUs)
-            args += ["--num-shard", str(gpus)]
-        return {
-            "image": config.tgi_image,
-            "args": args,
-            "env": [{"name": "LORA_ADAPTERS", "value": pairs}, *env],
-        }
-    # The adapter set lives in a ConfigMap, not in the pod template: a new set is loaded
-    # into the running pods (/v1/load_lora_adapter) instead of rolling out new pods, and a
-    # pod that restarts starts with the current set from the file.
-    args = ["--model", model_id, "--port", str(SERVING_PORT)]
-    if gpus > 1:  # vLLM's default is 1: without it, every other GPU sits idle
-        args += ["--tensor-parallel-size", str(gpus)]
-    args += [
-        "--enable-lora",
-        "--max-lora-rank",
-        str(vllm_max_lora_rank(spec)),
-        "--max-loras",
-        str(vllm_max_loras(len(adapters))),
-    ]
-    return {
-        "image": config.vllm_image,
-        "command": ["/bin/sh", "-c", VLLM_START, "vllm"],
-        "args": args,
-        "env": [*env, {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"}],
-    }
-
-
 def serving_deployment(
     body: dict[str, Any],
     spec: MultiTaskDeploymentSpec,
@@ -583,10 +470,17 @@ def serving_deployment(
     """
     parent = body["metadata"]["name"]
     selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
-    adapters = {n: locations.artifact(path) for n, path in desired.adapters.items()}
-    security = engine_pod_security(spec.serving.engine, config)
-    model = locations.artifact(desired.model) if desired.model else None
-    engine = _engine_container(spec, config, adapters, security, model)
+    engine = engine_of(spec)
+    security = engine.pod_security(config)
+    serve = ServeRequest(
+        model_path=(
+            locations.artifact(desired.model) if desired.model else served_model_id(spec, config)
+        ),
+        served_model_id=served_model_id(spec, config),
+        adapters={n: locations.artifact(path) for n, path in desired.adapters.items()},
+        full_model=desired.model is not None,
+    )
+    container_fields = engine.container(spec, config, serve).container_fields()
     volumes, mounts = _volumes(spec, config, None, read_only=True)
     volumes.append({"name": "cache", "emptyDir": {}})
     mounts.append({"name": "cache", "mountPath": CACHE_MOUNT})
@@ -594,14 +488,18 @@ def serving_deployment(
         "labels": {**MANAGED_BY, **selector},
         "annotations": {ANNOTATION_REVISION: desired.revision},
     }
-    if spec.serving.engine == "vllm":
-        volumes.append({"name": "adapters", "configMap": {"name": adapters_name(parent)}})
-        mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
+    if engine.adapter_update(spec) == "RuntimeLoad":
+        # The adapter set lives in a ConfigMap, not in the pod template: a new set is
+        # loaded into the running pods instead of rolling out new ones, and a pod that
+        # restarts starts with the current set from the file.
+        if desired.model is None:
+            volumes.append({"name": "adapters", "configMap": {"name": adapters_name(parent)}})
+            mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
         del template_meta["annotations"]
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "server",
-        **engine,
+        **container_fields,
         "ports": [{"name": "http", "containerPort": SERVING_PORT}],
         "volumeMounts": mounts,
         "resources": _gpu_resources(config, config.serving_gpus),
@@ -740,8 +638,7 @@ def gateway_deployment(
         "--host", "0.0.0.0",
         "--port", str(GATEWAY_PORT),
     ]  # fmt: skip
-    if spec.serving.engine == "vllm":
-        command += ["--base-model", served_model_id(spec, config)]
+    command += engine_of(spec).gateway_args(served_model_id(spec, config))
     container = {
         "name": "gateway",
         "image": config.gateway_image,
@@ -787,18 +684,9 @@ def gateway_service(body: dict[str, Any]) -> dict[str, Any]:
 def engine_adapter_names(
     spec: MultiTaskDeploymentSpec, desired: DesiredServing, locations: Locations
 ) -> dict[str, str]:
-    """Adapter name → the name the engine serves it under.
-
-    TGI: the same. vLLM: the name plus a hash of the adapter's folder, because vLLM
-    refuses to load a name twice: a retrained adapter loads next to the old one, the
-    catalogue then moves to it, and no request finds a name missing in between.
-    """
-    if spec.serving.engine != "vllm":
-        return {name: name for name in desired.adapters}
-    return {
-        name: f"{name}-{hashlib.sha256(locations.artifact(path).encode()).hexdigest()[:8]}"
-        for name, path in desired.adapters.items()
-    }
+    """Adapter name → the name the engine serves it under (`ServingEngine.adapter_names`)."""
+    folders = {name: locations.artifact(path) for name, path in desired.adapters.items()}
+    return engine_of(spec).adapter_names(folders)
 
 
 def engine_adapters(
@@ -835,7 +723,7 @@ def serving_objects(
     order the controller applies them (what `mtd manifests` prints): vLLM's adapter file,
     the engine Deployment and Service, the catalogue, the gateway Deployment and Service."""
     objects = []
-    if spec.serving.engine == "vllm":
+    if engine_of(spec).adapter_update(spec) == "RuntimeLoad":
         objects.append(adapters_config_map(body, spec, desired, locations))
     named = catalogue.renamed(engine_adapter_names(spec, desired, locations))
     return [

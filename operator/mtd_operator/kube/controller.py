@@ -32,6 +32,7 @@ from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
+from ..engines import engine_of
 from . import builders, runtime_lora
 from .constants import (
     ANNOTATION_PLACEMENT,
@@ -303,6 +304,12 @@ class Controller:
             problems = problems_from_validation(exc, MultiTaskDeploymentSpec, prefix="spec")
             status = Blocked.invalid_spec(problems).status(previous, generation, now)
             return self._write_status(body, old_status, status, created, done=False)
+        # Rules that depend on the chart's values too (TGI's rank floor per GPU shard).
+        engine_problems = engine_of(spec).rank_problems(spec, self.config.serving_gpus)
+        if engine_problems:
+            problems = [f"spec.{problem}" for problem in engine_problems]
+            status = Blocked.invalid_spec(problems).status(previous, generation, now)
+            return self._write_status(body, old_status, status, created, done=False)
 
         jobs, cms, pods = self._children(namespace, name)
         profiles = self._profiles(body, spec, jobs, cms, pods, created)
@@ -335,10 +342,11 @@ class Controller:
         self._start_steps(body, spec, the_plan, decision, created)
         retry_after = None
         if decision.serving is not None:
-            if spec.serving.engine == "vllm":
+            runtime_load = engine_of(spec).adapter_update(spec) == "RuntimeLoad"
+            if runtime_load:
                 self._apply_vllm_adapters(body, spec, decision, locations, cms, created)
             self._apply_serving(body, spec, decision, locations, created)
-            runtime_load = spec.serving.engine == "vllm" and spec.serving.replicas > 0
+            runtime_load = runtime_load and spec.serving.replicas > 0
             if runtime_load and serving_obs is not None:
                 serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
                 decision = decide(serving_obs)

@@ -4,7 +4,8 @@ Every later pod (trainer Jobs, serving) reads that copy with `HF_HUB_OFFLINE=1` 
 downloading the model again into an emptyDir. huggingface_hub's `snapshot_download` with
 `local_dir` skips files already there, so a rerun of the Job costs a metadata check; the
 token (for gated or private models) comes from `HF_TOKEN`, set from the spec's
-`baseModel.tokenSecret`.
+`baseModel.tokenSecret`. Only the files transformers and the engines load are fetched
+(`ALLOW_PATTERNS`), not a repo's other copies of the weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,22 @@ import os
 from pathlib import Path
 
 HUB_PREFIX = "hf://"
+
+# What transformers, TGI and vLLM load from a model folder: configs, tokenizer files and
+# indexes (*.json), safetensors weights, sentencepiece (*.model), BPE merges and vocabs
+# (*.txt), chat templates (*.jinja), tiktoken vocabularies, and tokenizer files of any other
+# name (e.g. tokenizer.model.v3). Left out: the PyTorch .bin, GGUF, ONNX, TF and Flax copies
+# many repos also carry (each as large as the model), and *.py, as nothing here loads
+# models with trust_remote_code.
+ALLOW_PATTERNS = (
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "*.txt",
+    "*.jinja",
+    "*.tiktoken",
+    "tokenizer*",
+)
 
 
 class DownloadError(RuntimeError):
@@ -27,7 +44,9 @@ def download_model(uri: str, target: Path) -> Path:
     repo = uri.removeprefix(HUB_PREFIX).strip("/")
     token = os.environ.get("HF_TOKEN") or None
     try:
-        snapshot_download(repo, local_dir=str(target), token=token)
+        snapshot_download(
+            repo, local_dir=str(target), token=token, allow_patterns=list(ALLOW_PATTERNS)
+        )
     except GatedRepoError:
         raise DownloadError(
             f"spec.baseModel.tokenSecret: {repo} is gated; give a Secret key holding a token "
@@ -43,4 +62,9 @@ def download_model(uri: str, target: Path) -> Path:
         raise DownloadError(f"spec.baseModel.uri: {uri}: download failed ({exc})") from None
     if not (target / "config.json").is_file():
         raise DownloadError(f"spec.baseModel.uri: {uri} has no config.json: not a model")
+    if not any(target.rglob("*.safetensors")):
+        raise DownloadError(
+            f"spec.baseModel.uri: {uri} has no safetensors weights (only other formats, "
+            "such as PyTorch .bin or GGUF, which are not loaded); use a repo with safetensors"
+        )
     return target
