@@ -37,12 +37,13 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _engine_problems(resource: MultiTaskDeployment, settings: list[str]) -> int:
-    """Print the serving engine's objections to the spec on the chart values `settings`
-    (TGI's rank floor depends on serving.gpus); EXIT_INVALID if any, else 0."""
+def _cluster_problems(resource: MultiTaskDeployment, settings: list[str], paths: bool) -> int:
+    """Print what the spec asks that a cluster run with the chart values `settings` cannot
+    do (TGI's rank floor depends on serving.gpus; with `paths`, a model path off the
+    workspace volume, which is fine for `mtd run`); EXIT_INVALID if any, else 0."""
     import os
 
-    from .engines import engine_of
+    from .kube.builders import cluster_problems, model_path_problem
     from .kube.manifests import operator_config
 
     try:
@@ -50,15 +51,18 @@ def _engine_problems(resource: MultiTaskDeployment, settings: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    problems = engine_of(resource.spec).rank_problems(resource.spec, config.serving_gpus)
+    problems = cluster_problems(resource.spec, config)
+    if not paths:  # a local run reads the model from where the spec file says
+        local_only = model_path_problem(resource.spec.base_model.uri, config)
+        problems = [problem for problem in problems if problem != local_only]
     for problem in problems:
-        print(f"error: spec.{problem}", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
     return EXIT_INVALID if problems else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     resource, profiles, _ = load_and_profile(Path(args.file), check_base_model=True)
-    if _engine_problems(resource, args.set):
+    if _cluster_problems(resource, args.set, paths=False):
         return EXIT_INVALID
     if resource.spec.training.quantization == NF4:
         # Only here, on the machine that will run it; a cluster's node is unknown to the
@@ -157,7 +161,7 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     resource, profiles, compositions = load_and_profile(Path(args.file))
-    if _engine_problems(resource, args.set):
+    if _cluster_problems(resource, args.set, paths=True):
         return EXIT_INVALID
     namespace = args.namespace or resource.metadata.namespace or "default"
     objects = pipeline_objects(resource, profiles, compositions, config, namespace)
@@ -315,12 +319,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    import os
+
     from .gateway.app import build_gateway, serve
+    from .kube.builders import GATEWAY_KEY_ENV
 
     if not Path(args.catalogue).is_file():
         print(f"error: --catalogue {args.catalogue}: no such file", file=sys.stderr)
         return EXIT_INVALID
-    gateway = build_gateway(args.catalogue, args.upstream, args.engine, args.base_model)
+    gateway = build_gateway(
+        args.catalogue,
+        args.upstream,
+        args.engine,
+        args.base_model,
+        api_key=os.environ.get(GATEWAY_KEY_ENV) or None,  # from the resource's Secret
+    )
     serve(gateway, args.host, args.port)
     return 0
 

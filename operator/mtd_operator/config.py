@@ -53,6 +53,18 @@ class OperatorConfig(BaseModel):
         description="Pod securityContext of vLLM serving pods; empty: the engine's default "
         "(uid 65532, non-root, HOME on a writable volume).",
     )
+    engine_key_file: str | None = Field(
+        default=None,
+        description="A file holding the operator's secret (32+ bytes; the chart mounts a "
+        "generated Secret), from which each resource's engine API key is derived. None: "
+        "vLLM serves without an API key, fenced by the NetworkPolicy only (development).",
+    )
+    operator_namespace: str | None = Field(
+        default=None,
+        description="The operator's namespace: the serving pods' NetworkPolicy admits the "
+        "operator's pods from there (runtime adapter loads) besides the resource's gateway. "
+        "None: the gateway pods only.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     image_pull_secrets: list[str] = Field(default_factory=list)
@@ -69,6 +81,8 @@ class OperatorConfig(BaseModel):
 
 def _parse(field: str, raw: str) -> Any:
     annotation = OperatorConfig.model_fields[field].annotation
+    if annotation == str | None:  # unset or empty: None
+        return raw.strip() or None
     if annotation in (list[str],):
         return [item.strip() for item in raw.split(",") if item.strip()]
     if annotation == dict[str, Any] | None:  # "", "null" or "{}": the default

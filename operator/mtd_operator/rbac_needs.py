@@ -89,6 +89,19 @@ OPERATOR_NEEDS: list[Need] = [
         "multi-node training step's pods DNS names.",
     ),
     Need(
+        "",
+        "secrets",
+        ("create", "patch"),
+        "Each resource's engine API key, derived by the operator, read only by its serving "
+        "and gateway pods: the operator never reads a Secret.",
+    ),
+    Need(
+        "networking.k8s.io",
+        "networkpolicies",
+        ("create",),
+        "The serving pods' NetworkPolicy: only the gateway and the operator reach the engine.",
+    ),
+    Need(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         ("list", "watch"),

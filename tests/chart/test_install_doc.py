@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 
 import kubernetes_validate
 import pytest
@@ -142,15 +143,35 @@ def test_loader_pod_is_valid_and_mounts_the_workspace():
     assert pod["spec"]["securityContext"]["runAsUser"] == 65532
 
 
-def cluster_resource() -> dict:
-    """The example as the doc's sed rewrites it before `kubectl apply`."""
-    (sed,) = [c for c in commands() if c.startswith("sed ")]
+def sed_rewrite(example: str) -> str:
+    """The text of `example` as the doc's sed command for it rewrites it."""
+    (sed,) = [c for c in commands() if c.startswith("sed ") and shlex.split(c)[2] == example]
     expression = shlex.split(sed)[1]
     _, old, new, _ = expression.split("#")
-    source = ROOT / shlex.split(sed)[2]
+    source = ROOT / example
     text = source.read_text(encoding="utf-8")
     assert old in text, f"the sed expression no longer matches {source}"
-    return yaml.safe_load(text.replace(old, new))
+    return text.replace(old, new)
+
+
+def cluster_resource() -> dict:
+    """The example as the doc's sed rewrites it before `kubectl apply`."""
+    return yaml.safe_load(sed_rewrite("examples/minimal/mtd.yaml"))
+
+
+def test_the_reviewed_manifests_render_from_the_docs_cluster_copy(tmp_path, capsys):
+    """Step 4: the quickstart as the doc rewrites it renders; as it is, it is refused."""
+    from mtd_operator.cli import main
+
+    folder = tmp_path / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart" / "data", folder / "data")
+    (folder / "cluster.yaml").write_text(sed_rewrite("examples/quickstart/mtd.yaml"))
+    assert main(["manifests", str(folder / "cluster.yaml"), "-n", "ml"]) == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    server = next(o for o in objects if o["metadata"]["name"].endswith("-serving"))
+    model = server["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert model == "/workspace/models/smollm2-135m"
+    assert main(["manifests", str(ROOT / "examples" / "quickstart" / "mtd.yaml")]) == 2
 
 
 def test_applied_resource_is_valid_and_its_paths_are_on_the_workspace():

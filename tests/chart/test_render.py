@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -110,10 +112,34 @@ def test_watch_mode_arguments(render):
     assert "--debug" in args
 
 
+# What only the chart can give the operator: a secret to derive engine keys from, and the
+# namespace it runs in (the serving NetworkPolicy admits its pods from there).
+CHART_ONLY = {"engine_key_file", "operator_namespace"}
+
+
 def test_default_env_is_the_operator_default_config(render):
     """Without values the chart changes nothing the operator would not do on its own."""
     config = load_config(render("defaults").operator_env())
-    assert config == OperatorConfig()
+    assert config.model_dump(exclude=CHART_ONLY) == OperatorConfig().model_dump(exclude=CHART_ONLY)
+
+
+def test_the_operator_derives_engine_keys_from_a_secret_only_it_mounts(render):
+    rendered = render("defaults")
+    env = rendered.operator_env()
+    (secret,) = [s for s in rendered.all("Secret") if s["metadata"]["name"].endswith("engine-key")]
+    assert len(base64.b64decode(secret["data"]["key"])) >= 32  # read_master's minimum
+    pod = operator_pod(rendered)
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    (mount,) = [
+        m for m in rendered.operator_container()["volumeMounts"] if m["name"] == volume["name"]
+    ]
+    assert mount["readOnly"] and env["MTD_ENGINE_KEY_FILE"] == f"{mount['mountPath']}/key"
+    # the file is readable by the operator's uid through its fsGroup, by no one else
+    assert volume["secret"]["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"]
+    assert env["MTD_OPERATOR_NAMESPACE"] == RELEASE_NAMESPACE
+    labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "operator"  # the NetworkPolicy's peer
 
 
 def test_env_sets_every_config_field(render):

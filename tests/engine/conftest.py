@@ -4,6 +4,7 @@ the objects `mtd manifests` renders, and the real vLLM started from them."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -50,6 +51,11 @@ class Cluster:
     def config_maps(self) -> dict[str, dict[str, str]]:
         return {o["metadata"]["name"]: o["data"] for o in self.objects if o["kind"] == "ConfigMap"}
 
+    def secrets(self) -> dict[str, dict[str, str]]:
+        return {
+            o["metadata"]["name"]: o["stringData"] for o in self.objects if o["kind"] == "Secret"
+        }
+
 
 def as_trainer_wrote_it(folder: Path) -> None:
     """Hand a folder to the trainer pods' uid, keeping the modes our code gave its files."""
@@ -91,9 +97,18 @@ def write_full_model(base: Path, target: Path) -> Path:
 
 
 def render(workspace: Path, doc: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Cluster:
+    """`mtd manifests` as the chart's operator renders: with its engine-key secret (a file,
+    as the chart mounts it) and its namespace."""
     spec_file = workspace / "mtd.yaml"
     spec_file.write_text(yaml.safe_dump(doc))
-    assert main(["manifests", str(spec_file), "--namespace", "default"]) == 0
+    key_file = workspace / "operator-engine-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(36))
+        key_file.chmod(0o600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MTD_ENGINE_KEY_FILE", str(key_file))
+        patch.setenv("MTD_OPERATOR_NAMESPACE", "multitask-system")
+        assert main(["manifests", str(spec_file), "--namespace", "default"]) == 0
     return Cluster(workspace, list(yaml.safe_load_all(capsys.readouterr().out)))
 
 

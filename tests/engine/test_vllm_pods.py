@@ -20,6 +20,7 @@ from mtd_operator.engines.base import SERVING_PORT
 from mtd_operator.engines.vllm import ADAPTERS_KEY
 from mtd_operator.gateway.app import build_gateway
 from mtd_operator.kube import runtime_lora
+from mtd_operator.kube.builders import GATEWAY_KEY_ENV
 from tests.engine.conftest import (
     CLAIM,
     NODE_ENV,
@@ -48,6 +49,7 @@ def start_serving(cluster: Cluster, venv: Path) -> Pod:
         image_venv=venv,
         claims={CLAIM: cluster.workspace},
         config_maps=cluster.config_maps(),
+        secrets=cluster.secrets(),
         node_env=NODE_ENV,
     )
     try:
@@ -61,17 +63,38 @@ def start_serving(cluster: Cluster, venv: Path) -> Pod:
 def gateway_for(cluster: Cluster, pod: Pod, catalogue: Path) -> TestClient:
     """The rendered gateway's own flags, with its upstream Service resolved to the pod (what
     the Service and kube-proxy do) and its catalogue ConfigMap written to `catalogue`."""
-    command = cluster.one("Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
-    flags = dict(zip(command["command"][2::2], command["command"][3::2], strict=False))
+    container = cluster.one("Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+    flags = dict(zip(container["command"][2::2], container["command"][3::2], strict=False))
     catalogue.write_text(cluster.one("ConfigMap", "-catalogue")["data"]["catalogue.json"])
     gateway = build_gateway(
-        str(catalogue), pod.url(SERVING_PORT), flags["--engine"], flags.get("--base-model")
+        str(catalogue),
+        pod.url(SERVING_PORT),
+        flags["--engine"],
+        flags.get("--base-model"),
+        api_key=secret_env(cluster, container).get(GATEWAY_KEY_ENV),
     )
     return TestClient(gateway.app)
 
 
-def served_models(pod: Pod) -> dict[str, Any]:
-    answer = httpx.get(pod.url(SERVING_PORT) + "/v1/models", timeout=30)
+def secret_env(cluster: Cluster, container: dict[str, Any]) -> dict[str, str]:
+    """A container's env drawn from Secrets, as the kubelet resolves it."""
+    found = {}
+    for item in container.get("env", []):
+        ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            found[item["name"]] = cluster.secrets()[ref["name"]][ref["key"]]
+    return found
+
+
+def engine_key(cluster: Cluster) -> str:
+    server = cluster.one("Deployment", "-serving")["spec"]["template"]["spec"]["containers"][0]
+    return secret_env(cluster, server)["VLLM_API_KEY"]
+
+
+def served_models(pod: Pod, key: str) -> dict[str, Any]:
+    answer = httpx.get(
+        pod.url(SERVING_PORT) + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     return {entry["id"]: entry for entry in answer.json()["data"]}
 
@@ -90,7 +113,8 @@ def test_the_rendered_vllm_pod_serves_every_adapter_through_the_gateway(
         pwd.getpwuid(container["securityContext"]["runAsUser"])
 
     with start_serving(cluster, venv) as pod:
-        models = served_models(pod)
+        key = engine_key(cluster)
+        models = served_models(pod, key)
         assert set(modules) <= set(models)  # every adapter of the catalogue, by its name
         assert all(models[name]["parent"] for name in modules)
 
@@ -112,10 +136,9 @@ def test_the_rendered_vllm_pod_serves_every_adapter_through_the_gateway(
         retrained = cluster.host(modules[next(iter(modules))]).parent / "adapter-retrained"
         write_adapter(workspace / "models" / "tiny", retrained, seed=7)
         pod_path = "/workspace/" + str(retrained.relative_to(workspace))
-        assert runtime_lora.load_into(pod.url(SERVING_PORT), {"sentiment-new": pod_path}) == [
-            "sentiment-new"
-        ]
-        assert "sentiment-new" in served_models(pod)
+        loaded = runtime_lora.load_into(pod.url(SERVING_PORT), {"sentiment-new": pod_path}, key)
+        assert loaded == ["sentiment-new"]
+        assert "sentiment-new" in served_models(pod, key)
         catalogue = json.loads((tmp_path / "catalogue.json").read_text())
         for entry in catalogue["tasks"]:
             if entry["name"] == "sentiment":
@@ -126,6 +149,52 @@ def test_the_rendered_vllm_pod_serves_every_adapter_through_the_gateway(
         assert answer.json()["adapter"] == "sentiment-new"
         assert answer.json()["output"] in {"pos", "neg"}
         assert re.search(r"vLLM API server version|vllm", pod.logs())
+
+
+def test_only_the_operator_and_the_gateway_reach_the_engines_admin_routes(workspace, venv, capsys):
+    """vLLM 0.32 with runtime LoRA updating serves POST /v1/load_lora_adapter and
+    /v1/unload_lora_adapter, and SageMaker's POST /adapters and DELETE /adapters/{name}.
+    The API key from the resource's Secret closes the /v1 ones on the engine itself; the
+    others are outside the prefixes vLLM guards, so the rendered NetworkPolicy admits only
+    the resource's gateway pods and the operator's pods to the serving port."""
+    cluster = render(workspace, lora_resource(), capsys)
+    modules = lora_modules(cluster)
+    for seed, path in enumerate(modules.values()):
+        write_adapter(workspace / "models" / "tiny", cluster.host(path), seed)
+    adapter = "/workspace/" + str(cluster.host(next(iter(modules.values()))).relative_to(workspace))
+    with start_serving(cluster, venv) as pod:
+        url = pod.url(SERVING_PORT)
+        body = {"lora_name": "intruder", "lora_path": adapter}
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            assert (
+                httpx.post(f"{url}/v1/load_lora_adapter", json=body, headers=headers).status_code
+                == 401
+            )
+            assert httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "x"},
+                              headers=headers).status_code == 401  # fmt: skip
+            assert httpx.get(f"{url}/v1/models", headers=headers).status_code == 401
+        with pytest.raises(runtime_lora.LoadError, match="401"):
+            runtime_lora.load_into(url, {"intruder": adapter})  # the operator without the key
+        assert "intruder" not in served_models(pod, engine_key(cluster))
+        # Outside vLLM's guarded prefixes: open to whoever reaches the port.
+        sagemaker = httpx.post(f"{url}/adapters", json={"name": "intruder", "src": adapter})
+        assert sagemaker.status_code != 401
+        assert httpx.get(f"{url}/health").status_code == 200  # probes need no key
+
+    policy = cluster.one("NetworkPolicy", "-serving")["spec"]
+    serving = cluster.one("Deployment", "-serving")["spec"]["template"]["metadata"]["labels"]
+    gateway = cluster.one("Deployment", "-gateway")["spec"]["template"]["metadata"]["labels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"].items() <= serving.items()
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": SERVING_PORT}]
+    peers = rule["from"]
+    assert len(peers) == 2
+    assert peers[0] == {"podSelector": {"matchLabels": peers[0]["podSelector"]["matchLabels"]}}
+    assert peers[0]["podSelector"]["matchLabels"].items() <= gateway.items()
+    assert peers[1]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "multitask-system"}
+    }
 
 
 def test_the_rendered_vllm_pod_serves_a_fully_fine_tuned_model(workspace, venv, capsys, tmp_path):

@@ -18,6 +18,7 @@ from mtd_operator.kube.builders import served_model_id
 from mtd_operator.kube.constants import ANNOTATION_STEP
 from mtd_operator.kube.manifests import operator_config
 from mtd_operator.specfile import load_and_profile
+from tests.support.examples import cluster_example
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [
@@ -32,8 +33,23 @@ def manifests(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.parent.name)
-def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsys, monkeypatch):
+def test_the_examples_local_model_path_is_refused_on_a_cluster(example, capsys):
+    """`../../.cache/...` is right for `mtd run` (relative to the spec file) but leaves the
+    workspace volume on a cluster: refused naming the field, nothing printed."""
+    assert main(["manifests", str(example)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "spec.baseModel.uri: '../../.cache/models/smollm2-135m' leaves the workspace" in (
+        captured.err
+    )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.parent.name)
+def test_every_step_has_its_job_and_config_and_serving_comes_last(
+    example, capsys, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MTD_TRAINER_IMAGE", "registry.example/trainer:2")
+    example = cluster_example(example, tmp_path / example.parent.name)
     objects = manifests(capsys, str(example), "--set", "trainer.gpus=2", "--set", "serving.gpus=3")
     resource, profiles, compositions = load_and_profile(example)
     the_plan = plan(resource.spec, profiles, compositions)
@@ -61,10 +77,12 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(example, capsy
         limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits == {"nvidia.com/gpu": "2"}
 
-    adapters, deployment, _service, catalogue, gateway, gateway_service = objects[-6:]
-    assert [o["kind"] for o in objects[-6:]] == [
-        "ConfigMap", "Deployment", "Service", "ConfigMap", "Deployment", "Service",
+    adapters, deployment, _service, policy, catalogue, gateway, gateway_service = objects[-7:]
+    assert [o["kind"] for o in objects[-7:]] == [
+        "ConfigMap", "Deployment", "Service", "NetworkPolicy", "ConfigMap", "Deployment",
+        "Service",
     ]  # fmt: skip
+    assert policy["metadata"]["name"] == f"{name}-serving"
     assert adapters["metadata"]["name"] == f"{name}-adapters"
     assert gateway["metadata"]["name"] == f"{name}-gateway"
     assert gateway_service["metadata"]["name"] == f"{name}-gateway"
@@ -111,9 +129,7 @@ def test_a_bad_set_is_exit_2_naming_the_key(capsys) -> None:
 
 
 @pytest.mark.parametrize("engine", ["tgi", "vllm"])
-def test_two_gpus_each_are_used_as_an_engine_and_the_trainer_need_them(
-    engine, capsys, tmp_path
-):
+def test_two_gpus_each_are_used_as_an_engine_and_the_trainer_need_them(engine, capsys, tmp_path):
     """Issue #14's reading of `mtd manifests`: with 2 trainer and 2 serving GPUs, training
     Jobs launch 2 processes; TGI runs as its image needs with --num-shard 2; vLLM gets
     --tensor-parallel-size 2 and a writable HOME on a volume."""

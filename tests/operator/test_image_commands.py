@@ -15,6 +15,7 @@ import yaml
 from k8s_emulator import Emulator, JobRunner
 from mtd_contract.pod import command_verb
 from mtd_operator.cli import main
+from tests.support.examples import cluster_example
 from tests.support.image_venvs import image_venv
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "minimal"
 
 def test_every_job_command_starts_and_imports_what_it_needs(tmp_path, capsys) -> None:
     bin_dir = image_venv("trainer") / "bin"
-    assert main(["manifests", str(EXAMPLE / "mtd.yaml"), "--set", "trainer.gpus=0"]) == 0
+    spec = cluster_example(EXAMPLE / "mtd.yaml", tmp_path / "spec")
+    assert main(["manifests", str(spec), "--set", "trainer.gpus=0"]) == 0
     objects = list(yaml.safe_load_all(capsys.readouterr().out))
     first: dict[str, dict] = {}  # one Job per distinct command
     for job in (o for o in objects if o["kind"] == "Job"):

@@ -148,6 +148,7 @@ def run_container(
     image_venv: Path,
     claims: Mapping[str, Path],
     config_maps: Mapping[str, Mapping[str, str]],
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
     node_env: Mapping[str, str] | None = None,
     container: str | None = None,
 ) -> Pod:
@@ -155,7 +156,8 @@ def run_container(
 
     `image_venv` holds the image's Python contents (its `bin` leads the image's PATH);
     `claims` maps a PersistentVolumeClaim name to the host folder that backs it;
-    `config_maps` maps a ConfigMap name to its data. `node_env` is what the node adds,
+    `config_maps` maps a ConfigMap name to its data, `secrets` a Secret's name to its
+    (decoded) data, for `secretKeyRef` env. `node_env` is what the node adds,
     named in the test (e.g. the CPU build's KV-cache size); it never overrides the pod's.
     """
     spec = next(c for c in pod_spec["containers"] if container is None or c["name"] == container)
@@ -205,9 +207,18 @@ def run_container(
     }
     env: dict[str, str] = {**image_env, **(node_env or {})}
     for item in spec.get("env", []):
-        if "value" not in item:
-            raise AssertionError(f"env {item['name']}: only literal values are supported here")
-        env[item["name"]] = expand(item["value"], env)
+        ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is not None:  # a missing Secret or key keeps the container from starting
+            value = (secrets or {}).get(ref["name"], {}).get(ref["key"])
+            if value is None:
+                raise AssertionError(
+                    f"env {item['name']}: Secret {ref['name']} has no {ref['key']}"
+                )
+            env[item["name"]] = value
+        elif "value" in item:
+            env[item["name"]] = expand(item["value"], env)
+        else:
+            raise AssertionError(f"env {item['name']}: only values and secretKeyRef here")
     argv = [expand(a, env) for a in [*spec.get("command", []), *spec.get("args", [])]]
 
     root = scratch / "root"

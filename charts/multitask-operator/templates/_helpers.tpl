@@ -102,6 +102,15 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create"]
+# Each resource's engine API key, derived by the operator, read only by its serving
+# and gateway pods: the operator never reads a Secret.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
+# The serving pods' NetworkPolicy: only the gateway and the operator reach the engine.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create"]
 {{- end }}
 
 {{- define "mto.clusterRules" -}}

@@ -51,6 +51,9 @@ class ServingEngine(ABC):
     """One engine's rules. Stateless: one instance per engine (`ENGINES`)."""
 
     name: str
+    # The variable that makes the engine ask every request for `Authorization: Bearer
+    # KEY` on its routes that change what it serves; None: it has no such routes.
+    api_key_env: str | None = None
 
     # -- LoRA ranks ----------------------------------------------------------------------
 

@@ -38,6 +38,9 @@ def tgi_served_rank(rank: int, shards: int = 1) -> int | None:
 
 
 class Tgi(ServingEngine):
+    """TGI reads LORA_ADAPTERS at start-up only: it has no route that changes what it
+    serves, so it needs no API key (`api_key_env` None); the NetworkPolicy still fences it."""
+
     name = "tgi"
 
     def served_rank(self, rank: int, shards: int = 1) -> int | None:

@@ -56,6 +56,9 @@ def max_loras(adapters: int) -> int:
 
 class Vllm(ServingEngine):
     name = "vllm"
+    # --api-key's variable (vllm/envs.py; entrypoints/serve/middleware/register.py): it
+    # guards /v1/load_lora_adapter with every other route under /v1.
+    api_key_env = "VLLM_API_KEY"
 
     def served_rank(self, rank: int, shards: int = 1) -> int | None:
         return rank if rank <= VLLM_MAX_LORA_RANKS[-1] else None

@@ -306,8 +306,15 @@ def build_gateway(
     engine: str | None = None,
     base_model: str | None = None,
     timeout: float = 120.0,
+    api_key: str | None = None,
 ) -> Gateway:
-    upstream = Upstream(upstream_url, engine, timeout=timeout, base_model=base_model)  # type: ignore[arg-type]
+    upstream = Upstream(
+        upstream_url,
+        engine,  # type: ignore[arg-type]
+        timeout=timeout,
+        base_model=base_model,
+        api_key=api_key,
+    )
     return Gateway(CatalogueSource(catalogue), upstream)
 
 

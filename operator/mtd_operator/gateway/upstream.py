@@ -120,11 +120,14 @@ class Upstream:
         *,
         timeout: float = 120.0,
         base_model: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        # The engine's API key (vLLM's --api-key guards every /v1 route), as a bearer token.
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         self._engine = engine
         self.base_model = base_model
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from typing import Any
 
@@ -38,6 +39,7 @@ from .constants import (
     LABEL_STEP,
     MANAGED_BY,
 )
+from .engine_key import SECRET_KEY as ENGINE_SECRET_KEY
 
 MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
@@ -99,16 +101,50 @@ def cluster_locations(
 
 def base_model_path(uri: str, config: OperatorConfig) -> str:
     """The base model as pods see it. A hub model is downloaded once, by the profiling
-    Job, to models/hf/ORG/NAME on the workspace volume; every other pod reads it there."""
+    Job, to models/hf/ORG/NAME on the workspace volume; every other pod reads it there.
+    A relative path is relative to the workspace volume and must stay inside it
+    (`model_path_problem`)."""
     mount = config.workspace_mount_path.rstrip("/")
     if uri.startswith("hf://"):
         return f"{mount}/{HF_MODELS_DIR}/{uri.removeprefix('hf://').strip('/')}"
     if uri.startswith("pvc://"):
         claim, _, path = uri.removeprefix("pvc://").partition("/")
         if claim == config.workspace_claim:
-            return f"{mount}/{path}"
-        return f"/models/{claim}/{path}"
-    return uri if uri.startswith("/") else f"{mount}/{uri.removeprefix('./')}"
+            return posixpath.normpath(f"{mount}/{path}")
+        return posixpath.normpath(f"/models/{claim}/{path}")
+    if uri.startswith("/"):
+        return uri
+    inside = posixpath.normpath(f"{mount}/{uri}")
+    if not inside.startswith(f"{mount}/"):
+        raise ValueError(model_path_problem(uri, config))
+    return inside
+
+
+def cluster_problems(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> list[str]:
+    """What a spec asks that cannot run on the cluster the operator is configured for,
+    each naming its field: the engine's rules on `serving.gpus`, a model path off the
+    volume. (The spec alone is checked by its model's validators.)"""
+    problems = [f"spec.{p}" for p in engine_of(spec).rank_problems(spec, config.serving_gpus)]
+    path = model_path_problem(spec.base_model.uri, config)
+    return [*problems, *([path] if path else [])]
+
+
+def model_path_problem(uri: str, config: OperatorConfig) -> str | None:
+    """Why `spec.baseModel.uri` names no place a pod can read, or None. A path relative
+    to a spec file (`../../.cache/...`, right for `mtd run`) leaves the volume on a cluster."""
+    if "://" in uri or uri.startswith("/"):
+        claim, _, path = uri.removeprefix("pvc://").partition("/")
+        if uri.startswith("pvc://") and posixpath.normpath(path).startswith(".."):
+            return f"spec.baseModel.uri: {uri!r} leaves the claim {claim!r}"
+        return None
+    mount = config.workspace_mount_path.rstrip("/")
+    if posixpath.normpath(f"{mount}/{uri}").startswith(f"{mount}/"):
+        return None
+    return (
+        f"spec.baseModel.uri: {uri!r} leaves the workspace volume (mounted at {mount}): on "
+        "a cluster a relative path is relative to that volume; give a path inside it (e.g. "
+        "models/NAME), pvc://CLAIM/PATH or hf://ORG/NAME"
+    )
 
 
 def _extra_model_claims(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> list[str]:
@@ -497,6 +533,8 @@ def serving_deployment(
             mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
         del template_meta["annotations"]
     probe = {"httpGet": {"path": "/health", "port": "http"}}
+    if keyed(spec, config):
+        container_fields["env"] = [*container_fields["env"], _key_env(engine.api_key_env, parent)]
     container = {
         "name": "server",
         **container_fields,
@@ -523,6 +561,67 @@ def serving_deployment(
         pod,
         {ANNOTATION_REVISION: desired.revision},
     )
+
+
+def keyed(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> bool:
+    """Whether the engine is given an API key: it has admin routes and the operator has a
+    secret to derive keys from (kube/engine_key.py)."""
+    return engine_of(spec).api_key_env is not None and config.engine_key_file is not None
+
+
+def engine_key_name(parent: str) -> str:
+    return child_name(parent, "engine-key")
+
+
+def _key_env(variable: str | None, parent: str) -> dict[str, Any]:
+    ref = {"name": engine_key_name(parent), "key": ENGINE_SECRET_KEY}
+    return {"name": variable, "valueFrom": {"secretKeyRef": ref}}
+
+
+def engine_key_secret(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The resource's engine API key, read by its serving and gateway pods (never by the
+    operator, which derives it)."""
+    parent = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(body, engine_key_name(parent), _labels(parent, "engine-key")),
+        "type": "Opaque",
+        "stringData": {ENGINE_SECRET_KEY: key},
+    }
+
+
+def serving_network_policy(body: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+    """Only the resource's gateway pods, and the operator's pods, may open the serving port.
+
+    vLLM's SageMaker-style adapter routes (`POST /adapters`, `DELETE /adapters/{name}`,
+    model_hosting_container_standards) live outside the prefixes its API key guards, so
+    the network is the one fence around them. Enforced by the cluster's network plugin
+    (Calico, Cilium, ...); a plugin without NetworkPolicy support ignores it.
+    """
+    parent = body["metadata"]["name"]
+    peers: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"}}}
+    ]
+    if config.operator_namespace:
+        peers.append(
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}
+                },
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}},
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(body, serving_name(parent), _labels(parent, "serving")),
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": SERVING_PORT}]}],
+        },
+    }
 
 
 def serving_strategy(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
@@ -585,6 +684,7 @@ def serving_endpoint(body: dict[str, Any]) -> str:
 # -- the task gateway, its catalogue, and vLLM's adapter list ------------------------------
 
 GATEWAY_PORT = 8000
+GATEWAY_KEY_ENV = "MTD_ENGINE_API_KEY"  # the engine's API key, for `mtd gateway`
 CATALOGUE_MOUNT = "/etc/mtd-catalogue"
 CATALOGUE_KEY = "catalogue.json"
 
@@ -639,11 +739,17 @@ def gateway_deployment(
         "--port", str(GATEWAY_PORT),
     ]  # fmt: skip
     command += engine_of(spec).gateway_args(served_model_id(spec, config))
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if keyed(spec, config):
+        env.append(_key_env(GATEWAY_KEY_ENV, parent))
     container = {
         "name": "gateway",
         "image": config.gateway_image,
         "command": command,
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": env,
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "volumeMounts": [
             {"name": "catalogue", "mountPath": CATALOGUE_MOUNT, "readOnly": True},
@@ -718,11 +824,16 @@ def serving_objects(
     desired: DesiredServing,
     catalogue: Catalogue,
     locations: Locations,
+    engine_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every serving-side object of a resource once its adapter set is decided, in the
-    order the controller applies them (what `mtd manifests` prints): vLLM's adapter file,
-    the engine Deployment and Service, the catalogue, the gateway Deployment and Service."""
+    order the controller applies them (what `mtd manifests` prints): the engine's API key
+    (when `keyed`), vLLM's adapter file, the engine Deployment, Service and NetworkPolicy,
+    the catalogue, the gateway Deployment and Service."""
     objects = []
+    if keyed(spec, config):
+        assert engine_key is not None, "a keyed engine needs its key"
+        objects.append(engine_key_secret(body, engine_key))
     if engine_of(spec).adapter_update(spec) == "RuntimeLoad":
         objects.append(adapters_config_map(body, spec, desired, locations))
     named = catalogue.renamed(engine_adapter_names(spec, desired, locations))
@@ -730,6 +841,7 @@ def serving_objects(
         *objects,
         serving_deployment(body, spec, config, desired, locations),
         serving_service(body),
+        serving_network_policy(body, config),
         catalogue_config_map(body, named),
         gateway_deployment(body, spec, config),
         gateway_service(body),

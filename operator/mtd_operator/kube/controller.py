@@ -41,6 +41,7 @@ from .constants import (
     LABEL_DEPLOYMENT,
     LABEL_ROLE,
 )
+from .engine_key import engine_api_key, read_master
 from .metrics import METRICS
 from .results import read_result
 
@@ -59,6 +60,11 @@ class Clients:
     batch: client.BatchV1Api
     apps: client.AppsV1Api
     custom: client.CustomObjectsApi
+    networking: client.NetworkingV1Api | None = None  # None: from the core client's ApiClient
+
+    def __post_init__(self) -> None:
+        if self.networking is None:
+            self.networking = client.NetworkingV1Api(self.core.api_client)
 
     @classmethod
     def default(cls) -> Clients:
@@ -69,6 +75,7 @@ class Clients:
             client.BatchV1Api(api),
             client.AppsV1Api(api),
             client.CustomObjectsApi(api),
+            client.NetworkingV1Api(api),
         )
 
 
@@ -187,6 +194,14 @@ class Controller:
     def __init__(self, config: OperatorConfig, clients: Clients | None = None):
         self.config = config
         self.api = clients or Clients.default()
+        self.engine_master = read_master(config)  # a bad key file stops the start-up
+
+    def engine_key(self, body: dict[str, Any]) -> str | None:
+        """The resource's engine API key (kube/engine_key.py), or None without a secret."""
+        if self.engine_master is None:
+            return None
+        meta = body["metadata"]
+        return engine_api_key(self.engine_master, meta["namespace"], meta["name"], meta["uid"])
 
     # -- reading -------------------------------------------------------------------
 
@@ -305,10 +320,9 @@ class Controller:
             status = Blocked.invalid_spec(problems).status(previous, generation, now)
             return self._write_status(body, old_status, status, created, done=False)
         # Rules that depend on the chart's values too (TGI's rank floor per GPU shard).
-        engine_problems = engine_of(spec).rank_problems(spec, self.config.serving_gpus)
-        if engine_problems:
-            problems = [f"spec.{problem}" for problem in engine_problems]
-            status = Blocked.invalid_spec(problems).status(previous, generation, now)
+        cluster_problems = builders.cluster_problems(spec, self.config)
+        if cluster_problems:
+            status = Blocked.invalid_spec(cluster_problems).status(previous, generation, now)
             return self._write_status(body, old_status, status, created, done=False)
 
         jobs, cms, pods = self._children(namespace, name)
@@ -478,10 +492,31 @@ class Controller:
     def _apply_serving(self, body, spec, decision: Decision, locations, created: list[str]) -> None:
         namespace = body["metadata"]["namespace"]
         assert decision.serving is not None
+        if builders.keyed(spec, self.config):
+            self._ensure_engine_key(body, created)
         desired = builders.serving_deployment(body, spec, self.config, decision.serving, locations)
         self._ensure_deployment_and_service(
             namespace, desired, builders.serving_service(body), created
         )
+        policy = builders.serving_network_policy(body, self.config)
+        assert self.api.networking is not None
+        create = self.api.networking.create_namespaced_network_policy
+        if _create("NetworkPolicy", create, namespace, policy):
+            created.append(f"NetworkPolicy/{policy['metadata']['name']}")
+
+    def _ensure_engine_key(self, body: dict[str, Any], created: list[str]) -> None:
+        """The key's Secret, created once; on a conflict patched to the derived key (the
+        operator cannot and need not read it: the same patch every time is a no-op)."""
+        key = self.engine_key(body)
+        assert key is not None
+        secret = builders.engine_key_secret(body, key)
+        name, namespace = secret["metadata"]["name"], body["metadata"]["namespace"]
+        if _create("Secret", self.api.core.create_namespaced_secret, namespace, secret):
+            created.append(f"Secret/{name}")
+        else:
+            self.api.core.patch_namespaced_secret(
+                name, namespace, {"stringData": secret["stringData"]}
+            )
 
     def _apply_vllm_adapters(
         self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
@@ -535,7 +570,7 @@ class Controller:
         problems: list[str] = []
         for pod, url in sorted(urls.items()):
             try:
-                loaded = runtime_lora.load_into(url, adapters)
+                loaded = runtime_lora.load_into(url, adapters, self.engine_key(body))
             except runtime_lora.LoadError as exc:
                 problems.append(f"{pod}: {exc}")
                 continue

@@ -28,6 +28,7 @@ from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import StepState, reconcile
 from ..core.render import render_step
 from . import builders
+from .engine_key import engine_api_key, read_master
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 ASSUMED_SCORE = 1.0
@@ -136,5 +137,9 @@ def pipeline_objects(
             observed[step.key] = StepState("Succeeded", attempts=1, result=assumed_result(rendered))
     if serving is not None:
         catalogue = build_catalogue(spec, status, serving.revision)
-        objects += builders.serving_objects(body, spec, config, serving, catalogue, locations)
+        master = read_master(config)
+        key = engine_api_key(master, namespace, name, PLACEHOLDER_UID) if master else None
+        objects += builders.serving_objects(
+            body, spec, config, serving, catalogue, locations, engine_key=key
+        )
     return objects

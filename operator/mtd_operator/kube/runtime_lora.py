@@ -29,11 +29,13 @@ def loaded_adapters(http: httpx.Client) -> set[str]:
     return {entry["id"] for entry in data if isinstance(entry, dict) and entry.get("parent")}
 
 
-def load_into(url: str, adapters: Mapping[str, str]) -> list[str]:
-    """Make the pod at `url` serve every adapter (name → folder); returns those loaded now."""
+def load_into(url: str, adapters: Mapping[str, str], api_key: str | None = None) -> list[str]:
+    """Make the pod at `url` serve every adapter (name → folder); returns those loaded now.
+    `api_key`: the engine's key (kube/engine_key.py), sent as a bearer token."""
     loaded_now: list[str] = []
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with httpx.Client(base_url=url, timeout=TIMEOUT_S) as http:
+        with httpx.Client(base_url=url, timeout=TIMEOUT_S, headers=headers) as http:
             present = loaded_adapters(http)
             for name, path in adapters.items():
                 if name in present:

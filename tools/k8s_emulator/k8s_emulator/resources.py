@@ -131,6 +131,7 @@ BUILTIN_RESOURCES: tuple[ResourceDef, ...] = (
              sub=["status", "scale"]),
     _builtin("batch", "v1", "jobs", "Job", categories=["all"], sub=["status"]),
     _builtin("coordination.k8s.io", "v1", "leases", "Lease"),
+    _builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=["netpol"]),
     _builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions",
              "CustomResourceDefinition", namespaced=False, short=["crd", "crds"],
              categories=["api-extensions"], sub=["status"]),
