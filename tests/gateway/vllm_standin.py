@@ -48,8 +48,31 @@ class VllmStandIn:
     loras: dict[str, str]
     runtime_lora_updating: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # vLLM's --api-key / VLLM_API_KEY: every path under /v1, /v2, /inference and /cohere
+    # needs `Authorization: Bearer KEY`, else 401 (vllm/entrypoints/serve/middleware/
+    # authenticate.py, GUARDED_PREFIX; checked on the real engine in tests/engine).
+    api_key: str | None = None
 
-    def app(self) -> Starlette:
+    def guard(self, app: Any) -> Any:
+        async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            path = scope.get("path", "")
+            if (
+                scope["type"] == "http"
+                and self.api_key is not None
+                and path.startswith(("/v1", "/v2", "/inference", "/cohere"))
+                and dict(scope["headers"]).get(b"authorization", b"").decode()
+                != f"Bearer {self.api_key}"
+            ):
+                await JSONResponse({"error": "Unauthorized"}, status_code=401)(scope, receive, send)
+                return
+            await app(scope, receive, send)
+
+        return guarded
+
+    def app(self) -> Any:
+        return self.guard(self._routes())
+
+    def _routes(self) -> Starlette:
         routes = [
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),

@@ -17,6 +17,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from mtd_operator.gateway.app import build_gateway
+from mtd_operator.kube.engine_key import engine_api_key
 from tests.gateway.vllm_standin import VllmStandIn
 from tests.support.net import serve_app
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 def serving_manifest(tasks: list[dict], **serving: object) -> str:
     doc = yaml.safe_load(manifest(tasks))
-    doc["spec"]["serving"] = {"replicas": 1, **serving}
+    doc["spec"]["serving"] = {"engine": "tgi", "replicas": 1, **serving}
     return yaml.safe_dump(doc)
 
 
@@ -97,14 +98,23 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
     if not isinstance(cluster, EmulatedCluster):
         pytest.skip("needs a hand-made serving pod: emulator only")
     prepare_workspace(cluster.workspace)
-    standin = VllmStandIn("base", {}, runtime_lora_updating=True)
+    master = tmp_path / "engine-key"
+    master.write_text("s" * 48)
+    standin = VllmStandIn("base", {}, runtime_lora_updating=True, api_key="not yet known")
     with serve_app(standin.app()) as url:
         add_serving_pod(cluster, int(url.rsplit(":", 1)[1]))
-        operator = start_operator()
+        operator = start_operator(MTD_ENGINE_KEY_FILE=str(master))
         log = Path(operator.log_path)
 
         kubectl("apply", "-f", "-", input=vllm_manifest([SENTIMENT, SOUNDS]))
+        # The pod holds its resource's key (from the Secret the operator writes): the
+        # operator must load adapters with it; until then its loads are refused (401).
+        uid = wait_until(lambda: (cluster.get(MTD, "support", NAMESPACE) or {}).get(
+            "metadata", {}).get("uid"), 30, "the resource's uid", log)  # fmt: skip
+        standin.api_key = engine_api_key(master.read_bytes(), NAMESPACE, "support", uid)
         wait_until(lambda: ready_with(cluster, 2), 400, "Ready with 2 tasks", log)
+        secret = cluster.get("v1/secrets", "support-engine-key", NAMESPACE)
+        assert secret is not None and secret["metadata"]["ownerReferences"][0]["uid"] == uid
         first = dict(standin.loras)
         assert {name.rsplit("-", 1)[0] for name in first} == {"binary", "generation"}
         serving = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
@@ -131,7 +141,9 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
         catalogue = cluster.get("v1/configmaps", "support-catalogue", NAMESPACE)["data"]
         path = tmp_path / "catalogue.json"
         path.write_text(catalogue["catalogue.json"], encoding="utf-8")
-        gateway = build_gateway(str(path), url, engine="vllm", base_model="base")
+        gateway = build_gateway(
+            str(path), url, engine="vllm", base_model="base", api_key=standin.api_key
+        )
         with TestClient(gateway.app) as client:
             answer = client.post("/tasks/agree", json={"text": "do you agree?"}).json()
         assert answer["adapter"] in added and answer["output"] in ("yes", "no")

@@ -40,8 +40,12 @@ AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score":
 
 
 def manifest(tasks: list[dict], compositions: list[dict] | None = None, **training: object) -> str:
+    """Served by TGI: on the emulator no pod serves, and TGI's path (a rollout the
+    emulator's Deployment controller plays) is the one it can run whole. vLLM's runtime
+    loads: test_gateway_e2e.py (a stand-in pod) and tests/engine (the real vLLM)."""
     metadata = {"name": "support", "namespace": NAMESPACE}
     doc = tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
+    doc["spec"]["serving"] = {"engine": "tgi"}
     return yaml.safe_dump(doc)
 
 
@@ -146,6 +150,8 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
         for verb in need.verbs
     }
     failure_paths = {("batch", "jobs", "delete"), ("", "pods", "list")}
+    # vLLM's API key (TGI has none): created in test_gateway_e2e.py, patched on a conflict
+    failure_paths |= {("", "secrets", "create"), ("", "secrets", "patch")}
     assert used - granted == set(), f"calls without a grant: {sorted(used - granted)}"
     assert granted - used - failure_paths == set(), f"never used: {sorted(granted - used)}"
 

@@ -74,7 +74,11 @@ def resource(
     **training: Any,
 ) -> dict[str, Any]:
     metadata = {"name": name, "namespace": namespace}
-    return tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
+    doc = tiny_resource(tasks, metadata=metadata, compositions=compositions, **training)
+    # TGI: its rollouts are what the emulator's Deployment controller plays (no pod serves
+    # here, so vLLM's runtime loads could never finish).
+    doc["spec"]["serving"] = {"engine": "tgi"}
+    return doc
 
 
 def precomputed_profiles(
@@ -361,7 +365,13 @@ class Cluster:
         from mtd_operator.kube.controller import Clients, Controller
 
         writes: list[str] = []
-        apis = (client.CoreV1Api, client.BatchV1Api, client.AppsV1Api, client.CustomObjectsApi)
+        apis = (
+            client.CoreV1Api,
+            client.BatchV1Api,
+            client.AppsV1Api,
+            client.CustomObjectsApi,
+            client.NetworkingV1Api,
+        )
         clients = Clients(*(_DryRun(api(self.api_client), writes) for api in apis))
         controller = Controller(load_config(self.operator_env()), clients)
         controller.reconcile(namespace, name)
@@ -396,8 +406,11 @@ class Cluster:
             return None
         # The DeploymentController steps one rollout at a time (one thread, parked at the
         # turnstile): the one already parked goes first (serving, then the gateway).
-        parked = {w[1] for w in self.turnstile.waiting() if w[0] == "rollout"} if (
-            self.turnstile) else set()
+        parked = (
+            {w[1] for w in self.turnstile.waiting() if w[0] == "rollout"}
+            if (self.turnstile)
+            else set()
+        )
         return "rollout", next((k for k in pending if k in parked), pending[0])
 
     def run_stepped(
