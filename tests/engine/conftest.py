@@ -19,7 +19,7 @@ from mtd_operator.cli import main
 from mtd_trainer.atomic import make_readable
 from tests.support.engine import engine_venv
 from tests.support.kubelet import can_run_pods
-from tests.support.models import build_model
+from tests.support.models import build_model, random_lora
 from tests.support.tiny_tasks import task, tiny_resource, write_task_data
 
 TRAINER_UID = 65532  # the trainer Jobs' runAsUser (kube/builders.py)
@@ -65,21 +65,11 @@ def as_trainer_wrote_it(folder: Path) -> None:
 
 def write_adapter(base: Path, target: Path, seed: int) -> Path:
     """A LoRA adapter saved by the trainer's own writer (`save_artifact`), random B."""
-    import peft
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from mtd_trainer.modeling import save_artifact
 
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
-    peft_model = peft.get_peft_model(model, config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    save_artifact(peft_model, AutoTokenizer.from_pretrained(base), target)
+    save_artifact(random_lora(base, seed, scale=0.5), AutoTokenizer.from_pretrained(base), target)
     as_trainer_wrote_it(target)
     return target
 

@@ -83,8 +83,9 @@ def build_model(
     return folder
 
 
-def build_adapter(base: Path, folder: Path, seed: int) -> Path:
-    """A LoRA adapter with random lora_B (peft initialises it to zero, a no-op)."""
+def random_lora(base: Path, seed: int, scale: float = 0.8) -> Any:
+    """A rank-4 LoRA on every linear layer of `base` with random lora_B (peft
+    initialises it to zero, a no-op), as a peft model."""
     import peft
     import torch
     from transformers import AutoModelForCausalLM
@@ -96,6 +97,11 @@ def build_adapter(base: Path, folder: Path, seed: int) -> Path:
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.8)
-    peft_model.save_pretrained(folder)
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    return peft_model
+
+
+def build_adapter(base: Path, folder: Path, seed: int) -> Path:
+    """A LoRA adapter with random lora_B, saved by peft."""
+    random_lora(base, seed).save_pretrained(folder)
     return folder
