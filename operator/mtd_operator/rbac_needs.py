@@ -78,8 +78,9 @@ OPERATOR_NEEDS: list[Need] = [
     Need(
         "apps",
         "deployments",
-        ("get", "list", "watch", "create", "patch"),
-        "The serving Deployment (TGI or vLLM) and the task gateway's Deployment.",
+        ("get", "list", "watch", "create", "update"),
+        "The serving Deployment (TGI or vLLM) and the task gateway's Deployment, replaced whole "
+        "when their rendered spec changes.",
     ),
     Need(
         "",

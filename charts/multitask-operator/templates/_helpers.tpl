@@ -93,10 +93,11 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["list", "watch", "create", "patch"]
-# The serving Deployment (TGI or vLLM) and the task gateway's Deployment.
+# The serving Deployment (TGI or vLLM) and the task gateway's Deployment, replaced whole
+# when their rendered spec changes.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "update"]
 # The serving Service, the task gateway's Service, and the headless Service giving a
 # multi-node training step's pods DNS names.
 - apiGroups: [""]

@@ -33,6 +33,7 @@ from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT
 from .constants import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
+    ANNOTATION_SPEC_HASH,
     ANNOTATION_STEP,
     LABEL_DEPLOYMENT,
     LABEL_ROLE,
@@ -645,16 +646,19 @@ def _deployment(
     """A Deployment of the resource's `role` pods (serving or gateway), selected by the
     resource's name and the role."""
     parent = body["metadata"]["name"]
+    spec = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: role}},
+        "strategy": strategy,
+        "template": {"metadata": template_meta, "spec": pod},
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    annotations = {**(annotations or {}), ANNOTATION_SPEC_HASH: digest}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(body, child_name(parent, role), _labels(parent, role), annotations),
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: role}},
-            "strategy": strategy,
-            "template": {"metadata": template_meta, "spec": pod},
-        },
+        "spec": spec,
     }
 
 

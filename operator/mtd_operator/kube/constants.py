@@ -12,5 +12,8 @@ ANNOTATION_STEP = f"{API_GROUP}/step"
 # result is the same), but a Job of another placement is replaced (docs/trainer.md).
 ANNOTATION_PLACEMENT = f"{API_GROUP}/placement"
 ANNOTATION_REVISION = f"{API_GROUP}/serving-revision"
+# A hash of the Deployment spec we rendered: the object is replaced whole when it changes,
+# so no field of an earlier template (an engine's command, env, volumes) survives.
+ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "multitask-operator"}
 RESULT_COMPONENT = {"app.kubernetes.io/component": "result"}

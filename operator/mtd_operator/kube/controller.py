@@ -594,7 +594,11 @@ class Controller:
         )
 
     def _ensure_deployment(self, namespace: str, desired: dict, created: list[str]) -> None:
-        """Create the Deployment, or patch it when a field we set differs."""
+        """Create the Deployment, or replace it whole when a field we set differs (its
+        spec hash among them). Replace, not patch: a strategic merge patch (what the
+        client sends for a dict) merges containers, env and volumes by name, so a switch
+        of engine or method would keep the old engine's command and env. The
+        resourceVersion read makes a concurrent change a 409; the next pass retries."""
         name = desired["metadata"]["name"]
         try:
             current = self.api.apps.read_namespaced_deployment(name, namespace)
@@ -608,10 +612,12 @@ class Controller:
             return
         current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
         if _differs(desired, current_dict):
-            patch: dict[str, Any] = {"spec": desired["spec"]}
-            if desired["metadata"].get("annotations"):
-                patch["metadata"] = {"annotations": desired["metadata"]["annotations"]}
-            self.api.apps.patch_namespaced_deployment(name, namespace, patch)
+            version = current_dict["metadata"]["resourceVersion"]
+            replacement = {
+                **desired,
+                "metadata": {**desired["metadata"], "resourceVersion": version},
+            }
+            self.api.apps.replace_namespaced_deployment(name, namespace, replacement)
 
     def _apply_gateway(
         self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
