@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mtd_operator.engines import DEFAULT_ENGINE, ENGINES, TGI, VLLM, engine_of
+from mtd_operator.engines import ENGINES, TGI, VLLM, engine_of
 from mtd_operator.engines.base import ServeRequest
 from mtd_operator.engines.tgi import MIN_SGMV_RANK, TGI_LORA_RANKS, tgi_served_rank
 from mtd_operator.engines.vllm import (
@@ -38,7 +38,7 @@ write_spec = core_conftest.write_spec
 
 
 def test_vllm_is_the_default_engine_and_each_engine_is_found_by_its_name():
-    assert DEFAULT_ENGINE == "vllm" and make_spec().serving.engine == "vllm"
+    assert make_spec().serving.engine == "vllm"
     assert engine_of(make_spec()) is VLLM
     assert engine_of(make_spec(serving={"engine": "tgi"})) is TGI
     assert {name: engine.name for name, engine in ENGINES.items()} == {

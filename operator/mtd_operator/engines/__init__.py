@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from ..api.spec import MultiTaskDeploymentSpec
 
 ENGINES: dict[str, ServingEngine] = {"vllm": VLLM, "tgi": TGI}
-DEFAULT_ENGINE = "vllm"
 
 
 def engine_of(spec: MultiTaskDeploymentSpec) -> ServingEngine:
@@ -26,7 +25,6 @@ def engine_of(spec: MultiTaskDeploymentSpec) -> ServingEngine:
 
 
 __all__ = [
-    "DEFAULT_ENGINE",
     "ENGINES",
     "TGI",
     "VLLM",

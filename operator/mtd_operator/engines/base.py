@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ class EngineContainer:
     args: list[str]
     env: list[dict[str, Any]]
     command: list[str] | None = None
-    # Extra (volume, mount) pairs the engine needs, e.g. vLLM's adapter list.
-    volumes: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
     def container_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"image": self.image}

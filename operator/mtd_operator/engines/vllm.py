@@ -133,8 +133,7 @@ class Vllm(ServingEngine):
             image=self.image(config),
             command=["/bin/sh", "-c", START_WITH_ADAPTERS, "vllm"],
             args=args,
-            env=env_list(env),
-            volumes=[],  # the adapters ConfigMap: added by the builder, which names it
+            env=env_list(env),  # the adapters ConfigMap is mounted by the builder
         )
 
 
