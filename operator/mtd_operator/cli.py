@@ -43,7 +43,7 @@ def _cluster_problems(resource: MultiTaskDeployment, settings: list[str], paths:
     workspace volume, which is fine for `mtd run`); EXIT_INVALID if any, else 0."""
     import os
 
-    from .kube.builders import cluster_problems, model_path_problem
+    from .kube.builders import cluster_problems
     from .kube.manifests import operator_config
 
     try:
@@ -51,10 +51,7 @@ def _cluster_problems(resource: MultiTaskDeployment, settings: list[str], paths:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    problems = cluster_problems(resource.spec, config)
-    if not paths:  # a local run reads the model from where the spec file says
-        local_only = model_path_problem(resource.spec.base_model.uri, config)
-        problems = [problem for problem in problems if problem != local_only]
+    problems = cluster_problems(resource.spec, config, model_path=paths)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return EXIT_INVALID if problems else 0

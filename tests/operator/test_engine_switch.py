@@ -15,7 +15,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import config
 
 from k8s_emulator import Emulator
 from mtd_operator.kube import builders
@@ -50,12 +50,7 @@ def server(deployment: dict[str, Any]) -> dict[str, Any]:
 def controller() -> Any:
     with Emulator() as emulator:
         api = config.new_client_from_config(config_file=emulator.kubeconfig_path)
-        clients = Clients(
-            client.CoreV1Api(api),
-            client.BatchV1Api(api),
-            client.AppsV1Api(api),
-            client.CustomObjectsApi(api),
-        )
+        clients = Clients.of(api)
         clients.core.create_namespace({"metadata": {"name": NS}})
         yield Controller(CONFIG, clients), emulator
 

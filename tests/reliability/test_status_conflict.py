@@ -47,12 +47,7 @@ def cluster() -> Iterator[tuple[Emulator, Clients]]:
             capture_output=True,
         )
         api = config.new_client_from_config(config_file=emulator.kubeconfig_path)
-        clients = Clients(
-            client.CoreV1Api(api),
-            client.BatchV1Api(api),
-            client.AppsV1Api(api),
-            client.CustomObjectsApi(api),
-        )
+        clients = Clients.of(api)
         clients.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, NS, PLURAL, RESOURCE)
         yield emulator, clients
 

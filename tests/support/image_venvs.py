@@ -13,15 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE_VENVS = Path(os.environ.get("MTD_IMAGE_VENVS", ROOT / ".cache" / "image-venvs"))
 
 
+def build_venv(command: list[str], folder: Path, what: str) -> Path:
+    """Run a tools/*-venv.sh script that builds (or reuses) the venv at `folder`."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise AssertionError(f"{what}:\n{done.stdout}\n{done.stderr}")
+    return folder
+
+
 @functools.cache
 def image_venv(image: str) -> Path:
     folder = IMAGE_VENVS / image
-    done = subprocess.run(
-        [str(ROOT / "tools" / "image-venv.sh"), image, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"the {image} image's venv:\n{done.stdout}\n{done.stderr}")
-    return folder
+    script = str(ROOT / "tools" / "image-venv.sh")
+    return build_venv([script, image, str(folder)], folder, f"the {image} image's venv")

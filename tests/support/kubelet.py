@@ -24,7 +24,6 @@ Needs root (namespaces, mounts, setuid); the tests that use it skip elsewhere.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import shlex
@@ -272,5 +271,4 @@ def run_container(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-    (scratch / "pod.json").write_text(json.dumps({"argv": argv, "env": env, "uid": uid}))
     return Pod(name, pod_ip, process, log_path, netns, host_if, scratch)

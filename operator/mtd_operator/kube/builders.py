@@ -115,18 +115,21 @@ def base_model_path(uri: str, config: OperatorConfig) -> str:
         return posixpath.normpath(f"/models/{claim}/{path}")
     if uri.startswith("/"):
         return uri
-    inside = posixpath.normpath(f"{mount}/{uri}")
-    if not inside.startswith(f"{mount}/"):
-        raise ValueError(model_path_problem(uri, config))
-    return inside
+    problem = model_path_problem(uri, config)
+    if problem:
+        raise ValueError(problem)
+    return posixpath.normpath(f"{mount}/{uri}")
 
 
-def cluster_problems(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> list[str]:
+def cluster_problems(
+    spec: MultiTaskDeploymentSpec, config: OperatorConfig, model_path: bool = True
+) -> list[str]:
     """What a spec asks that cannot run on the cluster the operator is configured for,
-    each naming its field: the engine's rules on `serving.gpus`, a model path off the
-    volume. (The spec alone is checked by its model's validators.)"""
+    each naming its field: the engine's rules on `serving.gpus` and, with `model_path`, a
+    model path off the volume (right for `mtd run`, so `mtd validate` leaves it out).
+    (The spec alone is checked by its model's validators.)"""
     problems = [f"spec.{p}" for p in engine_of(spec).rank_problems(spec, config.serving_gpus)]
-    path = model_path_problem(spec.base_model.uri, config)
+    path = model_path_problem(spec.base_model.uri, config) if model_path else None
     return [*problems, *([path] if path else [])]
 
 

@@ -67,9 +67,8 @@ class Clients:
             self.networking = client.NetworkingV1Api(self.core.api_client)
 
     @classmethod
-    def default(cls) -> Clients:
-        api = client.ApiClient()
-        api.user_agent = USER_AGENT  # audit logs (and our RBAC test) can tell our calls apart
+    def of(cls, api: client.ApiClient) -> Clients:
+        """Every API group's client over one connection (`api`)."""
         return cls(
             client.CoreV1Api(api),
             client.BatchV1Api(api),
@@ -77,6 +76,12 @@ class Clients:
             client.CustomObjectsApi(api),
             client.NetworkingV1Api(api),
         )
+
+    @classmethod
+    def default(cls) -> Clients:
+        api = client.ApiClient()
+        api.user_agent = USER_AGENT  # audit logs (and our RBAC test) can tell our calls apart
+        return cls.of(api)
 
 
 CONFLICT_RETRIES = 3
