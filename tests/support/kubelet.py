@@ -217,10 +217,13 @@ def run_container(
         elif host.is_dir():
             lines += [f'mkdir -p "$R/{folder}"', f'mount --rbind /{folder} "$R/{folder}"']
     lines += ['mkdir -p "$R/tmp"', 'mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"']
-    mounts = [(str(image_venv), str(image_venv), True)]
+    mounts = []
     for mount in spec.get("volumeMounts", []):
         source, volume_ro = volumes[mount["name"]]
         mounts.append((str(source), mount["mountPath"], volume_ro or bool(mount.get("readOnly"))))
+    # The image's files last: a volume at /tmp (the serving pod has one) must not hide a
+    # stand-in venv that happens to live under /tmp here, as no image keeps its Python there.
+    mounts.append((str(image_venv), str(image_venv), True))
     for source, target, read_only in mounts:
         quoted = shlex.quote(target.lstrip("/"))
         lines += [f'mkdir -p "$R/"{quoted}', f'mount --bind {shlex.quote(source)} "$R/"{quoted}']
