@@ -175,6 +175,22 @@ class TrainConfig(Strict):
         return self
 
 
+class EngineScoring(Strict):
+    """Score through the serving engine: every eval example is asked as the task gateway
+    asks it (same prompt, same guided choice of labels), so a score describes the answers
+    users get. The engine already holds the step's adapters under the names given here."""
+
+    url: str = Field(description="The engine's OpenAI-compatible base URL (vLLM).")
+    base_model: str = Field(description="The engine's id of its base (or full) model.")
+    adapters: dict[str, str | None] = Field(
+        description="Per task, the engine's name for its adapter (None: the base model)."
+    )
+    api_key_file: str | None = Field(
+        default=None, description="A file holding the engine's API key (a bearer token)."
+    )
+    concurrency: int = Field(default=16, ge=1, description="Requests in flight at once.")
+
+
 class EvalConfig(Strict):
     """Score every task of a group with one adapter (or the base model)."""
 
@@ -195,13 +211,28 @@ class EvalConfig(Strict):
     max_seq_length: int = Field(default=512, ge=16)
     batch_size: int = Field(default=8, ge=1)
     output_path: str = Field(description="The results JSON file to write.")
+    engine: EngineScoring | None = Field(
+        default=None,
+        description="Score through this serving engine; None: the trainer scores in process "
+        "(label likelihood, greedy generate).",
+    )
 
     @model_validator(mode="after")
     def _task_adapters_name_tasks(self) -> EvalConfig:
-        unknown = set(self.task_adapters) - {task.name for task in self.tasks}
+        names = {task.name for task in self.tasks}
+        unknown = set(self.task_adapters) - names
         if unknown:
             raise ValueError(f"task_adapters: {sorted(unknown)} are not tasks of this config")
+        if self.engine is not None and set(self.engine.adapters) != names:
+            raise ValueError(
+                f"engine.adapters: names {sorted(self.engine.adapters)}, but the tasks are "
+                f"{sorted(names)}"
+            )
         return self
+
+    def adapter_of(self, task: str) -> str | None:
+        """The adapter (or full-model folder) that answers `task`; None: the base model."""
+        return self.task_adapters.get(task, self.adapter)
 
 
 class AdapterRef(Strict):

@@ -27,6 +27,9 @@ IMAGES: dict[str, tuple[str, tuple[str, ...]]] = {
             "mtd_trainer.cli",
             "mtd_trainer.training",
             "mtd_trainer.evaluation",
+            "mtd_trainer.engine_scoring",
+            "mtd_contract.upstream",
+            "httpx",
             "mtd_trainer.compose",
             "datasets",
             # `mtd step --processes N`: torchrun; `mtd profile --download-model`: the hub.

@@ -2,7 +2,7 @@
 
 Training formats `user_message(...)` with the tokenizer's chat template and learns the
 answer; the client sends the same message to `/v1/chat/completions`, where the server
-(ours or TGI) applies the same template. No torch here: the client imports this.
+(vLLM or TGI) applies the same template. No torch here: the client imports this.
 """
 
 from __future__ import annotations

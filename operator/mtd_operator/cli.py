@@ -171,81 +171,70 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_forever(process, url: str, engine_url: str, out=sys.stdout) -> int:
-    """Wait on the server; Ctrl-C, SIGTERM or SIGHUP stop it with us (see stop_on_signals)."""
-    from .local.serve import stop_server
-
+def _serve_forever(engine, url: str, out=sys.stdout) -> int:
+    """Wait on the engine; Ctrl-C, SIGTERM or SIGHUP stop it with us (stop_on_signals)."""
     out.write(
         f"\nServing at {url} (the task gateway; Ctrl-C stops). Try:\n"
         f"  mtd predict --url {url} --task TASK 'some text'\n"
         f"  curl {url}/tasks\n"
-        f"The TGI-compatible engine behind it: {engine_url}\n"
+        f"The vLLM engine behind it: {engine.url} (API key in {engine.key_file})\n"
     )
     out.flush()
     try:
-        return process.wait()
+        if engine.process is None:  # an earlier command's engine: nothing of ours to watch
+            return 0
+        code = engine.process.wait()
+        print(f"the engine exited with code {code}; log: {engine.log_file}", file=sys.stderr)
+        return code or 1
     except KeyboardInterrupt:
         return 0
     finally:
-        stop_server(process)
+        engine.stop()
 
 
-def _start_serving(manifest: Path, host: str, port: int, engine_port: int | None):
-    """Our TGI-compatible server, and the task gateway in front of it (one serving path,
-    as on a cluster): returns the server process, the gateway's and the engine's URLs."""
-    from .gateway.app import build_gateway, serve_in_thread
-    from .local.serve import check_port_free, start_server, stop_server
+def _local_engine(args: argparse.Namespace, root: Path):
+    from .local.engine import LocalEngine
 
-    check_port_free(host, port)  # before the slow model load, and before "Serving at"
-    process, engine_url = start_server(manifest, host, engine_port or port + 1)
-    gateway = build_gateway(str(manifest.parent / "catalogue.json"), engine_url, engine="ours")
-    try:
-        serve_in_thread(gateway, host, port)
-    except OSError as exc:
-        stop_server(process)
-        raise ServingError(f"{exc} (is --port {port} taken?)") from None
-    return process, f"http://{host}:{port}", engine_url
+    return LocalEngine(root, host=args.host, port=args.engine_port or args.port + 1)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .local.runner import LocalRun, raise_interrupted
+    from .local.serve import start_serving, stop_on_signals
 
     signal.signal(signal.SIGTERM, raise_interrupted)  # stops like Ctrl-C: children first
-    from .local.serve import push_adapters, running_server, stop_on_signals, stop_server
+    # The engine evaluates every step and then serves; it needs its port from the start.
+    engine = _local_engine(args, Path())
+    run = LocalRun(Path(args.file), Path(args.workspace), engine=engine)
+    with engine, stop_on_signals():
+        print(f"workspace: {run.root}\n{plan_table(run.plan)}")
+        decision = run.run_pipeline()
+        if decision.failed:
+            print("pipeline failed: see the Trained/Evaluated conditions above", file=sys.stderr)
+            return 1
+        if decision.serving is None:
+            return 1
+        if args.no_serve:
+            from .local.report import task_table
 
-    run = LocalRun(Path(args.file), Path(args.workspace))
-    print(f"workspace: {run.root}\n{plan_table(run.plan)}")
-    decision = run.run_pipeline()
-    if decision.failed:
-        print("pipeline failed: see the Trained/Evaluated conditions above", file=sys.stderr)
-        return 1
-    if decision.serving is None:
-        return 1
-    if args.no_serve:
-        from .local.report import task_table
+            print(task_table(decision.status, run.spec))
+            return 0
+        url = f"http://{args.host}:{args.port}"
+        manifest = run.root / "serving.json"
+        if run.engine.attached:
+            # An earlier `mtd run`/`mtd serve` of this workspace serves: its engine now holds
+            # the new adapters, and its gateway follows catalogue.json, rewritten just now.
+            from .local.serve import read_manifest
 
-        print(task_table(decision.status, run.spec))
-        return 0
-    url = f"http://{args.host}:{args.port}"
-    engine_url = f"http://{args.host}:{args.engine_port or args.port + 1}"
-    if running_server(engine_url):
-        # A server from an earlier run is up: move it to the new adapters in place; its
-        # gateway follows catalogue.json, which the pipeline has just rewritten.
-        names = push_adapters(engine_url, run.root / "serving.json")
-        run.mark_serving(decision.serving.revision, url)
-        print(f"{engine_url} now serves adapters {', '.join(names)} (no restart)")
-        _ask_every_task(url, run)
-        return 0
-    with stop_on_signals():
-        process, url, engine_url = _start_serving(
-            run.root / "serving.json", args.host, args.port, args.engine_port
-        )
-        try:
+            engine.load(read_manifest(manifest)["adapters"])
             run.mark_serving(decision.serving.revision, url)
+            print(f"{engine.url} now serves the new adapters too (no restart)")
             _ask_every_task(url, run)
-            return _serve_forever(process, url, engine_url)
-        finally:
-            stop_server(process)
+            return 0
+        _server, url = start_serving(manifest, engine, args.host, args.port)
+        run.mark_serving(decision.serving.revision, url)
+        _ask_every_task(url, run)
+        return _serve_forever(engine, url)
 
 
 def _ask_every_task(url: str, run) -> None:
@@ -290,12 +279,13 @@ def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> Non
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .local.serve import find_manifest, stop_on_signals
+    from .local.serve import find_manifest, start_serving, stop_on_signals
 
     manifest = find_manifest(Path(args.workspace), args.name)
-    with stop_on_signals():
-        process, url, engine_url = _start_serving(manifest, args.host, args.port, args.engine_port)
-        return _serve_forever(process, url, engine_url)
+    engine = _local_engine(args, manifest.parent)
+    with engine, stop_on_signals():
+        _server, url = start_serving(manifest, engine, args.host, args.port)
+        return _serve_forever(engine, url)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -427,9 +417,7 @@ def _add_local_commands(commands: Commands) -> None:
     _add_address(serve)
     serve.set_defaults(func=_cmd_serve)
 
-    predict = commands.add_parser(
-        "predict", help="ask a served task (a gateway, or ours, TGI or vLLM directly)"
-    )
+    predict = commands.add_parser("predict", help="ask a served task through the task gateway")
     predict.add_argument("--url", required=True)
     predict.add_argument("--task", required=True)
     predict.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -439,13 +427,13 @@ def _add_local_commands(commands: Commands) -> None:
 
 def _add_gateway_command(commands: Commands) -> None:
     gateway = commands.add_parser(
-        "gateway", help="serve tasks by name in front of a TGI, vLLM or local server"
+        "gateway", help="serve tasks by name in front of a vLLM or TGI server"
     )
     gateway.add_argument("--upstream", required=True, help="the engine's URL")
     gateway.add_argument("--catalogue", required=True, help="catalogue JSON (re-read on change)")
     gateway.add_argument(
         "--engine",
-        choices=("ours", "tgi", "vllm"),
+        choices=("tgi", "vllm"),
         help="the upstream's engine (default: ask it on first use)",
     )
     gateway.add_argument("--base-model", help="vLLM's base model id (default: from /v1/models)")

@@ -3,11 +3,10 @@
 Two ways, with the same answers:
 * through the task gateway (`mtd gateway`, or the gateway Service on a cluster), which
   holds the catalogue and does the wiring: the client posts to `/tasks/{task}`;
-* straight to an engine (our server, TGI or vLLM), with the gateway's own upstream code
-  (`mtd_operator.gateway.upstream`): the task's prompt formatted as training did, each
-  engine's model names, and its guided decoding (or our label scoring) so that a
-  classification answer is always one of the task's labels. The catalogue comes from
-  our server's `/catalogue`, or is given.
+* straight to an engine (vLLM or TGI), with the gateway's own upstream code
+  (`mtd_contract.upstream`): the task's prompt formatted as training did, each engine's
+  model names, and its guided decoding so that a classification answer is always one of
+  the task's labels. The catalogue is then given (engines publish none).
 
 No torch: httpx and the gateway's modules only.
 """
@@ -22,8 +21,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from mtd_contract.upstream import Engine, Upstream, UpstreamError, error_message, label_regex
+
 from .core.catalogue import Catalogue, CatalogueTask
-from .gateway.upstream import Engine, Upstream, UpstreamError, error_message, label_regex
 
 __all__ = [
     "ClientError",
@@ -76,7 +76,7 @@ def parse_catalogue(document: Mapping[str, Any]) -> Catalogue:
 
 
 class MultiTaskClient:
-    """Predictions by task name from a gateway, or straight from our server, TGI or vLLM."""
+    """Predictions by task name from a gateway, or straight from vLLM or TGI."""
 
     def __init__(
         self,
@@ -97,7 +97,11 @@ class MultiTaskClient:
         else:
             self.upstream = Upstream(self.url, engine, timeout=timeout)
             if catalogue is None:
-                catalogue = self._server_catalogue()
+                raise ClientError(
+                    f"{self.url} publishes no task catalogue (an engine, not the gateway): "
+                    "ask through the task gateway, or pass `catalogue=` with the tasks' "
+                    "name, instruction, labels and adapter"
+                )
             self.catalogue = parse_catalogue(catalogue)
         self.tasks = {task.name: task for task in self.catalogue.tasks}
 
@@ -134,22 +138,6 @@ class MultiTaskClient:
         except ValueError:
             return None
         return body if isinstance(body, dict) and isinstance(body.get("tasks"), list) else None
-
-    def _server_catalogue(self) -> Mapping[str, Any]:
-        assert self.upstream is not None
-        try:
-            engine = self.upstream.engine
-        except UpstreamError as exc:
-            raise ServerError(exc.status, exc.message) from None
-        if engine == "ours":
-            response = self._get("/catalogue")
-            if response.status_code == 200:
-                return response.json()
-        raise ClientError(
-            f"{self.url} publishes no task catalogue (a {engine} server): ask through the "
-            "task gateway, or pass `catalogue=` with the tasks' name, instruction, labels "
-            "and adapter"
-        )
 
     # -- predictions ----------------------------------------------------------------------
 

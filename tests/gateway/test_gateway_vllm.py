@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mtd_operator.gateway.app import build_gateway
-from mtd_operator.gateway.upstream import Upstream, UpstreamError
+from mtd_contract.upstream import Upstream, UpstreamError
 from tests.support.net import serve_app
 from tests.support.processes import heavy_imports
 

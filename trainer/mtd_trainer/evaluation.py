@@ -231,13 +231,18 @@ def load_for_inference(
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run an EvalConfig and write its results JSON atomically to `output_path`."""
+    """Run an EvalConfig and write its results JSON atomically to `output_path`: through
+    the serving engine when the config names one (engine_scoring.py), else in process."""
     tokenizer = load_tokenizer(config.base_model)
     examples = eval_examples(config.tasks, config.max_examples)
+    if config.engine is not None:
+        results = _evaluate_served(config, tokenizer, examples)
+        write_json(config.output_path, results)
+        return results
     models: dict[str | None, PreTrainedModel] = {}
     results: dict[str, Any] = {"run_name": config.run_name, "tasks": {}}
     for task in config.tasks:
-        adapter = config.task_adapters.get(task.name, config.adapter)
+        adapter = config.adapter_of(task.name)
         if adapter not in models:  # one model at a time: per-task adapters do not pile up
             models.clear()
             models[adapter] = load_for_inference(config.base_model, adapter).eval()
@@ -256,4 +261,37 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         )
         results["tasks"][task.name] = row
     write_json(config.output_path, results)
+    return results
+
+
+def _evaluate_served(
+    config: EvalConfig, tokenizer: PreTrainedTokenizerBase, examples: dict[str, datasets.Dataset]
+) -> dict[str, Any]:
+    from .engine_scoring import connect, score_task_served
+
+    assert config.engine is not None
+    results: dict[str, Any] = {"run_name": config.run_name, "tasks": {}}
+    upstream = connect(config.engine)
+    try:
+        for task in config.tasks:
+            row = score_task_served(
+                upstream,
+                config.engine.adapters[task.name],
+                tokenizer,
+                task,
+                examples[task.name],
+                config.max_new_tokens,
+                config.engine.concurrency,
+            )
+            log.info(
+                "%s: %s %.4f on %d examples (served answers, %s)",
+                task.name,
+                row["metric"],
+                row["score"],
+                row["examples"],
+                config.engine.url,
+            )
+            results["tasks"][task.name] = row
+    finally:
+        upstream.close()
     return results

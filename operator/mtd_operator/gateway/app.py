@@ -34,9 +34,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mtd_contract.upstream import Answer, Upstream, UpstreamError
+
 from ..core.catalogue import Catalogue, CatalogueTask
 from .source import CatalogueSource, CatalogueUnavailable
-from .upstream import Answer, Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_NEW_TOKENS = 64

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mtd_contract.config import EngineScoring, EvalConfig
 from mtd_contract.pod import trainer_command
 from mtd_contract.results import ResultError, parse_result
 
@@ -38,8 +39,10 @@ from ..core.problems import InvalidData, InvalidSpec, Problem
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from ..core.render import Locations, evaluable, render_step
 from ..core.steps import Step, pipeline_steps
+from ..engines.vllm import VLLM
 from ..specfile import load_resource, profile_resource
 from .artifacts import damaged_artifact
+from .engine import LocalEngine, adapter_name, is_full_model
 from .progress import Progress, step_work
 from .report import print_status_changes, task_table
 
@@ -119,6 +122,10 @@ class LocalRun:
     failures: dict[str, StepState] = field(default_factory=dict)
     serving: ServingObservation | None = None
     progress: Progress = field(default_factory=Progress)
+    #: The vLLM every evaluation scores through and that then serves (local/engine.py).
+    #: Given: the caller's, which the caller stops (it may serve on, or score other runs).
+    #: None: one of our own on a free port, stopped by `close()`.
+    engine: LocalEngine | None = None
 
     def __post_init__(self) -> None:
         # A file that is no resource has no name, so no folder to write a status in.
@@ -143,6 +150,28 @@ class LocalRun:
             data_dir=str(self.spec_file.resolve().parent),
             base_model=base_model,
         )
+        self._owns_engine = self.engine is None
+        if self.engine is None:
+            self.engine = LocalEngine(self.root)
+        self.engine.state_dir = self.root
+        self.engine.lora_rank = VLLM.max_served_rank(self.spec)
+        self.engine.max_model_len = self.spec.serving.max_model_length
+
+    def close(self) -> None:
+        """Stop the engine if it is this run's own (see `engine`)."""
+        if self.engine is not None and self._owns_engine:
+            self.engine.stop()
+
+    def __enter__(self) -> LocalRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def engine_model(self) -> str:
+        """The base model as the engine names it (an hf:// id without its scheme)."""
+        return self.locations.base_model.removeprefix("hf://")
 
     def _write_blocked(self, exc: InvalidSpec) -> None:
         """status.json says why nothing runs, as the operator's status would."""
@@ -223,6 +252,15 @@ class LocalRun:
         config = render_step(
             step, self.spec, self.plan, by_key, self.locations, self.resource.metadata.name
         )
+        if isinstance(config, EvalConfig):
+            try:
+                config = self.through_engine(config)
+            except Exception as exc:  # the engine would not start or take an adapter
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                self.failures[step.key] = StepState("Failed", message=message, attempts=1)
+                self.out.write(f"✘ {step.key}: {exc}\n")
+                self.out.flush()
+                return
         config_path = self.root / step.config_path
         write_json_atomic(config_path, config.model_dump(mode="json"))
         log_path = self.root / "logs" / f"{step.key}.log"
@@ -270,6 +308,31 @@ class LocalRun:
             )
         self.out.flush()
 
+    def through_engine(self, config: EvalConfig) -> EvalConfig:
+        """The eval config scored through the engine: the step's adapters loaded into it
+        by name (a fully fine-tuned model is the engine's model instead)."""
+        assert self.engine is not None
+        paths = {task.name: config.adapter_of(task.name) for task in config.tasks}
+        full = sorted({p for p in paths.values() if p is not None and is_full_model(p)})
+        if len(full) > 1:
+            raise ValueError(f"one evaluation scores one fully fine-tuned model, not {full}")
+        model = full[0] if full else self.engine_model
+        self.engine.ensure(model)
+        names = {
+            task: None if path is None or path == model else adapter_name(path)
+            for task, path in paths.items()
+        }
+        self.engine.load(
+            {names[t]: p for t, p in paths.items() if names[t] is not None and p is not None}
+        )
+        scoring = EngineScoring(
+            url=self.engine.url,
+            base_model=model,
+            adapters=names,
+            api_key_file=str(self.engine.key_file),
+        )
+        return config.model_copy(update={"engine": scoring})
+
     def _progress_line(self, step: Step, decision: Decision) -> str:
         """Which step starts, how many of the pipeline's are done, the time left."""
         by_key = {s.key: s for s in decision.steps}
@@ -311,24 +374,39 @@ class LocalRun:
     # Serving -----------------------------------------------------------------------
 
     def serving_manifest(self, decision: Decision) -> dict[str, Any]:
+        """What `mtd serve` starts: the engine's model and its adapters under the names the
+        catalogue gives them (vLLM's: the name plus a hash of the folder)."""
         assert decision.serving is not None
         full = decision.serving.model is not None  # the fine-tuned model, no adapters
-        model = self.locations.artifact(decision.serving.model) if full else None
+        model = self.locations.artifact(decision.serving.model) if full else self.engine_model
         return {
             "revision": decision.serving.revision,
-            "baseModel": model or self.locations.base_model,
+            "engine": "vllm",
+            "baseModel": model,
+            # What the engine starts with (`mtd serve` has no spec to read them from).
+            "maxModelLength": self.spec.serving.max_model_length,
+            "loraRank": VLLM.max_served_rank(self.spec),
             **({"modelId": decision.serving.model_name} if full else {}),
             "adapters": {
-                name: self.locations.artifact(path)
+                self._served_names(decision)[name]: self.locations.artifact(path)
                 for name, path in decision.serving.adapters.items()
             },
             "catalogue": json.loads(self.catalogue(decision).to_json()),
         }
 
-    def catalogue(self, decision: Decision) -> Catalogue:
-        """The same document the operator writes to the resource's catalogue ConfigMap."""
+    def _served_names(self, decision: Decision) -> dict[str, str]:
         assert decision.serving is not None
-        return build_catalogue(self.spec, decision.status, decision.serving.revision)
+        return {
+            name: adapter_name(self.locations.artifact(path), name)
+            for name, path in decision.serving.adapters.items()
+        }
+
+    def catalogue(self, decision: Decision) -> Catalogue:
+        """The document the operator writes to the resource's catalogue ConfigMap, with
+        the adapters under the names this engine serves them by."""
+        assert decision.serving is not None
+        catalogue = build_catalogue(self.spec, decision.status, decision.serving.revision)
+        return catalogue.renamed(self._served_names(decision))
 
     def run_pipeline(self) -> Decision:
         """Run steps until nothing more can start; returns the last decision."""
@@ -336,7 +414,10 @@ class LocalRun:
             decision = self.decide()
             if not decision.start:
                 break
-            self.run_step(decision.start[0], decision)
+            # Training first: evaluations then run back to back on one engine, and no
+            # training step shares the CPU with it.
+            step = min(decision.start, key=lambda s: s.verb == "evaluate")
+            self.run_step(step, decision)
         if decision.serving is not None:
             write_json_atomic(self.root / "serving.json", self.serving_manifest(decision))
             write_text_atomic(self.root / "catalogue.json", self.catalogue(decision).to_json())

@@ -1,9 +1,9 @@
-"""Ask one engine for a task's answer: our server, a real TGI, or vLLM, each in its own terms.
+"""Ask one engine for a task's answer: vLLM or TGI, each in its own terms.
 
-The engines agree on `/v1/chat/completions` and differ where it matters here:
+One definition for everything that asks: the task gateway, the command-line client, and
+evaluation (which scores through the serving engine, so a verdict describes the answers
+users get). The engines agree on `/v1/chat/completions` and differ where it matters here:
 
-* ours (`mtd_trainer.serving`): base model `tgi`, adapters by id; classification by
-  `/classify`, which scores every label (probabilities among the labels);
 * TGI: base model `tgi`, adapters by their `LORA_ADAPTERS` id; classification with
   `response_format: {"type": "regex", "value": "l1|l2"}`;
 * vLLM: base model by its served id (`/v1/models`), adapters by their `--lora-modules`
@@ -15,8 +15,8 @@ docs.vllm.ai/en/latest/features/structured_outputs/); vLLM's `response_format` o
 `json_schema`/`json_object`/`text`, so TGI's regex form is refused there.
 
 A real TGI answers an unknown `adapter_id` with the base model (it looks the id up with a
-default of 0), so nothing here sends a name the catalogue did not give; vLLM and our
-server refuse unknown names, and that refusal is passed on.
+default of 0), so nothing here sends a name the catalogue did not give; vLLM refuses
+unknown names, and that refusal is passed on.
 
 Synchronous httpx, so that the command-line client and the gateway (which runs these
 calls in its thread pool) share every line.
@@ -33,9 +33,9 @@ import httpx
 
 from mtd_contract.prompts import messages
 
-Engine = Literal["ours", "tgi", "vllm"]
-ENGINES: tuple[Engine, ...] = ("ours", "tgi", "vllm")
-#: The model name TGI (and our server) gives the base model in chat requests.
+Engine = Literal["tgi", "vllm"]
+ENGINES: tuple[Engine, ...] = ("tgi", "vllm")
+#: The model name TGI gives the base model in chat requests.
 TGI_BASE_MODEL = "tgi"
 #: Characters that mean something in a regex; labels escape only these, since the
 #: engines behind TGI's grammars (outlines, Rust `regex`) disagree on other escapes.
@@ -83,14 +83,13 @@ def error_message(response: httpx.Response) -> str:
 def detect_engine(http: httpx.Client) -> tuple[Engine, str | None]:
     """Which engine answers at the client's base URL, and vLLM's base-model id.
 
-    TGI and ours serve `/info` (ours lists `/classify` among its extensions); vLLM has no
-    `/info` but lists its base model (the entry without a `parent`) in `/v1/models`.
+    TGI serves `/info`; vLLM has no `/info` but lists its base model (the entry without a
+    `parent`) in `/v1/models`.
     """
     try:
         info = http.get("/info")
         if info.status_code == 200:
-            extensions = info.json().get("extensions", [])
-            return ("ours" if "/classify" in extensions else "tgi"), None
+            return "tgi", None
         models = http.get("/v1/models")
     except (httpx.HTTPError, ValueError) as exc:
         raise UpstreamError(None, f"cannot reach {http.base_url}: {exc}") from None
@@ -186,11 +185,7 @@ class Upstream:
         return out
 
     def classify(self, adapter: str | None, chat: list[dict], labels: Sequence[str]) -> Answer:
-        """One of `labels`, with its probability (ours) or that of the generated tokens."""
-        if self.engine == "ours":
-            body = {"messages": chat, "labels": list(labels), "adapter_id": adapter}
-            result = self.post("/classify", body)
-            return Answer(result["label"], result["probability"])
+        """One of `labels`, with the probability of its generated tokens."""
         longest = max(len(label) for label in labels)
         out = self.chat(adapter, chat, max_tokens=longest + 8, **self.guided_choice(labels))
         label = (out["choices"][0].get("message", {}).get("content") or "").strip()
