@@ -82,8 +82,9 @@ def score_task_served(
     examples: datasets.Dataset,
     max_new_tokens: int,
     concurrency: int,
-) -> dict[str, Any]:
-    """One task's results row (the shape `evaluation.score_task` writes), from the engine."""
+) -> tuple[dict[str, Any], list[str]]:
+    """One task's results row (the shape `evaluation.score_task` writes), from the engine,
+    and the answers it scored (in eval-file order)."""
     texts, references = list(examples["input"]), list(examples["output"])
     if task.type == "classification":
         assert task.labels is not None
@@ -104,4 +105,11 @@ def score_task_served(
         **scores,
         "per_example": metrics.per_example(task.metric, predictions, references, task.labels),
         "scored_by": "engine",
-    }
+    }, predictions
+
+
+def answers_path(output_path: str) -> Path:
+    """Where the served answers themselves go, beside the results (kept out of the results
+    file, which the operator publishes whole)."""
+    path = Path(output_path)
+    return path.with_name(f"{path.stem}.answers.json")

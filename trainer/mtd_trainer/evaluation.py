@@ -267,14 +267,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
 def _evaluate_served(
     config: EvalConfig, tokenizer: PreTrainedTokenizerBase, examples: dict[str, datasets.Dataset]
 ) -> dict[str, Any]:
-    from .engine_scoring import connect, score_task_served
+    from .engine_scoring import answers_path, connect, score_task_served
 
     assert config.engine is not None
     results: dict[str, Any] = {"run_name": config.run_name, "tasks": {}}
+    answers: dict[str, list[str]] = {}
     upstream = connect(config.engine)
     try:
         for task in config.tasks:
-            row = score_task_served(
+            row, answers[task.name] = score_task_served(
                 upstream,
                 config.engine.adapters[task.name],
                 tokenizer,
@@ -294,4 +295,5 @@ def _evaluate_served(
             results["tasks"][task.name] = row
     finally:
         upstream.close()
+    write_json(answers_path(config.output_path), answers)
     return results
