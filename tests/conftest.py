@@ -22,7 +22,6 @@ LAYERS: dict[str, str] = {
     "bench": "unit",
     "examples": "unit",
     "trainer": "trainer",
-    "serving": "serving",
     "gateway": "serving",
     "engine": "engine",
     "local": "local",

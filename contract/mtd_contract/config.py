@@ -189,6 +189,12 @@ class EngineScoring(Strict):
         default=None, description="A file holding the engine's API key (a bearer token)."
     )
     concurrency: int = Field(default=16, ge=1, description="Requests in flight at once.")
+    ready_timeout_s: float = Field(
+        default=0,
+        ge=0,
+        description="How long to wait for the engine's /health to answer 200 before scoring "
+        "(an engine started beside the evaluation, in its pod, is still loading).",
+    )
 
 
 class EvalConfig(Strict):

@@ -21,8 +21,9 @@ import pytest
 
 from mtd_contract.config import EngineScoring, EvalConfig, TaskConfig
 from mtd_operator.core.catalogue import Catalogue
+from mtd_operator.engines.base import adapter_name
 from mtd_operator.gateway.app import build_gateway, serve_in_thread
-from mtd_operator.local.engine import LocalEngine, adapter_name
+from mtd_operator.local.engine import LocalEngine
 from mtd_trainer.answers import answer_budget, first_line
 from mtd_trainer.engine_scoring import answers_path
 from tests.support.engine import engine_venv

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from mtd_operator.gateway.app import build_gateway
 from mtd_contract.upstream import Upstream, UpstreamError
+from mtd_operator.gateway.app import build_gateway
 from tests.support.net import serve_app
 from tests.support.processes import heavy_imports
 
@@ -220,7 +220,7 @@ def test_detects_the_engine(vllm) -> None:
     standin, url = vllm
     upstream = Upstream(url)
     assert upstream.engine == "vllm" and upstream.base_model == BASE_MODEL
-    with pytest.raises(ValueError, match="allowed values are ours, tgi, vllm"):
+    with pytest.raises(ValueError, match="allowed values are tgi, vllm"):
         Upstream(url, "triton")  # type: ignore[arg-type]
     assert httpx.get(url + "/info").status_code == 404
     assert isinstance(standin, VllmStandIn)

@@ -10,7 +10,6 @@ import torch
 from mtd_contract.config import ComposeConfig
 from mtd_trainer import compose, evaluation
 from mtd_trainer.modeling import Placement, choose_placement, local_placement
-from mtd_trainer.serving.engine import Engine
 
 from .test_compose import compose_config, random_adapter
 
@@ -36,7 +35,7 @@ def test_this_machine_has_no_gpu_so_fp32_on_the_cpu() -> None:
     assert local_placement() == Placement("cpu", torch.float32)
 
 
-def test_evaluation_compose_and_serving_load_where_placement_says(
+def test_evaluation_and_compose_load_where_placement_says(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each inference path asks `local_placement`; make it answer bf16 and see it obeyed."""
@@ -49,6 +48,3 @@ def test_evaluation_compose_and_serving_load_where_placement_says(
     )
     merged = compose.load_adapters(config)
     assert merged.get_base_model().dtype == torch.bfloat16
-    engine = Engine(tiny_model, placement=BF16_CPU)
-    assert engine.dtype == "torch.bfloat16" and engine.device_type == "cpu"
-    assert Engine(tiny_model).dtype == "torch.float32"  # this machine: fp32 on the CPU

@@ -15,11 +15,13 @@ Requests go out concurrently; the engine batches them.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import datasets
+import httpx
 from transformers import PreTrainedTokenizerBase
 
 from mtd_contract.config import EngineScoring, TaskConfig
@@ -35,8 +37,26 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per eval ex
 REQUEST_TIMEOUT_S = 600.0
 
 
+def wait_ready(url: str, timeout: float) -> None:
+    """Until the engine's /health answers 200 (an engine in the evaluation's own pod loads
+    the model while the evaluation starts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url.rstrip('/')}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise UpstreamError(None, f"the engine at {url} was not ready after {timeout:.0f}s")
+        time.sleep(2)
+
+
 def connect(engine: EngineScoring) -> Upstream:
     """The engine, asked as the gateway asks it (vLLM, with its API key if it has one)."""
+    if engine.ready_timeout_s:
+        log.info("waiting up to %.0fs for the engine at %s", engine.ready_timeout_s, engine.url)
+        wait_ready(engine.url, engine.ready_timeout_s)
     api_key = None
     if engine.api_key_file:
         try:

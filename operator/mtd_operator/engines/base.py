@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
+
+from mtd_contract.config import EvalConfig
 
 if TYPE_CHECKING:
     from ..api.spec import MultiTaskDeploymentSpec
@@ -136,3 +140,38 @@ def non_root_pod() -> dict[str, Any]:
 
 def folder_hash(path: str) -> str:
     return hashlib.sha256(path.encode()).hexdigest()[:8]
+
+
+def adapter_name(path: str, label: str | None = None) -> str:
+    """An adapter folder's name in the engine: vLLM refuses a name twice, so the folder's
+    hash keeps a retrained adapter apart from the one it replaces."""
+    return f"{label or PurePosixPath(path).name}-{folder_hash(path)}"
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """How an evaluation reaches its answers through an engine: the engine's model (the
+    base, or a fully fine-tuned model, which replaces it), each task's adapter name there
+    (None: the model itself), and the adapters the engine must hold (name → folder)."""
+
+    model: str
+    names: dict[str, str | None]
+    adapters: dict[str, str]
+
+
+def scoring_plan(
+    config: EvalConfig, base_model: str, is_full: Callable[[str], bool]
+) -> ScoringPlan:
+    """The ScoringPlan of an evaluation whose base model the engine knows as `base_model`;
+    `is_full(folder)` says whether a folder is a fully fine-tuned model."""
+    paths = {task.name: config.adapter_of(task.name) for task in config.tasks}
+    full = sorted({p for p in paths.values() if p is not None and is_full(p)})
+    if len(full) > 1:
+        raise ValueError(f"one evaluation scores one fully fine-tuned model, not {full}")
+    model = full[0] if full else base_model
+    names = {
+        task: None if path is None or path == model else adapter_name(path)
+        for task, path in paths.items()
+    }
+    adapters = {name: paths[t] for t, name in names.items() if name is not None}
+    return ScoringPlan(model, names, adapters)  # type: ignore[arg-type]

@@ -97,20 +97,59 @@ class Vllm(ServingEngine):
         # Non-root works once HOME is writable (see `container`); the chart may override.
         return dict(config.vllm_pod_security_context or non_root_pod())
 
-    def container(
-        self, spec: MultiTaskDeploymentSpec, config: OperatorConfig, serve: ServeRequest
-    ) -> EngineContainer:
-        gpus = config.serving_gpus
-        args = [serve.model_path, "--port", str(SERVING_PORT)]
+    @staticmethod
+    def _model_args(spec: MultiTaskDeploymentSpec, config: OperatorConfig, model: str) -> list[str]:
+        args = [model, "--port", str(SERVING_PORT)]
         # Without it vLLM sizes the KV cache for the model's whole context (128k for some),
         # which fails to allocate on smaller GPUs.
         args += ["--max-model-len", str(spec.serving.max_model_length)]
-        if gpus > 1:  # the default is 1 (vllm/config/parallel.py): other GPUs sit idle
-            args += ["--tensor-parallel-size", str(gpus)]
+        if config.serving_gpus > 1:  # the default is 1 (vllm/config/parallel.py)
+            args += ["--tensor-parallel-size", str(config.serving_gpus)]
+        return args
+
+    @staticmethod
+    def _env() -> dict[str, str]:
         # As a uid without a home vLLM writes to /.cache and fails (vllm issues #10185,
         # #20127). (torch 2.13's inductor cache names itself after the uid when the uid has
         # no passwd entry: nothing to set for that.)
-        env = {**cache_env(home=True), "VLLM_CACHE_ROOT": f"{CACHE_MOUNT}/vllm"}
+        return {**cache_env(home=True), "VLLM_CACHE_ROOT": f"{CACHE_MOUNT}/vllm"}
+
+    def _lora_args(self, spec: MultiTaskDeploymentSpec, adapters: int) -> list[str]:
+        return [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(max_lora_rank(self.max_served_rank(spec))),
+            "--max-loras",
+            str(max_loras(adapters)),
+        ]
+
+    def scoring_container(
+        self,
+        spec: MultiTaskDeploymentSpec,
+        config: OperatorConfig,
+        model: str,
+        adapters: dict[str, str],
+    ) -> EngineContainer:
+        """vLLM beside an evaluation, in its pod: the serving pods' engine, flags and
+        ranks, the step's adapters named at start. It listens on the pod's loopback only
+        (the evaluation is its one client), so it needs no API key and loads nothing at
+        run time."""
+        args = [*self._model_args(spec, config, model), "--host", "127.0.0.1"]
+        if adapters:
+            args += self._lora_args(spec, len(adapters))
+            args += ["--lora-modules", *(f"{n}={p}" for n, p in adapters.items())]
+        return EngineContainer(
+            image=self.image(config),
+            command=["vllm", "serve"],
+            args=args,
+            env=env_list(self._env()),
+        )
+
+    def container(
+        self, spec: MultiTaskDeploymentSpec, config: OperatorConfig, serve: ServeRequest
+    ) -> EngineContainer:
+        args = self._model_args(spec, config, serve.model_path)
+        env = self._env()
         if serve.full_model:
             # Named as the base model would be, so the catalogue and every client ask the
             # same model id whatever the method.
@@ -121,13 +160,7 @@ class Vllm(ServingEngine):
                 args=args,
                 env=env_list(env),
             )
-        args += [
-            "--enable-lora",
-            "--max-lora-rank",
-            str(max_lora_rank(self.max_served_rank(spec))),
-            "--max-loras",
-            str(max_loras(len(serve.adapters))),
-        ]
+        args += self._lora_args(spec, len(serve.adapters))
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         return EngineContainer(
             image=self.image(config),

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import httpx
 
-from ..engines.base import folder_hash
 from ..engines.vllm import max_lora_rank
 from ..kube.runtime_lora import LoadError, load_into
+
+__all__ = ["EngineError", "LocalEngine", "ServingError", "adapter_name", "find_vllm"]
 
 ENGINE_VENV_ENV = "MTD_ENGINE_VENV"
 #: KV cache for the CPU build, in GiB (vLLM refuses to start on a CPU without it sized).
@@ -106,12 +107,6 @@ def _own_group_dying_with_parent() -> None:
     os.setsid()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def adapter_name(path: str, label: str | None = None) -> str:
-    """A name for an adapter folder in the engine: vLLM refuses a name twice, so the folder
-    hash keeps a retrained adapter apart from the one it replaces."""
-    return f"{label or Path(path).name}-{folder_hash(path)}"
 
 
 def is_full_model(path: str) -> bool:

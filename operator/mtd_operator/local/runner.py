@@ -39,10 +39,11 @@ from ..core.problems import InvalidData, InvalidSpec, Problem
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from ..core.render import Locations, evaluable, render_step
 from ..core.steps import Step, pipeline_steps
+from ..engines.base import adapter_name, scoring_plan
 from ..engines.vllm import VLLM
 from ..specfile import load_resource, profile_resource
 from .artifacts import damaged_artifact
-from .engine import LocalEngine, adapter_name, is_full_model
+from .engine import LocalEngine, is_full_model
 from .progress import Progress, step_work
 from .report import print_status_changes, task_table
 
@@ -153,7 +154,10 @@ class LocalRun:
         self._owns_engine = self.engine is None
         if self.engine is None:
             self.engine = LocalEngine(self.root)
-        self.engine.state_dir = self.root
+        if self.engine.process is None and not self.engine.attached:
+            # Not running yet: its key and log go beside this run's status. A running one
+            # (a caller's, scoring several runs) keeps the key it was started with.
+            self.engine.state_dir = self.root
         self.engine.lora_rank = VLLM.max_served_rank(self.spec)
         self.engine.max_model_len = self.spec.serving.max_model_length
 
@@ -312,23 +316,13 @@ class LocalRun:
         """The eval config scored through the engine: the step's adapters loaded into it
         by name (a fully fine-tuned model is the engine's model instead)."""
         assert self.engine is not None
-        paths = {task.name: config.adapter_of(task.name) for task in config.tasks}
-        full = sorted({p for p in paths.values() if p is not None and is_full_model(p)})
-        if len(full) > 1:
-            raise ValueError(f"one evaluation scores one fully fine-tuned model, not {full}")
-        model = full[0] if full else self.engine_model
-        self.engine.ensure(model)
-        names = {
-            task: None if path is None or path == model else adapter_name(path)
-            for task, path in paths.items()
-        }
-        self.engine.load(
-            {names[t]: p for t, p in paths.items() if names[t] is not None and p is not None}
-        )
+        scored = scoring_plan(config, self.engine_model, is_full_model)
+        self.engine.ensure(scored.model)
+        self.engine.load(scored.adapters)
         scoring = EngineScoring(
             url=self.engine.url,
-            base_model=model,
-            adapters=names,
+            base_model=scored.model,
+            adapters=scored.names,
             api_key_file=str(self.engine.key_file),
         )
         return config.model_copy(update={"engine": scoring})
