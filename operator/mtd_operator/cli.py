@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,9 @@ def _serve_forever(engine, url: str, out=sys.stdout) -> int:
     )
     out.flush()
     try:
-        if engine.process is None:  # an earlier command's engine: nothing of ours to watch
-            return 0
+        if engine.process is None:  # an earlier command's engine: serve until stopped
+            threading.Event().wait()
+        assert engine.process is not None
         code = engine.process.wait()
         print(f"the engine exited with code {code}; log: {engine.log_file}", file=sys.stderr)
         return code or 1

@@ -192,10 +192,11 @@ def test_plan_into_a_closed_pipe_has_no_traceback(write_spec):
     assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
-def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path, capsys):
+def test_a_broken_serving_manifest_is_one_line_not_a_traceback(tmp_path, capsys):
     manifest = tmp_path / "ws" / "tiny" / "serving.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text("{not json")
     assert main(["serve", "--workspace", str(tmp_path / "ws")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: JSONDecodeError:") and "Traceback" not in err
+    assert err.startswith(f"error: {manifest}: Expecting property name") and "Traceback" not in err
+    assert err.rstrip().endswith("run `mtd run` again") and err.count("\n") == 1

@@ -44,6 +44,26 @@ def test_the_examples_local_model_path_is_refused_on_a_cluster(example, capsys):
     )
 
 
+def check_scoring_engine(pod: dict, config: dict, spec) -> None:
+    trainer, (engine,) = pod["containers"][0], pod["initContainers"]
+    assert "resources" not in trainer or not trainer["resources"]
+    assert engine["name"] == "engine" and engine["restartPolicy"] == "Always"  # native sidecar
+    assert engine["image"].startswith("vllm/vllm-openai:v")
+    assert engine["resources"]["limits"] == {"nvidia.com/gpu": "3"}
+    args = engine["command"] + engine["args"]
+    assert args[:3] == ["vllm", "serve", config["engine"]["base_model"]]
+    assert args[args.index("--host") + 1] == "127.0.0.1"  # the pod's loopback only
+    assert config["engine"]["url"] == f"http://127.0.0.1:{args[args.index('--port') + 1]}"
+    # Every task's adapter is one the engine names at start, pointing at the step's folder.
+    modules = dict(m.split("=", 1) for m in args[args.index("--lora-modules") + 1 :])
+    for task in config["tasks"]:
+        name = config["engine"]["adapters"][task["name"]]
+        adapter = config["task_adapters"].get(task["name"], config["adapter"])
+        assert modules[name] == adapter
+    assert {m["mountPath"] for m in engine["volumeMounts"]} >= {"/workspace", "/cache", "/tmp"}
+    assert spec.serving.engine == "vllm"
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.parent.name)
 def test_every_step_has_its_job_and_config_and_serving_comes_last(
     example, capsys, monkeypatch, tmp_path
@@ -73,9 +93,21 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(
     for job in jobs:
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == "registry.example/trainer:2"  # from the environment
+    configs = {
+        o["metadata"]["name"]: json.loads(o["data"]["config.json"])
+        for o in objects
+        if o["kind"] == "ConfigMap" and "config.json" in o.get("data", {})
+    }
     for job in step_jobs:
-        limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-        assert limits == {"nvidia.com/gpu": "2"}
+        pod = job["spec"]["template"]["spec"]
+        trainer = pod["containers"][0]
+        if configs[job["metadata"]["name"]]["kind"] != "evaluate":
+            assert trainer["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+            assert "initContainers" not in pod
+            continue
+        # An evaluation asks the serving engine itself, beside it in its pod; the engine
+        # holds the serving GPUs, the trainer only sends requests.
+        check_scoring_engine(pod, configs[job["metadata"]["name"]], resource.spec)
 
     adapters, deployment, _service, policy, catalogue, gateway, gateway_service = objects[-7:]
     assert [o["kind"] for o in objects[-7:]] == [

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mtd_contract.config import AnyConfig
+from mtd_contract.config import AnyConfig, EngineScoring, EvalConfig
 from mtd_contract.exits import EXIT_INVALID
 from mtd_contract.pod import profile_command, step_command
 
@@ -28,8 +28,8 @@ from ..core.reconcile import DesiredServing
 from ..core.render import Locations, render_step
 from ..core.steps import Step
 from ..engines import engine_of
-from ..engines.base import CACHE_MOUNT, SERVING_PORT, ServeRequest, non_root_pod
-from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT
+from ..engines.base import CACHE_MOUNT, SERVING_PORT, ServeRequest, non_root_pod, scoring_plan
+from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT, VLLM
 from .constants import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
@@ -359,6 +359,46 @@ def profile_objects(
     return job, cm
 
 
+#: How long an evaluation waits for the engine beside it to load the model and adapters.
+SCORING_ENGINE_READY_S = 1800.0
+#: Container-level fields of a pod securityContext (an engine's own pod settings, applied
+#: to its container when it shares a pod with ours).
+_CONTAINER_SECURITY_FIELDS = ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")
+
+
+def scored_by_engine(
+    spec: MultiTaskDeploymentSpec, config: OperatorConfig, rendered: EvalConfig
+) -> tuple[EvalConfig, dict[str, Any] | None]:
+    """The evaluation as it runs on a cluster: with vLLM, every eval example is asked of
+    the serving engine itself (the same image, flags and adapters as the serving pods,
+    started beside the evaluation in its pod as a native sidecar, Kubernetes 1.29+), so
+    a verdict describes served answers. Returns the config, and that sidecar container
+    (None: TGI, which cannot run here and is in maintenance mode; scored in process)."""
+    if engine_of(spec) is not VLLM:
+        return rendered, None
+    full = spec.training.method == "full"  # then every trained artifact is a whole model
+    planned = scoring_plan(rendered, served_model_id(spec, config), lambda _path: full)
+    scoring = EngineScoring(
+        url=f"http://127.0.0.1:{SERVING_PORT}",
+        base_model=planned.model,
+        adapters=planned.names,
+        ready_timeout_s=SCORING_ENGINE_READY_S,
+    )
+    engine = VLLM.scoring_container(spec, config, planned.model, planned.adapters)
+    _, mounts = _volumes(spec, config, None, read_only=True)
+    own = {k: v for k, v in VLLM.pod_security(config).items() if k in _CONTAINER_SECURITY_FIELDS}
+    sidecar = {
+        "name": "engine",
+        # A native sidecar: started before the trainer, stopped once it has finished.
+        "restartPolicy": "Always",
+        **engine.container_fields(),
+        "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_MOUNT}],
+        "resources": _gpu_resources(config, config.serving_gpus),
+        "securityContext": {**_container_security(), **own, "readOnlyRootFilesystem": False},
+    }
+    return rendered.model_copy(update={"engine": scoring}), sidecar
+
+
 def step_objects(
     body: dict[str, Any],
     spec: MultiTaskDeploymentSpec,
@@ -370,7 +410,12 @@ def step_objects(
 
     A training step on several nodes is an Indexed Job (one pod per node, each with its
     JOB_COMPLETION_INDEX) whose pods reach pod 0 through the headless Service of
-    `step_service`: Kubernetes' "Job with pod-to-pod communication" pattern."""
+    `step_service`: Kubernetes' "Job with pod-to-pod communication" pattern. An
+    evaluation served by vLLM gets the engine beside it (`scored_by_engine`), which then
+    holds the GPUs."""
+    sidecar = None
+    if isinstance(rendered, EvalConfig):
+        rendered, sidecar = scored_by_engine(spec, config, rendered)
     name = child_name(body["metadata"]["name"], step.key)
     config_json = rendered.model_dump_json(indent=1)
     cm = config_map(body, name, step.role, {"config.json": config_json})
@@ -395,13 +440,17 @@ def step_objects(
         step.role,
         command,
         name,
-        gpus=trainer_gpus(spec, config) if training else config.trainer_gpus,
+        gpus=trainer_gpus(spec, config) if training else 0 if sidecar else config.trainer_gpus,
         labels_extra={LABEL_STEP: step.hash},
         annotations={
             ANNOTATION_STEP: step.key,
             **({ANNOTATION_PLACEMENT: training_placement(spec, config)} if training else {}),
         },
     )
+    if sidecar is not None:
+        pod = job["spec"]["template"]["spec"]
+        pod["initContainers"] = [sidecar]
+        pod["volumes"].append({"name": "cache", "emptyDir": {}})
     if training:
         container = job["spec"]["template"]["spec"]["containers"][0]
         requests = {"cpu": resources.cpu, "memory": resources.memory}

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from ..engines.base import adapter_name
 from ..engines.vllm import max_lora_rank
 from ..kube.runtime_lora import LoadError, load_into
 
