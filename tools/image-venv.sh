@@ -19,7 +19,12 @@ mkdir -p "$2"
 dir=$(cd "$2" && pwd)
 case "$image" in trainer|operator) ;; *) usage ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
-python=${PYTHON:-python3.11}
+# Debian's interpreter where there is one: an image's Python sits where every uid reaches
+# it, and the pod sandbox (tests/support/kubelet.py) runs it as the pod's uid in a root
+# of its own (a pyenv under /root is neither reachable nor there).
+default_python=python3.11
+[ -x /usr/bin/python3.11 ] && default_python=/usr/bin/python3.11
+python=${PYTHON:-$default_python}
 
 deps_key=$(cat "$root/pyproject.toml" "$root/requirements.lock" "$0" | cksum | cut -d' ' -f1)
 src_key=$(cd "$root" && find contract operator trainer -name '*.py' -o -name 'py.typed' \

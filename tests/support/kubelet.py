@@ -78,6 +78,7 @@ class Pod:
     host_if: str
     scratch: Path
     cleanups: list[Any] = field(default_factory=list)
+    owns_network: bool = True  # False: it joined another container's pod network
 
     def url(self, port: int) -> str:
         return f"http://{self.ip}:{port}"
@@ -109,8 +110,9 @@ class Pod:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
-        subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", self.host_if], check=False, capture_output=True)
+        if self.owns_network:
+            subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
+            subprocess.run(["ip", "link", "del", self.host_if], check=False, capture_output=True)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __enter__(self) -> Pod:
@@ -139,8 +141,11 @@ def run_container(
     secrets: Mapping[str, Mapping[str, str]] | None = None,
     node_env: Mapping[str, str] | None = None,
     container: str | None = None,
+    network_of: Pod | None = None,
 ) -> Pod:
-    """Start `container` (default: the first) of `pod_spec` in a sandbox of its own.
+    """Start `container` (default: the first; init containers, sidecars among them, by
+    name) of `pod_spec` in a sandbox of its own; with `network_of`, in that container's
+    pod network (containers of one pod share it: localhost is theirs).
 
     `image_venv` holds the image's Python contents (its `bin` leads the image's PATH);
     `claims` maps a PersistentVolumeClaim name to the host folder that backs it;
@@ -148,7 +153,8 @@ def run_container(
     (decoded) data, for `secretKeyRef` env. `node_env` is what the node adds,
     named in the test (e.g. the CPU build's KV-cache size); it never overrides the pod's.
     """
-    spec = next(c for c in pod_spec["containers"] if container is None or c["name"] == container)
+    candidates = [*pod_spec["containers"], *pod_spec.get("initContainers", [])]
+    spec = next(c for c in candidates if container is None or c["name"] == container)
     number = next(_IDS) + os.getpid() % 200 * 10
     name = f"pod{os.getpid() % 10000}-{number}"
     subnet = (number % 250) + 1, (number // 250) % 250
@@ -248,6 +254,26 @@ def run_container(
     def ip(*args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True)
 
+    if network_of is not None:
+        netns, host_if, pod_ip = network_of.netns, network_of.host_if, network_of.ip
+    else:
+        _pod_network(ip, netns, host_if, pod_if, host_ip, pod_ip)
+    log_path = scratch / "container.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private",
+             "/bin/sh", str(script)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    return Pod(name, pod_ip, process, log_path, netns, host_if, scratch,
+               owns_network=network_of is None)  # fmt: skip
+
+
+def _pod_network(ip: Any, netns: str, host_if: str, pod_if: str, host_ip: str, pod_ip: str) -> None:
+    """A network namespace with one address, reached from here over a veth pair."""
     ip("netns", "add", netns)
     try:
         ip("link", "add", host_if, "type", "veth", "peer", "name", pod_if)
@@ -264,14 +290,3 @@ def run_container(
         subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
         subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
         raise AssertionError(f"pod network: {exc.stderr.decode()}") from None
-    log_path = scratch / "container.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private",
-             "/bin/sh", str(script)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    return Pod(name, pod_ip, process, log_path, netns, host_if, scratch)
