@@ -223,11 +223,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 0
         url = f"http://{args.host}:{args.port}"
         manifest = run.root / "serving.json"
-        if run.engine.attached:
+        from .local.serve import read_manifest
+
+        if engine.process is None and not engine.attached:  # nothing was evaluated now
+            engine.attach(read_manifest(manifest)["baseModel"])
+        if engine.attached:
             # An earlier `mtd run`/`mtd serve` of this workspace serves: its engine now holds
             # the new adapters, and its gateway follows catalogue.json, rewritten just now.
-            from .local.serve import read_manifest
-
             engine.load(read_manifest(manifest)["adapters"])
             run.mark_serving(decision.serving.revision, url)
             print(f"{engine.url} now serves the new adapters too (no restart)")

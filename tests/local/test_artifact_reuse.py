@@ -85,11 +85,13 @@ def test_mtd_serve_refuses_a_damaged_adapter_before_loading(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_a_truncated_adapter_is_rebuilt(tmp_path: Path) -> None:
+    from mtd_operator.local.engine import LocalEngine
     from mtd_operator.local.runner import LocalRun
-    from tests.support.models import build_model
     from tests.support.tiny_tasks import task, write_task_data
 
-    model = build_model(tmp_path / "model")
+    from .conftest import MAX_MODEL_LENGTH, build_tiny
+
+    model = build_tiny(tmp_path / "model")
     write_task_data(tmp_path)
     sounds = task("sounds", "generation", metric="exactMatch")
     doc = {
@@ -100,29 +102,36 @@ def test_a_truncated_adapter_is_rebuilt(tmp_path: Path) -> None:
             "baseModel": {"uri": str(model)},
             "tasks": [{**sounds, "data": {"train": sounds["data"]["train"]}}],
             "training": {"stage2": {"maxSteps": 2}, "batchSize": 2, "maxSeqLength": 32},
+            "serving": {"maxModelLength": MAX_MODEL_LENGTH},
         },
     }
     spec = tmp_path / "mtd.yaml"
     spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
 
-    def run() -> tuple[str, object]:
-        out = io.StringIO()
-        decision = LocalRun(spec, tmp_path / "ws", out=out).run_pipeline()
-        return out.getvalue(), decision
+    # One engine for the three runs, should they evaluate (no eval data here: it never
+    # starts); stopped at the end, whatever happens.
+    with LocalEngine(tmp_path / "engine") as engine:
 
-    output, decision = run()
-    assert not decision.failed, output
-    manifest = json.loads((tmp_path / "ws" / "tiny" / "serving.json").read_text())
-    weights = Path(manifest["adapters"]["generation"]) / "adapter_model.safetensors"
-    whole = weights.stat().st_size
-    weights.write_bytes(weights.read_bytes()[: whole // 2])
+        def run() -> tuple[str, object]:
+            out = io.StringIO()
+            with LocalRun(spec, tmp_path / "ws", out=out, engine=engine) as local:
+                decision = local.run_pipeline()
+            return out.getvalue(), decision
 
-    output, decision = run()
-    assert not decision.failed, output
-    assert "damaged artifact, rebuilding" in output and "truncated" in output
-    assert "▶" in output  # the step ran again
-    assert safetensors_problem(weights) is None and weights.stat().st_size == whole
-    assert list((tmp_path / "ws" / "tiny").rglob("*.damaged-*"))  # the damaged one is kept
+        output, decision = run()
+        assert not decision.failed, output
+        manifest = json.loads((tmp_path / "ws" / "tiny" / "serving.json").read_text())
+        (adapter,) = manifest["adapters"].values()  # under the name the engine serves it by
+        weights = Path(adapter) / "adapter_model.safetensors"
+        whole = weights.stat().st_size
+        weights.write_bytes(weights.read_bytes()[: whole // 2])
 
-    output, _ = run()
-    assert "▶" not in output and "damaged" not in output  # whole again: reused
+        output, decision = run()
+        assert not decision.failed, output
+        assert "damaged artifact, rebuilding" in output and "truncated" in output
+        assert "▶" in output  # the step ran again
+        assert safetensors_problem(weights) is None and weights.stat().st_size == whole
+        assert list((tmp_path / "ws" / "tiny").rglob("*.damaged-*"))  # the damaged one is kept
+
+        output, _ = run()
+        assert "▶" not in output and "damaged" not in output  # whole again: reused

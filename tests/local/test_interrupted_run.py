@@ -1,5 +1,6 @@
 """`mtd run` killed in the middle of a training step: no process is left, and the rerun
-resumes that step from its checkpoint instead of starting it again."""
+resumes that step from its checkpoint instead of starting it again (then evaluates
+through its own engine, stopped when it ends)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.local.test_mtd_run import SOUNDS, write_spec
-from tests.support.models import build_model
-from tests.support.processes import interruptible, processes_mentioning
+from tests.support.net import free_port
+from tests.support.processes import engine_processes, interruptible, processes_mentioning
 from tests.support.tiny_tasks import write_task_data
 from tests.support.waiting import wait_until
+
+from .conftest import assert_no_engine_under
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +25,14 @@ MTD = [sys.executable, "-c", "import sys; from mtd_operator.cli import main; sys
 STEPS = 400  # checkpoints every 50 steps; the signal lands soon after the first
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("tiny"))
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path, model, sig):
     write_task_data(tmp_path)
     spec = write_spec(tmp_path, model, [SOUNDS], stage2={"maxSteps": STEPS})
     workspace = tmp_path / "ws"
-    command = [*MTD, "run", str(spec), "--workspace", str(workspace), "--no-serve"]
+    # Ports of its own: the engine that evaluates listens even with --no-serve.
+    ports = ["--port", str(free_port()), "--engine-port", str(free_port())]
+    command = [*MTD, "run", str(spec), "--workspace", str(workspace), "--no-serve", *ports]
     run = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -56,6 +55,7 @@ def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path
     assert "stopped; the next run resumes it" in output, output
     assert "rerun the same command to resume" in output
     assert processes_mentioning(configs) == [], "a child outlived mtd run"
+    assert engine_processes(workspace) == []  # killed while training: no engine yet
     stage = checkpoint.parent.parent
     assert not (stage / "result.json").exists()
     assert sorted(stage.glob("checkpoints/step-*")), "the checkpoint must survive the stop"
@@ -63,6 +63,9 @@ def test_a_killed_run_leaves_no_process_and_resumes_from_the_checkpoint(tmp_path
     # The rerun resumes from the newest checkpoint (the trainer logs where it resumed).
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    # It evaluated through an engine of its own, which ended with it.
+    assert (workspace / "tiny" / "logs" / "engine.log").exists()
+    assert_no_engine_under(workspace, "mtd run")
     log = next(workspace.glob("tiny/logs/*stage2*.log")).read_text()
     resumed = [line for line in log.splitlines() if "resumed from" in line]
     assert len(resumed) == 1, log[-2000:]

@@ -1,17 +1,22 @@
-"""`mtd run` end to end on a tiny model: the whole pipeline, reuse, and adding a task."""
+"""`mtd run` end to end on a tiny model: the whole pipeline, reuse, and adding a task.
+
+Every evaluation scores through the real vLLM (the module's shared engine, conftest.py),
+so the scores are computed from the answers the engine gave."""
 
 from __future__ import annotations
 
 import copy
 import io
 import json
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from mtd_operator.local.engine import LocalEngine
 from mtd_operator.local.runner import LocalRun
-from tests.support.models import build_model
 from tests.support.net import free_port
 from tests.support.tiny_tasks import (
     SOUND_SENTIMENT,
@@ -21,16 +26,14 @@ from tests.support.tiny_tasks import (
     write_task_data,
 )
 
+from .conftest import MAX_MODEL_LENGTH
+
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("tiny"))
 
 
 def write_spec(folder: Path, model: Path, tasks: list[dict], **training) -> Path:
     doc = tiny_resource(tasks, str(model), steps=3, **{"learningRate": 0.003, **training})
+    doc["spec"]["serving"] = {"maxModelLength": MAX_MODEL_LENGTH}
     path = folder / "mtd.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
@@ -41,24 +44,68 @@ SOUNDS = task("sounds", "generation", metric="exactMatch", baseline={"score": 0.
 AGREE = task("agree", "classification", labels=["yes", "no"], baseline={"score": 0.5})
 
 
-def run(spec: Path, workspace: Path) -> tuple[LocalRun, str, object]:
+def run(spec: Path, workspace: Path, engine: LocalEngine) -> tuple[LocalRun, str, object]:
+    """One `mtd run` without serving, scoring through `engine` (the caller's: it stays up)."""
     out = io.StringIO()
-    local = LocalRun(spec, workspace, out=out)
-    decision = local.run_pipeline()
+    with LocalRun(spec, workspace, out=out, engine=engine) as local:
+        decision = local.run_pipeline()
+    assert engine.process is not None and engine.process.poll() is None, "run stopped the engine"
     return local, out.getvalue(), decision
+
+
+def assert_scored_by_the_engine(local: LocalRun, decision) -> int:
+    """Every evaluation that ran scored the engine's answers: each row says so, the answers
+    are kept beside the results (one per example), a classification answer is always one of
+    the labels (the engine's guided choice), and the score is the one of those answers.
+    Returns how many task rows were checked."""
+    labels = {t.name: t.labels for t in local.spec.tasks}
+    checked = 0
+    for step in decision.steps:
+        results_file = local.root / step.result_path
+        if step.verb != "evaluate" or not results_file.exists():
+            continue
+        results = json.loads(results_file.read_text())
+        answers_file = results_file.with_name(f"{results_file.stem}.answers.json")
+        answers = json.loads(answers_file.read_text())
+        for name, row in results["tasks"].items():
+            assert row["scored_by"] == "engine", (step.key, name)
+            assert len(answers[name]) == row["examples"] > 0, (step.key, name)
+            if labels.get(name):
+                assert set(answers[name]) <= set(labels[name]), (step.key, answers[name])
+                each = row["per_example"]
+                assert each["predictions"] == [labels[name].index(a) for a in answers[name]]
+                hits = [
+                    p == r for p, r in zip(each["predictions"], each["references"], strict=True)
+                ]
+                assert row["accuracy"] == pytest.approx(sum(hits) / len(hits))
+            checked += 1
+    return checked
+
+
+def engine_models(engine: LocalEngine) -> list[dict]:
+    """What the engine serves (`GET /v1/models`): its model, then each adapter loaded."""
+    response = httpx.get(
+        f"{engine.url}/v1/models",
+        headers={"Authorization": f"Bearer {engine.api_key()}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["data"]
 
 
 def started(output: str) -> list[str]:
     return [line.split()[1].rstrip(":") for line in output.splitlines() if line.startswith("▶")]
 
 
-def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
+def test_pipeline_reuse_and_adding_a_task(tmp_path, model, shared_engine):
     write_task_data(tmp_path)
     workspace = tmp_path / "ws"
     spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS])
 
-    _local, output, decision = run(spec, workspace)
+    local, output, decision = run(spec, workspace, shared_engine)
     assert not decision.failed, output
+    # The baseline's, the binary group's and the generation group's evaluations.
+    assert assert_scored_by_the_engine(local, decision) == 3
     keys = started(output)
     # baseline + its eval, binary stage1 + stage2 + eval, generation stage2 + eval
     assert len(keys) == 7, keys
@@ -108,7 +155,7 @@ def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
         assert low <= rows["sentiment"]["ratio"] <= high
 
     # Rerun: everything is reused.
-    _, output, decision = run(spec, workspace)
+    _, output, decision = run(spec, workspace, shared_engine)
     assert started(output) == [] and not decision.failed
 
     # The point rule (confidence 0) judges the same results again, retraining nothing.
@@ -116,7 +163,7 @@ def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
     doc = yaml.safe_load(point.read_text(encoding="utf-8"))
     doc["spec"]["qualification"] = {"confidence": 0}
     point.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    _, output, decision = run(point, workspace)
+    _, output, decision = run(point, workspace, shared_engine)
     assert started(output) == [] and not decision.failed
     for row in decision.status.tasks:
         expected = (
@@ -126,30 +173,33 @@ def test_pipeline_reuse_and_adding_a_task(tmp_path, model):
 
     # A new binary task retrains the binary group from stage 2 only (it is low-resource).
     spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS, AGREE])
-    _, output, decision = run(spec, workspace)
+    local, output, decision = run(spec, workspace, shared_engine)
     keys = started(output)
     assert keys and all("-binary-" in key for key in keys), keys
     assert not any("stage1" in key for key in keys), keys
-    assert not decision.failed
+    assert not decision.failed, output
+    # The retrained binary group (sentiment and agree) was scored through the same engine.
+    assert assert_scored_by_the_engine(local, decision) >= 4
 
 
-def test_a_failing_step_is_reported_and_other_groups_continue(tmp_path, model):
+def test_a_failing_step_is_reported_and_other_groups_continue(tmp_path, model, shared_engine):
     write_task_data(tmp_path)
     bad = task("sounds", "generation", metric="exactMatch")
     spec = write_spec(tmp_path, Path(str(model)), [SENTIMENT, bad])
     # Break the generation data after profiling would pass: the trainer must fail cleanly.
-    local = LocalRun(spec, tmp_path / "ws", out=io.StringIO())
-    (tmp_path / "data" / "sounds.train.jsonl").write_text('{"input": "x"}\n')
-    decision = local.run_pipeline()
+    with LocalRun(spec, tmp_path / "ws", out=io.StringIO(), engine=shared_engine) as local:
+        (tmp_path / "data" / "sounds.train.jsonl").write_text('{"input": "x"}\n')
+        decision = local.run_pipeline()
     assert decision.failed
     trained = next(c for c in decision.status.conditions if c.type == "Trained")
     assert trained.reason == "TrainingFailed" and "sounds.train.jsonl" in trained.message
     # The binary group went on to be trained and evaluated.
     rows = {r.name: r for r in decision.status.tasks}
     assert rows["sentiment"].score is not None
+    assert assert_scored_by_the_engine(local, decision) >= 2  # the baseline's and its own
 
 
-def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, model):
+def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, model, shared_engine):
     write_task_data(tmp_path)
     spec = write_spec(
         tmp_path,
@@ -158,30 +208,38 @@ def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, mode
         method="cgcLora",
         cgcLora={"commonExperts": 1, "specificExperts": 1, "expertRank": 2},
     )
-    _, output, decision = run(spec, tmp_path / "ws")
+    local, output, decision = run(spec, tmp_path / "ws", shared_engine)
     assert not decision.failed, output
     manifest = json.loads((tmp_path / "ws" / "tiny" / "serving.json").read_text())
     # Stage 2 of the binary group continued from stage 1's experts; every task is served by
-    # its own exported LoRA adapter (the baseline task may be served by its baseline).
-    assert {"agree", "sounds"} <= set(manifest["adapters"])
+    # its own exported LoRA adapter (the baseline task may be served by its baseline), under
+    # the task's name and a hash of the folder (the name the engine serves it by).
+    served_by = {row["name"]: row["adapter"] for row in manifest["catalogue"]["tasks"]}
+    assert set(served_by.values()) <= set(manifest["adapters"])
+    assert served_by["agree"].startswith("agree-") and served_by["sounds"].startswith("sounds-")
     for name, path in manifest["adapters"].items():
         config = json.loads((Path(path) / "adapter_config.json").read_text())
         assert config["peft_type"] == "LORA", name
     rows = {row.name: row for row in decision.status.tasks}
     assert all(row.score is not None for row in rows.values())
+    # Each task was scored on its own exported adapter, loaded into the engine by name.
+    assert assert_scored_by_the_engine(local, decision) >= 3
+    served = engine_models(shared_engine)
+    for path in manifest["adapters"].values():
+        assert any(model.get("root") == path for model in served), path
 
 
-def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
+def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model, shared_engine):
     write_task_data(tmp_path)
     write_composition_data(tmp_path)
     spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS])
     doc = yaml.safe_load(spec.read_text())
     doc["spec"]["compositions"] = [copy.deepcopy(SOUND_SENTIMENT)]
-    doc["spec"]["serving"] = {"engine": "tgi"}  # TGI: the composed adapter is padded
+    doc["spec"]["serving"]["engine"] = "tgi"  # TGI: the composed adapter is padded
     spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
     workspace = tmp_path / "ws"
 
-    local, output, decision = run(spec, workspace)
+    local, output, decision = run(spec, workspace, shared_engine)
     assert not decision.failed, output
     keys = started(output)
     compose_key = next(k for k in keys if k.startswith("compose-sound-sentiment-"))
@@ -193,6 +251,8 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
 
     (row,) = decision.status.compositions
     assert row.score is not None and 0.0 <= row.score <= 1.0
+    # The rank-16 composed adapter was scored through the engine like any task's.
+    assert assert_scored_by_the_engine(local, decision) >= 4
     assert row.baseline == 0.05 and row.ratio is not None
     # cat of two rank-4 adapters plus the rank-2 correction is 10; TGI serves it at 16
     assert row.rank == 16
@@ -202,17 +262,20 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
     assert calibration["steps"] == 3 and calibration["loss_after"] < calibration["loss_before"]
 
     manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
-    adapter = Path(manifest["adapters"]["sound-sentiment"])
+    catalogue = {row["name"]: row for row in manifest["catalogue"]["tasks"]}
+    # Served under its name and a hash of its folder (a new merge gets a new name).
+    served_name = catalogue["sound-sentiment"]["adapter"]
+    assert served_name.startswith("sound-sentiment-")
+    adapter = Path(manifest["adapters"][served_name])
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 16
     assert result["natural_rank"] == 10
-    catalogue = {row["name"]: row for row in manifest["catalogue"]["tasks"]}
     assert catalogue["sound-sentiment"] == {
         "name": "sound-sentiment",
         "kind": "composition",
         "type": "generation",
         "instruction": "Say the sound, then the sentiment.",
         "metric": "rougeL",
-        "adapter": "sound-sentiment",
+        "adapter": served_name,
         "servedBy": "composition",
         "verdict": catalogue["sound-sentiment"]["verdict"],
     }
@@ -225,24 +288,34 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model):
     # New merge weights: only the composition and its evaluation run again.
     doc["spec"]["compositions"][0]["weights"] = [0.5, 1.0]
     spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    _, output, decision = run(spec, workspace)
+    _, output, decision = run(spec, workspace, shared_engine)
     keys = started(output)
     assert len(keys) == 2 and all(k.startswith("compose-") for k in keys), keys
-    assert not decision.failed
+    assert not decision.failed, output
+    manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
+    (renamed,) = [
+        row["adapter"] for row in manifest["catalogue"]["tasks"] if row["name"] == "sound-sentiment"
+    ]
+    assert renamed != served_name and renamed.startswith("sound-sentiment-")
+    # Scored through the same engine, which holds the earlier merge too (another folder,
+    # so another name: the new weights never hide behind the old name).
+    roots = {model.get("root") for model in engine_models(shared_engine)}
+    assert {manifest["adapters"][renamed], str(adapter)} <= roots
 
 
-def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model):
+def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model, shared_engine):
     """training.method full: stage 2 and evaluation read the model the trainer wrote
-    (`<out>/model`), and the server runs that model itself, answering for its group."""
+    (`<out>/model`); the engine is restarted on that model to score it, and serves that
+    model itself (no adapters), answering for its group through the gateway."""
     from mtd_operator.client import MultiTaskClient
-    from mtd_operator.local.serve import start_server
+    from mtd_operator.local.serve import start_serving
 
     write_task_data(tmp_path)
     spec = write_spec(tmp_path, model, [AGREE, SOUNDS], method="full")
     doc = yaml.safe_load(spec.read_text())
     doc["spec"]["filtering"] = {"strategy": "none"}
     spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    local, output, decision = run(spec, tmp_path / "ws")
+    local, output, decision = run(spec, tmp_path / "ws", shared_engine)
     assert not decision.failed, output
     (group,) = {row.group for row in decision.status.tasks}
     assert decision.serving.adapters == {} and decision.serving.model_name == group
@@ -251,16 +324,29 @@ def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model):
     assert manifest["baseModel"].endswith("/model")
     assert (Path(manifest["baseModel"]) / "model.safetensors").exists()
     assert all(row.score is not None for row in decision.status.tasks)
+    # Scored by the engine running the fine-tuned model (it replaced the base model).
+    assert assert_scored_by_the_engine(local, decision) == 2
+    assert shared_engine.model == manifest["baseModel"]
+    process = shared_engine.process
 
-    process, url = start_server(local.root / "serving.json", "127.0.0.1", free_port())
+    server, url = start_serving(
+        local.root / "serving.json", shared_engine, "127.0.0.1", free_port()
+    )
     try:
+        assert shared_engine.process is process, "not restarted: it already ran that model"
+        (served,) = engine_models(shared_engine)  # the model, no adapter
+        assert served["id"] == manifest["baseModel"]
         decision = local.mark_serving(decision.serving.revision, url)
         ready = next(c for c in decision.status.conditions if c.type == "Ready")
         assert ready.status == "True", ready
         with MultiTaskClient(url) as client:
+            assert client.via_gateway
             answer = client.predict("agree", "Is it so?")
             assert answer.output in ("yes", "no") and answer.adapter is None
             assert client.predict("sounds", "cat").output is not None
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.should_exit = True
+    with pytest.raises(httpx.HTTPError):
+        for _ in range(100):  # the gateway thread stops within a few polls
+            httpx.get(f"{url}/tasks", timeout=2)
+            time.sleep(0.1)

@@ -1,10 +1,13 @@
-"""`mtd serve` and its server live and die together; a taken port fails first (issue #15)."""
+"""`mtd serve` and its engine (the real vLLM) live and die together; a taken port fails
+first; the engine answers only this workspace's key (issue #15)."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -12,40 +15,79 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from mtd_operator.local.serve import ServingError, push_adapters
-from tests.serving.conftest import SENTIMENT_ENTRY, build_base
+from mtd_operator.client import MultiTaskClient
+from mtd_operator.core.catalogue import Catalogue
+from mtd_operator.local.engine import KEY_FILE, EngineError, LocalEngine, adapter_name
 from tests.support.models import build_adapter
 from tests.support.net import free_port
-from tests.support.processes import interruptible, processes_mentioning
+from tests.support.processes import (
+    engine_processes,
+    interruptible,
+    kill_all,
+    processes_mentioning,
+)
+
+from .conftest import MAX_MODEL_LENGTH, assert_no_engine_under, build_tiny
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["pos", "neg"]
+
+
+def write_deployment(deployment: Path, base: Path, adapter: Path) -> None:
+    """serving.json and catalogue.json as `mtd run` leaves them: the adapter under the name
+    the engine serves it by, the catalogue naming that adapter."""
+    name = adapter_name(str(adapter), "sentiment")
+    catalogue = {
+        "revision": "r1",
+        "tasks": [
+            {
+                "name": "sentiment",
+                "type": "classification",
+                "instruction": "Classify the sentiment.",
+                "labels": LABELS,
+                "metric": "accuracy",
+                "adapter": name,
+                "servedBy": "multiTask",
+                "verdict": "Qualified",
+            }
+        ],
+    }
+    manifest = {
+        "revision": "r1",
+        "engine": "vllm",
+        "baseModel": str(base),
+        "maxModelLength": MAX_MODEL_LENGTH,
+        "loraRank": 4,
+        "adapters": {name: str(adapter)},
+        "catalogue": catalogue,
+    }
+    deployment.mkdir(parents=True)
+    (deployment / "serving.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (deployment / "catalogue.json").write_text(Catalogue.model_validate(catalogue).to_json())
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A workspace as `mtd run` leaves it: one deployment with a serving manifest."""
     root = tmp_path_factory.mktemp("serve-lifecycle")
-    base = build_base(root / "base")
+    base = build_tiny(root / "base")
     adapter = build_adapter(base, root / "sentiment", seed=1)
-    deployment = root / "ws" / "tiny"
-    deployment.mkdir(parents=True)
-    manifest = {
-        "revision": "r1",
-        "baseModel": str(base),
-        "adapters": {"sentiment": str(adapter)},
-        "catalogue": {"tasks": [SENTIMENT_ENTRY]},
-    }
-    (deployment / "serving.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return root / "ws"
+    write_deployment(root / "ws" / "tiny", base, adapter)
+    yield root / "ws"
+    assert_no_engine_under(root, "the module")
 
 
 def start_mtd_serve(
     workspace: Path, port: int, engine_port: int | None = None
 ) -> tuple[subprocess.Popen[str], queue.Queue]:
-    """`mtd serve`: the task gateway on `port`, our server behind it on `engine_port`."""
+    """`mtd serve`: the task gateway on `port`, the engine behind it on `engine_port`."""
     engine = ["--engine-port", str(engine_port)] if engine_port else []
     process = subprocess.Popen(
         [
@@ -62,7 +104,6 @@ def start_mtd_serve(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
         preexec_fn=interruptible,
     )
     lines: queue.Queue = queue.Queue()
@@ -93,65 +134,142 @@ def wait_for(lines: queue.Queue, text: str, timeout: float = 300) -> str:
     raise AssertionError(f"{text!r} never printed; output:\n{seen}")
 
 
+def rest_of(lines: queue.Queue, timeout: float = 30) -> str:
+    """What the command printed until it closed its output."""
+    output = ""
+    while (line := lines.get(timeout=timeout)) is not None:
+        output += line
+    return output
+
+
+def refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=5)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
 @pytest.mark.parametrize(
     "signum",
     [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL],
     ids=lambda s: signal.Signals(s).name,
 )
-def test_no_server_outlives_mtd_serve(workspace: Path, signum: int) -> None:
-    port = free_port()
-    process, lines = start_mtd_serve(workspace, port)
+def test_no_engine_outlives_mtd_serve(workspace: Path, signum: int) -> None:
+    port, engine_port = free_port(), free_port()
+    process, lines = start_mtd_serve(workspace, port, engine_port)
+    deployment = workspace / "tiny"
     try:
         wait_for(lines, "Serving at")
-        servers = processes_mentioning(f"{workspace}/tiny/admin-token")
-        assert len(servers) == 1, servers
+        servers = processes_mentioning("vllm serve")
+        (server,) = [pid for pid in servers if pid in engine_processes(deployment)]
+        engine = engine_processes(deployment)
+        # The server and what it started (its engine core names no workspace in its
+        # command line): the check below sees those too.
+        assert len(engine) >= 2 and server in engine, engine
+        assert httpx.get(f"http://127.0.0.1:{port}/tasks", timeout=30).status_code == 200
         process.send_signal(signum)
-        process.wait(timeout=60)
-        deadline = time.monotonic() + 60
-        while processes_mentioning(f"{workspace}/tiny/admin-token"):
-            assert time.monotonic() < deadline, "the server outlived mtd serve"
-            time.sleep(0.2)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        code = process.wait(timeout=60)
+        if signum != signal.SIGKILL:
+            assert code in (0, 130), rest_of(lines)
+        assert_no_engine_under(deployment, f"mtd serve stopped by {signal.Signals(signum).name}")
+        assert refused(f"http://127.0.0.1:{port}/tasks")
+        assert refused(f"http://127.0.0.1:{engine_port}/health")
     finally:
         process.kill()
         process.wait()
-        for pid in processes_mentioning(f"{workspace}/tiny/admin-token"):
-            os.kill(pid, signal.SIGKILL)
+        kill_all(engine_processes(deployment))
 
 
-def test_the_admin_token_guards_the_served_adapters(workspace: Path) -> None:
+def test_the_engine_serves_this_workspace_alone(workspace: Path) -> None:
+    """Its API key (0600 beside the status) guards it; this workspace's later commands
+    use it, another workspace's are refused."""
     port, engine_port = free_port(), free_port()
     process, lines = start_mtd_serve(workspace, port, engine_port)
-    url = f"http://127.0.0.1:{engine_port}"  # the admin route is the engine's, not the gateway's
+    engine_url = f"http://127.0.0.1:{engine_port}"
+    deployment = workspace / "tiny"
     try:
         wait_for(lines, "Serving at")
-        token = workspace / "tiny" / "admin-token"
-        assert stat.S_IMODE(token.stat().st_mode) == 0o600
-        anonymous = httpx.post(f"{url}/adapters", json={"adapters": {}}, timeout=30)
+        key_file = deployment / KEY_FILE
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text(encoding="utf-8").strip()
+        manifest = json.loads((deployment / "serving.json").read_text())
+        # Every /v1 route wants the key (the adapter-loading one among them).
+        assert httpx.get(f"{engine_url}/v1/models", timeout=30).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-key"}
+        assert httpx.get(f"{engine_url}/v1/models", headers=wrong, timeout=30).status_code == 401
+        load = {"lora_name": "x", "lora_path": str(next(iter(manifest["adapters"].values())))}
+        anonymous = httpx.post(f"{engine_url}/v1/load_lora_adapter", json=load, timeout=30)
         assert anonymous.status_code == 401
-        assert push_adapters(url, workspace / "tiny" / "serving.json") == ["sentiment"]
-        # Another workspace holds no token for this server: refused before any request.
+        right = {"Authorization": f"Bearer {key}"}
+        models = httpx.get(f"{engine_url}/v1/models", headers=right, timeout=30).json()["data"]
+        assert {m["id"] for m in models} == {manifest["baseModel"], *manifest["adapters"]}
+        # The gateway holds the key: a task is answered through it.
+        with MultiTaskClient(f"http://127.0.0.1:{port}") as client:
+            answer = client.predict("sentiment", "the day was awful")
+        assert answer.output in LABELS and answer.adapter in manifest["adapters"]
+
+        # This workspace may use its engine (a later `mtd run` attaches to it) ...
+        ours = LocalEngine(deployment, port=engine_port)
+        assert ours.attach(manifest["baseModel"]) and ours.attached
+        ours.stop()  # not ours to stop: a no-op
+        assert httpx.get(f"{engine_url}/health", timeout=30).status_code == 200
+        # ... and so may a second `mtd serve`: it serves until stopped, then leaves the
+        # engine to the command that started it.
+        second_port = free_port()
+        second, second_lines = start_mtd_serve(workspace, second_port, engine_port)
+        try:
+            wait_for(second_lines, "Serving at", timeout=120)
+            with MultiTaskClient(f"http://127.0.0.1:{second_port}") as client:
+                again = client.predict("sentiment", "the day was awful")
+            assert (again.output, again.adapter) == (answer.output, answer.adapter)
+            time.sleep(2)
+            assert second.poll() is None, rest_of(second_lines)
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=60) == 0
+        finally:
+            second.kill()
+            second.wait()
+        assert refused(f"http://127.0.0.1:{second_port}/tasks")
+        assert httpx.get(f"{engine_url}/health", timeout=30).status_code == 200
+
+        # ... another workspace, with a key of its own, may not.
         stranger = workspace.parent / "other" / "tiny"
-        stranger.mkdir(parents=True, exist_ok=True)
-        (stranger / "serving.json").write_bytes((workspace / "tiny/serving.json").read_bytes())
-        with pytest.raises(ServingError, match="not this workspace's server"):
-            push_adapters(url, stranger / "serving.json")
+        stranger.mkdir(parents=True)
+        for name in ("serving.json", "catalogue.json"):
+            shutil.copy(deployment / name, stranger / name)
+        fd = os.open(stranger / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        with pytest.raises(EngineError, match="not this workspace's engine"):
+            LocalEngine(stranger, port=engine_port).attach(manifest["baseModel"])
+        other, other_lines = start_mtd_serve(stranger.parent, free_port(), engine_port)
+        code = other.wait(timeout=120)
+        output = rest_of(other_lines)
+        assert code == 1, output
+        assert "not this workspace's engine" in output and str(stranger / KEY_FILE) in output
+        assert "Serving at" not in output and "Traceback" not in output
+        assert engine_processes(stranger) == []
+        # The refused command left the engine serving its own workspace.
+        assert httpx.get(f"{engine_url}/v1/models", headers=right, timeout=30).status_code == 200
+        assert process.poll() is None
     finally:
         process.terminate()
         process.wait(timeout=60)
+    assert_no_engine_under(deployment, "mtd serve stopped by SIGTERM")
 
 
-def test_a_taken_port_is_reported_before_serving_is_claimed(workspace: Path) -> None:
+@pytest.mark.parametrize("which", ["gateway", "engine"])
+def test_a_taken_port_is_reported_before_serving_is_claimed(workspace: Path, which: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process, lines = start_mtd_serve(workspace, port)
+        ports = (port, free_port()) if which == "gateway" else (free_port(), port)
+        process, lines = start_mtd_serve(workspace, *ports)
         code = process.wait(timeout=120)
-        output = ""
-        while (line := lines.get(timeout=10)) is not None:
-            output += line
+        output = rest_of(lines)
     assert code == 1, output
     assert f"cannot serve on 127.0.0.1:{port}: already in use" in output
     assert "Serving at" not in output and "Traceback" not in output
+    assert engine_processes(workspace) == []  # no model was loaded

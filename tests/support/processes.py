@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,6 +26,35 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def engine_processes(folder: Path) -> list[int]:
+    """Live vLLM processes of engines whose state lies under `folder` (local/engine.py's
+    `LocalEngine.state_dir`): the `vllm serve` process and everything it started.
+
+    Found by the environment, which every descendant inherits: the engine runs with
+    VLLM_CACHE_ROOT=<state dir>/.cache/vllm, while vLLM's engine-core child is spawned with
+    a command line that names neither the model nor the workspace. Linux only."""
+    wanted = f"VLLM_CACHE_ROOT={os.path.realpath(folder)}/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(v.startswith(wanted) for v in environ.split(b"\0")):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL each of `pids` (a test's own leftovers), ignoring those already gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def stop(process: subprocess.Popen, timeout: float = 15) -> None:
