@@ -343,7 +343,7 @@ TASKS: dict[str, TaskDef] = {
             load_chinese_reviews,
             test_region=500,
             eval_region=300,
-            small=Sizes(300, 300, 50),  # 300 eval: enough for a verdict (demo baseline)
+            small=Sizes(300, 100, 50),  # 100 eval: qualification.minEvalExamples
             full=Sizes(None, 300, 500),
             cjk=True,
             labels=("negative", "positive"),
@@ -357,7 +357,7 @@ TASKS: dict[str, TaskDef] = {
             load_rotten_tomatoes,
             test_region=500,
             eval_region=300,
-            small=Sizes(800, 300, 50),  # 300 eval: enough for a verdict (demo baseline)
+            small=Sizes(800, 100, 50),  # 100 eval: qualification.minEvalExamples
             full=Sizes(None, 300, 500),
             labels=("rotten", "fresh"),
             notes="Rotten Tomatoes critic snippets, fresh vs rotten ('plot' synopses dropped)",
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale",
         choices=("small", "full"),
         default="small",
-        help="small: demo sizes (120-800 train, 50-300 eval, 50 test per task); "
+        help="small: demo sizes (120-800 train, 50-100 eval, 50 test per task); "
         "full: everything, eval/test a few hundred per task",
     )
     parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
