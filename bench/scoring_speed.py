@@ -10,8 +10,9 @@ twice with the same adapter and prompt:
 * in process, as evaluation did before it scored through the engine (evaluation.py:
   label likelihood for classification, HF `generate` for generation, batch 8; the
   seconds include loading the model with its adapter, as an evaluation step does);
-* through the real vLLM (engine_scoring.py: what the task gateway asks, 16 requests at
-  once), the engine started once beforehand (its start-up is printed apart).
+* through the real vLLM (engine_scoring.py: what the task gateway asks, as many requests
+  at once as `mtd run` sends), the engine started once beforehand (its start-up is
+  printed apart).
 
 and prints the seconds of each, and how often the two answers agree (classification: the
 same label; generation: mean ROUGE-L between the two answers). Needs the engine
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from mtd_contract.config import EngineScoring
     from mtd_operator.local.engine import LocalEngine, free_port
+    from mtd_operator.local.runner import LOCAL_SCORING_CONCURRENCY
     from mtd_trainer.data import load_examples
     from mtd_trainer.engine_scoring import connect, score_task_served
     from mtd_trainer.modeling import load_tokenizer
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             name = served[task.name]
             scoring = EngineScoring(
                 url=engine.url, base_model=base, adapters={task.name: name},
-                api_key_file=str(engine.key_file),
+                api_key_file=str(engine.key_file), concurrency=LOCAL_SCORING_CONCURRENCY,
             )  # fmt: skip
             upstream = connect(scoring)
             t0 = time.monotonic()
