@@ -43,6 +43,12 @@ class OperatorConfig(BaseModel):
     gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name.")
     trainer_gpus: int = Field(default=1, ge=0, description="GPUs per trainer Job (0: CPU only).")
     serving_gpus: int = Field(default=1, ge=0, description="GPUs per serving replica.")
+    score_through_engine: bool = Field(
+        default=True,
+        description="Evaluations of vLLM resources ask the serving engine, started beside "
+        "them in their pod as a native sidecar (Kubernetes 1.29+); false: they score in "
+        "process (clusters without native sidecars).",
+    )
     tgi_pod_security_context: dict[str, Any] | None = Field(
         default=None,
         description="Pod securityContext of TGI serving pods; empty: the engine's default "

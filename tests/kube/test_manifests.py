@@ -155,6 +155,33 @@ def test_set_keys_and_values_are_checked() -> None:
     assert config.image_pull_secrets == ["a", "b"]
 
 
+def test_evaluations_score_in_process_where_native_sidecars_are_not_wanted(
+    capsys, tmp_path
+) -> None:
+    """serving.scoreThroughEngine false (clusters before Kubernetes 1.29): no engine
+    beside an evaluation, no engine section in its config, the trainer holds the GPUs."""
+    spec = EXAMPLES[0]
+    cluster_spec = cluster_example(spec, tmp_path / "spec")
+    assert main(["manifests", str(cluster_spec), "--set", "serving.scoreThroughEngine=false"]) == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    configs = {
+        o["metadata"]["name"]: json.loads(o["data"]["config.json"])
+        for o in objects
+        if o["kind"] == "ConfigMap" and "config.json" in o["data"]
+    }
+    evaluations = [
+        o
+        for o in objects
+        if o["kind"] == "Job" and configs.get(o["metadata"]["name"], {}).get("kind") == "evaluate"
+    ]
+    assert evaluations
+    for job in evaluations:
+        pod = job["spec"]["template"]["spec"]
+        assert "initContainers" not in pod
+        assert configs[job["metadata"]["name"]].get("engine") is None
+        assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
 def test_a_bad_set_is_exit_2_naming_the_key(capsys) -> None:
     assert main(["manifests", str(EXAMPLES[0]), "--set", "nope=1"]) == 2
     assert "--set 'nope=1': expected KEY=VALUE" in capsys.readouterr().err

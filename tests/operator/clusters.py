@@ -60,7 +60,12 @@ class EmulatedCluster:
         return Path(container_path)  # the mount path is the local folder itself
 
     def operator_env(self) -> dict[str, str]:
-        return {"MTD_WORKSPACE_MOUNT_PATH": str(self.workspace)}
+        # The emulator runs a Job's first container, not native sidecars: vLLM evaluations
+        # score in process here (their pod is run whole in tests/engine/test_vllm_eval_pod).
+        return {
+            "MTD_WORKSPACE_MOUNT_PATH": str(self.workspace),
+            "MTD_SCORE_THROUGH_ENGINE": "false",
+        }
 
 
 class RealCluster:

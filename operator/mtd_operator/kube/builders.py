@@ -374,7 +374,7 @@ def scored_by_engine(
     started beside the evaluation in its pod as a native sidecar, Kubernetes 1.29+), so
     a verdict describes served answers. Returns the config, and that sidecar container
     (None: TGI, which cannot run here and is in maintenance mode; scored in process)."""
-    if engine_of(spec) is not VLLM:
+    if engine_of(spec) is not VLLM or not config.score_through_engine:
         return rendered, None
     full = spec.training.method == "full"  # then every trained artifact is a whole model
     planned = scoring_plan(rendered, served_model_id(spec, config), lambda _path: full)

@@ -41,6 +41,7 @@ CHART_VALUES: dict[str, str] = {
     "serving.tgiImage": "tgi_image",
     "serving.vllmImage": "vllm_image",
     "serving.gpus": "serving_gpus",
+    "serving.scoreThroughEngine": "score_through_engine",
     "workloads.gpuResource": "gpu_resource",
     "workloads.nodeSelector": "node_selector",
     "workloads.tolerations": "tolerations",
