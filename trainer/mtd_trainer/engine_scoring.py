@@ -118,14 +118,8 @@ def score_task_served(
         answers = served_answers(upstream, adapter, task, texts, budget, concurrency)
         predictions = [first_line(a) if single else a.strip() for a in answers]
         scores = metrics.generation_scores(predictions, references)
-    return {
-        "metric": task.metric,
-        "score": scores[task.metric],
-        "examples": len(texts),
-        **scores,
-        "per_example": metrics.per_example(task.metric, predictions, references, task.labels),
-        "scored_by": "engine",
-    }, predictions
+    row = metrics.task_row(task.metric, scores, predictions, references, task.labels)
+    return {**row, "scored_by": "engine"}, predictions
 
 
 def answers_path(output_path: str) -> Path:

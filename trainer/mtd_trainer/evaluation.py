@@ -193,13 +193,7 @@ def score_task(
             model, tokenizer, task, texts, batch_size, max_length, budget, one_line(answers)
         )
         scores = metrics.generation_scores(predictions, references)
-    return {
-        "metric": task.metric,
-        "score": scores[task.metric],
-        "examples": len(texts),
-        **scores,
-        "per_example": metrics.per_example(task.metric, predictions, references, task.labels),
-    }
+    return metrics.task_row(task.metric, scores, predictions, references, task.labels)
 
 
 def eval_examples(tasks: list[TaskConfig], max_examples: int | None) -> dict[str, datasets.Dataset]:

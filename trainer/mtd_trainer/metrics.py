@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rouge_score.rouge_scorer import RougeScorer
@@ -93,6 +93,24 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     if not predictions:
         return 0.0
     return _chrf().corpus_score(list(predictions), [list(references)]).score / 100
+
+
+def task_row(
+    task_metric: str,
+    scores: dict[str, float],
+    predictions: Sequence[str],
+    references: Sequence[str],
+    labels: Sequence[str] | None,
+) -> dict[str, Any]:
+    """One task's results row: its metric and score, every metric, and `per_example`
+    (what lets the operator put a confidence interval on the ratio)."""
+    return {
+        "metric": task_metric,
+        "score": scores[task_metric],
+        "examples": len(references),
+        **scores,
+        "per_example": per_example(task_metric, predictions, references, labels),
+    }
 
 
 def per_example(

@@ -108,6 +108,18 @@ def check_port_free(host: str, port: int) -> None:
         ) from None
 
 
+def stop_group(process: subprocess.Popen, grace: float) -> None:
+    """Stop a child started in its own session and everything it started: SIGTERM to its
+    process group, then SIGKILL to whatever of the group is left after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def _own_group_dying_with_parent() -> None:
     """In the child, before exec: its own process group (stopped as a whole), and SIGTERM
     when the parent dies (Linux only)."""
@@ -300,13 +312,7 @@ class LocalEngine:
         if process is None:
             return
         # The whole group even when the server has gone: its engine-core child may not have.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_GRACE_S)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_group(process, STOP_GRACE_S)
 
     def __enter__(self) -> LocalEngine:
         return self

@@ -11,7 +11,6 @@ the next run resumes.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -43,7 +42,7 @@ from ..engines.base import adapter_name, scoring_plan
 from ..engines.vllm import VLLM
 from ..specfile import load_resource, profile_resource
 from .artifacts import damaged_artifact
-from .engine import LocalEngine, is_full_model
+from .engine import LocalEngine, is_full_model, stop_group
 from .progress import Progress, step_work
 from .report import print_status_changes, task_table
 
@@ -69,18 +68,6 @@ def children_cpu() -> float:
     inflate the way it inflates wall time."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def stop_group(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
-    """Stop a child started in its own session and everything it started: SIGTERM to its
-    process group, then SIGKILL to whatever of the group is left after `grace` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def now_rfc3339() -> str:
@@ -298,7 +285,7 @@ class LocalRun:
             try:
                 code = process.wait()
             except BaseException:
-                stop_group(process)
+                stop_group(process, STOP_GRACE_S)
                 pump.join(timeout=STOP_GRACE_S)
                 self.out.write(f"■ {step.key} stopped; the next run resumes it\n")
                 self.out.flush()
