@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 LAYERS: dict[str, str] = {
     "core": "unit",
     "kube": "unit",
+    "pod": "unit",
     "contract": "unit",
     "bench": "unit",
     "examples": "unit",

@@ -19,8 +19,8 @@ IMAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         (
             # `mtd profile` and `mtd step`: the CLI, the pod entrypoint, publishing.
             "mtd_operator.cli",
-            "mtd_operator.kube.jobs",
-            "mtd_operator.kube.results",
+            "mtd_operator.pod.jobs",
+            "mtd_operator.pod.publish",
             "kubernetes.client",
             "kubernetes.config",
             # `python -m mtd_trainer VERB`: every verb's modules (imported lazily).
@@ -34,7 +34,7 @@ IMAGES: dict[str, tuple[str, tuple[str, ...]]] = {
             "datasets",
             # `mtd step --processes N`: torchrun; `mtd profile --download-model`: the hub.
             "torch.distributed.run",
-            "mtd_operator.kube.download",
+            "mtd_operator.pod.download",
             "huggingface_hub",
         ),
     ),

@@ -330,7 +330,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_step(args: argparse.Namespace) -> int:
-    from .kube.jobs import rendezvous_from_env, run_step
+    from .pod.jobs import rendezvous_from_env, run_step
 
     rendezvous = None
     if args.nnodes > 1:
@@ -352,10 +352,10 @@ def _cmd_step(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from .kube.jobs import run_profile
+    from .pod.jobs import run_profile
 
     if args.download_model:
-        from .kube.download import DownloadError, download_model
+        from .pod.download import DownloadError, download_model
 
         if not args.model_dir:
             print("error: --download-model needs --model-dir", file=sys.stderr)
@@ -363,7 +363,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         try:
             download_model(args.download_model, Path(args.model_dir))
         except DownloadError as exc:
-            from .kube.jobs import termination_log
+            from mtd_contract.exits import termination_log
 
             log = termination_log()  # what the operator reports as the Job's failure
             if log is not None:

@@ -73,7 +73,7 @@ GRAPH = graph()
 
 def test_the_graph_is_read() -> None:
     assert "mtd_contract.config" in GRAPH["mtd_trainer.training"]
-    assert "mtd_operator.kube.results" in GRAPH["mtd_operator.kube.jobs"]
+    assert "mtd_operator.pod.publish" in GRAPH["mtd_operator.pod.jobs"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import kopf
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from mtd_operator.kube import handlers
-from mtd_operator.kube.constants import LABEL_DEPLOYMENT
+from mtd_operator.labels import LABEL_DEPLOYMENT
 
 
 def _stopped() -> tuple[FlagSetter, kopf.DaemonStopped]:

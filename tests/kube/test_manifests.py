@@ -15,8 +15,8 @@ from mtd_operator.core.planner import plan
 from mtd_operator.core.render import evaluable
 from mtd_operator.core.steps import pipeline_steps
 from mtd_operator.kube.builders import served_model_id
-from mtd_operator.kube.constants import ANNOTATION_STEP
 from mtd_operator.kube.manifests import operator_config
+from mtd_operator.labels import ANNOTATION_STEP
 from mtd_operator.specfile import load_and_profile
 from tests.support.examples import cluster_example
 

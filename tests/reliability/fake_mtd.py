@@ -13,7 +13,7 @@ this script first on $PATH as `mtd`, so Jobs run it instead of the real `mtd ste
   otherwise it sleeps $MTD_FAKE_STEP_SECONDS, writes `adapter/adapter_config.json`,
   `adapter/adapter_model.safetensors` and `result.json` (evaluate: the results file with
   a fixed score per task), then writes the result ConfigMap exactly as
-  `mtd_operator.kube.results.write_result` does (create, 409 → replace; no retries).
+  `mtd_operator.pod.publish.write_result` does (create, 409 → replace; no retries).
 
 Each invocation appends one JSON line to $MTD_FAKE_LOG: {verb, output, pod, rerun}.
 At least one test (test_real_trainer.py) runs the real trainer end to end.
@@ -103,9 +103,7 @@ def step(verb: str, args: list[str]) -> int:
             (adapter / "adapter_model.safetensors").write_bytes(b"fake")
             result = {"run_name": config["run_name"], "artifact": str(adapter)}
             if verb == "train":
-                result.update(
-                    method=config["method"], steps=config["hyperparameters"]["max_steps"]
-                )
+                result.update(method=config["method"], steps=config["hyperparameters"]["max_steps"])
             else:
                 result.update(merge=config["merge"]["method"], rank=8)
             tmp = result_path.with_suffix(".tmp")

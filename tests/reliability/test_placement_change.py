@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mtd_operator.kube.constants import ANNOTATION_PLACEMENT
+from mtd_operator.labels import ANNOTATION_PLACEMENT
 
 from .conftest import ALL_TASKS, precomputed_profiles, resource, wait_until, write_data
 

@@ -30,7 +30,7 @@ from ..core.steps import Step
 from ..engines import engine_of
 from ..engines.base import CACHE_MOUNT, SERVING_PORT, ServeRequest, non_root_pod, scoring_plan
 from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT, VLLM
-from .constants import (
+from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
     ANNOTATION_SPEC_HASH,

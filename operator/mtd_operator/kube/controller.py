@@ -33,14 +33,14 @@ from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
 from ..engines import engine_of
-from . import builders, runtime_lora
-from .constants import (
+from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
     ANNOTATION_STEP,
     LABEL_DEPLOYMENT,
     LABEL_ROLE,
 )
+from . import builders, runtime_lora
 from .engine_key import engine_api_key, read_master
 from .metrics import METRICS
 from .results import read_result

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.spec import API_GROUP, API_VERSION, PLURAL
 from ..config import OperatorConfig, load_config
-from .constants import LABEL_DEPLOYMENT
+from ..labels import LABEL_DEPLOYMENT
 from .controller import Controller
 from .metrics import serve_metrics
 

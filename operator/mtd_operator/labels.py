@@ -1,8 +1,8 @@
-"""Label, annotation and naming constants shared by the operator and its Job pods."""
+"""Label, annotation and environment names shared by the operator and its Job pods."""
 
 from __future__ import annotations
 
-from ..api.spec import API_GROUP
+from .api.spec import API_GROUP
 
 LABEL_DEPLOYMENT = f"{API_GROUP}/deployment"
 LABEL_ROLE = f"{API_GROUP}/role"
@@ -17,3 +17,8 @@ ANNOTATION_REVISION = f"{API_GROUP}/serving-revision"
 ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "multitask-operator"}
 RESULT_COMPONENT = {"app.kubernetes.io/component": "result"}
+# A pod's result ConfigMap: its data key, and the env the operator gives the pod to publish it.
+RESULT_KEY = "result.json"
+OWNER_ENV = "MTD_OWNER_REFERENCE"
+NAMESPACE_ENV = "MTD_NAMESPACE"
+DEPLOYMENT_ENV = "MTD_DEPLOYMENT"

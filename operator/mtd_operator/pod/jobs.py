@@ -25,7 +25,7 @@ from mtd_contract.results import ProfileResult, ResultError, parse_result, resul
 from ..core.problems import InvalidSpec
 from ..core.profile import profile_compositions, profile_spec
 from ..specfile import load_resource
-from .results import write_result
+from .publish import write_result
 
 
 def _fail(code: int, message: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub.errors import GatedRepoError
 from huggingface_hub.utils import filter_repo_objects
 
-from mtd_operator.kube.download import ALLOW_PATTERNS, DownloadError, download_model
+from mtd_operator.pod.download import ALLOW_PATTERNS, DownloadError, download_model
 
 # A hub repo holding the model in every format, as many do (paths as the hub lists them).
 REPO_FILES = [
