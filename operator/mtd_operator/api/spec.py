@@ -33,6 +33,7 @@ SHORT_NAMES = ["mtd"]
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS1123_RE = re.compile(DNS1123_LABEL)
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 BASE_MODEL_SCHEMES = ("pvc://", "hf://", "/", "./", "../")
 #: Upper bounds: far above any real run, low enough that arithmetic on them stays cheap
@@ -788,7 +789,9 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL)
+    # What the API server allows a custom resource's name (a DNS-1123 subdomain,
+    # apimachinery's IsDNS1123Subdomain); kube/names.py fits every child's name to its kind.
+    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
     namespace: str | None = None
 
 

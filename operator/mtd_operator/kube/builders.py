@@ -35,45 +35,60 @@ from ..labels import (
     ANNOTATION_REVISION,
     ANNOTATION_SPEC_HASH,
     ANNOTATION_STEP,
+    DEPLOYMENT_ENV,
     LABEL_DEPLOYMENT,
     LABEL_ROLE,
     LABEL_STEP,
     MANAGED_BY,
+    NAMESPACE_ENV,
+    OWNER_ENV,
 )
 from .engine_key import SECRET_KEY as ENGINE_SECRET_KEY
+from .names import MAX_JOB_NAME, MAX_LABEL, child_name, label_value, service_name
 
-MAX_NAME = 63
 CONFIG_MOUNT = "/etc/mtd"
 HF_MODELS_DIR = "models/hf"  # hub models' copies on the workspace volume
 RENDEZVOUS_PORT = 29400  # torchrun's c10d rendezvous on pod 0 of a multi-node step
-
-
-def child_name(parent: str, suffix: str) -> str:
-    """`parent-suffix`, or a shortened form with a hash of the full name (≤ 63 chars)."""
-    name = f"{parent}-{suffix}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
 def result_name(job_name: str) -> str:
     return child_name(job_name, "result")
 
 
-def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
+def owner_reference(body: dict[str, Any], *, block_deletion: bool = True) -> dict[str, Any]:
+    """The controller reference every child carries, so deleting the resource deletes it.
+
+    `blockOwnerDeletion: true` makes a foreground delete wait for the child; setting it
+    needs `update` on the owner's `finalizers` subresource under the
+    OwnerReferencesPermissionEnforcement admission plugin (plugin/pkg/admission/gc), which
+    the operator has and trainer pods do not: what pods publish goes without it."""
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": KIND,
         "name": body["metadata"]["name"],
         "uid": body["metadata"]["uid"],
         "controller": True,
-        "blockOwnerDeletion": True,
+        "blockOwnerDeletion": block_deletion,
     }
 
 
+def owner_label(parent: str) -> dict[str, str]:
+    """The label every child carries, naming its resource (within label values' 63)."""
+    return {LABEL_DEPLOYMENT: label_value(parent)}
+
+
+def _selector(parent: str, role: str) -> dict[str, str]:
+    return {**owner_label(parent), LABEL_ROLE: role}
+
+
+def label_selector(parent: str, role: str | None = None) -> str:
+    """The `labelSelector` of a list call for the resource's children (of one role)."""
+    labels = _selector(parent, role) if role else owner_label(parent)
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
 def _labels(parent: str, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**MANAGED_BY, LABEL_DEPLOYMENT: parent, LABEL_ROLE: role, **(extra or {})}
+    return {**MANAGED_BY, **_selector(parent, role), **(extra or {})}
 
 
 def _meta(body: dict[str, Any], name: str, labels: dict[str, str], annotations=None) -> dict:
@@ -165,10 +180,10 @@ def volume_name(prefix: str, claim: str) -> str:
     be 253 characters long, volume names may not. Readable when it can be, else hashed."""
     readable = re.sub(r"[^a-z0-9-]", "-", claim.lower())
     name = f"{prefix}-{readable}"
-    if readable == claim and len(name) <= MAX_NAME and not claim.endswith("-"):
+    if readable == claim and len(name) <= MAX_LABEL and not claim.endswith("-"):
         return name
     digest = hashlib.sha256(claim.encode()).hexdigest()[:8]
-    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
+    return f"{name[: MAX_LABEL - 9].rstrip('-')}-{digest}"
 
 
 def _volumes(
@@ -243,7 +258,11 @@ def _pod_failure_policy() -> dict[str, Any]:
                     "values": [EXIT_INVALID],
                 },
             },
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            # `status` is required by the 1.30–1.34 schemas (defaulted only from 1.35).
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
         ]
     }
 
@@ -264,9 +283,9 @@ def _job(
     labels = _labels(body["metadata"]["name"], role, labels_extra)
     volumes, mounts = _volumes(spec, config, config_map, read_only=False)
     env = [
-        {"name": "MTD_NAMESPACE", "value": body["metadata"]["namespace"]},
-        {"name": "MTD_DEPLOYMENT", "value": body["metadata"]["name"]},
-        {"name": "MTD_OWNER_REFERENCE", "value": json.dumps(owner_reference(body))},
+        {"name": NAMESPACE_ENV, "value": body["metadata"]["namespace"]},
+        {"name": DEPLOYMENT_ENV, "value": label_value(body["metadata"]["name"])},
+        {"name": OWNER_ENV, "value": json.dumps(owner_reference(body, block_deletion=False))},
         {"name": "HF_HOME", "value": "/tmp/hf"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         # Only the downloading Job (hub_env) may reach the hub; the rest read the copy.
@@ -416,7 +435,7 @@ def step_objects(
     sidecar = None
     if isinstance(rendered, EvalConfig):
         rendered, sidecar = scored_by_engine(spec, config, rendered)
-    name = child_name(body["metadata"]["name"], step.key)
+    name = step_job_name(body["metadata"]["name"], step)
     config_json = rendered.model_dump_json(indent=1)
     cm = config_map(body, name, step.role, {"config.json": config_json})
     training = step.verb == "train"
@@ -486,8 +505,13 @@ def trainer_gpus(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> int:
     return config.trainer_gpus if per_node is None else per_node
 
 
+def step_job_name(parent: str, step: Step) -> str:
+    """Short enough for any node count: pod hostnames are `<job>-<index>` (names.py)."""
+    return child_name(parent, step.key, limit=MAX_JOB_NAME)
+
+
 def step_service_name(job_name: str) -> str:
-    return child_name(job_name, "ranks")
+    return service_name(job_name, "ranks")
 
 
 def rendezvous_host(body: dict[str, Any], job_name: str) -> str:
@@ -501,7 +525,7 @@ def step_service(body: dict[str, Any], spec: MultiTaskDeploymentSpec, step: Step
     """The headless Service giving a multi-node step's pods DNS names; None for one node."""
     if training_nodes(spec, step) <= 1:
         return None
-    job_name = child_name(body["metadata"]["name"], step.key)
+    job_name = step_job_name(body["metadata"]["name"], step)
     labels = _labels(body["metadata"]["name"], step.role, {LABEL_STEP: step.hash})
     return {
         "apiVersion": "v1",
@@ -541,7 +565,8 @@ def rendered_step_objects(
 
 
 def serving_name(parent: str) -> str:
-    return child_name(parent, "serving")
+    """The serving Deployment, its Service and NetworkPolicy: one DNS-1035 name."""
+    return _role_name(parent, "serving")
 
 
 def serving_deployment(
@@ -558,7 +583,7 @@ def serving_deployment(
     with the adapters; the controller loads a new set into the running pods.
     """
     parent = body["metadata"]["name"]
-    selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}
+    selector = _selector(parent, "serving")
     engine = engine_of(spec)
     security = engine.pod_security(config)
     serve = ServeRequest(
@@ -600,6 +625,8 @@ def serving_deployment(
         "securityContext": {**_container_security(), "readOnlyRootFilesystem": False},
     }
     pod = {
+        # The engine never calls the API server: no token in its pods.
+        "automountServiceAccountToken": False,
         "securityContext": security,
         **_scheduling(config),
         "containers": [container],
@@ -653,9 +680,7 @@ def serving_network_policy(body: dict[str, Any], config: OperatorConfig) -> dict
     (Calico, Cilium, ...); a plugin without NetworkPolicy support ignores it.
     """
     parent = body["metadata"]["name"]
-    peers: list[dict[str, Any]] = [
-        {"podSelector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"}}}
-    ]
+    peers: list[dict[str, Any]] = [{"podSelector": {"matchLabels": _selector(parent, "gateway")}}]
     if config.operator_namespace:
         peers.append(
             {
@@ -670,7 +695,7 @@ def serving_network_policy(body: dict[str, Any], config: OperatorConfig) -> dict
         "kind": "NetworkPolicy",
         "metadata": _meta(body, serving_name(parent), _labels(parent, "serving")),
         "spec": {
-            "podSelector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "serving"}},
+            "podSelector": {"matchLabels": _selector(parent, "serving")},
             "policyTypes": ["Ingress"],
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": SERVING_PORT}]}],
         },
@@ -684,6 +709,11 @@ def serving_strategy(spec: MultiTaskDeploymentSpec) -> dict[str, Any]:
         # With one replica this leaves no pod for a moment: the gateway answers 502 then.
         return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
     return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def _role_name(parent: str, role: str) -> str:
+    """A role's Deployment and its Service share one name, so a DNS-1035 label."""
+    return service_name(parent, role)
 
 
 def _deployment(
@@ -700,7 +730,7 @@ def _deployment(
     parent = body["metadata"]["name"]
     spec = {
         "replicas": replicas,
-        "selector": {"matchLabels": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: role}},
+        "selector": {"matchLabels": _selector(parent, role)},
         "strategy": strategy,
         "template": {"metadata": template_meta, "spec": pod},
     }
@@ -709,7 +739,7 @@ def _deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(body, child_name(parent, role), _labels(parent, role), annotations),
+        "metadata": _meta(body, _role_name(parent, role), _labels(parent, role), annotations),
         "spec": spec,
     }
 
@@ -720,9 +750,9 @@ def _service(body: dict[str, Any], role: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(body, child_name(parent, role), _labels(parent, role)),
+        "metadata": _meta(body, _role_name(parent, role), _labels(parent, role)),
         "spec": {
-            "selector": {LABEL_DEPLOYMENT: parent, LABEL_ROLE: role},
+            "selector": _selector(parent, role),
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }
@@ -746,7 +776,7 @@ CATALOGUE_KEY = "catalogue.json"
 
 
 def gateway_name(parent: str) -> str:
-    return child_name(parent, "gateway")
+    return _role_name(parent, "gateway")
 
 
 def catalogue_name(parent: str) -> str:
@@ -785,7 +815,7 @@ def gateway_deployment(
     update) and re-reads it on change, so a new adapter set needs no gateway restart.
     """
     parent = body["metadata"]["name"]
-    selector = {LABEL_DEPLOYMENT: parent, LABEL_ROLE: "gateway"}
+    selector = _selector(parent, "gateway")
     command = [
         "mtd", "gateway",
         "--upstream", serving_endpoint(body),

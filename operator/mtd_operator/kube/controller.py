@@ -37,8 +37,6 @@ from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
     ANNOTATION_STEP,
-    LABEL_DEPLOYMENT,
-    LABEL_ROLE,
 )
 from . import builders, runtime_lora
 from .engine_key import engine_api_key, read_master
@@ -223,7 +221,7 @@ class Controller:
     def _children(
         self, namespace: str, name: str
     ) -> tuple[dict[str, Any], dict[str, dict], list[Any]]:
-        selector = f"{LABEL_DEPLOYMENT}={name}"
+        selector = builders.label_selector(name)
         jobs = {
             j.metadata.name: j
             for j in self.api.batch.list_namespaced_job(namespace, label_selector=selector).items
@@ -568,7 +566,7 @@ class Controller:
             return ServingObservation(
                 revision=None, ready=False, message=rollout.message, endpoint=rollout.endpoint
             )
-        selector = f"{LABEL_DEPLOYMENT}={name},{LABEL_ROLE}=serving"
+        selector = builders.label_selector(name, "serving")
         pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector).items
         urls = runtime_lora.ready_pod_urls(pods)
         adapters = builders.engine_adapters(spec, decision.serving, locations)

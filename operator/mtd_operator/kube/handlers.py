@@ -29,6 +29,7 @@ from ..config import OperatorConfig, load_config
 from ..labels import LABEL_DEPLOYMENT
 from .controller import Controller
 from .metrics import serve_metrics
+from .names import label_value
 
 log = logging.getLogger("mtd_operator")
 
@@ -68,8 +69,9 @@ def wake_event(memo: kopf.Memo) -> asyncio.Event:
 
 @kopf.index(API_GROUP, API_VERSION, PLURAL)
 def deployments(namespace: str, name: str, memo: kopf.Memo, **_: object) -> dict[Any, Any]:
-    """(namespace, name) → the resource's memo, so a child's event can wake its owner."""
-    return {(namespace, name): memo}
+    """(namespace, owner label) → the resource's memo, so a child's event (whose
+    `multitask.dev/deployment` label is `names.label_value(name)`) can wake its owner."""
+    return {(namespace, label_value(name)): memo}
 
 
 async def wait_for_wake(
