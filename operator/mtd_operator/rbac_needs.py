@@ -53,7 +53,13 @@ OPERATOR_NEEDS: list[Need] = [
         "owner's finalizers where OwnerReferencesPermissionEnforcement is on (e.g. OpenShift).",
         called=False,
     ),
-    Need("", "events", ("create",), "Events on each condition transition."),
+    Need(
+        "",
+        "events",
+        ("create", "list"),
+        "Events on each condition transition; the Job controller's FailedCreate Events "
+        "say why an unfinished Job has no pods.",
+    ),
     Need(
         "batch",
         "jobs",

@@ -121,7 +121,8 @@ def test_label_values_stand_for_any_resource_name(value):
 def test_the_issues_example_job_name_now_fits():
     """customer-support-1's baseline Job gave hostname ...-fe1fa6ec65-0 (65 characters)."""
     job = names.child_name(
-        "customer-support-1", "baseline-chinese-review-sentiment-fe1fa6ec65",
+        "customer-support-1",
+        "baseline-chinese-review-sentiment-fe1fa6ec65",
         limit=names.MAX_JOB_NAME,
     )
     assert names.is_dns1123_label(f"{job}-{names.MAX_NODES - 1}")

@@ -60,7 +60,7 @@ def carry(
 class Blocked:
     """Why a resource has no plan yet: Planned and Ready say so, with the same reason."""
 
-    reason: Literal["InvalidSpec", "InvalidData", "Profiling"]
+    reason: Literal["InvalidSpec", "InvalidData", "Profiling", "PodNotRunning"]
     message: str
 
     @classmethod
@@ -72,11 +72,15 @@ class Blocked:
         return cls("InvalidData", message)
 
     @classmethod
-    def profiling(cls) -> Blocked:
+    def profiling(cls, problem: str = "") -> Blocked:
+        """Profiling; with `problem`, its pod cannot start (kube/pod_problems.py)."""
+        if problem:
+            return cls("PodNotRunning", f"profiling the data files: {problem}")
         return cls("Profiling", "profiling the data files")
 
     def checks(self) -> list[Check]:
-        planned = None if self.reason == "Profiling" else False  # profiling: not known yet
+        # Profiling, even when its pod cannot start: whether it plans is not known yet.
+        planned = None if self.reason in ("Profiling", "PodNotRunning") else False
         return [
             Check("Planned", planned, self.reason, self.message),
             Check("Ready", False, self.reason, self.message),
@@ -111,6 +115,15 @@ def failed_steps(steps: list[Step], states: Mapping[str, StepState]) -> list[Ste
     return [s for s in steps if s.key in states and states[s.key].phase == "Failed"]
 
 
+def stuck_steps(steps: list[Step], states: Mapping[str, StepState]) -> list[Step]:
+    """Running steps whose pods cannot start (the driver's message says why)."""
+    return [
+        s
+        for s in steps
+        if s.key in states and states[s.key].phase == "Running" and states[s.key].message
+    ]
+
+
 def progress(
     type_: Literal["Trained", "Evaluated"], steps: list[Step], states: Mapping[str, StepState]
 ) -> Check:
@@ -124,6 +137,9 @@ def progress(
     failed = failed_steps(steps, states)
     if failed:
         return Check(type_, False, failing, failure_message(failed, states))
+    stuck = stuck_steps(steps, states)
+    if stuck:
+        return Check(type_, False, "PodNotRunning", failure_message(stuck, states))
     done = sum(1 for s in steps if s.key in states and states[s.key].phase == "Succeeded")
     counted = f"{done}/{len(steps)} {noun} done"
     if done == len(steps):

@@ -14,6 +14,7 @@ class StepState:
     """What a driver saw of one step (a Job, or a local process and its files)."""
 
     phase: Phase
+    # Failed: why. Running: why its pods cannot start (empty while they run normally).
     message: str = ""
     attempts: int = 0
     result: dict[str, Any] | None = None  # the trainer's result (train) or scores (evaluate)

@@ -1,7 +1,8 @@
 """One level-based pass over one MultiTaskDeployment on a cluster.
 
-Observe (the resource, its Jobs, result ConfigMaps, pods of failed Jobs, the serving
-Deployment) → ask the core → create what is missing → rewrite status. Every write is
+Observe (the resource, its Jobs, result ConfigMaps, pods of unfinished or failed Jobs,
+the Job controller's FailedCreate Events, the serving Deployment) → ask the core →
+create what is missing → rewrite status. Every write is
 idempotent: creates treat 409 as success, the serving Deployment is patched only when
 it differs, status is patched only when it changed. Nothing is remembered between
 passes, so an operator restart at any point resumes from what the cluster shows.
@@ -13,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,7 @@ from ..labels import (
 from . import builders, runtime_lora
 from .engine_key import engine_api_key, read_master
 from .metrics import METRICS
+from .pod_problems import JOB_NAME_LABEL, expected_pods, job_problem
 from .results import read_result
 
 log = logging.getLogger("mtd_operator")
@@ -126,7 +129,33 @@ def job_attempts(job: Any) -> int:
     return failed + (1 if (status.active or status.succeeded) else 0)
 
 
-def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState | None:
+@dataclass(frozen=True)
+class Children:
+    """What one pass reads of a resource's children: Jobs, result ConfigMaps, their pods
+    (while a Job is unfinished), and the Job controller's FailedCreate Events (while an
+    unfinished Job lacks pods)."""
+
+    jobs: dict[str, Any]
+    cms: dict[str, dict]
+    pods: list[Any]
+    events: list[Any]
+
+    def pods_of(self, job_name: str) -> list[Any]:
+        return [p for p in self.pods if (p.metadata.labels or {}).get(JOB_NAME_LABEL) == job_name]
+
+
+def _finished(job: Any, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in (job.status.conditions or []))
+
+
+def _missing_pods(job: Any, pods: list[Any]) -> bool:
+    own = [p for p in pods if (p.metadata.labels or {}).get(JOB_NAME_LABEL) == job.metadata.name]
+    return len(own) < expected_pods(job)
+
+
+def _job_state(
+    job: Any, pods: list[Any], results: dict[str, dict], events: Sequence[Any] = ()
+) -> StepState | None:
     status = job.status
     conditions = {c.type: c for c in (status.conditions or []) if c.status == "True"}
     attempts = job_attempts(job)
@@ -146,7 +175,7 @@ def _job_state(job: Any, pods: list[Any], results: dict[str, dict]) -> StepState
         if terminated:
             message = f"{message}; last {terminated}"
         return StepState("Failed", message=message[:1000], attempts=attempts)
-    return StepState("Running", attempts=attempts)
+    return StepState("Running", message=job_problem(job, pods, list(events)), attempts=attempts)
 
 
 def _termination_text(message: str) -> str:
@@ -218,9 +247,7 @@ class Controller:
                 return None
             raise
 
-    def _children(
-        self, namespace: str, name: str
-    ) -> tuple[dict[str, Any], dict[str, dict], list[Any]]:
+    def _children(self, namespace: str, name: str) -> Children:
         selector = builders.label_selector(name)
         jobs = {
             j.metadata.name: j
@@ -232,15 +259,16 @@ class Controller:
                 namespace, label_selector=selector
             ).items
         }
-        failed = [
-            j
-            for j in jobs.values()
-            if any(c.type == "Failed" and c.status == "True" for c in (j.status.conditions or []))
-        ]
+        unfinished = [j for j in jobs.values() if not _finished(j, "Complete")]
         pods: list[Any] = []
-        if failed:
+        if unfinished:  # failed Jobs' pods say why; unfinished ones' say why they wait
             pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector).items
-        return jobs, cms, pods
+        events: list[Any] = []
+        if any(_missing_pods(j, pods) for j in unfinished if not _finished(j, "Failed")):
+            events = self.api.core.list_namespaced_event(
+                namespace, field_selector="involvedObject.kind=Job,reason=FailedCreate"
+            ).items
+        return Children(jobs, cms, pods, events)
 
     def _serving(self, namespace: str, name: str) -> tuple[Any | None, ServingObservation | None]:
         try:
@@ -328,15 +356,15 @@ class Controller:
             status = Blocked.invalid_spec(cluster_problems).status(previous, generation, now)
             return self._write_status(body, old_status, status, created, done=False)
 
-        jobs, cms, pods = self._children(namespace, name)
-        profiles = self._profiles(body, spec, jobs, cms, pods, created)
+        children = self._children(namespace, name)
+        profiles = self._profiles(body, spec, children, created)
         if isinstance(profiles, Blocked):
             status = profiles.status(previous, generation, now)
             return self._write_status(body, old_status, status, created, done=False)
 
         the_plan = plan(spec, *profiles)
         locations = builders.cluster_locations(spec, self.config, namespace, name)
-        observed = self._observe_steps(namespace, name, spec, jobs, cms, pods)
+        observed = self._observe_steps(namespace, name, spec, children)
         _, serving_obs = self._serving(namespace, name)
         if serving_obs is not None:
             serving_obs = ServingObservation(
@@ -361,14 +389,14 @@ class Controller:
         if decision.serving is not None:
             runtime_load = engine_of(spec).adapter_update(spec) == "RuntimeLoad"
             if runtime_load:
-                self._apply_vllm_adapters(body, spec, decision, locations, cms, created)
+                self._apply_vllm_adapters(body, spec, decision, locations, children.cms, created)
             self._apply_serving(body, spec, decision, locations, created)
             runtime_load = runtime_load and spec.serving.replicas > 0
             if runtime_load and serving_obs is not None:
                 serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
                 decision = decide(serving_obs)
                 retry_after = None if serving_obs.ready else RUNTIME_LOAD_RETRY_S
-            self._apply_gateway(body, spec, decision, locations, cms, created)
+            self._apply_gateway(body, spec, decision, locations, children.cms, created)
         result = self._write_status(body, old_status, decision.status, created, decision.done)
         result.retry_after = retry_after
         return result
@@ -378,22 +406,17 @@ class Controller:
         namespace: str,
         name: str,
         spec: MultiTaskDeploymentSpec,
-        jobs: dict[str, Any],
-        cms: dict[str, dict],
-        pods,
+        children: Children,
     ) -> dict[str, StepState]:
         """Each step's state from its Job; a finished Job whose result is gone is deleted
         (it runs again), and so is an unfinished Job the spec has moved elsewhere."""
         observed: dict[str, StepState] = {}
-        for job in jobs.values():
+        for job in children.jobs.values():
             key = (job.metadata.annotations or {}).get(ANNOTATION_STEP)
             if key is None:
                 continue
-            state = _job_state(
-                job,
-                [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name],
-                cms,
-            )
+            pods = children.pods_of(job.metadata.name)
+            state = _job_state(job, pods, children.cms, children.events)
             placement = (job.metadata.annotations or {}).get(ANNOTATION_PLACEMENT)
             moved = placement not in (None, builders.training_placement(spec, self.config))
             if moved and state is not None and state.phase != "Succeeded":
@@ -414,12 +437,12 @@ class Controller:
     # -- profiling -------------------------------------------------------------------
 
     def _profiles(
-        self, body, spec, jobs, cms, pods, created
+        self, body, spec, children: Children, created
     ) -> tuple[dict[str, TaskProfile], dict[str, CompositionProfile]] | Blocked:
         namespace = body["metadata"]["namespace"]
         job, cm = builders.profile_objects(body, spec, self.config)
         job_name = job["metadata"]["name"]
-        raw = read_result(cms.get(builders.result_name(job_name)))
+        raw = read_result(children.cms.get(builders.result_name(job_name)))
         if raw is not None:
             try:
                 result = ProfileResult.model_validate(raw)
@@ -433,15 +456,13 @@ class Controller:
                 c.name in compositions for c in spec.compositions
             ):
                 return profiles, compositions
-        existing = jobs.get(job_name)
+        existing = children.jobs.get(job_name)
         if existing is not None:
-            state = _job_state(
-                existing,
-                [p for p in pods if (p.metadata.labels or {}).get("job-name") == job_name],
-                {},
-            )
+            state = _job_state(existing, children.pods_of(job_name), {}, children.events)
             if state is not None and state.phase == "Failed":
                 return Blocked.invalid_data(state.message)
+            if state is not None and state.phase == "Running" and state.message:
+                return Blocked.profiling(state.message)
             if any(
                 c.type == "Complete" and c.status == "True"
                 for c in existing.status.conditions or []
@@ -695,7 +716,14 @@ class Controller:
             "message": f"{condition.type}={condition.status}: {condition.message}"[:1024],
             "type": "Warning"
             if condition.reason
-            in {"TrainingFailed", "EvaluationFailed", "Failed", "InvalidSpec", "InvalidData"}
+            in {
+                "TrainingFailed",
+                "EvaluationFailed",
+                "Failed",
+                "InvalidSpec",
+                "InvalidData",
+                "PodNotRunning",
+            }
             else "Normal",
             "source": {"component": "multitask-operator"},
             "firstTimestamp": now_rfc3339(),
