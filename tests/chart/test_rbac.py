@@ -53,12 +53,19 @@ def test_no_wildcards_anywhere(render, scenario):
                 assert "nonResourceURLs" not in rule
 
 
+def is_trainers(obj: dict) -> bool:
+    return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "trainer"
+
+
+def operator_cluster_role(rendered) -> dict:
+    (role,) = [r for r in rendered.all("ClusterRole") if not is_trainers(r)]
+    return role
+
+
 def test_cluster_wide_mode_grants_every_need_in_one_cluster_role(render):
     rendered = render("defaults")
-    assert not rendered.all("Role") or all(
-        r["metadata"]["name"] == "multitask-trainer" for r in rendered.all("Role")
-    )
-    role = rendered.one("ClusterRole")
+    assert not [r for r in rendered.all("Role") if not is_trainers(r)]
+    role = operator_cluster_role(rendered)
     assert rules_of(role) == needs_in({"namespace", "cluster", "all-namespaces"})
     binding = rendered.one("ClusterRoleBinding")
     assert binding["roleRef"] == {
@@ -71,11 +78,10 @@ def test_cluster_wide_mode_grants_every_need_in_one_cluster_role(render):
 
 def test_namespaced_mode_grants_roles_per_namespace_and_only_crd_reads_cluster_wide(render):
     rendered = render("namespaced")
-    assert rules_of(rendered.one("ClusterRole")) == needs_in({"cluster"})
+    assert not [r for r in rendered.all("ClusterRole") if is_trainers(r)]
+    assert rules_of(operator_cluster_role(rendered)) == needs_in({"cluster"})
     operator_roles = {
-        r["metadata"]["namespace"]: r
-        for r in rendered.all("Role")
-        if r["metadata"]["name"] != SCENARIOS["namespaced"]["trainer"]["serviceAccount"]["name"]
+        r["metadata"]["namespace"]: r for r in rendered.all("Role") if not is_trainers(r)
     }
     assert set(operator_roles) == {"team-a", "team-b"}
     for role in operator_roles.values():
@@ -112,13 +118,32 @@ def test_trainer_account_only_writes_results(render, scenario, namespaces, name)
     assert {a["metadata"]["namespace"] for a in accounts} == namespaces
     for account in accounts:
         assert account["automountServiceAccountToken"] is True
-    roles = [r for r in rendered.all("Role") if r["metadata"]["name"] == name]
-    assert {r["metadata"]["namespace"] for r in roles} == namespaces
+    namespaced = bool(SCENARIOS[scenario].get("watchNamespaces"))
+    roles = [r for r in rendered.all("Role") if is_trainers(r)]
+    cluster_roles = [r for r in rendered.all("ClusterRole") if is_trainers(r)]
+    if namespaced:
+        # One Role per watched namespace holds the rules.
+        assert not cluster_roles
+        assert {r["metadata"]["namespace"] for r in roles} == namespaces
+        assert all(r["metadata"]["name"] == name for r in roles)
+        role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+    else:
+        # One ClusterRole holds them, bound per namespace (here and by the NOTES commands).
+        assert not roles
+        (cluster_role,) = cluster_roles
+        roles = [cluster_role]
+        role_ref = {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": cluster_role["metadata"]["name"],
+        }
     for role in roles:
         assert rules_of(role) == as_rules(TRAINER_NEEDS)
-    for binding in [b for b in rendered.all("RoleBinding") if b["metadata"]["name"] == name]:
+    bindings = [b for b in rendered.all("RoleBinding") if is_trainers(b)]
+    assert {b["metadata"]["namespace"] for b in bindings} == namespaces
+    for binding in bindings:
         namespace = binding["metadata"]["namespace"]
-        assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == name
+        assert binding["roleRef"] == role_ref
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": name, "namespace": namespace}
         ]

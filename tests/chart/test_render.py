@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import base64
+import re
+import subprocess
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from mtd_operator.config import OperatorConfig, load_config
+from mtd_operator.kube.builders import model_path_problem
 
-from .conftest import CHART, ROOT
+from .conftest import CHART, CHART_META, KUBE_VERSIONS, ROOT, oldest_kubernetes
 from .scenarios import RELEASE_NAMESPACE, SCENARIOS
+from .test_examples import errors as crd_errors
 
 CRD_FILE = ROOT / "crds" / "multitask.dev_multitaskdeployments.yaml"
-CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
 APP_VERSION = CHART_META["appVersion"]
-# The oldest Kubernetes the chart declares (kubeVersion) and the newest schemas at hand.
-KUBE_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_lint_strict(run_helm, scenario):
     result = run_helm("lint", "--strict", str(CHART), values=SCENARIOS[scenario])
     assert "0 chart(s) failed" in result.stdout
+
+
+def test_kube_versions_cover_the_declared_minimum_to_the_newest_schemas():
+    # Native sidecar containers (evaluation Jobs) are on by default from 1.29.
+    assert oldest_kubernetes() >= (1, 29)
+    assert KUBE_VERSIONS[0] == f"1.{oldest_kubernetes()[1]}.0"
+    assert KUBE_VERSIONS[-1] == kubernetes_validate.latest_version()
+
+
+def test_helm_refuses_kubernetes_older_than_declared(run_helm):
+    major, minor = oldest_kubernetes()
+    older = run_helm(
+        "template", "x", str(CHART), "--kube-version", f"{major}.{minor - 1}.9", check=False
+    )
+    assert older.returncode != 0 and "chart requires kubeVersion" in older.stderr
+    run_helm("template", "x", str(CHART), "--kube-version", f"{major}.{minor}.0")
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -229,20 +246,48 @@ def test_existing_service_account_needs_a_name(run_helm):
     assert "serviceAccount.name is required" in result.stderr
 
 
-def test_notes_give_the_next_step(run_helm):
-    result = run_helm(
-        "install",
-        "mto",
-        str(CHART),
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "--dry-run=client",
-        values=SCENARIOS["namespaced"],
+def notes_commands(text: str) -> list[str]:
+    """The commands NOTES prints (indented lines), continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    return [" ".join(line.split()) for line in joined.splitlines() if line.startswith("  ")]
+
+
+def applied_by_notes(text: str) -> tuple[str, dict]:
+    """The namespace and the resource NOTES' `... | kubectl -n NS apply -f -` applies,
+    made by running the producing command in the repository root, as a user would."""
+    (pipeline,) = [c for c in notes_commands(text) if " apply -f -" in c]
+    producer, _, consumer = pipeline.rpartition(" | ")
+    namespace = re.fullmatch(r"kubectl -n (\S+) apply -f -", consumer)[1]
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {producer}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    notes = result.stdout.split("NOTES:", 1)[1]
-    assert "kubectl -n team-a apply -f examples/minimal/mtd.yaml" in notes
-    assert "kubectl -n team-a get mtd" in notes
-    assert (ROOT / "examples" / "minimal" / "mtd.yaml").is_file()
+    return namespace, yaml.safe_load(result.stdout)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_notes_apply_a_resource_the_operator_accepts(render, notes, scenario):
+    """What NOTES tells users to apply passes the CRD and the operator's own check of the
+    base model path under this install's workspace settings."""
+    text = notes(scenario)
+    namespace, resource = applied_by_notes(text)
+    assert crd_errors(resource) == {}
+    config = load_config(render(scenario).operator_env())
+    assert model_path_problem(resource["spec"]["baseModel"]["uri"], config) is None
+    name = resource["metadata"]["name"]
+    commands = notes_commands(text)
+    assert f"kubectl -n {namespace} get mtd" in commands
+    assert f"kubectl -n {namespace} wait --for=condition=Ready mtd/{name} --timeout=2h" in (
+        commands
+    )
+    assert f"kubectl -n {namespace} port-forward svc/{name}-gateway 8000:80" in commands
+    expected = SCENARIOS[scenario].get("watchNamespaces") or SCENARIOS[scenario].get(
+        "trainer", {}
+    ).get("namespaces", ["NAMESPACE"])
+    assert namespace == expected[0]
 
 
 def test_values_file_is_what_helm_shows(run_helm):

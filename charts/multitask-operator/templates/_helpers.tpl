@@ -46,6 +46,11 @@ app.kubernetes.io/part-of: multitask-operator
 {{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
 {{- end }}
 
+{{/* The ClusterRole holding the trainer's rules in cluster-wide mode, bound per namespace. */}}
+{{- define "mto.trainerClusterRole" -}}
+{{- printf "%s-trainer" (include "mto.fullname" .) }}
+{{- end }}
+
 {{/* Namespaces that get the trainer ServiceAccount: the watched ones, or trainer.namespaces in cluster-wide mode. */}}
 {{- define "mto.trainerNamespaces" -}}
 {{- if .Values.watchNamespaces }}
@@ -76,10 +81,11 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: ["multitask.dev"]
   resources: ["multitaskdeployments/finalizers"]
   verbs: ["update"]
-# Events on each condition transition.
+# Events on each condition transition; the Job controller's FailedCreate Events say why
+# an unfinished Job has no pods.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 # Profiling, baseline, training and evaluation Jobs; a finished Job whose result is
 # gone is deleted so that it runs again.
 - apiGroups: ["batch"]
