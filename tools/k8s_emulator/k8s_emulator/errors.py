@@ -97,10 +97,13 @@ class ApiError(Exception):
         cls, kind: str, group: str, name: str, causes: list[dict[str, str]]
     ) -> ApiError:
         what = f"{kind}.{group}" if group else kind
-        summary = ", ".join(
+        # apierrors.NewInvalid: every cause is kept, but the message joins the causes
+        # through field.ErrorList.ToAggregate, which drops repeated texts.
+        texts = list(dict.fromkeys(
             f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes
-        )
-        if len(causes) > 1:
+        ))
+        summary = ", ".join(texts)
+        if len(texts) > 1:
             summary = f"[{summary}]"
         return cls(
             422,
@@ -108,6 +111,14 @@ class ApiError(Exception):
             f'{what} "{name}" is invalid: {summary}',
             {"name": name, "group": group, "kind": kind, "causes": causes},
         )
+
+    @classmethod
+    def unsupported_media_type(cls, accepted: list[str]) -> ApiError:
+        """staging/src/k8s.io/apiserver/pkg/endpoints/handlers/negotiation/errors.go
+        NewUnsupportedMediaTypeError (a PATCH whose content type the resource refuses)."""
+        return cls(415, "UnsupportedMediaType",
+                   "the body of the request was in an unknown format - accepted media types "
+                   "include: " + ", ".join(accepted))
 
     @classmethod
     def gone(cls, message: str) -> ApiError:

@@ -37,6 +37,8 @@ from .selectors import parse_field_selector, parse_label_selector
 from .store import Event, Store
 from .tables import render_table
 
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+
 _TABLE_RE = re.compile(r"as=Table")
 
 
@@ -147,6 +149,10 @@ class ApiHandler(kmock.KubernetesScaffold):
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         """Like kmock's RawHandler.__call__, but with a path parser that knows the API."""
+        # aiohttp refuses bodies over 1 MiB; the API server takes up to 3 MiB
+        # (staging/src/k8s.io/apiserver/pkg/server/config.go MaxRequestBodyBytes), so that
+        # object-size rules (a ConfigMap's 1 MiB) answer 422 as on a cluster, not 413.
+        raw_request = raw_request.clone(client_max_size=MAX_REQUEST_BODY_BYTES)
         body = await raw_request.read()
         text = body.decode("utf-8", errors="replace")
         try:

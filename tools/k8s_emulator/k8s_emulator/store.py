@@ -18,7 +18,6 @@ import bisect
 import copy
 import datetime
 import random
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -28,14 +27,14 @@ from typing import Any
 import kmock
 
 from . import schema as schemas
+from . import validation
 from .errors import ApiError
-from .patching import apply_patch
+from .patching import apply_patch, check_patch_type
 from .resources import BUILTIN_RESOURCES, NO_GENERATION_KINDS, ResourceDef, resources_from_crd
 from .selectors import Predicate
 
 ObjKey = tuple[kmock.resource, str | None, str]
 
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 CRD_RESOURCE = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 NAMESPACES = kmock.resource("", "v1", "namespaces")
@@ -359,12 +358,9 @@ class Store:
                         break
                 meta["name"] = candidate
             name = meta["name"]
-            if len(name) > 253 or not _NAME_RE.match(name):
-                raise ApiError.invalid(res.kind, res.group, name, [{
-                    "reason": "FieldValueInvalid", "field": "metadata.name",
-                    "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
-                               "consist of lower case alphanumeric characters, '-' or '.', and "
-                               "must start and end with an alphanumeric character"}])
+            # The API server's strategy.Validate (name rule per kind, labels, annotations,
+            # kind-specific rules): see validation.py.
+            validation.validate_object(res, obj, creating=True)
             self._check_namespace(res, namespace)
             key = self._key(res, namespace, name)
             if self._current(key) is not None:
@@ -465,14 +461,15 @@ class Store:
         dry_run: bool = False,
         field_validation: str = "",
     ) -> dict[str, Any]:
-        """PATCH (merge, strategic ≈ merge, JSON patch) with the same commit rules as PUT."""
+        """PATCH (merge, strategic, JSON patch) with the same commit rules as PUT."""
+        check_patch_type(content_type, custom=res.is_custom)  # 415 comes before 404
         with self.lock:
             key = self._key(res, namespace, name)
             old = self._current(key)
             if old is None:
                 raise ApiError.not_found(res.group, res.plural, name)
             base = self._present(res, old)
-            new = apply_patch(base, patch, content_type)
+            new = apply_patch(base, patch, content_type, custom=res.is_custom)
             if not isinstance(new, dict):
                 raise ApiError(422, "Invalid", "the patch produced a non-object")
             wanted_rv = (patch.get("metadata") or {}).get("resourceVersion") \
@@ -540,6 +537,8 @@ class Store:
             meta = new["metadata"]
         if res.kind == "CustomResourceDefinition":
             self._validate_crd(new)
+        # strategy.ValidateUpdate: the same rules as on create, less the (immutable) name.
+        validation.validate_object(res, new, creating=False)
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
 
