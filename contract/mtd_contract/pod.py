@@ -69,8 +69,10 @@ def trainer_command(
         "--rdzv-backend", "c10d",
         "--rdzv-endpoint", rendezvous.endpoint,
         "--rdzv-id", rendezvous.run_id,
-        # One failed rank fails the attempt on every pod; the Job's retry restarts them
-        # all and the trainer resumes from its last checkpoint.
+        # One failed rank fails every pod (their workers lose a peer); the Job controller
+        # replaces each failed index, the replacements meet at a new rendezvous under the
+        # same id (tests/trainer/test_rendezvous_rejoin.py), and the trainer resumes from
+        # its last checkpoint.
         "--max-restarts", "0",
     ]  # fmt: skip
     return [python, *launcher, *trainer]

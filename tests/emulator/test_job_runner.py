@@ -170,10 +170,11 @@ def test_image_mode_runs_only_what_the_image_has(emulator: Emulator,
         assert words[0].endswith("/workdir") and words[1].endswith("/home")
 
 
-def test_indexed_job_runs_every_pod_and_a_failed_pod_fails_the_attempt(
+def test_indexed_job_replaces_only_the_failed_index(
         emulator: Emulator, job_runner: JobRunner, tmp_path: pathlib.Path) -> None:
     """Both pods at once with their JOB_COMPLETION_INDEX; pod 0's DNS name becomes
-    127.0.0.1; pod 1 fails on the first attempt, so the attempt fails and both rerun."""
+    127.0.0.1:<port>, one port for the Job's life; pod 1 fails once and the Job controller
+    replaces pod 1 alone (pkg/controller/job), so rank 0 ran once and rank 1 twice."""
     code = ("import os, pathlib, sys; i = os.environ['JOB_COMPLETION_INDEX'];"
             "assert sys.argv[1].startswith('127.0.0.1:'), sys.argv;"
             "pathlib.Path('/workspace').mkdir(exist_ok=True);"
@@ -191,10 +192,30 @@ def test_indexed_job_runs_every_pod_and_a_failed_pod_fails_the_attempt(
     assert {c["type"] for c in done["status"]["conditions"]} >= {"Complete"}, done["status"]
     assert done["status"]["succeeded"] == 2 and done["status"]["failed"] == 1
     workspace = tmp_path / "workspace"
-    for index in ("0", "1"):  # each rank ran twice: the failed attempt and the retry
-        endpoints = (workspace / f"ran-{index}").read_text().split()
-        assert len(endpoints) == 2 and all(e.startswith("127.0.0.1:") for e in endpoints)
+    ran = {i: (workspace / f"ran-{i}").read_text().split() for i in ("0", "1")}
+    assert len(ran["0"]) == 1 and len(ran["1"]) == 2
+    assert len(set(ran["0"] + ran["1"])) == 1  # the same rendezvous address throughout
     pods = _pods(emulator, "ranks")
     indexes = sorted(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
                      for p in pods)
-    assert indexes == ["0", "0", "1", "1"]
+    assert indexes == ["0", "1", "1"]
+
+
+def test_an_indexed_job_past_its_backoff_limit_stops_its_other_pods(
+        emulator: Emulator, job_runner: JobRunner, tmp_path: pathlib.Path) -> None:
+    """Rank 1 keeps failing: past backoffLimit the Job fails and rank 0, still running,
+    is stopped (the Job controller deletes a failed Job's active pods)."""
+    code = ("import os, sys, time; i = os.environ['JOB_COMPLETION_INDEX'];"
+            "time.sleep(600) if i == '0' else sys.exit(3)")
+    job = _job("stuck", code, backoff=1)
+    job["spec"].update({"completionMode": "Indexed", "completions": 2, "parallelism": 2})
+    emulator.create(job)
+    done = emulator.wait_for(lambda: _finished(emulator, "stuck"), timeout=30)
+    failed = {c["type"]: c for c in done["status"]["conditions"]}["Failed"]
+    assert failed["reason"] == "BackoffLimitExceeded" and done["status"]["failed"] == 2
+    rank0 = [p for p in _pods(emulator, "stuck")
+             if p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "0"]
+    assert len(rank0) == 1
+    emulator.wait_for(lambda: "terminated" in (
+        emulator.get("v1/pods", rank0[0]["metadata"]["name"], "default")["status"]
+        ["containerStatuses"][0]["state"]), timeout=30)

@@ -145,8 +145,10 @@ class Cluster:
         backoff_seconds: float = 0.1,
         namespaces: tuple[str, ...] = (),
         stepped: bool = False,
+        require_service_accounts: bool = False,
     ) -> None:
         self.tmp = tmp
+        self.require_service_accounts = require_service_accounts
         self.workspace = tmp / "workspace"
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.fake_log_path = tmp / "fake-mtd.jsonl"
@@ -198,7 +200,7 @@ class Cluster:
         self.runner = JobRunner(
             emu, path_map={str(self.workspace): str(self.workspace)},
             max_parallel=self.max_parallel, extra_env=env, backoff_seconds=self.backoff_seconds,
-            gate=self.turnstile,
+            gate=self.turnstile, require_service_accounts=self.require_service_accounts,
         ).start()  # fmt: skip
         self.deployments = DeploymentController(emu, delay=0.2, gate=self.turnstile).start()
         from kubernetes import client, config

@@ -1,7 +1,9 @@
 """A two-node training step through the operator on the emulator: the Indexed Job and its
 headless Service, both pods played by the JobRunner (gloo on the CPU, the rendezvous on
 127.0.0.1 instead of pod 0's DNS name), and one pod SIGKILLed once a checkpoint exists:
-the attempt fails, the retry runs every pod again, and rank 0 resumes from the checkpoint."""
+its peer fails with it (torchrun --max-restarts 0), the Job controller replaces each
+failed index on its own, the replacements meet at a new rendezvous with the same id, and
+rank 0 resumes from the checkpoint."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from .conftest import SENTIMENT, SOUNDS, resource, wait_until, write_data
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_two_node_step_rendezvous_fails_whole_and_resumes(make_cluster, tmp_path: Path) -> None:
+def test_two_node_step_replaces_failed_indexes_and_resumes(make_cluster, tmp_path: Path) -> None:
     cluster = make_cluster("c", fake=False, max_parallel=1)
     build_model(cluster.workspace / "models" / "tiny")
     write_data(cluster.workspace)
@@ -61,11 +63,12 @@ def test_two_node_step_rendezvous_fails_whole_and_resumes(make_cluster, tmp_path
     def terminated(pod: dict) -> dict:
         return pod["status"]["containerStatuses"][0]["state"]["terminated"]
 
-    for index, attempts in by_index.items():  # every pod failed once, then completed
+    for index, attempts in by_index.items():  # each index failed, then one pod completed
         attempts.sort(key=lambda p: terminated(p)["startedAt"])
         codes = [terminated(p)["exitCode"] for p in attempts]
-        assert len(codes) == 2 and codes[0] != 0 and codes[1] == 0, (index, codes)
-    retry0 = by_index["0"][1]["metadata"]["name"]
+        assert len(codes) >= 2 and codes[-1] == 0, (index, codes)
+        assert all(code != 0 for code in codes[:-1]), (index, codes)
+    retry0 = by_index["0"][-1]["metadata"]["name"]
     assert "resumed from" in cluster.emulator.handler.pod_logs[("default", retry0)]
     result = json.loads((stage_dir / "result.json").read_text())
     assert result["steps"] == 20

@@ -18,6 +18,13 @@ Image-faithful mode (``image_bin``, the bin folder of a virtualenv built by
 lacks fails to start, as kubelet reports it), the process gets the pod's env and nothing
 of the test process's, and runs in an empty working directory. A Job's
 ``podFailurePolicy`` is applied to exit codes (``FailJob``, ``Ignore``, ``Count``).
+
+Pods that never run, as a cluster shows them: with ``require_service_accounts`` a pod whose
+``serviceAccountName`` (other than ``default``) does not exist is not created, and the Job
+gets the Job controller's ``FailedCreate`` Warning Event with the ServiceAccount admission
+plugin's message, until the account appears; ``hold_pods`` keeps matching Jobs' pods
+Pending (ImagePullBackOff, CreateContainerConfigError, Unschedulable, ...) until
+``release_pods``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -50,6 +58,11 @@ from .errors import ApiError
 from .store import Event, now_rfc3339
 
 _MESSAGE_LIMIT = 4096
+
+
+def uuid_hex() -> str:
+    """An Event name's suffix, as client-go's recorder makes one (unique per event)."""
+    return uuid.uuid4().hex[:16]
 
 
 def _kill_pod(process: subprocess.Popen[bytes]) -> None:
@@ -87,6 +100,8 @@ class _JobState:
     thread: threading.Thread | None = None
     pods: list[str] = field(default_factory=list)
     indexed: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)  # index → pod
+    index_pods: dict[int, str] = field(default_factory=dict)  # index → its newest pod's name
+    ended: bool = False  # an Indexed Job that failed: its other pods stop
 
 
 class JobRunner:
@@ -105,8 +120,11 @@ class JobRunner:
         timeout: float | None = 600.0,
         gate: Callable[[str, str], AbstractContextManager[Any]] | None = None,
         image_bin: str | None = None,
+        require_service_accounts: bool = False,
     ) -> None:
         self.emulator = emulator
+        self.require_service_accounts = require_service_accounts
+        self._held: dict[str, tuple[re.Pattern[str], str, str | None]] = {}
         self.store = emulator.store
         self.path_map = dict(path_map or {})
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -198,6 +216,89 @@ class JobRunner:
             self._injected.append(_Injected(re.compile(name_pattern), exit_code, reason,
                                             message, times))
 
+    def hold_pods(self, name_pattern: str = ".*", reason: str = "ImagePullBackOff",
+                  message: str | None = None) -> None:
+        """Pods of matching Jobs (``namespace/name`` regex) stay Pending as a cluster shows
+        a pod that cannot start, until ``release_pods``: ``Unschedulable`` as the
+        scheduler's PodScheduled=False condition, any other reason as kubelet's waiting
+        container state (``ErrImagePull``/``ImagePullBackOff``: an image it cannot pull;
+        ``CreateContainerConfigError``: a missing Secret or ConfigMap key)."""
+        with self._lock:
+            self._held[name_pattern] = (re.compile(name_pattern), reason, message)
+
+    def release_pods(self, name_pattern: str | None = None) -> None:
+        with self._lock:
+            if name_pattern is None:
+                self._held.clear()
+            else:
+                self._held.pop(name_pattern, None)
+
+    def _hold(self, key: str) -> tuple[str, str | None] | None:
+        with self._lock:
+            return next((
+                (reason, message) for pattern, reason, message in self._held.values()
+                if pattern.search(key)), None)
+
+    def _pending_status(self, reason: str, message: str | None,
+                        container: Mapping[str, Any]) -> dict[str, Any]:
+        """The status a held pod shows (messages as the scheduler and kubelet write them)."""
+        name, image = container.get("name", "main"), container.get("image", "")
+        if reason == "Unschedulable":
+            return {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "lastTransitionTime": now_rfc3339(),
+                "message": message or "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. "
+                "preemption: 0/1 nodes are available: 1 No preemption victims found for "
+                "incoming pod."}]}
+        default = {"ImagePullBackOff": f'Back-off pulling image "{image}"',
+                   "ErrImagePull": f'failed to pull and unpack image "{image}"'}
+        return {"phase": "Pending", "containerStatuses": [{
+            "name": name, "image": image, "imageID": "", "ready": False, "restartCount": 0,
+            "started": False, "state": {"waiting": {
+                "reason": reason, "message": message or default.get(reason, reason)}}}]}
+
+    def _wait_for_account(self, state: _JobState, pod_spec: Mapping[str, Any],
+                          pod_name: str) -> bool:
+        """Hold the attempt while its ServiceAccount is missing, as the Job controller
+        does when pod creation is refused; False if the Job went away meanwhile.
+
+        plugin/pkg/admission/serviceaccount/admission.go refuses the pod ("error looking
+        up service account ns/name: serviceaccount "name" not found", Forbidden), and
+        pkg/controller/job (via controller_utils.go CreatePods) records the Warning Event
+        ``FailedCreate`` "Error creating: <error>" on the Job. ``default`` always exists
+        (the ServiceAccount controller creates it in every namespace)."""
+        account = pod_spec.get("serviceAccountName") or "default"
+        if not self.require_service_accounts or account == "default":
+            return True
+        accounts = self.emulator.resource("v1/serviceaccounts")
+        recorded = False
+        while not self._stopped(state):
+            with contextlib.suppress(ApiError):
+                self.store.get(accounts, state.namespace, account)
+                return True
+            if not recorded:
+                recorded = self._record_failed_create(state, (
+                    f'Error creating: pods "{pod_name}" is forbidden: error looking up service '
+                    f"account {state.namespace}/{account}: serviceaccount \"{account}\" not "
+                    "found"))
+            time.sleep(0.1)
+        return False
+
+    def _record_failed_create(self, state: _JobState, message: str) -> bool:
+        now = now_rfc3339()
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{state.name}.{uuid_hex()}", "namespace": state.namespace},
+            "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "name": state.name,
+                               "namespace": state.namespace, "uid": state.uid},
+            "reason": "FailedCreate", "message": message, "type": "Warning",
+            "source": {"component": "job-controller"}, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+        }
+        with contextlib.suppress(ApiError):
+            self.store.create(self.emulator.resource("v1/events"), state.namespace, event)
+        return True
+
     def kill(self, namespace: str, name: str) -> None:
         """Kill the running attempt of a Job with SIGKILL (as a node loss would)."""
         with self._lock:
@@ -268,83 +369,167 @@ class JobRunner:
 
     def _run_job(self, state: _JobState, job: Mapping[str, Any]) -> None:
         spec = job.get("spec") or {}
+        if spec.get("completionMode") == "Indexed":
+            self._run_indexed(state, job)
+            return
         backoff_limit = int(spec.get("backoffLimit", 6))
-        indexed = spec.get("completionMode") == "Indexed"
-        pods = int(spec.get("completions") or 1) if indexed else 1  # all run in parallel
         start_time = now_rfc3339()
-        key = f"{state.namespace}/{state.name}"
         while not state.cancelled:
-            with self._lock:
-                while any(p.search(key) for p in self._paused) and not state.cancelled:
-                    self._resumed.wait(timeout=0.2)
-            if not self._gated_write(state, "job-start", {"active": pods, "startTime": start_time,
+            self._wait_unpaused(state)
+            if not self._gated_write(state, "job-start", {"active": 1, "startTime": start_time,
                                                           "ready": 0}):
                 return
-            failures = 1
             with self._slots:
-                if indexed:
-                    outcome, failures = self._attempt_indexed(state, job)
-                else:
-                    outcome = self._attempt(state, job)
+                exit_code, reason, message = self._attempt(state, job)
             if state.cancelled:
                 return
-            exit_code, reason, message = outcome
-            now = now_rfc3339()
             if exit_code == 0:
-                self._gated_write(state, "job-end", {
-                    "active": None, "ready": 0, "succeeded": pods, "completionTime": now,
-                    "conditions": [
-                        {"type": "SuccessCriteriaMet", "status": "True",
-                         "reason": "CompletionsReached", "message": "Reached expected number "
-                         "of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
-                        {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-                         "message": "Reached expected number of succeeded pods",
-                         "lastProbeTime": now, "lastTransitionTime": now},
-                    ],
-                })
+                self._write_complete(state, 1)
                 return
             rule = _matching_rule(spec.get("podFailurePolicy"), exit_code, job)
             if rule is not None and rule[1] == "Ignore":
                 continue  # not counted against backoffLimit
-            state.failed += failures
+            state.failed += 1
             if rule is not None and rule[1] == "FailJob":
-                index, _ = rule
-                self._gated_write(state, "job-end", {
-                    "active": None, "ready": 0, "failed": state.failed,
-                    "conditions": [
-                        {"type": "FailureTarget", "status": "True",
-                         "reason": "PodFailurePolicy",
-                         "message": f"Container {_container_name(job)} for pod "
-                                    f"{state.namespace}/{state.pods[-1]} failed with exit code "
-                                    f"{exit_code} matching FailJob rule at index {index}",
-                         "lastProbeTime": now, "lastTransitionTime": now},
-                        {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-                         "message": f"Container {_container_name(job)} for pod "
-                                    f"{state.namespace}/{state.pods[-1]} failed with exit code "
-                                    f"{exit_code} matching FailJob rule at index {index}",
-                         "lastProbeTime": now, "lastTransitionTime": now},
-                    ],
-                })
+                self._write_failed_by_policy(state, job, state.pods[-1], exit_code, rule[0])
                 return
             if state.failed > backoff_limit:
-                detail = f"{reason}: {message}".strip() if message else reason
-                self._gated_write(state, "job-end", {
-                    "active": None, "ready": 0, "failed": state.failed,
-                    "conditions": [
-                        {"type": "FailureTarget", "status": "True",
-                         "reason": "BackoffLimitExceeded",
-                         "message": "Job has reached the specified backoff limit",
-                         "lastProbeTime": now, "lastTransitionTime": now},
-                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                         "message": "Job has reached the specified backoff limit "
-                                    f"(last pod: exit code {exit_code}, {detail})"[:1024],
-                         "lastProbeTime": now, "lastTransitionTime": now},
-                    ],
-                })
+                self._write_backoff_exceeded(state, exit_code, reason, message)
                 return
             if not self._gated_write(state, "job-retry", {"active": 0, "failed": state.failed}):
                 return
             time.sleep(self.backoff_seconds * (2 ** (state.failed - 1)))
+
+    def _run_indexed(self, state: _JobState, job: Mapping[str, Any]) -> None:
+        """An Indexed Job as pkg/controller/job/indexed_job_utils.go runs one: a pod per
+        completion index, all at once; a failed pod is replaced for its index alone (the
+        others keep running) after a backoff, each failure counted against backoffLimit;
+        the Job fails when they exceed it, or on a FailJob rule, and its remaining pods are
+        deleted (killed here); it completes when every index has succeeded.
+
+        Pods get ``JOB_COMPLETION_INDEX``. There is no cluster DNS here: pod 0's stable
+        name ``<job>-0.<subdomain>[.<ns>[.svc[.cluster.local]]]:<port>`` in the command
+        becomes ``127.0.0.1:<a free port>``, the same for the Job's whole life, so a
+        replaced pod 0 listens where the others look for it.
+        """
+        spec = job.get("spec") or {}
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        completions = int(spec.get("completions") or 1)
+        policy = spec.get("podFailurePolicy")
+        rewrites = self._rendezvous_rewrites(state, job)
+        lock = threading.Lock()
+        succeeded: set[int] = set()
+        ending: list[tuple[int, str, str, str, tuple[int, str] | None]] = []
+        self._wait_unpaused(state)
+        if not self._gated_write(state, "job-start", {"active": completions,
+                                                      "startTime": now_rfc3339(), "ready": 0}):
+            return
+
+        def run(index: int) -> None:
+            while not self._stopped(state):
+                exit_code, reason, message = self._attempt(state, job, index=index,
+                                                           rewrites=rewrites)
+                pod = state.index_pods.get(index, "")
+                state.indexed.pop(index, None)
+                if self._stopped(state):
+                    return
+                if exit_code == 0:
+                    with lock:
+                        succeeded.add(index)
+                    return
+                rule = _matching_rule(policy, exit_code, job)
+                if rule is not None and rule[1] == "Ignore":
+                    continue
+                with lock:
+                    state.failed += 1
+                    failed, active = state.failed, completions - len(succeeded)
+                    if (rule is not None and rule[1] == "FailJob") or failed > backoff_limit:
+                        ending.append((exit_code, reason, message, pod, rule))
+                        state.ended = True
+                if state.ended:
+                    for process in list(state.indexed.values()):  # the controller deletes them
+                        _kill_pod(process)
+                    return
+                self._gated_write(state, "job-retry", {"active": active, "failed": failed})
+                time.sleep(self.backoff_seconds * (2 ** (failed - 1)))
+                self._wait_unpaused(state)
+
+        with self._slots:
+            threads = [threading.Thread(target=run, args=(i,), daemon=True,
+                                        name=f"job-{state.name}-{i}")
+                       for i in range(completions)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        state.indexed.clear()
+        if state.cancelled:
+            return
+        if ending:
+            exit_code, reason, message, pod, rule = ending[0]
+            if rule is not None and rule[1] == "FailJob":
+                self._write_failed_by_policy(state, job, pod, exit_code, rule[0])
+            else:
+                self._write_backoff_exceeded(state, exit_code, reason, message)
+        elif len(succeeded) == completions:
+            self._write_complete(state, completions)
+
+    def _wait_unpaused(self, state: _JobState) -> None:
+        key = f"{state.namespace}/{state.name}"
+        with self._lock:
+            while any(p.search(key) for p in self._paused) and not state.cancelled:
+                self._resumed.wait(timeout=0.2)
+
+    @staticmethod
+    def _stopped(state: _JobState) -> bool:
+        """The Job was deleted, or has ended: no pod of it starts or waits any more."""
+        return state.cancelled or state.ended
+
+    def _write_complete(self, state: _JobState, pods: int) -> None:
+        now = now_rfc3339()
+        self._gated_write(state, "job-end", {
+            "active": None, "ready": 0, "succeeded": pods, "completionTime": now,
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True",
+                 "reason": "CompletionsReached", "message": "Reached expected number "
+                 "of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
+                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                 "message": "Reached expected number of succeeded pods",
+                 "lastProbeTime": now, "lastTransitionTime": now},
+            ],
+        })
+
+    def _write_failed_by_policy(self, state: _JobState, job: Mapping[str, Any], pod: str,
+                                exit_code: int, rule_index: int) -> None:
+        now = now_rfc3339()
+        message = (f"Container {_container_name(job)} for pod {state.namespace}/{pod} failed "
+                   f"with exit code {exit_code} matching FailJob rule at index {rule_index}")
+        self._gated_write(state, "job-end", {
+            "active": None, "ready": 0, "failed": state.failed,
+            "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "PodFailurePolicy",
+                 "message": message, "lastProbeTime": now, "lastTransitionTime": now},
+                {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                 "message": message, "lastProbeTime": now, "lastTransitionTime": now},
+            ],
+        })
+
+    def _write_backoff_exceeded(self, state: _JobState, exit_code: int, reason: str,
+                                message: str) -> None:
+        now = now_rfc3339()
+        detail = f"{reason}: {message}".strip() if message else reason
+        self._gated_write(state, "job-end", {
+            "active": None, "ready": 0, "failed": state.failed,
+            "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit",
+                 "lastProbeTime": now, "lastTransitionTime": now},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit "
+                            f"(last pod: exit code {exit_code}, {detail})"[:1024],
+                 "lastProbeTime": now, "lastTransitionTime": now},
+            ],
+        })
 
     def _gated_write(self, state: _JobState, kind: str, status: Mapping[str, Any]) -> bool:
         """Write the Job status once the gate lets it through; False if the Job is gone."""
@@ -378,42 +563,18 @@ class JobRunner:
         return re.sub(rf"(?<![\w/])({pattern})(?=/|$|[^\w])",
                       lambda match: sources[match.group(1)], text)
 
-    def _attempt_indexed(self, state: _JobState,
-                         job: Mapping[str, Any]) -> tuple[tuple[int, str, str], int]:
-        """Run every pod of an Indexed Job at once (one attempt); return the first pod
-        failure (or success) and how many pods failed.
-
-        Pods get ``JOB_COMPLETION_INDEX``. There is no cluster DNS here: pod 0's stable
-        name ``<job>-0.<subdomain>[.<ns>[.svc[.cluster.local]]]:<port>`` in the command
-        becomes ``127.0.0.1:<a free port>``, the same for every pod of the attempt.
-        """
-        spec = job.get("spec") or {}
-        completions = int(spec.get("completions") or 1)
-        subdomain = (spec.get("template", {}).get("spec") or {}).get("subdomain")
-        rewrites: list[tuple[re.Pattern[str], str]] = []
-        if subdomain:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            host = rf"{re.escape(state.name)}-0\.{re.escape(subdomain)}(\.[a-z0-9.-]+)?:\d+"
-            rewrites.append((re.compile(host), f"127.0.0.1:{port}"))
-        results: dict[int, tuple[float, tuple[int, str, str]]] = {}
-
-        def run(index: int) -> None:
-            result = self._attempt(state, job, index=index, rewrites=rewrites)
-            results[index] = (time.monotonic(), result)
-
-        threads = [threading.Thread(target=run, args=(i,), daemon=True)
-                   for i in range(completions)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        state.indexed.clear()
-        failed = sorted((t, r) for t, r in results.values() if r[0] != 0)
-        if failed:
-            return failed[0][1], len(failed)
-        return (0, "Completed", ""), 0
+    def _rendezvous_rewrites(self, state: _JobState,
+                             job: Mapping[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+        """Pod 0's DNS name in a pod's command → ``127.0.0.1:<port>``, one port per Job."""
+        subdomain = ((job.get("spec") or {}).get("template", {}).get("spec") or {}).get(
+            "subdomain")
+        if not subdomain:
+            return []
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        host = rf"{re.escape(state.name)}-0\.{re.escape(subdomain)}(\.[a-z0-9.-]+)?:\d+"
+        return [(re.compile(host), f"127.0.0.1:{port}")]
 
     def _attempt(self, state: _JobState, job: Mapping[str, Any], index: int | None = None,
                  rewrites: list[tuple[re.Pattern[str], str]] | None = None,
@@ -432,6 +593,8 @@ class JobRunner:
         suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
         pod_name = f"{state.name}-{suffix}" if index is None else f"{state.name}-{index}-{suffix}"
         state.pods.append(pod_name)
+        if index is not None:
+            state.index_pods[index] = pod_name
         key = f"{state.namespace}/{state.name}"
         self.started.append(key)
         assert self.volume_root is not None
@@ -473,6 +636,8 @@ class JobRunner:
             "spec": pod_spec,
         }
         pods = self.emulator.resource("v1/pods")
+        if not self._wait_for_account(state, pod_spec, pod_name):
+            return (1, "Error", "the Job was deleted before its pod could be created")
         try:
             self.store.create(pods, state.namespace, pod)
         except ApiError:
@@ -490,6 +655,17 @@ class JobRunner:
                         "restartCount": 0, "started": phase == "Running", "state": cstate}],
                 }}, "application/merge-patch+json", subresource="status")
 
+        shown = False
+        while (hold := self._hold(key)) is not None and not self._stopped(state):
+            if not shown:
+                with contextlib.suppress(ApiError):
+                    self.store.patch(pods, state.namespace, pod_name,
+                                     {"status": self._pending_status(*hold, container)},
+                                     "application/merge-patch+json", subresource="status")
+                shown = True
+            time.sleep(0.1)
+        if self._stopped(state):
+            return (1, "Error", "the Job ended while its pod was Pending")
         injected = self._take_injected(key)
         if injected is not None:
             result = (injected.exit_code, injected.reason, injected.message)
