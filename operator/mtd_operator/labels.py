@@ -17,8 +17,7 @@ ANNOTATION_REVISION = f"{API_GROUP}/serving-revision"
 ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "multitask-operator"}
 RESULT_COMPONENT = {"app.kubernetes.io/component": "result"}
-# A pod's result ConfigMap: its data key, and the env the operator gives the pod to publish it.
-RESULT_KEY = "result.json"
+# The env the operator gives a pod to publish its result ConfigMap (result_parts.py).
 OWNER_ENV = "MTD_OWNER_REFERENCE"
 NAMESPACE_ENV = "MTD_NAMESPACE"
 DEPLOYMENT_ENV = "MTD_DEPLOYMENT"

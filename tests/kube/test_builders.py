@@ -501,3 +501,24 @@ def test_training_resources_are_strict_and_errors_name_the_field():
         make_spec(training={"resources": {"memory": "lots"}})
     with pytest.raises(ValueError, match=r"gpusPerNode|gpus_per_node"):
         make_spec(training={"resources": {"gpusPerNode": "2"}})  # strict: no strings
+
+
+@pytest.mark.parametrize(
+    ("resources", "batch", "chart_gpus", "world"),
+    [
+        ({"nodes": 2, "gpusPerNode": 8}, 8, 1, 16),  # 2 nodes x 8 GPUs, 8 examples
+        ({"nodes": 1}, 4, 8, 8),  # the chart's 8 GPUs, a batch of 4
+    ],
+)
+def test_a_batch_smaller_than_its_processes_is_refused_naming_the_field(
+    resources, batch, chart_gpus, world
+):
+    spec = make_spec(training={"resources": resources, "batchSize": batch})
+    config = CONFIG.model_copy(update={"trainer_gpus": chart_gpus})
+    (problem,) = builders.cluster_problems(spec, config, model_path=False)
+    assert problem.startswith(f"spec.training.batchSize: {batch} is smaller than the {world} ")
+    assert f"at least {world}" in problem
+    # A batch that covers every GPU runs one process per GPU on each node.
+    spec = make_spec(training={"resources": resources, "batchSize": world})
+    assert builders.cluster_problems(spec, config, model_path=False) == []
+    assert builders.trainer_processes(spec, config) == world // resources["nodes"]

@@ -68,3 +68,17 @@ def test_a_wait_leaves_no_task_behind():
         return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
 
     assert asyncio.run(leftovers()) == 0
+
+
+def test_a_new_generation_wakes_the_daemon_and_a_status_write_does_not():
+    async def woken(generations: list[int]) -> list[bool]:
+        memo, seen = kopf.Memo(), []
+        for generation in generations:
+            handlers.wake_event(memo).clear()
+            body = {"metadata": {"generation": generation}}
+            await handlers.resource_changed(body=body, memo=memo)
+            seen.append(handlers.wake_event(memo).is_set())
+        return seen
+
+    # First sight, a status write (same generation), a spec change, another status write.
+    assert asyncio.run(woken([1, 1, 2, 2])) == [True, False, True, False]

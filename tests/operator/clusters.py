@@ -56,6 +56,18 @@ class EmulatedCluster:
 
         return operator_calls(self.emulator)
 
+    def watch_selectors(self) -> dict[str, set[str]]:
+        """Each resource the operator (kopf) watched → the labelSelectors it sent."""
+        found: dict[str, set[str]] = {}
+        for request in list(self.emulator.requests):
+            if request.params.get("watch") not in ("true", "1"):
+                continue
+            if not request.headers.get("User-Agent", "").startswith("kopf/"):
+                continue
+            plural = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+            found.setdefault(plural, set()).add(request.params.get("labelSelector", ""))
+        return found
+
     def local(self, container_path: str) -> Path:
         return Path(container_path)  # the mount path is the local folder itself
 

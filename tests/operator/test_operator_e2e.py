@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtd_operator.labels import LABEL_DEPLOYMENT
 from mtd_operator.rbac_needs import OPERATOR_NEEDS
 from tests.support.models import build_model
 from tests.support.tiny_tasks import (
@@ -81,6 +82,10 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
     assert set(rows) == {"sentiment", "sounds"}
     assert all(row["score"] is not None and row["baseline"] == 0.5 for row in rows.values())
     assert status["cost"]["singleTaskDeployments"] == 2
+    # kopf keeps no copy of the spec (its diff base) in an annotation: with kubectl's
+    # own copy, that would cap a spec at half the API server's 256 KiB of annotations.
+    annotations = obj["metadata"].get("annotations") or {}
+    assert not [key for key in annotations if key.endswith("/last-handled-configuration")]
 
     # Jobs: profile first; binary stage 1 before stage 2; evaluations after training.
     order = cluster.started_jobs()
@@ -143,6 +148,10 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
     used = cluster.api_calls()
     if used is None:
         return  # a real cluster: its own RBAC and audit log are the check
+    # Children are watched through a server-side label selector, not all cluster-wide.
+    selectors = cluster.watch_selectors()
+    for plural in ("jobs", "configmaps", "deployments"):
+        assert selectors[plural] == {LABEL_DEPLOYMENT}, selectors
     granted = {
         (need.api_group, need.resource, verb)
         for need in OPERATOR_NEEDS

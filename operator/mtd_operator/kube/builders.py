@@ -144,8 +144,31 @@ def cluster_problems(
     model path off the volume (right for `mtd run`, so `mtd validate` leaves it out).
     (The spec alone is checked by its model's validators.)"""
     problems = [f"spec.{p}" for p in engine_of(spec).rank_problems(spec, config.serving_gpus)]
+    problems += data_parallel_problems(spec, config)
     path = model_path_problem(spec.base_model.uri, config) if model_path else None
     return [*problems, *([path] if path else [])]
+
+
+def data_parallel_problems(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> list[str]:
+    """A training step runs one process per GPU on every node, each taking a share of the
+    batch: a batch smaller than that leaves GPUs requested but idle (and a process with
+    no examples), so it is refused rather than run on fewer processes than GPUs."""
+    training = spec.training
+    nodes, gpus = training.resources.nodes, trainer_gpus(spec, config)
+    world = nodes * max(gpus, 1)
+    if training.batch_size >= world:
+        return []
+    source = (
+        "spec.training.resources.gpusPerNode"
+        if training.resources.gpus_per_node is not None
+        else "the chart's trainer.gpus"
+    )
+    return [
+        f"spec.training.batchSize: {training.batch_size} is smaller than the {world} "
+        f"data-parallel processes of a training step (spec.training.resources.nodes {nodes} "
+        f"x {gpus} GPUs per node from {source}); use a batchSize of at least {world} (a "
+        "multiple of it gives every process the same share) or fewer GPUs"
+    ]
 
 
 def model_path_problem(uri: str, config: OperatorConfig) -> str | None:
@@ -543,9 +566,9 @@ def step_service(body: dict[str, Any], spec: MultiTaskDeploymentSpec, step: Step
 
 def trainer_processes(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> int:
     """Data-parallel processes per training pod: one per GPU (each takes a share of the
-    step's batch, so the result is one process's), never more than a node's examples."""
-    nodes = spec.training.resources.nodes
-    return max(1, min(trainer_gpus(spec, config), spec.training.batch_size // nodes))
+    step's batch; `data_parallel_problems` refuses a batch too small for them all), one
+    on a CPU-only pod."""
+    return max(1, trainer_gpus(spec, config))
 
 
 def rendered_step_objects(

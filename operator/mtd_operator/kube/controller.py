@@ -160,7 +160,7 @@ def _job_state(
     conditions = {c.type: c for c in (status.conditions or []) if c.status == "True"}
     attempts = job_attempts(job)
     if "Complete" in conditions:
-        raw = read_result(results.get(builders.result_name(job.metadata.name)))
+        raw = read_result(builders.result_name(job.metadata.name), results)
         if raw is None:
             return None  # finished but its result is gone: run it again (the trainer resumes)
         try:
@@ -254,7 +254,7 @@ class Controller:
             for j in self.api.batch.list_namespaced_job(namespace, label_selector=selector).items
         }
         cms = {
-            cm.metadata.name: {"data": cm.data or {}}
+            cm.metadata.name: {"data": cm.data or {}, "binaryData": cm.binary_data or {}}
             for cm in self.api.core.list_namespaced_config_map(
                 namespace, label_selector=selector
             ).items
@@ -442,7 +442,7 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         job, cm = builders.profile_objects(body, spec, self.config)
         job_name = job["metadata"]["name"]
-        raw = read_result(children.cms.get(builders.result_name(job_name)))
+        raw = read_result(builders.result_name(job_name), children.cms)
         if raw is not None:
             try:
                 result = ProfileResult.model_validate(raw)
@@ -680,7 +680,7 @@ class Controller:
             # stale spec or stale status must not overwrite a newer one (last writer wins).
             patch = {
                 "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                "status": new,
+                "status": status_merge_patch(old_status, new),
             }
             try:
                 self.api.custom.patch_namespaced_custom_object_status(
@@ -742,6 +742,28 @@ def _serving_settled(spec: MultiTaskDeploymentSpec, decision: Decision) -> bool:
         return True
     serving = next((c for c in decision.status.conditions if c.type == "Serving"), None)
     return serving is not None and serving.status == "True"
+
+
+STATUS_FIELDS = frozenset(
+    field.alias or name for name, field in MultiTaskDeploymentStatus.model_fields.items()
+)
+
+
+def status_merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) turning our part of `old` into `new`: a merge patch
+    keeps keys it does not name, so each one `new` dropped (a `serving` no longer served,
+    a `cost`, a `planHash`) is sent as null. Keys of ours only: others' stay."""
+    return _nulls_for_dropped(old, new, STATUS_FIELDS)
+
+
+def _nulls_for_dropped(old: Any, new: Any, keys: frozenset[str] | None = None) -> Any:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new  # lists and scalars are replaced whole
+    patch: dict[str, Any] = {k: _nulls_for_dropped(old.get(k), v) for k, v in new.items()}
+    for key in old:
+        if key not in new and (keys is None or key in keys):
+            patch[key] = None
+    return patch
 
 
 def _strip_times(status: dict[str, Any]) -> str:

@@ -34,6 +34,8 @@ from .names import label_value
 log = logging.getLogger("mtd_operator")
 
 RESYNC_SECONDS = 60.0
+# Children whose changes wake their owner's daemon: (group, version, plural).
+CHILD_RESOURCES = (("batch", "v1", "jobs"), ("", "v1", "configmaps"), ("apps", "v1", "deployments"))
 ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -41,9 +43,15 @@ ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
     config = load_config()
     memo.config = config
-    # Keep kopf's own bookkeeping in annotations: our status is ours alone.
+    # Keep kopf's own bookkeeping in annotations: our status is ours alone. No handler
+    # here detects changes (on.create/update/resume), so kopf stores no diff base: a copy
+    # of the spec in an annotation would cap a spec at the API server's 256 KiB for all
+    # annotations together (objectmeta.go TotalAnnotationSizeLimitB).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    # Watch only our children, filtered by the API server rather than in the operator.
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = LABEL_DEPLOYMENT
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
@@ -129,9 +137,14 @@ async def run_pipeline(
         await wait_for_wake(wake, stopped, wait)
 
 
-@kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
-async def spec_changed(memo: kopf.Memo, **_: object) -> None:
-    wake_event(memo).set()
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def resource_changed(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    """Wake the daemon when the spec changes (a new metadata.generation; status writes
+    keep it). An event handler, not on.update: kopf keeps no diff base for it."""
+    generation = body.get("metadata", {}).get("generation")
+    if memo.get("seen_generation") != generation:
+        memo["seen_generation"] = generation
+        wake_event(memo).set()
 
 
 async def _wake_owner(
@@ -142,7 +155,5 @@ async def _wake_owner(
         wake_event(memo).set()
 
 
-_CHILD = {"labels": {LABEL_DEPLOYMENT: kopf.PRESENT}}
-kopf.on.event("batch", "v1", "jobs", **_CHILD)(_wake_owner)
-kopf.on.event("", "v1", "configmaps", **_CHILD)(_wake_owner)
-kopf.on.event("apps", "v1", "deployments", **_CHILD)(_wake_owner)
+for _resource in CHILD_RESOURCES:
+    kopf.on.event(*_resource, labels={LABEL_DEPLOYMENT: kopf.PRESENT})(_wake_owner)

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..labels import RESULT_KEY
+from ..result_parts import decode
 
 
-def read_result(config_map: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not config_map:
-        return None
-    raw = (config_map.get("data") or {}).get(RESULT_KEY)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+def read_result(name: str, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The result published as ConfigMap `name` (and its parts), or None while it is
+    missing, incomplete or unreadable."""
+    return decode(name, config_maps)

@@ -24,8 +24,19 @@ from mtd_contract.results import ProfileResult, ResultError, parse_result, resul
 
 from ..core.problems import InvalidSpec
 from ..core.profile import profile_compositions, profile_spec
+from ..result_parts import ResultTooLarge
 from ..specfile import load_resource
 from .publish import write_result
+
+
+def _publish(result_name: str, payload: dict) -> int:
+    """Publish, or fail for good (exit 2: a retry would build the same result) when it
+    is too large for the ConfigMaps the operator reads."""
+    try:
+        write_result(result_name, payload)
+    except ResultTooLarge as exc:
+        return _fail(EXIT_INVALID, f"{result_name}: {exc}")
+    return EXIT_OK
 
 
 def _fail(code: int, message: str) -> int:
@@ -67,7 +78,7 @@ def run_step(
     except (OSError, ValueError, ResultError) as exc:
         return _fail(EXIT_FAILED, f"{path}: the trainer's result is unusable: {exc}")
     if rendezvous is None or rendezvous.rank == 0:  # rank 0's main process wrote the output
-        write_result(result_name, result.model_dump(mode="json"))
+        return _publish(result_name, result.model_dump(mode="json"))
     return EXIT_OK
 
 
@@ -85,6 +96,7 @@ def run_profile(spec_path: Path, data_dir: Path, result_name: str) -> int:
         profiles={name: profile.to_json() for name, profile in profiles.items()},
         compositions={name: p.to_json() for name, p in compositions.items()},
     )
-    write_result(result_name, result.model_dump(mode="json"))
-    print(f"profiled {len(profiles)} tasks")
-    return EXIT_OK
+    code = _publish(result_name, result.model_dump(mode="json"))
+    if code == EXIT_OK:
+        print(f"profiled {len(profiles)} tasks")
+    return code

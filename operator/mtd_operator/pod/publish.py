@@ -3,7 +3,8 @@
 A Job's pod cannot reach the operator, and the operator does not mount the workspace
 volume, so each step's small machine-readable result (a data profile, a trainer's
 result.json, evaluation scores) is written by the pod into a ConfigMap owned by the
-MultiTaskDeployment. ConfigMaps hold up to 1 MiB, far more than a termination message.
+MultiTaskDeployment. ConfigMaps hold up to 1 MiB, far more than a termination message;
+a larger result is gzipped and split over several (`mtd_operator.result_parts`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from ..labels import (
     NAMESPACE_ENV,
     OWNER_ENV,
     RESULT_COMPONENT,
-    RESULT_KEY,
 )
+from ..result_parts import encode
 
 
 def _api():
@@ -35,7 +36,9 @@ def _api():
 
 
 def write_result(name: str, payload: dict[str, Any]) -> None:
-    """Create or replace ConfigMap `name` in this pod's namespace with the payload."""
+    """Create or replace ConfigMap `name` (and, for a large result, its parts) in this
+    pod's namespace with the payload. Raises `ResultTooLarge` before writing anything
+    when no number of ConfigMaps the operator reads would hold it."""
     from kubernetes.client.exceptions import ApiException
 
     namespace = os.environ.get(NAMESPACE_ENV, "default")
@@ -43,20 +46,24 @@ def write_result(name: str, payload: dict[str, Any]) -> None:
     if os.environ.get(DEPLOYMENT_ENV):
         labels[LABEL_DEPLOYMENT] = os.environ[DEPLOYMENT_ENV]
     owner = json.loads(os.environ[OWNER_ENV]) if os.environ.get(OWNER_ENV) else None
-    body = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            **({"ownerReferences": [owner]} if owner else {}),
-        },
-        "data": {RESULT_KEY: json.dumps(payload, separators=(",", ":"), sort_keys=True)},
-    }
+    parts = encode(name, payload)
     api = _api()
-    try:
-        api.create_namespaced_config_map(namespace, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        api.replace_namespaced_config_map(name, namespace, body)
+    for part in parts:  # the head last: once the operator sees it, every part is there
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": part.name,
+                "labels": labels,
+                **({"ownerReferences": [owner]} if owner else {}),
+            },
+            "data": part.data,
+        }
+        if part.binary_data:
+            body["binaryData"] = part.binary_data
+        try:
+            api.create_namespaced_config_map(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            api.replace_namespaced_config_map(part.name, namespace, body)
