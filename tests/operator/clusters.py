@@ -68,6 +68,17 @@ class EmulatedCluster:
             found.setdefault(plural, set()).add(request.params.get("labelSelector", ""))
         return found
 
+    def patch_types(self) -> set[str]:
+        """The content types of every PATCH the operator (or kopf) sent."""
+        found = set()
+        for request in list(self.emulator.requests):
+            agent = request.headers.get("User-Agent", "")
+            if str(request.method).upper().endswith("PATCH") and (
+                agent.startswith("kopf/") or agent.startswith("multitask-operator/")
+            ):
+                found.add(request.headers.get("Content-Type", "").split(";")[0])
+        return found
+
     def local(self, container_path: str) -> Path:
         return Path(container_path)  # the mount path is the local folder itself
 

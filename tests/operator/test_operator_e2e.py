@@ -152,6 +152,11 @@ def test_apply_train_serve_add_task_delete(cluster, kubectl, start_operator):
     selectors = cluster.watch_selectors()
     for plural in ("jobs", "configmaps", "deployments"):
         assert selectors[plural] == {LABEL_DEPLOYMENT}, selectors
+    # No strategic merge patch (it merges lists by key, keeping what a rendering dropped).
+    assert cluster.patch_types() <= {
+        "application/merge-patch+json",
+        "application/json-patch+json",
+    }, cluster.patch_types()
     granted = {
         (need.api_group, need.resource, verb)
         for need in OPERATOR_NEEDS

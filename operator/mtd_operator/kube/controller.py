@@ -101,6 +101,13 @@ class PassResult:
     retry_after: float | None = None  # seconds until the next pass should look again
 
 
+# Every patch we send is a JSON merge patch (RFC 7386), said explicitly: for a dict body
+# the client picks a strategic merge patch on built-in kinds, which merges lists by key
+# (containers, env, volumes) and so keeps what a new rendering dropped. Whole objects
+# whose lists change (Deployments) are replaced instead (`_ensure_deployment`).
+MERGE_PATCH: dict[str, str] = {"_content_type": "application/merge-patch+json"}
+
+
 def _create(kind: str, fn, namespace: str, body: dict[str, Any]) -> bool:
     """Create; an object that already exists (409) is what we wanted."""
     try:
@@ -493,7 +500,7 @@ class Controller:
                 created.append(f"ConfigMap/{cm['metadata']['name']}")
             else:  # a replaced Job's (placement changed): the new Job reads today's config
                 self.api.core.patch_namespaced_config_map(
-                    cm["metadata"]["name"], namespace, {"data": cm["data"]}
+                    cm["metadata"]["name"], namespace, {"data": cm["data"]}, **MERGE_PATCH
                 )
             if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
                 created.append(f"Job/{job['metadata']['name']}")
@@ -539,7 +546,7 @@ class Controller:
             created.append(f"Secret/{name}")
         else:
             self.api.core.patch_namespaced_secret(
-                name, namespace, {"stringData": secret["stringData"]}
+                name, namespace, {"stringData": secret["stringData"]}, **MERGE_PATCH
             )
 
     def _apply_vllm_adapters(
@@ -571,6 +578,7 @@ class Controller:
                 namespace,
                 {"metadata": {"annotations": desired["metadata"]["annotations"]},
                  "data": desired["data"]},
+                **MERGE_PATCH,
             )  # fmt: skip
 
     def _runtime_load(
@@ -690,6 +698,7 @@ class Controller:
                     PLURAL,
                     body["metadata"]["name"],
                     patch,
+                    **MERGE_PATCH,
                 )
             except ApiException as exc:
                 if exc.status == 409:
