@@ -62,14 +62,14 @@ def controller() -> Any:
 )
 def test_a_live_switch_serves_exactly_the_new_template(controller, before, after):
     ctl, emulator = controller
-    ctl._ensure_deployment(NS, rendered(**before), [])
+    assert ctl.ensure.apply(rendered(**before)) == "created"
     desired = rendered(**after)
-    ctl._ensure_deployment(NS, desired, [])
+    assert ctl.ensure.apply(desired) == "updated"
     live = emulator.get("apps/v1/deployments", "support-serving", NS)
     assert live["spec"]["template"] == desired["spec"]["template"]
     assert live["metadata"]["annotations"] == desired["metadata"]["annotations"]
     version = live["metadata"]["resourceVersion"]
-    ctl._ensure_deployment(NS, desired, [])  # level-based: nothing left to change
+    assert ctl.ensure.apply(desired) == "unchanged"  # level-based: nothing left to change
     assert (
         emulator.get("apps/v1/deployments", "support-serving", NS)["metadata"]["resourceVersion"]
         == version

@@ -926,6 +926,49 @@ def adapters_config_map(
     return cm
 
 
+def engine_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    desired: DesiredServing,
+    locations: Locations,
+    engine_key: str | None = None,
+) -> list[dict[str, Any]]:
+    """The engine side of serving, in the order the controller applies them: the engine's
+    API key (when `keyed`), vLLM's adapter file, the engine Deployment, its Service and
+    NetworkPolicy."""
+    objects = []
+    if keyed(spec, config):
+        assert engine_key is not None, "a keyed engine needs its key"
+        objects.append(engine_key_secret(body, engine_key))
+    if engine_of(spec).adapter_update(spec) == "RuntimeLoad":
+        objects.append(adapters_config_map(body, spec, desired, locations))
+    return [
+        *objects,
+        serving_deployment(body, spec, config, desired, locations),
+        serving_service(body),
+        serving_network_policy(body, config),
+    ]
+
+
+def gateway_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    desired: DesiredServing,
+    catalogue: Catalogue,
+    locations: Locations,
+) -> list[dict[str, Any]]:
+    """The gateway side, applied once the engine's adapters are known: the catalogue
+    (under the engine's adapter names), the gateway Deployment and its Service."""
+    named = catalogue.renamed(engine_adapter_names(spec, desired, locations))
+    return [
+        catalogue_config_map(body, named),
+        gateway_deployment(body, spec, config),
+        gateway_service(body),
+    ]
+
+
 def serving_objects(
     body: dict[str, Any],
     spec: MultiTaskDeploymentSpec,
@@ -936,22 +979,8 @@ def serving_objects(
     engine_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every serving-side object of a resource once its adapter set is decided, in the
-    order the controller applies them (what `mtd manifests` prints): the engine's API key
-    (when `keyed`), vLLM's adapter file, the engine Deployment, Service and NetworkPolicy,
-    the catalogue, the gateway Deployment and Service."""
-    objects = []
-    if keyed(spec, config):
-        assert engine_key is not None, "a keyed engine needs its key"
-        objects.append(engine_key_secret(body, engine_key))
-    if engine_of(spec).adapter_update(spec) == "RuntimeLoad":
-        objects.append(adapters_config_map(body, spec, desired, locations))
-    named = catalogue.renamed(engine_adapter_names(spec, desired, locations))
+    order the controller applies them (what `mtd manifests` prints)."""
     return [
-        *objects,
-        serving_deployment(body, spec, config, desired, locations),
-        serving_service(body),
-        serving_network_policy(body, config),
-        catalogue_config_map(body, named),
-        gateway_deployment(body, spec, config),
-        gateway_service(body),
+        *engine_objects(body, spec, config, desired, locations, engine_key),
+        *gateway_objects(body, spec, config, desired, catalogue, locations),
     ]

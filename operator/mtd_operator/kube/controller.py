@@ -42,6 +42,7 @@ from ..labels import (
 )
 from . import builders, runtime_lora
 from .engine_key import engine_api_key, read_master
+from .ensure import MERGE_PATCH, Ensure
 from .metrics import METRICS
 from .pod_problems import JOB_NAME_LABEL, expected_pods, job_problem
 from .results import read_result
@@ -99,25 +100,6 @@ class PassResult:
     done: bool
     transitions: list[Condition]
     retry_after: float | None = None  # seconds until the next pass should look again
-
-
-# Every patch we send is a JSON merge patch (RFC 7386), said explicitly: for a dict body
-# the client picks a strategic merge patch on built-in kinds, which merges lists by key
-# (containers, env, volumes) and so keeps what a new rendering dropped. Whole objects
-# whose lists change (Deployments) are replaced instead (`_ensure_deployment`).
-MERGE_PATCH: dict[str, str] = {"_content_type": "application/merge-patch+json"}
-
-
-def _create(kind: str, fn, namespace: str, body: dict[str, Any]) -> bool:
-    """Create; an object that already exists (409) is what we wanted."""
-    try:
-        fn(namespace, body)
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
-    METRICS.children_created.labels(kind=kind).inc()
-    return True
 
 
 def _job_verb(job: Any) -> str | None:
@@ -233,6 +215,7 @@ class Controller:
     def __init__(self, config: OperatorConfig, clients: Clients | None = None):
         self.config = config
         self.api = clients or Clients.default()
+        self.ensure = Ensure(self.api)
         self.engine_master = read_master(config)  # a bad key file stops the start-up
 
     def engine_key(self, body: dict[str, Any]) -> str | None:
@@ -391,13 +374,11 @@ class Controller:
             )
 
         decision = decide(serving_obs)
-        self._start_steps(body, spec, the_plan, decision, created)
+        self._start_steps(body, spec, the_plan, decision, children.cms, created)
         retry_after = None
         if decision.serving is not None:
+            self._apply_engine(body, spec, decision, locations, children.cms, created)
             runtime_load = engine_of(spec).adapter_update(spec) == "RuntimeLoad"
-            if runtime_load:
-                self._apply_vllm_adapters(body, spec, decision, locations, children.cms, created)
-            self._apply_serving(body, spec, decision, locations, created)
             runtime_load = runtime_load and spec.serving.replicas > 0
             if runtime_load and serving_obs is not None:
                 serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
@@ -476,34 +457,39 @@ class Controller:
             ):
                 self._delete_job(namespace, job_name)  # done but its result is gone: profile again
         else:
-            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
-                created.append(f"ConfigMap/{cm['metadata']['name']}")
-            if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
-                created.append(f"Job/{job_name}")
+            self._apply([cm, job], created, children.cms)
         return Blocked.profiling()
 
     # -- acting ----------------------------------------------------------------------
 
-    def _start_steps(self, body, spec, the_plan, decision: Decision, created: list[str]) -> None:
-        namespace = body["metadata"]["namespace"]
+    def _apply(
+        self,
+        objects: Sequence[dict[str, Any] | None],
+        created: list[str],
+        listed: dict[str, dict] | None = None,
+        update: bool = True,
+    ) -> None:
+        """Ensure each object, in order (kube/ensure.py); `listed` are this pass's
+        ConfigMaps, so an unchanged one costs no call."""
+        for desired in objects:
+            if desired is None:
+                continue
+            name = desired["metadata"]["name"]
+            current = (listed or {}).get(name) if desired["kind"] == "ConfigMap" else None
+            if self.ensure.apply(desired, current=current, update=update) == "created":
+                created.append(f"{desired['kind']}/{name}")
+
+    def _start_steps(
+        self, body, spec, the_plan, decision: Decision, cms: dict[str, dict], created: list[str]
+    ) -> None:
+        """Each step to start: its rank Service (multi-node steps only), its config (today's,
+        also for a Job replaced after a placement change) and its Job."""
         by_key = {s.key: s for s in decision.steps}
         for step in decision.start:
             job, cm = builders.rendered_step_objects(
                 body, spec, self.config, the_plan, by_key, step
             )
-            service = builders.step_service(body, spec, step)  # multi-node steps only
-            if service is not None and _create(
-                "Service", self.api.core.create_namespaced_service, namespace, service
-            ):
-                created.append(f"Service/{service['metadata']['name']}")
-            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, cm):
-                created.append(f"ConfigMap/{cm['metadata']['name']}")
-            else:  # a replaced Job's (placement changed): the new Job reads today's config
-                self.api.core.patch_namespaced_config_map(
-                    cm["metadata"]["name"], namespace, {"data": cm["data"]}, **MERGE_PATCH
-                )
-            if _create("Job", self.api.batch.create_namespaced_job, namespace, job):
-                created.append(f"Job/{job['metadata']['name']}")
+            self._apply([builders.step_service(body, spec, step), cm, job], created, cms)
 
     def _delete_job(self, namespace: str, name: str, propagation: str = "Background") -> None:
         try:
@@ -511,75 +497,6 @@ class Controller:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-
-    def _ensure_deployment_and_service(
-        self, namespace: str, deployment: dict, service: dict, created: list[str]
-    ) -> None:
-        """A Deployment brought to its desired template, and its Service created once."""
-        self._ensure_deployment(namespace, deployment, created)
-        if _create("Service", self.api.core.create_namespaced_service, namespace, service):
-            created.append(f"Service/{service['metadata']['name']}")
-
-    def _apply_serving(self, body, spec, decision: Decision, locations, created: list[str]) -> None:
-        namespace = body["metadata"]["namespace"]
-        assert decision.serving is not None
-        if builders.keyed(spec, self.config):
-            self._ensure_engine_key(body, created)
-        desired = builders.serving_deployment(body, spec, self.config, decision.serving, locations)
-        self._ensure_deployment_and_service(
-            namespace, desired, builders.serving_service(body), created
-        )
-        policy = builders.serving_network_policy(body, self.config)
-        assert self.api.networking is not None
-        create = self.api.networking.create_namespaced_network_policy
-        if _create("NetworkPolicy", create, namespace, policy):
-            created.append(f"NetworkPolicy/{policy['metadata']['name']}")
-
-    def _ensure_engine_key(self, body: dict[str, Any], created: list[str]) -> None:
-        """The key's Secret, created once; on a conflict patched to the derived key (the
-        operator cannot and need not read it: the same patch every time is a no-op)."""
-        key = self.engine_key(body)
-        assert key is not None
-        secret = builders.engine_key_secret(body, key)
-        name, namespace = secret["metadata"]["name"], body["metadata"]["namespace"]
-        if _create("Secret", self.api.core.create_namespaced_secret, namespace, secret):
-            created.append(f"Secret/{name}")
-        else:
-            self.api.core.patch_namespaced_secret(
-                name, namespace, {"stringData": secret["stringData"]}, **MERGE_PATCH
-            )
-
-    def _apply_vllm_adapters(
-        self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
-    ) -> None:
-        """vLLM's adapter set as a file its pods read at start (so the template is stable)."""
-        assert decision.serving is not None
-        desired = builders.adapters_config_map(body, spec, decision.serving, locations)
-        self._ensure_config_map(body["metadata"]["namespace"], desired, cms, created)
-
-    def _ensure_config_map(
-        self,
-        namespace: str,
-        desired: dict,
-        cms: dict[str, dict],
-        created: list[str],
-        may_update: bool = True,
-    ) -> None:
-        """Create the ConfigMap, or bring its data (and annotations) to `desired` when
-        `may_update`; `cms` is what this pass listed."""
-        name = desired["metadata"]["name"]
-        current = cms.get(name)
-        if current is None:
-            if _create("ConfigMap", self.api.core.create_namespaced_config_map, namespace, desired):
-                created.append(f"ConfigMap/{name}")
-        elif current["data"] != desired["data"] and may_update:
-            self.api.core.patch_namespaced_config_map(
-                name,
-                namespace,
-                {"metadata": {"annotations": desired["metadata"]["annotations"]},
-                 "data": desired["data"]},
-                **MERGE_PATCH,
-            )  # fmt: skip
 
     def _runtime_load(
         self, body, spec, decision: Decision, locations, rollout: ServingObservation
@@ -625,31 +542,15 @@ class Controller:
             endpoint=rollout.endpoint,
         )
 
-    def _ensure_deployment(self, namespace: str, desired: dict, created: list[str]) -> None:
-        """Create the Deployment, or replace it whole when a field we set differs (its
-        spec hash among them). Replace, not patch: a strategic merge patch (what the
-        client sends for a dict) merges containers, env and volumes by name, so a switch
-        of engine or method would keep the old engine's command and env. The
-        resourceVersion read makes a concurrent change a 409; the next pass retries."""
-        name = desired["metadata"]["name"]
-        try:
-            current = self.api.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            if _create(
-                "Deployment", self.api.apps.create_namespaced_deployment, namespace, desired
-            ):
-                created.append(f"Deployment/{name}")
-            return
-        current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
-        if _differs(desired, current_dict):
-            version = current_dict["metadata"]["resourceVersion"]
-            replacement = {
-                **desired,
-                "metadata": {**desired["metadata"], "resourceVersion": version},
-            }
-            self.api.apps.replace_namespaced_deployment(name, namespace, replacement)
+    def _apply_engine(
+        self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
+    ) -> None:
+        """The engine's key, vLLM's adapter file, the engine Deployment, Service and
+        NetworkPolicy (builders.engine_objects, as `mtd manifests` prints them)."""
+        assert decision.serving is not None
+        key = self.engine_key(body) if builders.keyed(spec, self.config) else None
+        objects = builders.engine_objects(body, spec, self.config, decision.serving, locations, key)
+        self._apply(objects, created, cms)
 
     def _apply_gateway(
         self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
@@ -660,21 +561,13 @@ class Controller:
         (or loaded into every vLLM pod): until then old pods still serve, and a real TGI
         answers an adapter it lacks with the base model, silently.
         """
-        namespace = body["metadata"]["namespace"]
         assert decision.serving is not None
-        catalogue = build_catalogue(spec, decision.status, decision.serving.revision).renamed(
-            builders.engine_adapter_names(spec, decision.serving, locations)
+        catalogue = build_catalogue(spec, decision.status, decision.serving.revision)
+        catalogue_cm, *gateway = builders.gateway_objects(
+            body, spec, self.config, decision.serving, catalogue, locations
         )
-        desired = builders.catalogue_config_map(body, catalogue)
-        self._ensure_config_map(
-            namespace, desired, cms, created, may_update=_serving_settled(spec, decision)
-        )
-        self._ensure_deployment_and_service(
-            namespace,
-            builders.gateway_deployment(body, spec, self.config),
-            builders.gateway_service(body),
-            created,
-        )
+        self._apply([catalogue_cm], created, cms, update=_serving_settled(spec, decision))
+        self._apply(gateway, created, cms)
         if decision.status.serving is not None:
             decision.status.serving.gateway = builders.gateway_endpoint(body)
 
@@ -781,18 +674,3 @@ def _strip_times(status: dict[str, Any]) -> str:
     for condition in copy.get("conditions", []):
         condition.pop("lastTransitionTime", None)
     return json.dumps(copy, sort_keys=True)
-
-
-def _differs(desired: Any, current: Any) -> bool:
-    """True when a field we set differs (fields the server adds are ignored)."""
-    if isinstance(desired, dict):
-        if not isinstance(current, dict):
-            return True
-        return any(_differs(v, current.get(k)) for k, v in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(current, list) or len(desired) != len(current):
-            return True
-        return any(_differs(d, c) for d, c in zip(desired, current, strict=True))
-    if isinstance(desired, str) and isinstance(current, int | float):
-        return desired != str(current)
-    return desired != current
