@@ -17,6 +17,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 ACCOUNT = "multitask-trainer"  # OperatorConfig.trainer_service_account's default
 
 
+def cluster_with_data(make_cluster, tmp_path: Path, **options):
+    """A cluster whose workspace holds the toy tasks' data and their profiles."""
+    ws = tmp_path / "c" / "workspace"
+    ws.mkdir(parents=True)
+    write_data(ws)
+    return make_cluster("c", profiles=precomputed_profiles(ws, ALL_TASKS), **options)
+
+
 def reported(cluster, type_: str, text: str):
     """The resource once condition `type_` is False/PodNotRunning mentioning `text`."""
 
@@ -36,12 +44,7 @@ def reported(cluster, type_: str, text: str):
 def test_a_missing_trainer_service_account_is_reported_until_it_exists(
     make_cluster, tmp_path: Path
 ) -> None:
-    ws = tmp_path / "c" / "workspace"
-    ws.mkdir(parents=True)
-    write_data(ws)
-    cluster = make_cluster(
-        "c", profiles=precomputed_profiles(ws, ALL_TASKS), require_service_accounts=True
-    )
+    cluster = cluster_with_data(make_cluster, tmp_path, require_service_accounts=True)
     cluster.start_operator()
     cluster.apply(resource("support", "default", ALL_TASKS))
 
@@ -66,10 +69,7 @@ def test_a_missing_trainer_service_account_is_reported_until_it_exists(
 def test_an_image_that_cannot_be_pulled_is_reported_until_it_can(
     make_cluster, tmp_path: Path
 ) -> None:
-    ws = tmp_path / "c" / "workspace"
-    ws.mkdir(parents=True)
-    write_data(ws)
-    cluster = make_cluster("c", profiles=precomputed_profiles(ws, ALL_TASKS))
+    cluster = cluster_with_data(make_cluster, tmp_path)
     cluster.runner.hold_pods(r"-train-", "ImagePullBackOff")
     cluster.start_operator()
     cluster.apply(resource("support", "default", ALL_TASKS))
@@ -98,10 +98,7 @@ def test_an_image_that_cannot_be_pulled_is_reported_until_it_can(
 def test_an_evaluation_pod_that_cannot_start_is_reported(
     make_cluster, tmp_path: Path, reason: str, message: str
 ) -> None:
-    ws = tmp_path / "c" / "workspace"
-    ws.mkdir(parents=True)
-    write_data(ws)
-    cluster = make_cluster("c", profiles=precomputed_profiles(ws, ALL_TASKS))
+    cluster = cluster_with_data(make_cluster, tmp_path)
     cluster.runner.hold_pods(r"/support-eval-", reason, message)
     cluster.start_operator()
     cluster.apply(resource("support", "default", ALL_TASKS))
