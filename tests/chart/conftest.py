@@ -8,51 +8,23 @@ the chart would prove nothing.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
+
+# Re-exported for the chart tests.
+from tests.support.kube_versions import CHART_META, KUBE_VERSIONS, oldest_kubernetes  # noqa: F401
 
 from .scenarios import RELEASE, RELEASE_NAMESPACE, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "multitask-operator"
 GET_HELM = "tools/get-helm.sh"
-CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
-
-
-def minor(version: str) -> tuple[int, int]:
-    major, minor_, *_ = version.removeprefix("v").split(".")
-    return int(major), int(minor_)
-
-
-def oldest_kubernetes() -> tuple[int, int]:
-    """The minimum of the chart's kubeVersion, which must be of the form ">=1.N.0-0"."""
-    match = re.fullmatch(r">=(\d+)\.(\d+)\.0-0", CHART_META["kubeVersion"])
-    assert match, f"kubeVersion {CHART_META['kubeVersion']!r} is not >=1.N.0-0"
-    return int(match[1]), int(match[2])
-
-
-def supported_kube_versions() -> list[str]:
-    """Every Kubernetes minor from the chart's kubeVersion to the newest that
-    kubernetes_validate has schemas for; fails if a minor in between has none."""
-    shipped = {minor(v) for v in kubernetes_validate.utils.all_versions()}
-    newest = minor(kubernetes_validate.latest_version())
-    oldest = oldest_kubernetes()
-    assert oldest[0] == newest[0] == 1 and oldest <= newest
-    wanted = [(1, n) for n in range(oldest[1], newest[1] + 1)]
-    missing = [f"1.{n}" for _, n in wanted if (1, n) not in shipped]
-    assert not missing, f"kubernetes_validate ships no schemas for {missing}"
-    return [f"1.{n}.0" for _, n in wanted]
-
-
-KUBE_VERSIONS = supported_kube_versions()
 
 
 def find_helm() -> str | None:

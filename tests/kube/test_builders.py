@@ -96,7 +96,13 @@ def test_step_job_requests_gpus_and_mounts_the_workspace():
     assert container["command"][:3] == ["mtd", "step", step.verb]
     assert job["spec"]["backoffLimit"] == CONFIG.job_backoff_limit
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert json.loads(env["MTD_OWNER_REFERENCE"])["name"] == "support"
+    published_owner = json.loads(env["MTD_OWNER_REFERENCE"])
+    assert published_owner["name"] == "support"
+    # The operator's children block their owner's foreground deletion; what trainer pods
+    # publish does not: that needs update on multitaskdeployments/finalizers under
+    # OwnerReferencesPermissionEnforcement, which the trainer's Role lacks.
+    assert job["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
+    assert published_owner["blockOwnerDeletion"] is False
 
 
 def finished_decision(spec):
@@ -130,6 +136,7 @@ def test_tgi_deployment_serves_every_adapter_with_zero_unavailability():
     )
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "shm", "emptyDir": {"medium": "Memory"}} in template["spec"]["volumes"]
+    assert template["spec"]["automountServiceAccountToken"] is False  # it calls no API
     assert container["args"][:2] == ["--model-id", "/models/models/smollm2"]
     # a context the GPU's KV cache fits (serving.maxModelLength), prompts one token less
     args = container["args"]

@@ -19,6 +19,7 @@ from mtd_operator.kube.manifests import operator_config
 from mtd_operator.labels import ANNOTATION_STEP
 from mtd_operator.specfile import load_and_profile
 from tests.support.examples import cluster_example
+from tests.support.kube_versions import KUBE_VERSIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [
@@ -138,8 +139,9 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(
         c.name for c in resource.spec.compositions
     }
 
-    for obj in objects:
-        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    for version in KUBE_VERSIONS:  # the chart's oldest minor to the newest schemas
+        for obj in objects:
+            kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_set_keys_and_values_are_checked() -> None:
