@@ -363,11 +363,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         try:
             download_model(args.download_model, Path(args.model_dir))
         except DownloadError as exc:
-            from mtd_contract.exits import termination_log
+            from mtd_contract.exits import write_termination
 
-            log = termination_log()  # what the operator reports as the Job's failure
-            if log is not None:
-                log.write_text(str(exc), encoding="utf-8")
+            write_termination(str(exc))  # what the operator reports as the Job's failure
             print(exc, file=sys.stderr)
             return 2
         print(f"{args.download_model} is in {args.model_dir}")

@@ -118,3 +118,29 @@ def test_a_repository_without_a_model_config_is_refused(tmp_path, monkeypatch):
     )
     with pytest.raises(DownloadError, match=r"has no config\.json"):
         download_model("hf://org/data", tmp_path / "d")
+
+
+def test_mtd_profile_reports_a_failed_download_in_its_termination_message(
+    tmp_path, monkeypatch, capsys
+):
+    """`mtd profile --download-model` as the profiling Job runs it: a refused download
+    exits 2 (not retried) with the reason where the operator reads it."""
+    from mtd_operator.cli import main
+
+    def gated(repo_id, local_dir, token, allow_patterns=None):
+        error = GatedRepoError.__new__(GatedRepoError)
+        Exception.__init__(error, "401: access to this model is restricted")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("TERMINATION_MESSAGE_PATH", str(log))
+    code = main([
+        "profile", "--spec", str(tmp_path / "spec.yaml"), "--data-dir", str(tmp_path),
+        "--result-configmap", "r", "--download-model", "hf://org/m",
+        "--model-dir", str(tmp_path / "models" / "m"),
+    ])  # fmt: skip
+    assert code == 2
+    assert "spec.baseModel.tokenSecret: org/m is gated" in log.read_text()
+    assert "org/m is gated" in capsys.readouterr().err
