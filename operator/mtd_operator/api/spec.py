@@ -112,6 +112,20 @@ class SecretKeyRef(ApiModel):
     key: str = Field(default="token", min_length=1, description="The key holding the value.")
 
 
+# huggingface_hub.utils.validate_repo_id's rules for a repository id (the operator image
+# has no huggingface_hub; tests/core/test_hub_ids.py compares the two).
+_HUB_REPO_ID = re.compile(r"(\b[\w\-.]{1,96}\b/)?\b[\w\-.]{1,96}\b", re.ASCII)
+
+
+def _is_hub_repo_id(repo: str) -> bool:
+    return (
+        bool(_HUB_REPO_ID.fullmatch(repo))
+        and ".." not in repo
+        and "--" not in repo
+        and not repo.endswith(".git")
+    )
+
+
 class BaseModelRef(ApiModel):
     """Where the frozen base LLM comes from."""
 
@@ -151,6 +165,14 @@ class BaseModelRef(ApiModel):
             raise ValueError(f"{uri!r} must name a claim and a path: pvc://CLAIM/PATH")
         if uri.startswith("hf://") and not uri.removeprefix("hf://").strip("/"):
             raise ValueError(f"{uri!r} must name a repository: hf://ORG/NAME")
+        if uri.startswith("hf://") and not _is_hub_repo_id(uri.removeprefix("hf://").rstrip("/")):
+            # It becomes a path on the workspace volume (models/hf/ORG/NAME): an id with
+            # '..' would leave it.
+            raise ValueError(
+                f"{uri!r}: hf:// takes a Hub repository id, NAME or ORG/NAME (letters, "
+                "digits, '-', '_' and '.', each part starting and ending with a letter, digit "
+                "or '_', no '..' or '--', not ending in .git, at most 96 characters each)"
+            )
         return uri
 
 
