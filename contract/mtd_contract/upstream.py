@@ -25,6 +25,7 @@ calls in its thread pool) share every line.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +41,16 @@ TGI_BASE_MODEL = "tgi"
 #: Characters that mean something in a regex; labels escape only these, since the
 #: engines behind TGI's grammars (outlines, Rust `regex`) disagree on other escapes.
 REGEX_META = frozenset("\\.^$|?*+()[]{}")
+
+
+def redacted(url: str) -> str:
+    """`url` without the credentials it may carry (`user:password@`): what error messages
+    and logs show, since the gateway passes upstream errors on to its clients."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 class UpstreamError(Exception):
@@ -92,12 +103,12 @@ def detect_engine(http: httpx.Client) -> tuple[Engine, str | None]:
             return "tgi", None
         models = http.get("/v1/models")
     except (httpx.HTTPError, ValueError) as exc:
-        raise UpstreamError(None, f"cannot reach {http.base_url}: {exc}") from None
+        raise UpstreamError(None, f"cannot reach {redacted(str(http.base_url))}: {exc}") from None
     if models.status_code == 200:
         return "vllm", vllm_base_model(models.json())
     raise UpstreamError(
         models.status_code,
-        f"{http.base_url} answers neither /info (TGI) nor /v1/models (vLLM)",
+        f"{redacted(str(http.base_url))} answers neither /info (TGI) nor /v1/models (vLLM)",
     )
 
 
@@ -124,6 +135,7 @@ class Upstream:
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
         self.url = url.rstrip("/")
+        self.shown_url = redacted(self.url)  # for messages: no credentials in answers
         # The engine's API key (vLLM's --api-key guards every /v1 route), as a bearer token.
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
@@ -148,7 +160,9 @@ class Upstream:
             return adapter
         if self.engine == "vllm":
             if not self.base_model:
-                raise UpstreamError(None, f"{self.url}: vLLM lists no base model in /v1/models")
+                raise UpstreamError(
+                    None, f"{self.shown_url}: vLLM lists no base model in /v1/models"
+                )
             return self.base_model
         return TGI_BASE_MODEL
 
@@ -162,7 +176,7 @@ class Upstream:
         try:
             response = self.http.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise UpstreamError(None, f"cannot reach {self.url}{path}: {exc}") from None
+            raise UpstreamError(None, f"cannot reach {self.shown_url}{path}: {exc}") from None
         if response.status_code >= 400:
             raise UpstreamError(response.status_code, error_message(response))
         try:
@@ -181,7 +195,7 @@ class Upstream:
         }
         out = self.post("/v1/chat/completions", body)
         if not isinstance(out, dict) or not out.get("choices"):
-            raise UpstreamError(None, f"{self.url}: a chat completion without choices")
+            raise UpstreamError(None, f"{self.shown_url}: a chat completion without choices")
         return out
 
     def classify(self, adapter: str | None, chat: list[dict], labels: Sequence[str]) -> Answer:

@@ -4,7 +4,8 @@ The file is untrusted input: before anything is built from it, its size is cappe
 its event stream is scanned for nesting depth and for the number of nodes aliases would
 expand to. libyaml's composer recurses once per level (30,000 nested `[` crash the
 process) and an alias "billion laughs" is small on disk but huge once validated; the
-scan rejects both in time linear in the file, without building a node.
+scan rejects both in time linear in the file, without building a node, and refuses a
+mapping that repeats a key (PyYAML would keep the last value without a word).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _scan_events(text: str, where: str) -> None:
     """Raise InvalidSpec if the YAML nests too deep or its aliases expand too far."""
     depth = 0
     nodes = 0
-    # One frame per open collection: [nodes when it opened, its anchor, its height].
+    # One frame per open collection: [nodes when it opened, its anchor, its height, the
+    # keys seen (a mapping's; None for a sequence), whether the next node is a key].
     frames: list[list] = []
     anchored: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
 
@@ -53,7 +55,21 @@ def _scan_events(text: str, where: str) -> None:
         if frames:
             frames[-1][2] = max(frames[-1][2], height + 1)
 
+    def node(event: yaml.Event) -> None:
+        """A node inside the open collection: a mapping's keys must be unique (YAML 1.2
+        requires it; PyYAML keeps the last value silently, kubectl refuses the file)."""
+        if not frames or frames[-1][3] is None:
+            return
+        frame = frames[-1]
+        if frame[4] and isinstance(event, yaml.ScalarEvent) and event.value != "<<":
+            if event.value in frame[3]:
+                fail(event, f"duplicate key {event.value!r} (only one would be kept)")
+            frame[3].add(event.value)
+        frame[4] = not frame[4]
+
     for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.ScalarEvent | yaml.AliasEvent | yaml.CollectionStartEvent):
+            node(event)
         if isinstance(event, yaml.ScalarEvent):
             grow(event, 1, 0)
             if event.anchor:
@@ -65,9 +81,10 @@ def _scan_events(text: str, where: str) -> None:
         elif isinstance(event, yaml.CollectionStartEvent):
             grow(event, 1, 0)
             depth += 1
-            frames.append([nodes, event.anchor, 0])
+            keys = set() if isinstance(event, yaml.MappingStartEvent) else None
+            frames.append([nodes, event.anchor, 0, keys, True])
         elif isinstance(event, yaml.CollectionEndEvent):
-            opened, anchor, height = frames.pop()
+            opened, anchor, height, _, _ = frames.pop()
             depth -= 1
             if anchor:
                 anchored[anchor] = (nodes - opened + 1, height)

@@ -84,6 +84,25 @@ def test_aliases_of_reasonable_size_still_work(write_spec, tmp_path, capsys):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
 
 
+def test_a_repeated_key_is_rejected_at_its_line(write_spec, capsys):
+    path = write_spec(resource([task("a"), task("b")]))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "instruction: Do b.")
+    lines.insert(at + 1, lines[at].replace("Do b.", "Do something else."))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:{at + 2}:" in err and "duplicate key 'instruction'" in err, err
+
+
+def test_the_same_key_in_different_mappings_and_merge_keys_are_fine(tmp_path, capsys):
+    path = tmp_path / "ok.yaml"
+    path.write_text("a: {x: 1, y: 2}\nb: {x: 1}\nc: &c {z: 1}\nd: {<<: *c, x: 2}\n")
+    from mtd_operator.specfile import _scan_events
+
+    _scan_events(path.read_text(), str(path))  # raises InvalidSpec on a duplicate
+
+
 def test_dev_zero_as_the_spec_is_rejected():
     assert_rejected(validate_in_subprocess("/dev/zero"), "/dev/zero: not a regular file")
 

@@ -210,7 +210,7 @@ class Gateway:
                 response = _error(GatewayError(status, f"upstream: {exc.message}", "upstream"))
             except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
                 # An engine answer of an unexpected shape: the engine's fault, said so.
-                log.exception("%s: unexpected answer from %s", name, self.upstream.url)
+                log.exception("%s: unexpected answer from %s", name, self.upstream.shown_url)
                 message = f"upstream: an answer of unexpected shape ({type(exc).__name__}: {exc})"
                 response = _error(GatewayError(502, message, "upstream"))
             self.metrics.requests.labels(label, name).inc()
