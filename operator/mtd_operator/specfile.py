@@ -149,6 +149,10 @@ def load_resource(path: Path) -> MultiTaskDeployment:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         reason = getattr(exc, "problem", None) or str(exc)
         raise InvalidSpec([Problem("", f"{where}: malformed YAML: {reason}")]) from None
+    except ValueError as exc:
+        # A scalar the loader cannot convert, e.g. an integer of more than 4,300 digits
+        # (Python's int-from-string limit): no spec value is anywhere near.
+        raise InvalidSpec([Problem("", f"{path}: a value cannot be read: {exc}")]) from None
     if len(documents) != 1:
         raise InvalidSpec(
             [Problem("", f"{path}: expected exactly one YAML document, found {len(documents)}")]

@@ -103,6 +103,13 @@ def test_the_same_key_in_different_mappings_and_merge_keys_are_fine(tmp_path, ca
     _scan_events(path.read_text(), str(path))  # raises InvalidSpec on a duplicate
 
 
+def test_an_integer_of_5000_digits_is_a_spec_error(write_spec, capsys):
+    path = write_spec(resource([task("a"), task("b")]))
+    path.write_text(path.read_text(encoding="utf-8") + "extra: " + "9" * 5000 + "\n")
+    assert main(["validate", str(path)]) == 2
+    assert "a value cannot be read: Exceeds the limit" in capsys.readouterr().err
+
+
 def test_dev_zero_as_the_spec_is_rejected():
     assert_rejected(validate_in_subprocess("/dev/zero"), "/dev/zero: not a regular file")
 

@@ -18,8 +18,14 @@ TAXONOMY_ORDER = ("generation", "binary", "ordinal", "multiclass")
 TASK_TYPE_ORDER = ("generation", "classification")
 SOLO_PREFIX = "solo-"  # a task in filtering.isolate trains alone, in group solo-NAME
 BASELINE_PREFIX = "single-"  # a task's single-task baseline adapter
-# Serving adapter ids the planner and reconcile give out; a composition may not take one.
-RESERVED_ADAPTER_NAMES = tuple(dict.fromkeys((ALL_GROUP, *TASK_TYPE_ORDER, *TAXONOMY_ORDER)))
+# TGI serves its base model under the model id "tgi" (mtd_contract.upstream.TGI_BASE_MODEL):
+# an adapter of that name would be answered by the base model, silently.
+ENGINE_MODEL_IDS = ("tgi",)
+# Serving adapter ids the planner and reconcile give out, and the engines' own; a
+# composition may not take one.
+RESERVED_ADAPTER_NAMES = tuple(
+    dict.fromkeys((ALL_GROUP, *TASK_TYPE_ORDER, *TAXONOMY_ORDER, *ENGINE_MODEL_IDS))
+)
 RESERVED_ADAPTER_PREFIXES = (SOLO_PREFIX, BASELINE_PREFIX)
 
 

@@ -577,8 +577,8 @@ class CompositionSpec(ApiModel):
             raise ValueError("density is only used by merge: ties")
         if self.name in RESERVED_ADAPTER_NAMES or self.name.startswith(RESERVED_ADAPTER_PREFIXES):
             raise ValueError(
-                f"name {self.name!r} is reserved for group and baseline adapters; not allowed: "
-                f"{', '.join(RESERVED_ADAPTER_NAMES)} or names starting with "
+                f"name {self.name!r} is reserved for group, baseline or engine models; not "
+                f"allowed: {', '.join(RESERVED_ADAPTER_NAMES)} or names starting with "
                 f"{' or '.join(RESERVED_ADAPTER_PREFIXES)}"
             )
         _check_outputs(self.type, self.labels, False, self.metric)
