@@ -399,16 +399,24 @@ class Run:
             )
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop metric lines a killed run wrote after its last checkpoint."""
+        """Drop metric lines a killed run wrote after its last checkpoint, and a line it
+        was killed while writing (cut short, so not JSON): the rows stay monotonic."""
         path = self.output / "metrics.jsonl"
         if not path.exists():
             return
-        kept = [
-            line
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]
+        text = path.read_text(encoding="utf-8", errors="replace")
+        kept = [line for line in text.splitlines() if _metric_step(line, step)]
         write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _metric_step(line: str, last: int) -> bool:
+    """A whole metrics row at or before step `last`."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    step = row.get("step") if isinstance(row, dict) else None
+    return isinstance(step, int) and step <= last
 
 
 def train(config: TrainConfig, stop_after_steps: int | None = None) -> dict[str, Any] | None:
