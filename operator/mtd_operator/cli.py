@@ -201,6 +201,7 @@ def _local_engine(args: argparse.Namespace, root: Path):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .local.lock import WorkspaceBusy
     from .local.runner import LocalRun, raise_interrupted
     from .local.serve import start_serving, stop_on_signals
 
@@ -210,7 +211,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run = LocalRun(Path(args.file), Path(args.workspace), engine=engine)
     with engine, stop_on_signals():
         print(f"workspace: {run.root}\n{plan_table(run.plan)}")
-        decision = run.run_pipeline()
+        try:
+            decision = run.run_pipeline()
+        except WorkspaceBusy as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
         if decision.failed:
             print("pipeline failed: see the Trained/Evaluated conditions above", file=sys.stderr)
             return 1

@@ -43,6 +43,7 @@ from ..engines.vllm import VLLM
 from ..specfile import load_resource, profile_resource
 from .artifacts import damaged_artifact
 from .engine import LocalEngine, is_full_model, stop_group
+from .lock import pipeline_lock
 from .progress import Progress, step_work
 from .report import print_status_changes, task_table
 
@@ -395,19 +396,22 @@ class LocalRun:
         return catalogue.renamed(self._served_names(decision))
 
     def run_pipeline(self) -> Decision:
-        """Run steps until nothing more can start; returns the last decision."""
-        while True:
-            decision = self.decide()
-            if not decision.start:
-                break
-            # Training first: evaluations then run back to back on one engine, and no
-            # training step shares the CPU with it.
-            step = min(decision.start, key=lambda s: s.verb == "evaluate")
-            self.run_step(step, decision)
-        if decision.serving is not None:
-            write_json_atomic(self.root / "serving.json", self.serving_manifest(decision))
-            write_text_atomic(self.root / "catalogue.json", self.catalogue(decision).to_json())
-        return decision
+        """Run steps until nothing more can start; returns the last decision. Raises
+        WorkspaceBusy while another process runs this workspace's pipeline."""
+        with pipeline_lock(self.root):
+            while True:
+                decision = self.decide()
+                if not decision.start:
+                    break
+                # Training first: evaluations then run back to back on one engine, and no
+                # training step shares the CPU with it.
+                step = min(decision.start, key=lambda s: s.verb == "evaluate")
+                self.run_step(step, decision)
+            if decision.serving is not None:
+                write_json_atomic(self.root / "serving.json", self.serving_manifest(decision))
+                catalogue = self.catalogue(decision).to_json()
+                write_text_atomic(self.root / "catalogue.json", catalogue)
+            return decision
 
     def mark_serving(self, revision: str, endpoint: str) -> Decision:
         self.serving = ServingObservation(
