@@ -242,8 +242,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 0
         _server, url = start_serving(manifest, engine, args.host, args.port)
         run.mark_serving(decision.serving.revision, url)
-        _ask_every_task(url, run)
-        return _serve_forever(engine, url)
+        reason = "mtd run ended"
+        try:
+            _ask_every_task(url, run)
+            code = _serve_forever(engine, url)
+            reason = "mtd run stopped" if code == 0 else f"the engine exited with code {code}"
+            return code
+        except BaseException as exc:
+            reason = f"mtd run failed while serving: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            run.mark_stopped(reason)  # status.json: no longer Serving at that URL
 
 
 def _ask_every_task(url: str, run) -> None:
@@ -277,14 +286,19 @@ def _ask_one(client, name: str, data: str, spec_dir: Path, resolve_data_path) ->
 
 
 def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> None:
+    from mtd_contract.records import Record, iter_records
+
+    # The first record as the trainer reads it (a byte order mark, blank lines allowed).
     source = resolve_data_path(data, spec_dir)
-    with source.open(encoding="utf-8") as handle:
-        example = json.loads(next(line for line in handle if line.strip()))
-    prediction = client.predict(name, example["input"])
-    text = example["input"].replace("\n", " ")
+    example = next((r for _, r in iter_records(source, None) if isinstance(r, Record)), None)
+    if example is None:
+        print(f"  {name}: no example to ask in {data}")
+        return
+    prediction = client.predict(name, example.input)
+    text = example.input.replace("\n", " ")
     answer = prediction.output.replace("\n", " ")
     print(f"  {name} [{prediction.adapter}]: {text[:70]!r}")
-    print(f"    → {answer[:100]!r} (expected {example['output'][:60]!r})")
+    print(f"    → {answer[:100]!r} (expected {example.output[:60]!r})")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -159,6 +159,19 @@ def test_serving_check_and_ready():
     assert conditions.ready([serving], None, True, 1, 3).message == "1/3 tasks qualified"
 
 
+def test_a_stopped_server_is_not_serving_and_not_ready():
+    """A local run that ended (or failed) after serving: status.json says so, and names
+    no endpoint, whatever revision was served."""
+    spec = make_spec()
+    gone = ServingObservation(None, False, message="mtd run failed: boom", stopped=True)
+    stopped = conditions.serving_check(spec, "new", 2, gone)
+    assert (stopped.status, stopped.reason, stopped.message) == (
+        False, "Stopped", "mtd run failed: boom"
+    )  # fmt: skip
+    ready = conditions.ready([stopped], None, False, 3, 3)
+    assert (ready.status, ready.reason) == (False, "Stopped")
+
+
 def test_stage_rows_mark_steps_behind_a_failure_as_blocked():
     spec = make_spec()
     steps = pipeline_steps(_plan(spec))

@@ -240,6 +240,8 @@ def serving_check(
     """Serving: the desired revision (None: nothing to serve yet) against what serves."""
     if spec.serving.replicas == 0 and revision is not None:
         return Check("Serving", False, "ScaledToZero", "serving.replicas is 0")
+    if serving is not None and serving.stopped:
+        return Check("Serving", False, "Stopped", serving.message or "the server stopped")
     if serving_ready(revision, serving):
         return Check("Serving", True, "Serving", f"revision {revision} serves {adapters} adapters")
     if revision is None:

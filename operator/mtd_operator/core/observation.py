@@ -27,6 +27,9 @@ class ServingObservation:
     ready_replicas: int = 0
     message: str = ""
     endpoint: str | None = None
+    # The server is gone for good (a local `mtd run` that ended): nothing serves until
+    # the next run, whatever was served before.
+    stopped: bool = False
 
 
 def succeeded(states: Mapping[str, StepState], key: str) -> bool:

@@ -413,6 +413,16 @@ class LocalRun:
                 write_text_atomic(self.root / "catalogue.json", catalogue)
             return decision
 
+    def mark_stopped(self, reason: str) -> None:
+        """Serving and Ready False with `reason` once this process no longer serves, so
+        status.json never names a URL that does not answer. Best effort: the process is
+        ending, and a full disk must not hide why."""
+        self.serving = ServingObservation(revision=None, ready=False, message=reason, stopped=True)
+        try:
+            self.decide()
+        except OSError as exc:
+            self.out.write(f"status.json not updated ({exc}); it still says Serving\n")
+
     def mark_serving(self, revision: str, endpoint: str) -> Decision:
         self.serving = ServingObservation(
             revision=revision, ready=True, ready_replicas=1, endpoint=endpoint
