@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mtd_contract.upstream import Upstream, UpstreamError
-from mtd_operator.gateway.app import build_gateway
+from mtd_operator.gateway.app import MAX_BODY_BYTES, build_gateway
 from tests.support.net import serve_app
 from tests.support.processes import heavy_imports
 
@@ -160,6 +160,30 @@ def test_bad_requests_name_the_field(gateway) -> None:
         assert field in response.json()["error"]
     assert client.post("/tasks/sounds", content=b"{not json").status_code == 400
     assert client.post("/tasks/sounds", json=[1]).status_code == 422
+    assert standin.requests == []
+
+
+def test_hostile_bodies_get_4xx_answers_in_bounded_memory(gateway) -> None:
+    """A body past MAX_BODY_BYTES is refused while it streams in (413), deep nesting is a
+    400 (not a plain-text 500), and a huge unknown model name is quoted back cut short."""
+    client, standin = gateway
+    too_big = b'{"text": "' + b"x" * (MAX_BODY_BYTES + 1) + b'"}'
+    response = client.post("/tasks/sounds", content=too_big)
+    assert response.status_code == 413 and str(MAX_BODY_BYTES) in response.json()["error"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"text": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    assert client.post("/tasks/sounds", content=chunks()).status_code == 413
+    response = client.post("/tasks/sounds", content=b"[" * 100_000)
+    assert response.status_code == 400 and "too deeply" in response.json()["error"]
+    name = "m" * 500_000
+    response = client.post("/v1/completions", json={"model": name, "prompt": "x"})
+    assert response.status_code == 404 and len(response.content) < 2000
+    assert "(500002 chars)" in response.json()["error"]
     assert standin.requests == []
 
 

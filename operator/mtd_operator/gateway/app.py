@@ -15,6 +15,7 @@ Upstream calls are blocking httpx calls, run in Starlette's thread pool.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_NEW_TOKENS = 64
 MAX_NEW_TOKENS = 4096
 MAX_TEXT_CHARS = 200_000
+# A request body: the longest text as UTF-8 (4 bytes a character at most), JSON escapes
+# and the other fields. Read in chunks and refused past it, never held whole.
+MAX_BODY_BYTES = 4 * MAX_TEXT_CHARS + 64 * 1024
+# How much of a client's value an error message quotes back.
+QUOTED_CHARS = 100
 UNKNOWN_TASK = "__unknown__"
 
 
@@ -86,14 +92,38 @@ def _error(exc: GatewayError) -> JSONResponse:
     return JSONResponse({"error": exc.message, "error_type": exc.kind}, status_code=exc.status)
 
 
+async def _body(request: Request) -> bytes:
+    """The request body, refused with 413 past MAX_BODY_BYTES (by its Content-Length, or
+    while it streams in) instead of buffering whatever a client sends."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise GatewayError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise GatewayError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await _body(request)
     try:
-        body = await request.json()
+        body = json.loads(raw)
+    except RecursionError:
+        raise GatewayError(400, "the body nests JSON too deeply") from None
     except ValueError:
         raise GatewayError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise GatewayError(422, "the body must be a JSON object")
     return body
+
+
+def _quoted(value: Any) -> str:
+    """A client's value in a message: its repr, cut to QUOTED_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARS else f"{text[:QUOTED_CHARS]}... ({len(text)} chars)"
 
 
 def _text_field(body: dict[str, Any], field: str) -> str:
@@ -182,7 +212,8 @@ class Gateway:
         task = catalogue.task(name) if isinstance(name, str) else None
         if task is None:
             known = ", ".join(sorted(t.name for t in catalogue.tasks)) or "none"
-            raise GatewayError(404, f"unknown task {name!r}; known tasks: {known}", "not_found")
+            message = f"unknown task {_quoted(name)}; known tasks: {known}"
+            raise GatewayError(404, message, "not_found")
         return task
 
     # -- plumbing -------------------------------------------------------------------------
