@@ -8,14 +8,36 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .engines.vllm import VLLM_IMAGE
 
 ENV_PREFIX = "MTD_"
+
+# An image reference as github.com/distribution/reference/regexp.go reads one: an optional
+# registry host (and port), lowercase path components, an optional tag, an optional digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
+IMAGE_REFERENCE = re.compile(
+    rf"{_HOST}{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+# k8s.io/apimachinery validation.go: DNS-1123 subdomains (claim and account names) and
+# qualified names (label keys, tolerations' keys, extended resource names).
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED = re.compile(
+    r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"
+)
+# pkg/apis/core/validation validateTolerations: its fields, operators and effects.
+TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
+TOLERATION_OPERATORS = ("Exists", "Equal")
+TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 class OperatorConfig(BaseModel):
@@ -83,6 +105,73 @@ class OperatorConfig(BaseModel):
     workspace_mount_path: str = Field(default="/workspace")
     job_backoff_limit: int = Field(default=2, ge=0, description="Pod retries per Job.")
     metrics_port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("trainer_image", "tgi_image", "vllm_image", "gateway_image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if len(value) > 255 or not IMAGE_REFERENCE.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r} is not an image reference (REGISTRY/PATH:TAG or @DIGEST: "
+                "lowercase path, no spaces or line breaks)"
+            )
+        return value
+
+    @field_validator("workspace_mount_path")
+    @classmethod
+    def _mount_path(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/" or posixpath.normpath(value) != value:
+            raise ValueError(
+                f"{value!r}: an absolute, normalised path other than / (no '..', no "
+                "trailing or repeated '/')"
+            )
+        return value
+
+    @field_validator("workspace_claim", "trainer_service_account")
+    @classmethod
+    def _object_name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a DNS-1123 subdomain (an object name)")
+        return value
+
+    @field_validator("gpu_resource")
+    @classmethod
+    def _resource_name(cls, value: str) -> str:
+        if not _QUALIFIED.fullmatch(value):
+            raise ValueError(f"{value!r} is not a resource name like nvidia.com/gpu")
+        return value
+
+    @field_validator("node_selector")
+    @classmethod
+    def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _QUALIFIED.fullmatch(key):
+                raise ValueError(f"key {key!r} is not a label key (PREFIX/NAME)")
+        return value
+
+    @field_validator("tolerations")
+    @classmethod
+    def _tolerations(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, toleration in enumerate(value):
+            unknown = sorted(set(toleration) - set(TOLERATION_FIELDS))
+            if unknown:
+                raise ValueError(
+                    f"[{i}]: unknown field(s) {', '.join(unknown)}; allowed: "
+                    f"{', '.join(TOLERATION_FIELDS)}"
+                )
+            key = toleration.get("key")
+            if key not in (None, "") and not (isinstance(key, str) and _QUALIFIED.fullmatch(key)):
+                raise ValueError(f"[{i}].key: {key!r} is not a label key (PREFIX/NAME)")
+            operator = toleration.get("operator", "Equal")
+            if operator not in TOLERATION_OPERATORS:
+                raise ValueError(
+                    f"[{i}].operator: {operator!r}; allowed: {', '.join(TOLERATION_OPERATORS)}"
+                )
+            effect = toleration.get("effect")
+            if effect not in (None, "", *TOLERATION_EFFECTS):
+                raise ValueError(
+                    f"[{i}].effect: {effect!r}; allowed: {', '.join(TOLERATION_EFFECTS)}"
+                )
+        return value
 
 
 def _parse(field: str, raw: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -155,6 +156,26 @@ def test_set_keys_and_values_are_checked() -> None:
     )
     assert (config.workspace_claim, config.trainer_gpus) == ("from-env", 0)
     assert config.image_pull_secrets == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("workspace.mountPath=", "an absolute, normalised path"),
+        ("workspace.mountPath=/workspace/../etc", "an absolute, normalised path"),
+        ("trainer.image=ghcr.io/x/trainer:1\nevil: true", "is not an image reference"),
+        ("trainer.image=two words", "is not an image reference"),
+        ('workloads.tolerations=[{"key": "a b", "operator": "Exists"}]', "is not a label key"),
+        ('workloads.tolerations=[{"key": "k", "operator": "Always"}]', "allowed: Exists, Equal"),
+        ('workloads.tolerations=[{"key": "k", "effect": "Evict"}]', "allowed: NoSchedule"),
+        ('workloads.tolerations=[{"key": "k", "colour": "red"}]', "unknown field(s) colour"),
+    ],
+)
+def test_set_values_a_cluster_would_refuse_are_refused_naming_the_setting(setting, message):
+    key = setting.split("=", 1)[0]
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        operator_config({}, [setting])
+    assert f"--set {key}" in str(caught.value)
 
 
 def test_evaluations_score_in_process_where_native_sidecars_are_not_wanted(
