@@ -9,6 +9,7 @@ name. Pure: no I/O, so both drivers write byte-identical catalogues for the same
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -62,8 +63,8 @@ class Catalogue(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Catalogue:
-        names = [task.name for task in self.tasks]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        counts = Counter(task.name for task in self.tasks)  # linear: catalogues grow large
+        repeated = sorted(name for name, count in counts.items() if count > 1)
         if repeated:
             raise ValueError(f"task names repeat: {', '.join(repeated)}")
         return self

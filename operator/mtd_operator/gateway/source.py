@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -24,23 +25,26 @@ class CatalogueUnavailable(RuntimeError):
     """No valid catalogue has been read yet."""
 
 
+MAX_CATALOGUE_BYTES = 64 * 1024 * 1024  # 100,000 tasks take about 30 MB
+
+
 class CatalogueSource:
     """The current catalogue at `path`, reloaded on change."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
         self._catalogue: Catalogue | None = None
         self.error: str | None = None
         self.reloads = 0
 
-    def _read_stamp(self) -> tuple[int, int, int] | None:
+    def _read_stamp(self) -> tuple[int, int, int, int] | None:
         try:
-            stat = os.stat(self.path)
+            info = os.stat(self.path)
         except OSError:
             return None
-        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)
 
     def current(self) -> Catalogue:
         """The catalogue now: re-read when the file changed; the last good one otherwise."""
@@ -55,7 +59,7 @@ class CatalogueSource:
 
     def _load(self) -> None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self._read()
             catalogue = Catalogue.model_validate_json(text)
         except (OSError, UnicodeDecodeError) as exc:
             self.error = f"catalogue {self.path}: {exc}"
@@ -72,3 +76,20 @@ class CatalogueSource:
             log.info("catalogue %s: %d tasks", self.path, len(catalogue.tasks))
             return
         log.warning("%s (keeping the previous catalogue)", self.error)
+
+    def _read(self) -> str:
+        """The file's text; a FIFO, device or directory is refused (reading one would
+        block or never end), and so is a file beyond MAX_CATALOGUE_BYTES."""
+        with open(self.path, "rb", opener=_nonblocking) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(f"{self.path}: not a regular file")
+            data = handle.read(MAX_CATALOGUE_BYTES + 1)
+        if len(data) > MAX_CATALOGUE_BYTES:
+            raise OSError(f"{self.path}: larger than {MAX_CATALOGUE_BYTES} bytes")
+        return data.decode("utf-8")
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without blocking: opening a FIFO for reading waits for a writer otherwise."""
+    return os.open(path, flags | os.O_NONBLOCK)
