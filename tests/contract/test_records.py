@@ -79,3 +79,20 @@ def test_errors_name_what_is_allowed() -> None:
     assert check_line(b'\xef\xbb\xbf{"input": "a", "output": "b"}', None, first=True) == Record(
         "a", "b"
     )
+
+
+def test_an_overlong_line_is_read_in_bounded_pieces_and_refused(tmp_path, monkeypatch):
+    """Only MAX_LINE_BYTES + 1 bytes of a long line are ever held; later lines keep their
+    numbers."""
+    from mtd_contract import records
+
+    monkeypatch.setattr(records, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "data.jsonl"
+    good = b'{"input": "a", "output": "b"}\n'
+    path.write_bytes(good + b"x" * 5_000_000 + b"\n" + good)
+    with open(path, "rb") as handle:
+        raw = dict(records.lines(handle))
+    assert sorted(raw) == [1, 2, 3] and len(raw[2]) == 1001 and raw[3] == good
+    found = list(records.iter_records(path, None))
+    assert [n for n, r in found] == [1, 2, 3]
+    assert "longer than 1000 bytes" in str(found[1][1])
