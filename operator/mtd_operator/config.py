@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .api.spec import DNS1123_SUBDOMAIN
 from .engines.vllm import VLLM_IMAGE
 
 ENV_PREFIX = "MTD_"
@@ -27,9 +28,10 @@ IMAGE_REFERENCE = re.compile(
     rf"{_HOST}{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
-# k8s.io/apimachinery validation.go: DNS-1123 subdomains (claim and account names) and
-# qualified names (label keys, tolerations' keys, extended resource names).
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# Claim and account names are object names (the spec's DNS-1123 subdomain rule); label
+# keys, tolerations' keys and extended resource names are qualified names
+# (k8s.io/apimachinery validation.go IsQualifiedName).
+_DNS1123_SUBDOMAIN = re.compile(DNS1123_SUBDOMAIN)
 _QUALIFIED = re.compile(
     r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"

@@ -82,7 +82,7 @@ def encode(name: str, payload: dict[str, Any]) -> list[Part]:
     return [*parts[1:], parts[0]]
 
 
-def decode(name: str, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def read_result(name: str, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The result stored under `name`, from ConfigMaps by name (each a dict with `data`
     and `binaryData`); None when it is missing, incomplete or unreadable."""
     head = config_maps.get(name)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from mtd_operator import result_parts
-from mtd_operator.result_parts import ResultTooLarge, decode, encode
+from mtd_operator.result_parts import ResultTooLarge, encode, read_result
 
 ONE_MIB = 1024 * 1024
 
@@ -37,10 +37,10 @@ def test_a_small_result_is_plain_json_in_one_config_map():
     (part,) = encode("r", payload)
     assert part.name == "r" and set(part.data) == {"result.json", "sha256"}
     assert not part.binary_data
-    assert decode("r", as_config_maps([part])) == payload
+    assert read_result("r", as_config_maps([part])) == payload
     # Edited after the pod wrote it: its digest no longer matches.
     edited = {"r": {"data": {**part.data, "result.json": '{"tasks": {}}'}}}
-    assert decode("r", edited) is None
+    assert read_result("r", edited) is None
 
 
 def test_a_large_result_is_split_into_parts_each_under_1_mib_and_read_back_whole():
@@ -51,17 +51,17 @@ def test_a_large_result_is_split_into_parts_each_under_1_mib_and_read_back_whole
     assert {p.name for p in parts[:-1]} == {f"job-result-part-{i}" for i in range(1, len(parts))}
     assert all(stored_bytes(p) < ONE_MIB for p in parts)
     maps = as_config_maps(parts)
-    assert decode("job-result", maps) == payload
+    assert read_result("job-result", maps) == payload
     # Until every part is there, or when one is damaged, there is no result.
     missing = dict(maps)
     del missing["job-result-part-1"]
-    assert decode("job-result", missing) is None
+    assert read_result("job-result", missing) is None
     damaged = {**maps, "job-result-part-1": {"binaryData": {"result.json.gz": "not base64!"}}}
-    assert decode("job-result", damaged) is None
+    assert read_result("job-result", damaged) is None
     # Parts of another write (a retried pod's, half replaced): the digest tells.
     other = as_config_maps(encode("job-result", chrf_result(60_001)))
     mixed = {**maps, "job-result-part-1": other["job-result-part-1"]}
-    assert decode("job-result", mixed) is None
+    assert read_result("job-result", mixed) is None
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_a_large_result_is_split_into_parts_each_under_1_mib_and_read_back_whole
     ],
 )
 def test_unreadable_heads_give_no_result(head):
-    assert decode("r", {"r": head}) is None
+    assert read_result("r", {"r": head}) is None
 
 
 def test_a_result_beyond_every_part_is_refused_before_anything_is_written(monkeypatch):

@@ -9,9 +9,9 @@ from kubernetes import client, config
 from kubernetes.config import kube_config
 
 from k8s_emulator.fixtures import emulator  # noqa: F401  (fixture)
-from mtd_operator.kube.results import read_result
 from mtd_operator.labels import NAMESPACE_ENV
 from mtd_operator.pod.publish import write_result
+from mtd_operator.result_parts import read_result
 from tests.pod.test_result_parts import chrf_result
 
 

@@ -405,11 +405,11 @@ class Run:
         if not path.exists():
             return
         text = path.read_text(encoding="utf-8", errors="replace")
-        kept = [line for line in text.splitlines() if _metric_step(line, step)]
+        kept = [line for line in text.splitlines() if _kept_row(line, step)]
         write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _metric_step(line: str, last: int) -> bool:
+def _kept_row(line: str, last: int) -> bool:
     """A whole metrics row at or before step `last`."""
     try:
         row = json.loads(line)

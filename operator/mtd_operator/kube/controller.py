@@ -40,12 +40,12 @@ from ..labels import (
     ANNOTATION_REVISION,
     ANNOTATION_STEP,
 )
+from ..result_parts import read_result
 from . import builders, runtime_lora
 from .engine_key import engine_api_key, read_master
 from .ensure import MERGE_PATCH, Ensure
 from .metrics import METRICS
 from .pod_problems import JOB_NAME_LABEL, expected_pods, job_problem
-from .results import read_result
 
 log = logging.getLogger("mtd_operator")
 RUNTIME_LOAD_RETRY_S = 5.0

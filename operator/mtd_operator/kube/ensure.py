@@ -29,7 +29,6 @@ Outcome = Literal["created", "updated", "unchanged"]
 # Every patch is a JSON merge patch (RFC 7386), said explicitly: for a dict body the
 # client would send a strategic merge patch on built-in kinds.
 MERGE_PATCH: dict[str, str] = {"_content_type": "application/merge-patch+json"}
-UPDATED_BY_MERGE = ("ConfigMap", "Secret")
 REPLACED = ("Deployment",)
 CREATED_ONLY = ("Job", "Service", "NetworkPolicy")
 
@@ -81,15 +80,8 @@ class Ensure:
         calls = self.calls[kind]
         if kind in REPLACED:
             return self._replace(calls, desired, update)
-        if current is None:
-            try:
-                calls.create(namespace, desired)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-            else:
-                METRICS.children_created.labels(kind=kind).inc()
-                return "created"
+        if current is None and _create(calls, desired):
+            return "created"
         if not update or kind in CREATED_ONLY:
             return "unchanged"
         patch = _merge_patch(desired)
@@ -110,14 +102,8 @@ class Ensure:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            try:
-                calls.create(namespace, desired)
-            except ApiException as exc2:
-                if exc2.status != 409:
-                    raise
-                return "unchanged"  # created meanwhile: the next pass compares
-            METRICS.children_created.labels(kind=desired["kind"]).inc()
-            return "created"
+            # Created meanwhile (409): the next pass compares.
+            return "created" if _create(calls, desired) else "unchanged"
         current_dict = self.api.apps.api_client.sanitize_for_serialization(current)
         if not update or not differs(desired, current_dict):
             return "unchanged"
@@ -125,6 +111,18 @@ class Ensure:
         replacement = {**desired, "metadata": {**meta, "resourceVersion": version}}
         calls.replace(name, namespace, replacement)
         return "updated"
+
+
+def _create(calls: KindCalls, desired: dict[str, Any]) -> bool:
+    """Create; False when it already exists (409), which is what we wanted too."""
+    try:
+        calls.create(desired["metadata"]["namespace"], desired)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    METRICS.children_created.labels(kind=desired["kind"]).inc()
+    return True
 
 
 def _merge_patch(desired: dict[str, Any]) -> dict[str, Any]:

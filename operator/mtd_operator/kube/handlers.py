@@ -48,7 +48,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> 
     # of the spec in an annotation would cap a spec at the API server's 256 KiB for all
     # annotations together (objectmeta.go TotalAnnotationSizeLimitB).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
     # Watch only our children, filtered by the API server rather than in the operator.
     for resource in CHILD_RESOURCES:
         settings.watching.label_selectors[resource] = LABEL_DEPLOYMENT

@@ -277,14 +277,15 @@ class JobRunner:
                 self.store.get(accounts, state.namespace, account)
                 return True
             if not recorded:
-                recorded = self._record_failed_create(state, (
+                recorded = True
+                self._record_failed_create(state, (
                     f'Error creating: pods "{pod_name}" is forbidden: error looking up service '
                     f"account {state.namespace}/{account}: serviceaccount \"{account}\" not "
                     "found"))
             time.sleep(0.1)
         return False
 
-    def _record_failed_create(self, state: _JobState, message: str) -> bool:
+    def _record_failed_create(self, state: _JobState, message: str) -> None:
         now = now_rfc3339()
         event = {
             "apiVersion": "v1", "kind": "Event",
@@ -297,7 +298,6 @@ class JobRunner:
         }
         with contextlib.suppress(ApiError):
             self.store.create(self.emulator.resource("v1/events"), state.namespace, event)
-        return True
 
     def kill(self, namespace: str, name: str) -> None:
         """Kill the running attempt of a Job with SIGKILL (as a node loss would)."""
