@@ -19,6 +19,15 @@ from .config import AnyConfig, EvalConfig
 class Result(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of every file the step produced, by path relative to the "
+        "result file's folder (mtd_contract.digests): checked before reuse and serving.",
+    )
+    digest: str | None = Field(
+        default=None, description="sha256 of this result's own canonical JSON, without it."
+    )
+
 
 class TrainResult(Result):
     """A training run's result.json."""
@@ -49,6 +58,11 @@ class EvalResult(Result):
 
     run_name: str | None = None
     tasks: dict[str, TaskScore]
+    scored: dict[str, str] = Field(
+        default_factory=dict,
+        description="Folder (relative to the results file's folder) → digest of each "
+        "adapter (or model) scored: the scores hold only while those files are unchanged.",
+    )
 
 
 class ComposeResult(Result):

@@ -13,9 +13,12 @@ from k8s_emulator import Emulator
 
 
 def _cm(name: str, labels: dict[str, str] | None = None, ns: str = "default") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-            "data": {"k": name}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+        "data": {"k": name},
+    }
 
 
 def test_create_get_conflict_and_not_found(emulator: Emulator) -> None:
@@ -29,9 +32,15 @@ def test_create_get_conflict_and_not_found(emulator: Emulator) -> None:
         dup = http.post("/api/v1/namespaces/default/configmaps", json=_cm("a"))
         assert dup.status_code == 409
         assert dup.json() | {"details": None} == {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": 'configmaps "a" already exists', "reason": "AlreadyExists", "code": 409,
-            "details": None}
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": 'configmaps "a" already exists',
+            "reason": "AlreadyExists",
+            "code": 409,
+            "details": None,
+        }
 
         missing = http.get("/api/v1/namespaces/default/configmaps/nope")
         assert missing.status_code == 404
@@ -55,8 +64,9 @@ def test_resource_versions_are_monotonic_and_generate_name_works(emulator: Emula
             versions.append(int(resp.json()["metadata"]["resourceVersion"]))
         assert versions == sorted(versions) and len(set(versions)) == 3
 
-        bad = http.post("/api/v1/namespaces/default/configmaps",
-                        json={"metadata": {"name": "Not_Valid"}})
+        bad = http.post(
+            "/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "Not_Valid"}}
+        )
         assert bad.status_code == 422
         assert bad.json()["details"]["causes"][0]["field"] == "metadata.name"
 
@@ -85,8 +95,9 @@ def test_typed_lists_selectors_and_all_namespaces(emulator: Emulator, api_client
         raw = http.get("/api/v1/configmaps", params={"limit": "2"}).json()
         assert raw["kind"] == "ConfigMapList" and raw["apiVersion"] == "v1"
         assert len(raw["items"]) == 2 and raw["metadata"]["continue"]
-        rest = http.get("/api/v1/configmaps",
-                        params={"limit": "2", "continue": raw["metadata"]["continue"]}).json()
+        rest = http.get(
+            "/api/v1/configmaps", params={"limit": "2", "continue": raw["metadata"]["continue"]}
+        ).json()
         assert [i["metadata"]["name"] for i in rest["items"]] == ["c"]
         namespaces = http.get("/api/v1/namespaces").json()
         assert namespaces["kind"] == "NamespaceList"
@@ -100,8 +111,17 @@ def test_discovery_documents(emulator: Emulator) -> None:
         groups = {g["name"] for g in http.get("/apis").json()["groups"]}
         assert {"apps", "batch", "coordination.k8s.io", "apiextensions.k8s.io"} <= groups
         core = {r["name"]: r for r in http.get("/api/v1").json()["resources"]}
-        assert {"pods", "pods/status", "pods/log", "namespaces", "configmaps", "events",
-                "secrets", "serviceaccounts", "services"} <= set(core)
+        assert {
+            "pods",
+            "pods/status",
+            "pods/log",
+            "namespaces",
+            "configmaps",
+            "events",
+            "secrets",
+            "serviceaccounts",
+            "services",
+        } <= set(core)
         assert core["namespaces"]["namespaced"] is False
         assert "watch" in core["pods"]["verbs"]
         apps = http.get("/apis/apps/v1").json()
@@ -123,10 +143,18 @@ def test_put_requires_current_resource_version(emulator: Emulator) -> None:
 
 def test_official_client_crud_and_errors(emulator: Emulator, api_client: Any) -> None:
     apps = k8s.AppsV1Api(api_client)
-    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-            "spec": {"selector": {"matchLabels": {"a": "b"}},
-                     "template": {"metadata": {"labels": {"a": "b"}},
-                                  "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    }
     dep = apps.create_namespaced_deployment("default", body)
     assert dep.spec.replicas == 1  # server-side default
     with pytest.raises(ApiException) as err:

@@ -21,8 +21,12 @@ W = "/apis/test.example.com/v1/namespaces/default/widgets"
 
 
 def _widget(spec: dict[str, Any], name: str = "w") -> dict[str, Any]:
-    return {"apiVersion": "test.example.com/v1", "kind": "Widget",
-            "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": "test.example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def test_posting_a_crd_serves_the_resource(emulator: Emulator) -> None:
@@ -33,8 +37,9 @@ def test_posting_a_crd_serves_the_resource(emulator: Emulator) -> None:
         assert created.status_code == 201
         conditions = {c["type"]: c["status"] for c in created.json()["status"]["conditions"]}
         assert conditions == {"NamesAccepted": "True", "Established": "True"}
-        resources = {r["name"]: r for r in
-                     http.get("/apis/test.example.com/v1").json()["resources"]}
+        resources = {
+            r["name"]: r for r in http.get("/apis/test.example.com/v1").json()["resources"]
+        }
         assert resources["widgets"]["kind"] == "Widget"
         assert resources["widgets"]["shortNames"] == ["wg"]
         assert "widgets/status" in resources
@@ -68,13 +73,13 @@ def test_invalid_custom_resources_get_422_with_causes(emulator: Emulator, widget
         assert status["message"].startswith('Widget.test.example.com "w" is invalid: [')
 
         missing = http.post(W, json=_widget({}))
-        assert missing.json()["details"]["causes"] == [{
-            "reason": "FieldValueRequired", "message": "Required value", "field": "spec.size"}]
+        assert missing.json()["details"]["causes"] == [
+            {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.size"}
+        ]
 
         # OpenAPI 3.0 boolean exclusive bounds (draft 7 has numbers): 0 < ratio.
         assert http.post(W, json=_widget({"size": 1, "ratio": 0})).status_code == 422
-        assert http.post(W, json=_widget({"size": 1, "ratio": 0.5}, name="r")).status_code \
-            == 201
+        assert http.post(W, json=_widget({"size": 1, "ratio": 0.5}, name="r")).status_code == 201
 
         too_small = http.post(W, json=_widget({"size": 0}))
         assert too_small.status_code == 422
@@ -82,8 +87,11 @@ def test_invalid_custom_resources_get_422_with_causes(emulator: Emulator, widget
 
         # Patches are validated too, and a rejected patch changes nothing.
         assert http.post(W, json=_widget({"size": 1})).status_code == 201
-        bad = http.patch(f"{W}/w", json={"spec": {"size": -1}},
-                         headers={"Content-Type": "application/merge-patch+json"})
+        bad = http.patch(
+            f"{W}/w",
+            json={"spec": {"size": -1}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert bad.status_code == 422
         assert http.get(f"{W}/w").json()["spec"]["size"] == 1
 
@@ -93,12 +101,14 @@ def test_defaults_pruning_and_strict_field_validation(emulator: Emulator, widget
         body = _widget({"size": 1, "unknown": True, "extra": {"anything": {"goes": 1}}})
         body["top"] = "dropped"
         created = http.post(W, json=body).json()
-        assert created["spec"] == {"size": 1, "color": "red",
-                                   "extra": {"anything": {"goes": 1}}}
+        assert created["spec"] == {"size": 1, "color": "red", "extra": {"anything": {"goes": 1}}}
         assert "top" not in created
 
-        strict = http.post(W, params={"fieldValidation": "Strict"},
-                           json=_widget({"size": 1, "unknown": True}, name="s"))
+        strict = http.post(
+            W,
+            params={"fieldValidation": "Strict"},
+            json=_widget({"size": 1, "unknown": True}, name="s"),
+        )
         assert strict.status_code == 400
         assert 'unknown field "spec.unknown"' in strict.json()["message"]
 
@@ -106,8 +116,11 @@ def test_defaults_pruning_and_strict_field_validation(emulator: Emulator, widget
 def test_status_is_validated_on_the_status_subresource(emulator: Emulator, widgets: str) -> None:
     with httpx.Client(base_url=emulator.url) as http:
         http.post(W, json=_widget({"size": 1}))
-        bad = http.patch(f"{W}/w/status", json={"status": {"conditions": [{"type": "Ready"}]}},
-                         headers={"Content-Type": "application/merge-patch+json"})
+        bad = http.patch(
+            f"{W}/w/status",
+            json={"status": {"conditions": [{"type": "Ready"}]}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert bad.status_code == 422
         assert bad.json()["details"]["causes"][0]["field"] == "status.conditions[0].status"
 
@@ -122,8 +135,10 @@ def test_multi_version_crd_shares_storage(emulator: Emulator) -> None:
         group = http.get("/apis/test.example.com").json()
         assert group["preferredVersion"]["version"] == "v1"
         assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1"]
-        http.post("/apis/test.example.com/v1beta1/namespaces/default/widgets",
-                  json={**_widget({"size": 2}), "apiVersion": "test.example.com/v1beta1"})
+        http.post(
+            "/apis/test.example.com/v1beta1/namespaces/default/widgets",
+            json={**_widget({"size": 2}), "apiVersion": "test.example.com/v1beta1"},
+        )
         got = http.get(f"{W}/w").json()
         assert got["apiVersion"] == "test.example.com/v1" and got["spec"]["size"] == 2
         listed = http.get("/apis/test.example.com/v1beta1/widgets").json()

@@ -51,10 +51,19 @@ def test_kmock_reactions_can_override_any_path(emulator: Emulator) -> None:
 
 
 def _deployment(name: str, image: str = "srv:1") -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "m", "image": image}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "m", "image": image}]},
+            },
+        },
+    }
 
 
 def _available(emulator: Emulator, name: str) -> dict[str, Any] | None:
@@ -63,28 +72,35 @@ def _available(emulator: Emulator, name: str) -> dict[str, Any] | None:
         return None
     status = dep.get("status") or {}
     conds = {c["type"]: c for c in status.get("conditions") or []}
-    ok = conds.get("Available", {}).get("status") == "True" and \
-        status.get("observedGeneration") == dep["metadata"]["generation"] and \
-        status.get("updatedReplicas") == dep["spec"]["replicas"]
+    ok = (
+        conds.get("Available", {}).get("status") == "True"
+        and status.get("observedGeneration") == dep["metadata"]["generation"]
+        and status.get("updatedReplicas") == dep["spec"]["replicas"]
+    )
     return dep if ok else None
 
 
 def test_deployment_becomes_available_and_held_revision_stays_unready(
-        emulator: Emulator, deployment_controller: DeploymentController) -> None:
+    emulator: Emulator, deployment_controller: DeploymentController
+) -> None:
     emulator.create(_deployment("srv"))
     dep = emulator.wait_for(lambda: _available(emulator, "srv"), timeout=10)
     assert dep["status"]["readyReplicas"] == 2 and dep["status"]["availableReplicas"] == 2
     assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
 
     deployment_controller.hold_unready("srv", revision=2)
-    emulator.patch("apps/v1/deployments", "srv", {"spec": {"template": {"spec": {
-        "containers": [{"name": "m", "image": "srv:2"}]}}}})
+    emulator.patch(
+        "apps/v1/deployments",
+        "srv",
+        {"spec": {"template": {"spec": {"containers": [{"name": "m", "image": "srv:2"}]}}}},
+    )
 
     def stuck() -> dict[str, Any] | None:
         d = emulator.get("apps/v1/deployments", "srv")
         conds = {c["type"]: c for c in d["status"].get("conditions") or []}
-        return d if conds.get("Progressing", {}).get("reason") == \
-            "ProgressDeadlineExceeded" else None
+        return (
+            d if conds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded" else None
+        )
 
     dep = emulator.wait_for(stuck, timeout=10)
     assert dep["status"]["updatedReplicas"] == 0

@@ -39,20 +39,31 @@ def _build_registry(emulator: Emulator) -> kopf.OperatorRegistry:
 
     @kopf.on.create("test.example.com", "v1", "widgets", registry=registry)
     @kopf.on.update("test.example.com", "v1", "widgets", field="spec", registry=registry)
-    def reconcile(spec: kopf.Spec, name: str, namespace: str | None, body: kopf.Body,
-                  patch: kopf.Patch, meta: kopf.Meta, **_: Any) -> None:
-        child = {"apiVersion": "v1", "kind": "ConfigMap",
-                 "metadata": {"name": f"{name}-child"}, "data": {"size": str(spec["size"])}}
+    def reconcile(
+        spec: kopf.Spec,
+        name: str,
+        namespace: str | None,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        meta: kopf.Meta,
+        **_: Any,
+    ) -> None:
+        child = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{name}-child"},
+            "data": {"size": str(spec["size"])},
+        }
         kopf.adopt(child, owner=body)
         existing = emulator.try_get("v1/configmaps", f"{name}-child", namespace)
         if existing is None:
             emulator.create(child, namespace)
         else:
-            emulator.patch("v1/configmaps", f"{name}-child", {"data": child["data"]},
-                           namespace)
+            emulator.patch("v1/configmaps", f"{name}-child", {"data": child["data"]}, namespace)
         patch.status["observedGeneration"] = meta["generation"]
-        patch.status["conditions"] = [{"type": "Ready", "status": "True",
-                                       "reason": "Reconciled", "message": "child in place"}]
+        patch.status["conditions"] = [
+            {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "child in place"}
+        ]
 
     @kopf.on.delete("test.example.com", "v1", "widgets", registry=registry)
     def cleanup(name: str, **_: Any) -> None:
@@ -75,10 +86,16 @@ def operator(request: pytest.FixtureRequest, emulator: Emulator, widgets: str) -
     clusterwide = request.param == "clusterwide"
 
     def run() -> None:
-        asyncio.run(kopf.operator(registry=registry, standalone=True,
-                                  clusterwide=clusterwide,
-                                  namespaces=[] if clusterwide else ["default"],
-                                  stop_flag=stop, ready_flag=ready))
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                standalone=True,
+                clusterwide=clusterwide,
+                namespaces=[] if clusterwide else ["default"],
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        )
 
     thread = threading.Thread(target=run, name="kopf", daemon=True)
     thread.start()
@@ -90,12 +107,17 @@ def operator(request: pytest.FixtureRequest, emulator: Emulator, widgets: str) -
 
 
 def _widget(name: str, size: int) -> dict[str, Any]:
-    return {"apiVersion": "test.example.com/v1", "kind": "Widget",
-            "metadata": {"name": name}, "spec": {"size": size}}
+    return {
+        "apiVersion": "test.example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": {"size": size},
+    }
 
 
-def _ready(emulator: Emulator, name: str, generation: int,
-           namespace: str = "default") -> dict[str, Any] | None:
+def _ready(
+    emulator: Emulator, name: str, generation: int, namespace: str = "default"
+) -> dict[str, Any] | None:
     obj = emulator.try_get(WIDGETS, name, namespace)
     status = (obj or {}).get("status") or {}
     return obj if status.get("observedGeneration") == generation else None
@@ -127,10 +149,16 @@ def test_kopf_operator_end_to_end(emulator: Emulator, operator: str) -> None:
     assert emulator.try_get("v1/configmaps", "w1-child") is None
 
     # The finalizer was added and removed by JSON patches with a resourceVersion test.
-    json_patches = [r for r in emulator.requests["patch"]
-                    if r.headers.get("Content-Type") == "application/json-patch+json"]
-    assert any(op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion"
-               for r in json_patches for op in (r.data or []))
+    json_patches = [
+        r
+        for r in emulator.requests["patch"]
+        if r.headers.get("Content-Type") == "application/json-patch+json"
+    ]
+    assert any(
+        op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion"
+        for r in json_patches
+        for op in (r.data or [])
+    )
 
 
 def test_kopf_scope(emulator: Emulator, operator: str) -> None:

@@ -17,7 +17,7 @@ from k8s_emulator import Emulator
 
 WIDGETS = "test.example.com/v1/widgets"
 
-OPERATOR = '''
+OPERATOR = """
 import kopf
 
 @kopf.on.startup()
@@ -33,28 +33,49 @@ def reconcile(patch, meta, **_):
 @kopf.on.delete("test.example.com", "v1", "widgets")
 def gone(**_):
     pass
-'''
+"""
 
 
 def _start(emulator: Emulator, script: pathlib.Path) -> subprocess.Popen[str]:
     env = {**os.environ, "KUBECONFIG": emulator.kubeconfig_path}
     return subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", "default",
-         str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--namespace",
+            "default",
+            str(script),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _observed(emulator: Emulator, generation: int) -> dict[str, Any] | None:
     obj = emulator.try_get(WIDGETS, "w")
-    return obj if ((obj or {}).get("status") or {}).get("observedGeneration") == generation \
-        else None
+    return (
+        obj if ((obj or {}).get("status") or {}).get("observedGeneration") == generation else None
+    )
 
 
-def test_kopf_process_killed_and_restarted(emulator: Emulator, widgets: str,
-                                           tmp_path: pathlib.Path) -> None:
+def test_kopf_process_killed_and_restarted(
+    emulator: Emulator, widgets: str, tmp_path: pathlib.Path
+) -> None:
     script = tmp_path / "operator.py"
     script.write_text(OPERATOR)
-    emulator.create({"apiVersion": "test.example.com/v1", "kind": "Widget",
-                     "metadata": {"name": "w"}, "spec": {"size": 1}})
+    emulator.create(
+        {
+            "apiVersion": "test.example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"size": 1},
+        }
+    )
     proc = _start(emulator, script)
     try:
         emulator.wait_for(lambda: _observed(emulator, 1), timeout=30)

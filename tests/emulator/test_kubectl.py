@@ -45,14 +45,16 @@ spec:
 
 def test_apply_get_columns_wait_delete(emulator: Emulator, kubectl: KubectlFn) -> None:
     out = kubectl("apply", "-f", str(WIDGETS_CRD)).stdout
-    assert "customresourcedefinition.apiextensions.k8s.io/widgets.test.example.com created" \
-        in out
-    assert "widget.test.example.com/w1 created" in kubectl("apply", "-f", "-",
-                                                           input=WIDGET).stdout
-    assert "configured" in kubectl("apply", "-f", "-",
-                                   input=WIDGET.replace("size: 3", "size: 4")).stdout
-    assert "unchanged" in kubectl("apply", "-f", "-",
-                                  input=WIDGET.replace("size: 3", "size: 4")).stdout
+    assert "customresourcedefinition.apiextensions.k8s.io/widgets.test.example.com created" in out
+    assert "widget.test.example.com/w1 created" in kubectl("apply", "-f", "-", input=WIDGET).stdout
+    assert (
+        "configured"
+        in kubectl("apply", "-f", "-", input=WIDGET.replace("size: 3", "size: 4")).stdout
+    )
+    assert (
+        "unchanged"
+        in kubectl("apply", "-f", "-", input=WIDGET.replace("size: 3", "size: 4")).stdout
+    )
 
     table = kubectl("get", "widgets").stdout.splitlines()
     assert table[0].split() == ["NAME", "SIZE", "COLOR", "READY", "AGE"]
@@ -65,18 +67,27 @@ def test_apply_get_columns_wait_delete(emulator: Emulator, kubectl: KubectlFn) -
     assert as_yaml["metadata"]["uid"] == as_json["metadata"]["uid"]
 
     # Server-side validation: kubectl asks for fieldValidation=Strict.
-    bad = kubectl("apply", "-f", "-", input=WIDGET.replace("size: 3", "size: 3\n  nope: 1"),
-                  check=False)
+    bad = kubectl(
+        "apply", "-f", "-", input=WIDGET.replace("size: 3", "size: 3\n  nope: 1"), check=False
+    )
     assert bad.returncode != 0 and 'unknown field "spec.nope"' in bad.stderr
-    invalid = kubectl("apply", "-f", "-", input=WIDGET.replace("size: 3", "size: 0"),
-                      check=False)
+    invalid = kubectl("apply", "-f", "-", input=WIDGET.replace("size: 3", "size: 0"), check=False)
     assert invalid.returncode != 0 and "spec.size" in invalid.stderr
 
     def become_ready() -> None:
         time.sleep(0.5)
-        emulator.patch("test.example.com/v1/widgets", "w1", {"status": {"conditions": [
-            {"type": "Ready", "status": "True", "reason": "Done", "message": "ok"}]}},
-            subresource="status")
+        emulator.patch(
+            "test.example.com/v1/widgets",
+            "w1",
+            {
+                "status": {
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "reason": "Done", "message": "ok"}
+                    ]
+                }
+            },
+            subresource="status",
+        )
 
     threading.Thread(target=become_ready, daemon=True).start()
     waited = kubectl("wait", "--for=condition=Ready", "widget/w1", "--timeout=20s")
@@ -104,11 +115,19 @@ def test_builtin_kinds_through_kubectl(emulator: Emulator, kubectl: KubectlFn) -
 
     rows = kubectl("get", "deploy", "-A").stdout.splitlines()
     assert rows[0].split()[:2] == ["NAMESPACE", "NAME"] and rows[1].split()[:2] == [
-        "team", "server"]
-    assert kubectl("get", "cm", "-n", "team", "-l", "app=demo", "-o", "name").stdout.strip() \
+        "team",
+        "server",
+    ]
+    assert (
+        kubectl("get", "cm", "-n", "team", "-l", "app=demo", "-o", "name").stdout.strip()
         == "configmap/settings"
-    assert "server" in kubectl("get", "deployments.apps", "-n", "team", "-o",
-                               "jsonpath={.items[*].metadata.name}").stdout
+    )
+    assert (
+        "server"
+        in kubectl(
+            "get", "deployments.apps", "-n", "team", "-o", "jsonpath={.items[*].metadata.name}"
+        ).stdout
+    )
     kubectl("delete", "-n", "team", "-f", "-", input=CONFIGMAP_AND_DEPLOYMENT)
     assert emulator.list("v1/configmaps", "team") == []
     ns_table = kubectl("get", "ns").stdout

@@ -15,8 +15,12 @@ W = "/apis/test.example.com/v1/namespaces/default/widgets"
 
 
 def _widget(name: str, size: int = 1, **meta: Any) -> dict[str, Any]:
-    return {"apiVersion": "test.example.com/v1", "kind": "Widget",
-            "metadata": {"name": name, **meta}, "spec": {"size": size}}
+    return {
+        "apiVersion": "test.example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": name, **meta},
+        "spec": {"size": size},
+    }
 
 
 def test_status_subresource_and_generation(emulator: Emulator, widgets: str) -> None:
@@ -27,15 +31,18 @@ def test_status_subresource_and_generation(emulator: Emulator, widgets: str) -> 
         assert created.json()["metadata"]["generation"] == 1
 
         # A status write changes only status, and not the generation.
-        st = http.patch(f"{W}/w/status", headers=MERGE,
-                        json={"spec": {"size": 5}, "status": {"observedGeneration": 1}})
-        assert st.json()["spec"]["size"] == 1 and st.json()["status"] == {
-            "observedGeneration": 1}
+        st = http.patch(
+            f"{W}/w/status",
+            headers=MERGE,
+            json={"spec": {"size": 5}, "status": {"observedGeneration": 1}},
+        )
+        assert st.json()["spec"]["size"] == 1 and st.json()["status"] == {"observedGeneration": 1}
         assert st.json()["metadata"]["generation"] == 1
 
         # A main-resource write ignores status; a spec change bumps the generation.
-        main = http.patch(f"{W}/w", headers=MERGE,
-                          json={"spec": {"size": 2}, "status": {"observedGeneration": 7}})
+        main = http.patch(
+            f"{W}/w", headers=MERGE, json={"spec": {"size": 2}, "status": {"observedGeneration": 7}}
+        )
         assert main.json()["status"] == {"observedGeneration": 1}
         assert main.json()["metadata"]["generation"] == 2
 
@@ -43,8 +50,10 @@ def test_status_subresource_and_generation(emulator: Emulator, widgets: str) -> 
         meta = http.patch(f"{W}/w", headers=MERGE, json={"metadata": {"labels": {"a": "b"}}})
         assert meta.json()["metadata"]["generation"] == 2
         again = http.patch(f"{W}/w", headers=MERGE, json={"metadata": {"labels": {"a": "b"}}})
-        assert again.json()["metadata"]["resourceVersion"] == \
-            meta.json()["metadata"]["resourceVersion"]
+        assert (
+            again.json()["metadata"]["resourceVersion"]
+            == meta.json()["metadata"]["resourceVersion"]
+        )
 
         # PUT on /status with the whole object.
         obj = again.json()
@@ -63,17 +72,21 @@ def test_status_patch_with_a_stale_resource_version_is_refused(
     with httpx.Client(base_url=emulator.url) as http:
         read = http.post(W, json=_widget("w")).json()["metadata"]["resourceVersion"]
         http.patch(f"{W}/w", headers=MERGE, json={"metadata": {"labels": {"a": "b"}}})
-        stale = http.patch(f"{W}/w/status", headers=MERGE,
-                           json={"metadata": {"resourceVersion": read},
-                                 "status": {"observedGeneration": 1}})
+        stale = http.patch(
+            f"{W}/w/status",
+            headers=MERGE,
+            json={"metadata": {"resourceVersion": read}, "status": {"observedGeneration": 1}},
+        )
         assert stale.status_code == 409
         assert stale.json()["reason"] == "Conflict"
         assert "status" not in http.get(f"{W}/w").json()
 
         current = http.get(f"{W}/w").json()["metadata"]["resourceVersion"]
-        fresh = http.patch(f"{W}/w/status", headers=MERGE,
-                           json={"metadata": {"resourceVersion": current},
-                                 "status": {"observedGeneration": 1}})
+        fresh = http.patch(
+            f"{W}/w/status",
+            headers=MERGE,
+            json={"metadata": {"resourceVersion": current}, "status": {"observedGeneration": 1}},
+        )
         assert fresh.status_code == 200
         assert fresh.json()["status"] == {"observedGeneration": 1}
 
@@ -89,21 +102,33 @@ def test_patch_flavours_and_json_patch_test(emulator: Emulator) -> None:
         assert strategic.json()["data"] == {"b": "2", "c": "3", "d": "4"}
 
         # kopf's finalizer patch: a `test` on the (now stale) resourceVersion → 422.
-        stale = http.patch(f"{path}/c", headers=JSONPATCH, json=[
-            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
-            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}])
+        stale = http.patch(
+            f"{path}/c",
+            headers=JSONPATCH,
+            json=[
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["x"]},
+            ],
+        )
         assert stale.status_code == 422
         fresh_rv = strategic.json()["metadata"]["resourceVersion"]
-        ok = http.patch(f"{path}/c", headers=JSONPATCH, json=[
-            {"op": "test", "path": "/metadata/resourceVersion", "value": fresh_rv},
-            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}])
+        ok = http.patch(
+            f"{path}/c",
+            headers=JSONPATCH,
+            json=[
+                {"op": "test", "path": "/metadata/resourceVersion", "value": fresh_rv},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["x"]},
+            ],
+        )
         assert ok.status_code == 200 and ok.json()["metadata"]["finalizers"] == ["x"]
 
-        optimistic = http.patch(f"{path}/c", headers=MERGE, json={
-            "metadata": {"resourceVersion": rv}, "data": {"z": "1"}})
+        optimistic = http.patch(
+            f"{path}/c",
+            headers=MERGE,
+            json={"metadata": {"resourceVersion": rv}, "data": {"z": "1"}},
+        )
         assert optimistic.status_code == 409
-        unsupported = http.patch(f"{path}/c", headers={"Content-Type": "text/plain"},
-                                 content=b"x")
+        unsupported = http.patch(f"{path}/c", headers={"Content-Type": "text/plain"}, content=b"x")
         assert unsupported.status_code == 415
 
 
@@ -116,8 +141,9 @@ def test_finalizers_defer_deletion(emulator: Emulator) -> None:
         assert deleting.json()["metadata"]["deletionTimestamp"]
         assert http.get(f"{path}/f").status_code == 200
         assert http.delete(f"{path}/f").status_code == 200  # idempotent while pending
-        refused = http.patch(f"{path}/f", headers=MERGE,
-                             json={"metadata": {"finalizers": ["a", "b", "c"]}})
+        refused = http.patch(
+            f"{path}/f", headers=MERGE, json={"metadata": {"finalizers": ["a", "b", "c"]}}
+        )
         assert refused.status_code == 422
         http.patch(f"{path}/f", headers=MERGE, json={"metadata": {"finalizers": ["b"]}})
         assert http.get(f"{path}/f").status_code == 200
@@ -128,10 +154,21 @@ def test_finalizers_defer_deletion(emulator: Emulator) -> None:
 
 
 def _owned(name: str, owner: dict[str, Any], kind: str = "ConfigMap") -> dict[str, Any]:
-    return {"metadata": {"name": name, "ownerReferences": [{
-        "apiVersion": owner["apiVersion"], "kind": owner["kind"],
-        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-        "controller": True, "blockOwnerDeletion": True}]}}
+    return {
+        "metadata": {
+            "name": name,
+            "ownerReferences": [
+                {
+                    "apiVersion": owner["apiVersion"],
+                    "kind": owner["kind"],
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        }
+    }
 
 
 def test_garbage_collection_cascades(emulator: Emulator, widgets: str) -> None:
@@ -142,9 +179,14 @@ def test_garbage_collection_cascades(emulator: Emulator, widgets: str) -> None:
         http.post(cms, json=_owned("grandchild", child))
         other = http.post(cms, json={"metadata": {"name": "unrelated"}}).json()
         both = _owned("two-owners", owner)
-        both["metadata"]["ownerReferences"].append({
-            "apiVersion": "v1", "kind": "ConfigMap", "name": "unrelated",
-            "uid": other["metadata"]["uid"]})
+        both["metadata"]["ownerReferences"].append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": "unrelated",
+                "uid": other["metadata"]["uid"],
+            }
+        )
         http.post(cms, json=both)
 
         assert http.delete(f"{W}/owner").status_code == 200

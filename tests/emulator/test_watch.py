@@ -14,12 +14,14 @@ from kubernetes.client.exceptions import ApiException
 from k8s_emulator import Emulator
 
 
-def _events(http: httpx.Client, path: str, params: dict[str, str],
-            count: int) -> tuple[list[dict[str, Any]], httpx.Headers]:
+def _events(
+    http: httpx.Client, path: str, params: dict[str, str], count: int
+) -> tuple[list[dict[str, Any]], httpx.Headers]:
     """Read ``count`` events from a watch stream (bounded by timeoutSeconds)."""
     events: list[dict[str, Any]] = []
-    with http.stream("GET", path, params={"watch": "true", "timeoutSeconds": "3", **params}) \
-            as resp:
+    with http.stream(
+        "GET", path, params={"watch": "true", "timeoutSeconds": "3", **params}
+    ) as resp:
         for line in resp.iter_lines():
             if line.strip():
                 events.append(json.loads(line))
@@ -39,20 +41,25 @@ def test_watch_resumes_after_resource_version(emulator: Emulator) -> None:
         listed = http.get(path).json()
         rv = listed["metadata"]["resourceVersion"]
         http.post(path, json=_cm("b"))
-        http.patch(f"{path}/a", json={"data": {"x": "1"}},
-                   headers={"Content-Type": "application/merge-patch+json"})
+        http.patch(
+            f"{path}/a",
+            json={"data": {"x": "1"}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         http.delete(f"{path}/b")
         events, headers = _events(http, path, {"resourceVersion": rv}, 3)
         assert headers["content-type"].startswith("application/json")
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-            ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+            ("ADDED", "b"),
+            ("MODIFIED", "a"),
+            ("DELETED", "b"),
+        ]
         versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
         assert versions == sorted(versions) and versions[0] > int(rv)
 
         # Without a resourceVersion: the current state as synthetic ADDED events.
         events, _ = _events(http, path, {}, 1)
-        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-            ("ADDED", "a")]
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a")]
 
 
 def test_too_old_resource_version_gets_410(emulator: Emulator, api_client: Any) -> None:
@@ -61,22 +68,25 @@ def test_too_old_resource_version_gets_410(emulator: Emulator, api_client: Any) 
     rv = core.list_namespaced_config_map("default").metadata.resource_version
     emulator.expire_resource_versions()
     with httpx.Client(base_url=emulator.url, timeout=10) as http:
-        events, _ = _events(http, "/api/v1/namespaces/default/configmaps",
-                            {"resourceVersion": rv}, 1)
+        events, _ = _events(
+            http, "/api/v1/namespaces/default/configmaps", {"resourceVersion": rv}, 1
+        )
     assert events[0]["type"] == "ERROR"
     assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
 
     # The official client turns that into ApiException(410)...
     with pytest.raises(ApiException) as err:
-        for _ in watch.Watch().stream(core.list_namespaced_config_map, "default",
-                                      resource_version=rv, timeout_seconds=2):
+        for _ in watch.Watch().stream(
+            core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=2
+        ):
             pass
     assert err.value.status == 410
     # ...and a fresh list gives a version that can be watched from again.
     fresh = core.list_namespaced_config_map("default").metadata.resource_version
     core.create_namespaced_config_map("default", _cm("b"))
-    stream = watch.Watch().stream(core.list_namespaced_config_map, "default",
-                                  resource_version=fresh, timeout_seconds=2)
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map, "default", resource_version=fresh, timeout_seconds=2
+    )
     first = next(iter(stream))
     assert (first["type"], first["object"].metadata.name) == ("ADDED", "b")
 
@@ -99,14 +109,20 @@ def test_bookmarks_and_initial_events(emulator: Emulator) -> None:
         path = "/api/v1/namespaces/default/configmaps"
         http.post(path, json=_cm("a"))
         rv = http.get(path).json()["metadata"]["resourceVersion"]
-        events, _ = _events(http, path, {"resourceVersion": rv, "allowWatchBookmarks": "true"},
-                            1)
+        events, _ = _events(http, path, {"resourceVersion": rv, "allowWatchBookmarks": "true"}, 1)
         assert events[0]["type"] == "BOOKMARK"
         assert events[0]["object"]["metadata"]["resourceVersion"] == rv
 
-        events, _ = _events(http, path, {"sendInitialEvents": "true",
-                                         "resourceVersionMatch": "NotOlderThan",
-                                         "allowWatchBookmarks": "true"}, 2)
+        events, _ = _events(
+            http,
+            path,
+            {
+                "sendInitialEvents": "true",
+                "resourceVersionMatch": "NotOlderThan",
+                "allowWatchBookmarks": "true",
+            },
+            2,
+        )
         assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
         annotations = events[1]["object"]["metadata"]["annotations"]
         assert annotations == {"k8s.io/initial-events-end": "true"}
@@ -117,8 +133,9 @@ def test_official_client_watch_sees_live_changes(emulator: Emulator, api_client:
     rv = core.list_namespaced_config_map("default").metadata.resource_version
     core.create_namespaced_config_map("default", _cm("live"))
     seen = []
-    for event in watch.Watch().stream(core.list_namespaced_config_map, "default",
-                                      resource_version=rv, timeout_seconds=2):
+    for event in watch.Watch().stream(
+        core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=2
+    ):
         seen.append((event["type"], event["object"].metadata.name))
         if event["type"] == "ADDED":
             core.delete_namespaced_config_map("live", "default")

@@ -131,9 +131,7 @@ def test_hundred_resources_at_once(make_cluster, tmp_path: Path) -> None:
     for i, name in enumerate(names):  # 1 group each (3 Jobs), every 10th 2 groups (6 Jobs)
         tasks = [SOUNDS, SENTIMENT] if i % 10 == 0 else [SOUNDS]
         cluster.apply(resource(name, "many", tasks))
-    first_job = wait_until(
-        lambda: cluster.runner.started and time.monotonic(), 60, "a first Job"
-    )
+    first_job = wait_until(lambda: cluster.runner.started and time.monotonic(), 60, "a first Job")
     pending = set(names)
     deadline = time.monotonic() + 400
     while pending and time.monotonic() < deadline:

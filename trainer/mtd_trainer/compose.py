@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from transformers import DataCollatorWithFlattening
 
 from mtd_contract.config import CalibrationConfig, ComposeConfig, LoraConfig
 
-from .atomic import write_json
 from .data import load_examples
 from .encoding import IGNORE, encode_dataset
 from .errors import InputError
@@ -43,6 +41,7 @@ from .modeling import (
     write_lora_adapter,
 )
 from .ranks import served_rank, strip_zero_ranks
+from .verified import reusable, write_result
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +214,10 @@ def compose(config: ComposeConfig) -> dict[str, Any]:
     """Merge (and calibrate) into output_dir/adapter; returns (and writes) result.json."""
     output = Path(config.output_dir)
     result_path = output / "result.json"
-    if result_path.exists():
-        log.info("%s exists: this composition is complete", result_path)
-        return json.loads(result_path.read_text(encoding="utf-8"))
+    done = reusable(result_path)
+    if done is not None:
+        log.info("%s exists and its files match it: this composition is complete", result_path)
+        return done
     merge = merged_factors(config)
     merge_rank = next(iter(merge.values()))[0].shape[0]
     factors = merge
@@ -239,7 +239,4 @@ def compose(config: ComposeConfig) -> dict[str, Any]:
         parameters=sum(a.numel() + b.numel() for a, b in factors.values()),
         artifact=str(artifact),
     )
-    if not all(math.isfinite(float(b.abs().max())) for _, b in factors.values()):
-        raise RuntimeError("the composed adapter has non-finite weights")
-    write_json(result_path, result)
-    return result
+    return write_result(result_path, result, [artifact])

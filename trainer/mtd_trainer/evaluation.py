@@ -31,6 +31,7 @@ from .data import load_examples
 from .encoding import answer_ids, prompt_ids
 from .errors import InputError
 from .modeling import Placement, load_adapter, load_model, load_tokenizer, local_placement
+from .verified import scored_digests, write_result
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     the serving engine when the config names one (engine_scoring.py), else in process."""
     tokenizer = load_tokenizer(config.base_model)
     examples = eval_examples(config.tasks, config.max_examples)
+    scored = scored_digests(
+        Path(config.output_path), (config.adapter_of(task.name) for task in config.tasks)
+    )
     if config.engine is not None:
+        from .engine_scoring import answers_path
+
         results = _evaluate_served(config, tokenizer, examples)
-        write_json(config.output_path, results)
-        return results
+        answers = answers_path(config.output_path)
+        return write_result(Path(config.output_path), {**results, "scored": scored}, [answers])
     models: dict[str | None, PreTrainedModel] = {}
     results: dict[str, Any] = {"run_name": config.run_name, "tasks": {}}
     for task in config.tasks:
@@ -254,8 +260,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             "%s: %s %.4f on %d examples", task.name, row["metric"], row["score"], row["examples"]
         )
         results["tasks"][task.name] = row
-    write_json(config.output_path, results)
-    return results
+    return write_result(Path(config.output_path), {**results, "scored": scored}, [])
 
 
 def _evaluate_served(

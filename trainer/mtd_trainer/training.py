@@ -50,6 +50,7 @@ from .modeling import (
     save_artifact,
 )
 from .sampling import TaskSampler
+from .verified import reusable, write_result
 
 log = logging.getLogger(__name__)
 
@@ -368,13 +369,15 @@ class Run:
             result["adapters"] = {task: str(artifact / task) for task in model.tasks}
             result["cgc_state"] = str(self.output / "cgc")
         if acc.is_main_process:
+            produced = [artifact]
             if isinstance(model, CgcModel):
                 model.export_task_adapters(artifact, self.config.served_ranks)
                 model.save_state(self.output / "cgc")
                 write_json(self.output / "cgc" / "gates.json", model.gate_weights())
+                produced.append(self.output / "cgc")
             else:
                 save_artifact(model, self.tokenizer, artifact, self.config.served_ranks, state)
-            write_json(self.output / "result.json", result)
+            result = write_result(self.output / "result.json", result, produced)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()
         return result
@@ -422,9 +425,10 @@ def _kept_row(line: str, last: int) -> bool:
 def train(config: TrainConfig, stop_after_steps: int | None = None) -> dict[str, Any] | None:
     """Run (or resume, or recognise as done) one training run; returns result.json."""
     result_path = Path(config.output_dir) / "result.json"
-    if result_path.exists():
-        log.info("%s exists: this run is complete", result_path)
-        return json.loads(result_path.read_text(encoding="utf-8"))
+    done = reusable(result_path)
+    if done is not None:
+        log.info("%s exists and its files match it: this run is complete", result_path)
+        return done
     run = Run(config)
     run.resume()
     return run.train(stop_after_steps)

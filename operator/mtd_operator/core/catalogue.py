@@ -37,6 +37,12 @@ class CatalogueTask(BaseModel):
         default=None, alias="servedBy"
     )
     verdict: Verdict = "Inconclusive"
+    adapter_digest: str | None = Field(
+        default=None,
+        alias="adapterDigest",
+        description="The digest of the adapter folder's files as its step recorded them "
+        "(mtd_contract.digests.folder_digest): the engine refuses an adapter that differs.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -81,6 +87,24 @@ class Catalogue(BaseModel):
             for task in self.tasks
         ]
         return self.model_copy(update={"tasks": tasks})
+
+    def with_digests(self, digests: Mapping[str, str]) -> Catalogue:
+        """The same catalogue with each adapter's digest (`digests[adapter]`) recorded."""
+        tasks = [
+            task.model_copy(update={"adapter_digest": digests[task.adapter]})
+            if task.adapter is not None and task.adapter in digests
+            else task
+            for task in self.tasks
+        ]
+        return self.model_copy(update={"tasks": tasks})
+
+    def digests(self) -> dict[str, str]:
+        """Served adapter name → its digest, for every adapter that has one."""
+        return {
+            task.adapter: task.adapter_digest
+            for task in self.tasks
+            if task.adapter is not None and task.adapter_digest is not None
+        }
 
     def to_json(self) -> str:
         body = self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -3,11 +3,15 @@ the pipeline is done, under a content-addressed revision."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mtd_contract.digests import files_under, folder_digest
 
 from ..api.spec import MultiTaskDeploymentSpec
 from ..api.status import TaskStatus
 from ..engines import AdapterUpdate, engine_of
+from .observation import StepState
 from .planner import Plan, content_hash
 from .scores import Scores
 from .steps import Step, served_adapter_path, trained_path
@@ -24,6 +28,10 @@ class DesiredServing:
     # the name requests use for it (the group's).
     model: str | None = None
     model_name: str | None = None
+    #: Adapter (or model) name → the digest of its folder's files as its step recorded
+    #: them (mtd_contract.digests.folder_digest); the engine serves nothing that differs.
+    #: Absent for a result that recorded no digests.
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def adapter_update(spec: MultiTaskDeploymentSpec) -> AdapterUpdate:
@@ -56,14 +64,40 @@ def served_adapters(
     return adapters
 
 
-def desired_serving(spec: MultiTaskDeploymentSpec, adapters: dict[str, str]) -> DesiredServing:
-    """The revision is the hash of engine, base model and adapter folders: any change of
-    them is a new revision, and the same ones are always the same revision."""
+def adapter_digests(
+    adapters: Mapping[str, str], steps: list[Step], states: Mapping[str, StepState]
+) -> dict[str, str]:
+    """Adapter name → the digest of its folder, from the files its step's result recorded
+    (paths relative to the step's output folder). Adapters whose step recorded none are
+    left out."""
+    digests: dict[str, str] = {}
+    for name, path in adapters.items():
+        for step in steps:
+            state = states.get(step.key)
+            if step.verb == "evaluate" or not path.startswith(f"{step.output}/"):
+                continue
+            files = (state.result or {}).get("files") if state else None
+            if files:
+                inside = files_under(files, path.removeprefix(f"{step.output}/"))
+                if inside:
+                    digests[name] = folder_digest(inside)
+            break
+    return digests
+
+
+def desired_serving(
+    spec: MultiTaskDeploymentSpec,
+    adapters: dict[str, str],
+    digests: Mapping[str, str] | None = None,
+) -> DesiredServing:
+    """The revision is the hash of engine, base model, adapter folders and their digests:
+    any change of them (a rebuilt adapter too) is a new revision, and the same ones are
+    always the same revision."""
     ordered = dict(sorted(adapters.items()))
-    revision = content_hash(
-        {"engine": spec.serving.engine, "base": spec.base_model.uri, "adapters": ordered}
-    )
+    known = dict(sorted((digests or {}).items()))
+    identity = {"engine": spec.serving.engine, "base": spec.base_model.uri, "adapters": ordered}
+    revision = content_hash({**identity, "digests": known} if known else identity)
     if spec.training.method == "full":  # the spec allows one served model (one group, no baselines)
         (name, model), *_ = adapters.items()
-        return DesiredServing(revision, {}, model=model, model_name=name)
-    return DesiredServing(revision=revision, adapters=ordered)
+        return DesiredServing(revision, {}, model=model, model_name=name, digests=known)
+    return DesiredServing(revision=revision, adapters=ordered, digests=known)

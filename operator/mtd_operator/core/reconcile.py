@@ -24,7 +24,13 @@ from ..api.status import (
     TaskStatus,
 )
 from . import conditions
-from .desired import DesiredServing, adapter_update, desired_serving, served_adapters
+from .desired import (
+    DesiredServing,
+    adapter_digests,
+    adapter_update,
+    desired_serving,
+    served_adapters,
+)
 from .observation import Phase, ServingObservation, StepState, succeeded
 from .planner import Plan
 from .render import evaluable
@@ -139,7 +145,7 @@ def reconcile(
     desired = None
     if pipeline_done:
         adapters = served_adapters(spec, plan, rows, scores, final_stage_steps(plan, steps))
-        desired = desired_serving(spec, adapters)
+        desired = desired_serving(spec, adapters, adapter_digests(adapters, steps, states))
 
     judged = [row for row in [*rows, *compositions] if row.baseline is not None]
     checks = pipeline_checks(spec, plan, steps, states, judged, pipeline_done)

@@ -961,7 +961,9 @@ def gateway_objects(
 ) -> list[dict[str, Any]]:
     """The gateway side, applied once the engine's adapters are known: the catalogue
     (under the engine's adapter names), the gateway Deployment and its Service."""
-    named = catalogue.renamed(engine_adapter_names(spec, desired, locations))
+    named = catalogue.with_digests(desired.digests).renamed(
+        engine_adapter_names(spec, desired, locations)
+    )
     return [
         catalogue_config_map(body, named),
         gateway_deployment(body, spec, config),

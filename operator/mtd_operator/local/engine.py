@@ -28,10 +28,13 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from mtd_contract.digests import adapter_problem
 
 from ..engines.base import adapter_name
 from ..engines.vllm import max_lora_rank
@@ -294,11 +297,17 @@ class LocalEngine:
         except OSError:
             return ""
 
-    def load(self, adapters: dict[str, str]) -> None:
-        """Make the engine serve every adapter (name → folder)."""
+    def load(self, adapters: dict[str, str], digests: Mapping[str, str] | None = None) -> None:
+        """Make the engine serve every adapter (name → folder). Each is checked first
+        against its digest in `digests` (by name) and for finite weights: an adapter that
+        differs from what its step recorded is refused (EngineError), never served."""
         wanted = {name: path for name, path in adapters.items() if name not in self.loaded}
         if not wanted:
             return
+        for name, path in wanted.items():
+            problem = adapter_problem(path, (digests or {}).get(name))
+            if problem is not None:
+                raise EngineError(f"adapter {name} refused: {problem}; `mtd run` rebuilds it")
         try:
             load_into(self.url, wanted, self.api_key())
         except LoadError as exc:

@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mtd_contract.config import EngineScoring, EvalConfig
+from mtd_contract.digests import (
+    adapter_problem,
+    file_digest,
+    files_problem,
+    folder_problem,
+    seal_problem,
+)
 from mtd_contract.pod import trainer_command
-from mtd_contract.results import ResultError, parse_result
+from mtd_contract.results import EvalResult, ResultError, parse_result
 
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
 from ..core.catalogue import Catalogue, build_catalogue
 from ..core.conditions import Blocked
+from ..core.desired import adapter_digests
 from ..core.planner import Plan, plan
 from ..core.problems import InvalidData, InvalidSpec, Problem
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
@@ -41,8 +49,7 @@ from ..core.steps import Step, pipeline_steps
 from ..engines.base import adapter_name, scoring_plan
 from ..engines.vllm import VLLM
 from ..specfile import load_resource, profile_resource
-from .artifacts import damaged_artifact
-from .engine import LocalEngine, is_full_model, stop_group
+from .engine import EngineError, LocalEngine, is_full_model, stop_group
 from .lock import pipeline_lock
 from .progress import Progress, step_work
 from .report import print_status_changes, task_table
@@ -119,6 +126,7 @@ class LocalRun:
     #: Given: the caller's, which the caller stops (it may serve on, or score other runs).
     #: None: one of our own on a free port, stopped by `close()`.
     engine: LocalEngine | None = None
+    _digests: dict[tuple[str, int, int, int], str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # A file that is no resource has no name, so no folder to write a status in.
@@ -205,18 +213,39 @@ class LocalRun:
         return observed
 
     def _check_artifact(self, step: Step, done_file: Path) -> tuple[str | None, Any]:
-        """Why a finished step's output cannot be reused (None: it can), and its result."""
+        """Why a finished step's output cannot be reused (None: it can), and its result:
+        the result must be as the trainer wrote it (its own digest), every file it records
+        unchanged, and an evaluation's scored adapters still the files it scored."""
         try:
-            result = json.loads(done_file.read_text(encoding="utf-8"))
-        except (ValueError, RecursionError):
+            raw = json.loads(done_file.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError, OSError):
             return f"{done_file}: the result file is not valid JSON", None
+        problem = seal_problem(raw) if isinstance(raw, dict) else "not a JSON object"
+        if problem is not None:
+            return f"{done_file}: {problem}", None
         try:
-            result = parse_result(step.verb, result).model_dump(mode="json")
+            result = parse_result(step.verb, raw)
         except ResultError as exc:
             return f"{done_file}: {exc}", None
-        if step.verb != "evaluate":
-            return damaged_artifact(self.root / step.output), result
-        return None, result
+        if step.verb != "evaluate" and not result.files:
+            return f"{done_file}: it records no files for its artifact", None
+        problem = files_problem(done_file.parent, result.files, self._digest)
+        if problem is None and isinstance(result, EvalResult):
+            for folder, expected in result.scored.items():
+                changed = folder_problem(done_file.parent / folder, expected, self._digest)
+                if changed is not None:
+                    problem = f"its scores describe other files than are there now ({changed})"
+                    break
+        return problem, result.model_dump(mode="json")
+
+    def _digest(self, path: Path) -> str:
+        """A file's sha256, computed once per version of the file this run sees (observing
+        runs every loop; a full model is hundreds of MB)."""
+        info = path.stat()
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        if key not in self._digests:
+            self._digests[key] = file_digest(path)
+        return self._digests[key]
 
     def _set_aside(self, step: Step, problem: str) -> None:
         """Move a damaged output out of the way (kept, never deleted) and say so."""
@@ -224,7 +253,7 @@ class LocalRun:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         aside = output.with_name(f"{output.name}.damaged-{stamp}")
         output.rename(aside)
-        self.out.write(f"⚠ {step.key}: damaged artifact, rebuilding ({problem}); kept at {aside}\n")
+        self.out.write(f"⚠ {step.key}: cannot be reused, rebuilding ({problem}); kept at {aside}\n")
         self.out.flush()
 
     def decide(self) -> Decision:
@@ -309,8 +338,13 @@ class LocalRun:
         by name (a fully fine-tuned model is the engine's model instead)."""
         assert self.engine is not None
         scored = scoring_plan(config, self.engine_model, is_full_model)
+        if scored.model != self.engine_model:  # a fully fine-tuned model: checked as one
+            model = self._recorded_digests({"model": scored.model}).get("model")
+            problem = adapter_problem(scored.model, model)
+            if problem is not None:
+                raise EngineError(f"model refused: {problem}; `mtd run` rebuilds it")
         self.engine.ensure(scored.model)
-        self.engine.load(scored.adapters)
+        self.engine.load(scored.adapters, self._recorded_digests(scored.adapters))
         scoring = EngineScoring(
             url=self.engine.url,
             base_model=scored.model,
@@ -319,6 +353,14 @@ class LocalRun:
             concurrency=LOCAL_SCORING_CONCURRENCY,
         )
         return config.model_copy(update={"engine": scoring})
+
+    def _recorded_digests(self, folders: dict[str, str]) -> dict[str, str]:
+        """Name → the digest its step recorded, for artifact folders (name → absolute
+        path) of this deployment's finished training and composition steps."""
+        steps = [s for s in pipeline_steps(self.plan) if s.verb != "evaluate"]
+        prefix = self.locations.artifact("")
+        relative = {n: p.removeprefix(prefix) for n, p in folders.items() if p.startswith(prefix)}
+        return adapter_digests(relative, steps, self.observe(steps))
 
     def _progress_line(self, step: Step, decision: Decision) -> str:
         """Which step starts, how many of the pipeline's are done, the time left."""
@@ -378,6 +420,11 @@ class LocalRun:
                 self._served_names(decision)[name]: self.locations.artifact(path)
                 for name, path in decision.serving.adapters.items()
             },
+            # What each served folder must hash to (`mtd serve` refuses anything else).
+            "digests": {
+                model if full else self._served_names(decision)[name]: digest
+                for name, digest in decision.serving.digests.items()
+            },
             "catalogue": json.loads(self.catalogue(decision).to_json()),
         }
 
@@ -393,6 +440,7 @@ class LocalRun:
         the adapters under the names this engine serves them by."""
         assert decision.serving is not None
         catalogue = build_catalogue(self.spec, decision.status, decision.serving.revision)
+        catalogue = catalogue.with_digests(decision.serving.digests)
         return catalogue.renamed(self._served_names(decision))
 
     def run_pipeline(self) -> Decision:

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .artifacts import damaged_artifact
+from mtd_contract.digests import adapter_problem
+
 from .engine import LocalEngine, ServingError, check_port_free
 
 __all__ = ["ServingError", "find_manifest", "start_serving", "stop_on_signals"]
@@ -59,13 +60,17 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def check_adapters(manifest_path: Path) -> None:
-    """Every adapter the manifest serves is whole (see artifacts.py), before a slow load."""
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    for name, path in manifest["adapters"].items():
-        problem = damaged_artifact(Path(path))
+def check_adapters(manifest: dict[str, Any]) -> None:
+    """Every folder the manifest serves (a fully fine-tuned model, the adapters) hashes to
+    the digest its step recorded and holds finite weights, before a slow load."""
+    digests = manifest.get("digests") or {}
+    served = dict(manifest["adapters"])
+    if manifest.get("modelId"):
+        served[manifest["baseModel"]] = manifest["baseModel"]
+    for name, path in served.items():
+        problem = adapter_problem(path, digests.get(name))
         if problem is not None:
-            raise ServingError(f"adapter {name} is damaged: {problem}; `mtd run` rebuilds it")
+            raise ServingError(f"adapter {name} refused: {problem}; `mtd run` rebuilds it")
 
 
 def read_manifest(manifest_path: Path) -> dict[str, Any]:
@@ -89,12 +94,12 @@ def start_serving(
     from ..gateway.app import build_gateway, serve_in_thread
 
     manifest = read_manifest(manifest_path)
-    check_adapters(manifest_path)
+    check_adapters(manifest)
     check_port_free(host, port)  # before the slow model load, and before "Serving at"
     engine.max_model_len = manifest.get("maxModelLength", engine.max_model_len)
     engine.lora_rank = manifest.get("loraRank", engine.lora_rank)
     engine.ensure(manifest["baseModel"])
-    engine.load(manifest["adapters"])
+    engine.load(manifest["adapters"], manifest.get("digests"))
     gateway = build_gateway(
         str(manifest_path.parent / "catalogue.json"),
         engine.url,
