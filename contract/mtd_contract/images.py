@@ -36,6 +36,9 @@ IMAGES: dict[str, tuple[str, tuple[str, ...]]] = {
             "torch.distributed.run",
             "mtd_operator.pod.download",
             "huggingface_hub",
+            # `mtd verify`: the serving pods' init container (finite-weights check).
+            "mtd_operator.pod.verify",
+            "numpy",
         ),
     ),
     "operator": (

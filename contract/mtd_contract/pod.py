@@ -5,7 +5,9 @@ Every Job runs the `mtd` console script of this project's wheel, in the trainer 
 * `mtd profile --spec FILE --data-dir DIR --result-configmap NAME`: profile the data files
   (the rule of `records.py`) and publish the profiles;
 * `mtd step VERB --config FILE --result-configmap NAME`: run `python -m mtd_trainer VERB
-  --config FILE` (a config of `config.py`), then publish its result (`results.py`).
+  --config FILE` (a config of `config.py`), then publish its result (`results.py`);
+* `mtd verify [--digests FILE] [FOLDER=DIGEST ...]`: (the serving pods' init container)
+  refuse to start the engine on a folder that differs from its recorded digest.
 
 Publishing writes a ConfigMap through the Kubernetes API, so the image needs the
 `kubernetes` client as well as the trainer: `images.py` lists every module each image
@@ -23,6 +25,7 @@ STEP_VERBS: dict[str, str] = {
     "compose": "merge task adapters (and calibrate) into one adapter",
 }
 PROFILE = "profile"
+VERIFY = "verify"
 ENTRYPOINT = "mtd"
 TRAINER_MODULE = "mtd_trainer"
 TORCHRUN_MODULE = "torch.distributed.run"  # what `torchrun` runs; no script needed on PATH
@@ -121,6 +124,15 @@ def profile_command(
             raise ValueError("download_model needs model_dir")
         command += ["--download-model", download_model, "--model-dir", model_dir]
     return command
+
+
+def verify_command(digests_file: str | None = None, pairs: Sequence[str] = ()) -> list[str]:
+    """`mtd verify`: the serving pods' init container checks every folder the engine will
+    serve against its recorded digest (a JSON file of folder → digest, or FOLDER=DIGEST)."""
+    command = [ENTRYPOINT, VERIFY]
+    if digests_file is not None:
+        command += ["--digests", digests_file]
+    return [*command, *pairs]
 
 
 def command_verb(command: Sequence[str]) -> str | None:

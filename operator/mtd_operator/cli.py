@@ -235,7 +235,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if engine.attached:
             # An earlier `mtd run`/`mtd serve` of this workspace serves: its engine now holds
             # the new adapters, and its gateway follows catalogue.json, rewritten just now.
-            engine.load(read_manifest(manifest)["adapters"])
+            served = read_manifest(manifest)
+            engine.load(served["adapters"], served.get("digests"))
             run.mark_serving(decision.serving.revision, url)
             print(f"{engine.url} now serves the new adapters too (no restart)")
             _ask_every_task(url, run)
@@ -391,6 +392,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return run_profile(Path(args.spec), Path(args.data_dir), args.result_configmap)
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .pod.verify import verify
+
+    return verify(Path(args.digests) if args.digests else None, args.pairs)
+
+
 def _add_address(command: argparse.ArgumentParser) -> None:
     """Where `mtd run` and `mtd serve` listen: the gateway, and the engine behind it."""
     command.add_argument("--host", default="127.0.0.1")
@@ -490,6 +497,14 @@ def _add_job_commands(commands: Commands) -> None:
     profile.add_argument("--download-model", help="hf://ORG/NAME to download first")
     profile.add_argument("--model-dir", help="where to (on the workspace volume)")
     profile.set_defaults(func=_cmd_profile)
+
+    verify = commands.add_parser(
+        "verify",
+        help="(serving pods' init container) refuse folders that differ from their digests",
+    )
+    verify.add_argument("--digests", help="a JSON file of folder → sha256 folder digest")
+    verify.add_argument("pairs", nargs="*", metavar="FOLDER=DIGEST", help="more folders")
+    verify.set_defaults(func=_cmd_verify)
 
 
 def _add_cluster_commands(commands: Commands) -> None:

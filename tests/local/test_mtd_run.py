@@ -8,13 +8,17 @@ from __future__ import annotations
 import copy
 import io
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from mtd_contract.digests import folder_digest, folder_files
 from mtd_operator.local.engine import LocalEngine
 from mtd_operator.local.runner import LocalRun
 from tests.support.net import free_port
@@ -229,17 +233,38 @@ def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, mode
         assert any(model.get("root") == path for model in served), path
 
 
-def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model, shared_engine):
-    write_task_data(tmp_path)
-    write_composition_data(tmp_path)
-    spec = write_spec(tmp_path, model, [SENTIMENT, SOUNDS])
+@dataclass
+class Composed:
+    """A finished pipeline with every kind of step: training, evaluation, composition."""
+
+    spec: Path
+    doc: dict
+    workspace: Path
+    local: LocalRun
+    output: str
+    decision: Any
+
+
+@pytest.fixture(scope="module")
+def composed(tmp_path_factory, model, shared_engine) -> Composed:
+    """One composition pipeline for the module (minutes): its test checks the first run,
+    then changes it; the damage test restores every file it damages."""
+    folder = tmp_path_factory.mktemp("composed")
+    write_task_data(folder)
+    write_composition_data(folder)
+    spec = write_spec(folder, model, [SENTIMENT, SOUNDS])
     doc = yaml.safe_load(spec.read_text())
     doc["spec"]["compositions"] = [copy.deepcopy(SOUND_SENTIMENT)]
     doc["spec"]["serving"]["engine"] = "tgi"  # TGI: the composed adapter is padded
     spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    workspace = tmp_path / "ws"
-
+    workspace = folder / "ws"
     local, output, decision = run(spec, workspace, shared_engine)
+    return Composed(spec, doc, workspace, local, output, decision)
+
+
+def test_a_composition_is_merged_calibrated_scored_and_served(composed, shared_engine):
+    spec, doc, workspace = composed.spec, copy.deepcopy(composed.doc), composed.workspace
+    local, output, decision = composed.local, composed.output, composed.decision
     assert not decision.failed, output
     keys = started(output)
     compose_key = next(k for k in keys if k.startswith("compose-sound-sentiment-"))
@@ -278,7 +303,10 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model, s
         "adapter": served_name,
         "servedBy": "composition",
         "verdict": catalogue["sound-sentiment"]["verdict"],
+        # What the composed folder's files hash to, as its step recorded them.
+        "adapterDigest": folder_digest(folder_files(adapter)),
     }
+    assert manifest["digests"][served_name] == catalogue["sound-sentiment"]["adapterDigest"]
     # The catalogue the gateway follows is the one the operator writes to its ConfigMap.
     written = json.loads((workspace / "tiny" / "catalogue.json").read_text())
     assert written == manifest["catalogue"] and written["revision"] == manifest["revision"]
@@ -301,6 +329,145 @@ def test_a_composition_is_merged_calibrated_scored_and_served(tmp_path, model, s
     # so another name: the new weights never hide behind the old name).
     roots = {model.get("root") for model in engine_models(shared_engine)}
     assert {manifest["adapters"][renamed], str(adapter)} <= roots
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def _malformed_json(path: Path) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + "\n{", encoding="utf-8")
+
+
+def _nan(path: Path) -> None:
+    """The first value of the file's first floating-point tensor becomes a NaN (its size,
+    and so the safetensors header, unchanged)."""
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    patterns = {"F32": b"\x00\x00\xc0\x7f", "BF16": b"\xc0\x7f", "F16": b"\x00\x7e"}
+    entry = next(e for e in header.values() if e.get("dtype") in patterns)
+    start = 8 + length + entry["data_offsets"][0]
+    nan = patterns[entry["dtype"]]
+    data[start : start + len(nan)] = nan
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncate": _truncate,
+    "delete": Path.unlink,
+    "bit flip": _flip_a_bit,
+    "NaN": _nan,
+    "malformed JSON": _malformed_json,
+}
+
+
+def _ways(path: Path) -> list[str]:
+    kind = {".safetensors": "NaN", ".json": "malformed JSON"}[path.suffix]
+    return ["truncate", "delete", "bit flip", kind]
+
+
+def _put_back(root: Path, saved: dict[Path, bytes]) -> None:
+    """Every output a check moved aside goes back, and every damaged file gets its bytes."""
+    for aside in sorted(root.rglob("*.damaged-*")):
+        original = aside.with_name(aside.name.split(".damaged-")[0])
+        if original.is_dir():
+            shutil.rmtree(original)
+        elif original.exists():
+            original.unlink()
+        aside.rename(original)
+    for path, data in saved.items():
+        path.write_bytes(data)
+
+
+def test_every_damaged_artifact_is_rebuilt_or_refused_never_served(composed, shared_engine):
+    """Each file each kind of step writes (training: weights, adapter config, result;
+    composition: the same; evaluation: results, answers), damaged in each way. The next
+    run then redoes exactly the damaged step and the evaluations that scored its adapter
+    (nothing else), and `mtd serve` refuses a damaged served adapter before loading it."""
+    from mtd_operator.core.steps import pipeline_steps
+    from mtd_operator.local.serve import ServingError, check_adapters
+
+    root = composed.workspace / "tiny"
+    fresh = LocalRun(composed.spec, composed.workspace, out=io.StringIO(), engine=shared_engine)
+    steps = pipeline_steps(fresh.plan)
+    assert set(fresh.observe(steps)) == {s.key for s in steps}, "the pipeline is not done"
+    manifest = json.loads((root / "serving.json").read_text())
+    served = {Path(folder) for folder in manifest["adapters"].values()}
+
+    def scored_by(step) -> set[str]:
+        """The evaluations whose config scores an adapter inside `step`'s output."""
+        found = set()
+        for other in steps:
+            if other.verb != "evaluate":
+                continue
+            config = json.loads((root / other.config_path).read_text())
+            folders = [config.get("adapter"), *(config.get("task_adapters") or {}).values()]
+            if any(f and f.startswith(f"{root}/{step.output}/") for f in folders):
+                found.add(other.key)
+        return found
+
+    train = next(s for s in steps if s.verb == "train" and scored_by(s) and s.stage == "stage2")
+    compose = next(s for s in steps if s.verb == "compose")
+    evaluation = next(s for s in steps if s.key in scored_by(compose))
+    results = root / evaluation.output
+    targets = {
+        train: ["adapter/adapter_model.safetensors", "adapter/adapter_config.json", "result.json"],
+        compose: [
+            "adapter/adapter_model.safetensors",
+            "adapter/adapter_config.json",
+            "result.json",
+        ],
+    }
+    cases = [
+        (step, root / step.output / name, way)
+        for step, names in targets.items()
+        for name in names
+        for way in _ways(root / step.output / name)
+    ]
+    answers = results.with_name(f"{results.stem}.answers.json")
+    cases += [(evaluation, path, way) for path in (results, answers) for way in _ways(path)]
+    assert len(cases) == 32
+
+    for step, path, way in cases:
+        case = f"{step.key}: {path.relative_to(root)}, {way}"
+        saved = {path: path.read_bytes()}
+        try:
+            DAMAGE[way](path)
+            in_served = any(folder in path.parents for folder in served)
+            if in_served:
+                with pytest.raises(ServingError, match="refused"):
+                    check_adapters(manifest)
+            local = LocalRun(
+                composed.spec, composed.workspace, out=io.StringIO(), engine=shared_engine
+            )
+            redo = {s.key for s in steps} - set(local.observe(steps))
+            expected = {step.key}
+            if path.name != "result.json" or way != "delete":  # the output is moved aside
+                expected |= scored_by(step) if step.verb != "evaluate" else set()
+            assert redo == expected, case
+            if step.verb == "evaluate":
+                # A damaged results file never reaches the status: its step is simply redone.
+                assert evaluation.key not in local.observe(steps), case
+        finally:
+            _put_back(root, saved)
+        assert set(fresh.observe(steps)) == {s.key for s in steps}, f"not restored: {case}"
+
+    # One of them through a real run: a NaN in the served composed adapter. The run redoes
+    # the composition and its evaluation only, and serves a whole adapter again.
+    weights = root / compose.output / "adapter" / "adapter_model.safetensors"
+    _nan(weights)
+    _, output, decision = run(composed.spec, composed.workspace, shared_engine)
+    assert not decision.failed, output
+    assert sorted(started(output)) == sorted([compose.key, evaluation.key]), output
+    assert "cannot be reused, rebuilding" in output
+    check_adapters(json.loads((root / "serving.json").read_text()))
 
 
 def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model, shared_engine):

@@ -33,6 +33,8 @@ VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 ADAPTERS_MOUNT = "/etc/mtd-adapters"
 ADAPTERS_KEY = "lora-modules"
+#: The same ConfigMap's folder → digest, checked by the pods' init container (`mtd verify`).
+DIGESTS_KEY = "digests.json"
 # The image's entrypoint is `vllm serve`; the model is its first positional argument
 # (vllm/utils/argparse_utils.py: `--model` is deprecated there, and refused next to
 # --served-model-name). The adapter list is read from the mounted ConfigMap at start, so

@@ -18,7 +18,7 @@ import yaml
 
 from mtd_contract.config import AnyConfig, EngineScoring, EvalConfig
 from mtd_contract.exits import EXIT_INVALID
-from mtd_contract.pod import profile_command, step_command
+from mtd_contract.pod import profile_command, step_command, verify_command
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
@@ -29,7 +29,7 @@ from ..core.render import Locations, render_step
 from ..core.steps import Step
 from ..engines import engine_of
 from ..engines.base import CACHE_MOUNT, SERVING_PORT, ServeRequest, non_root_pod, scoring_plan
-from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT, VLLM
+from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT, DIGESTS_KEY, VLLM
 from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
@@ -633,6 +633,7 @@ def serving_deployment(
             volumes.append({"name": "adapters", "configMap": {"name": adapters_name(parent)}})
             mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
         del template_meta["annotations"]
+    verify = verify_container(spec, config, desired, locations, mounts)
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     if keyed(spec, config):
         container_fields["env"] = [*container_fields["env"], _key_env(engine.api_key_env, parent)]
@@ -652,6 +653,7 @@ def serving_deployment(
         "automountServiceAccountToken": False,
         "securityContext": security,
         **_scheduling(config),
+        **({"initContainers": [verify]} if verify is not None else {}),
         "containers": [container],
         "volumes": volumes,
     }
@@ -664,6 +666,51 @@ def serving_deployment(
         pod,
         {ANNOTATION_REVISION: desired.revision},
     )
+
+
+def served_digests(desired: DesiredServing, locations: Locations) -> dict[str, str]:
+    """Folder (as serving pods see it) → the digest its step recorded, for every served
+    adapter (or the fully fine-tuned model) whose step recorded one."""
+    if desired.model is not None:
+        digest = desired.digests.get(desired.model_name or "")
+        return {locations.artifact(desired.model): digest} if digest else {}
+    return {
+        locations.artifact(path): desired.digests[name]
+        for name, path in desired.adapters.items()
+        if name in desired.digests
+    }
+
+
+def verify_container(
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    desired: DesiredServing,
+    locations: Locations,
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any] | None:
+    """The serving pods' init container (`mtd verify`, our trainer image, non-root): the
+    engine starts only on folders whose files are what their steps recorded. With vLLM's
+    runtime loading the digests come from the adapters ConfigMap (the template stays the
+    same as adapters change); otherwise they are in its arguments."""
+    digests = served_digests(desired, locations)
+    if not digests:
+        return None
+    from_file = engine_of(spec).adapter_update(spec) == "RuntimeLoad" and desired.model is None
+    command = (
+        verify_command(f"{ADAPTERS_MOUNT}/{DIGESTS_KEY}")
+        if from_file
+        else verify_command(pairs=[f"{folder}={d}" for folder, d in sorted(digests.items())])
+    )
+    own = {k: v for k, v in _pod_security().items() if k in _CONTAINER_SECURITY_FIELDS}
+    return {
+        "name": "verify",
+        "image": config.trainer_image,
+        "command": command,
+        "volumeMounts": [m for m in mounts if m["name"] in ("workspace", "adapters", "tmp")]
+        + [m for m in mounts if m["name"].startswith("model-")],
+        "securityContext": {**_container_security(), **own},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
 
 
 def keyed(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> bool:
@@ -921,7 +968,11 @@ def adapters_config_map(
     """vLLM's adapter set, read by its pods at start (`--lora-modules`)."""
     modules = " ".join(f"{n}={p}" for n, p in engine_adapters(spec, desired, locations).items())
     name = adapters_name(body["metadata"]["name"])
-    cm = config_map(body, name, "adapters", {ADAPTERS_KEY: modules})
+    data = {ADAPTERS_KEY: modules}
+    digests = served_digests(desired, locations)
+    if digests:  # what the serving pods' init container checks (`verify_container`)
+        data[DIGESTS_KEY] = json.dumps(digests, indent=1, sort_keys=True)
+    cm = config_map(body, name, "adapters", data)
     cm["metadata"]["annotations"] = {ANNOTATION_REVISION: desired.revision}
     return cm
 
