@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-MAX_LINE_BYTES = 1_000_000
+from .limits import MAX_LINE_BYTES
+
 #: Characters of a data value an error message may quote: enough to find the line, too
 #: few to copy a secret out of a file that should never have been read.
 QUOTE_CHARS = 12

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import signal
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -102,3 +105,35 @@ def test_children_cpu_counts_a_finished_step() -> None:
                                 text=True, check=True).stdout)  # fmt: skip
     assert used > 0
     assert children_cpu() - before >= used * 0.9
+
+
+class FullDisk(io.StringIO):
+    """A log file on a disk that fills up after `room` characters (ENOSPC)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.tell() + len(text) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(text)
+
+
+def test_a_full_disk_stops_the_log_not_the_step_output(tmp_path: Path) -> None:
+    """The pump goes on draining the step's pipe when its log cannot be written (a step
+    blocked on a full pipe would never end), says so once, and keeps the tail for the
+    step's failure message."""
+    from collections import deque
+
+    from mtd_operator.local.runner import LocalRun
+
+    lines = [f"step {i} loss 0.{i}\n" for i in range(200)]
+    out, log, tail = io.StringIO(), FullDisk(room=100), deque(maxlen=20)
+    pump = LocalRun._pump.__get__(SimpleNamespace(out=out, _say=lambda t: out.write(t)))
+    pump(io.StringIO("".join(lines)), log, tail)
+    assert list(tail) == lines[-20:]
+    assert out.getvalue().count("the step's log is no longer written") == 1
+    assert "No space left on device" in out.getvalue()
+    assert out.getvalue().endswith("  step 199 loss 0.199\n")
+    assert log.getvalue() == "".join(lines[:6])  # what fitted in 100 characters

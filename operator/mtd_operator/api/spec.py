@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from mtd_contract.limits import MAX_INSTRUCTION_CHARS, MAX_LABEL_CHARS, MAX_LABELS
 from mtd_contract.tasks import (
     CLASSIFICATION_METRICS,
     GENERATION_METRICS,
@@ -41,9 +42,7 @@ BASE_MODEL_SCHEMES = ("pvc://", "hf://", "/", "./", "../")
 MAX_STEPS = 1_000_000
 MAX_EXAMPLES = 1_000_000_000
 MAX_BATCH_SIZE = 4096
-MAX_LABELS = 1000
-MAX_LABEL_CHARS = 256
-MAX_TEXT_CHARS = 10_000
+MAX_TEXT_CHARS = MAX_INSTRUCTION_CHARS
 MAX_PATH_CHARS = 4096
 
 Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]

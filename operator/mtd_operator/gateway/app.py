@@ -15,6 +15,7 @@ Upstream calls are blocking httpx calls, run in Starlette's thread pool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -35,6 +36,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mtd_contract.limits import (
+    HEADER_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    MAX_CONCURRENT_REQUESTS,
+    MAX_NEW_TOKENS,
+    MAX_REQUEST_TEXT_CHARS,
+    REQUEST_TIMEOUT_S,
+)
 from mtd_contract.upstream import Answer, Upstream, UpstreamError
 
 from ..core.catalogue import Catalogue, CatalogueTask
@@ -42,11 +51,7 @@ from .source import CatalogueSource, CatalogueUnavailable
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_NEW_TOKENS = 64
-MAX_NEW_TOKENS = 4096
-MAX_TEXT_CHARS = 200_000
-# A request body: the longest text as UTF-8 (4 bytes a character at most), JSON escapes
-# and the other fields. Read in chunks and refused past it, never held whole.
-MAX_BODY_BYTES = 4 * MAX_TEXT_CHARS + 64 * 1024
+MAX_TEXT_CHARS = MAX_REQUEST_TEXT_CHARS
 # How much of a client's value an error message quotes back.
 QUOTED_CHARS = 100
 UNKNOWN_TASK = "__unknown__"
@@ -337,7 +342,7 @@ def build_gateway(
     upstream_url: str,
     engine: str | None = None,
     base_model: str | None = None,
-    timeout: float = 120.0,
+    timeout: float = REQUEST_TIMEOUT_S,
     api_key: str | None = None,
 ) -> Gateway:
     upstream = Upstream(
@@ -350,20 +355,94 @@ def build_gateway(
     return Gateway(CatalogueSource(catalogue), upstream)
 
 
+def header_timeout_protocol(seconds: float = HEADER_TIMEOUT_S) -> type:
+    """uvicorn's h11 protocol, closing a connection whose request headers have not all
+    arrived `seconds` after it opened or after its last response (uvicorn has no such
+    timeout: a client sending a header a minute holds its connection for ever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport):  # type: ignore[no-untyped-def]
+            super().connection_made(transport)
+            self._arm()
+
+        def handle_events(self) -> None:
+            before = self.cycle
+            super().handle_events()
+            if self.cycle is not before:  # a request's headers are all in
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request's headers get the same time
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+def server_config(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    header_timeout: float = HEADER_TIMEOUT_S,
+) -> Any:
+    """The uvicorn settings the gateway always runs with: request headers within
+    `header_timeout`, at most MAX_CONCURRENT_REQUESTS connections or requests at once
+    (503 beyond), bodies capped by the app (`_body`)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        gateway.app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        http=header_timeout_protocol(header_timeout),
+        limit_concurrency=MAX_CONCURRENT_REQUESTS,
+    )
+
+
 def serve(gateway: Gateway, host: str, port: int) -> None:
     """Run the gateway until interrupted (uvicorn, one process)."""
     import uvicorn
 
-    uvicorn.run(gateway.app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.Server(server_config(gateway, host, port)).run()
 
 
-def serve_in_thread(gateway: Gateway, host: str, port: int, timeout: float = 30.0) -> Any:
+def serve_in_thread(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    timeout: float = 30.0,
+    header_timeout: float = HEADER_TIMEOUT_S,
+) -> Any:
     """Start the gateway in a daemon thread (what `mtd run` does); returns the uvicorn server."""
     import threading
 
     import uvicorn
 
-    config = uvicorn.Config(gateway.app, host=host, port=port, log_level="warning")
+    config = server_config(gateway, host, port, "warning", header_timeout)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="mtd-gateway", daemon=True)
     thread.start()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from mtd_contract.limits import MAX_CATALOGUE_BYTES
+
 from ..core.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -23,9 +25,6 @@ log = logging.getLogger(__name__)
 
 class CatalogueUnavailable(RuntimeError):
     """No valid catalogue has been read yet."""
-
-
-MAX_CATALOGUE_BYTES = 64 * 1024 * 1024  # 100,000 tasks take about 30 MB
 
 
 class CatalogueSource:

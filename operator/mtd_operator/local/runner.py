@@ -11,6 +11,7 @@ the next run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,6 +62,17 @@ STDERR_TAIL_LINES = 20
 #: a request at 16 at once, 0.29 s at 4, 0.45 s one at a time (2 cores).
 LOCAL_SCORING_CONCURRENCY = 4
 STOP_GRACE_S = 10.0
+
+
+@contextlib.contextmanager
+def _closing_quietly(handle: TextIO) -> Iterator[TextIO]:
+    """A log file closed at the end without raising: its last flush may meet a full disk,
+    which must not hide how the step ended."""
+    try:
+        yield handle
+    finally:
+        with contextlib.suppress(OSError):
+            handle.close()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -297,7 +310,7 @@ class LocalRun:
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         # Line-buffered: a step killed with `mtd run` (SIGTERM, SIGHUP) keeps its log.
-        with log_path.open("a", encoding="utf-8", buffering=1) as log:
+        with _closing_quietly(log_path.open("a", encoding="utf-8", buffering=1)) as log:
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
@@ -394,10 +407,23 @@ class LocalRun:
         }
 
     def _pump(self, stream: TextIO, log: TextIO, tail: deque[str]) -> None:
+        """Copy the step's output to its log and to `out` until it ends. A log that can no
+        longer be written (a full disk) is said once and left; the pipe is drained to the
+        end all the same, or the step would block on a full pipe and never finish."""
+        logging = True
         for line in stream:
-            log.write(line)
             tail.append(line)
-            self.out.write("  " + line if not line.startswith("\r") else line)
+            if logging:
+                try:
+                    log.write(line)
+                except OSError as exc:
+                    logging = False
+                    self._say(f"  (the step's log is no longer written: {exc}; output goes on)\n")
+            self._say("  " + line if not line.startswith("\r") else line)
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed or full terminal/file
+            self.out.write(text)
             self.out.flush()
 
     # Serving -----------------------------------------------------------------------
