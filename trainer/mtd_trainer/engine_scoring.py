@@ -33,8 +33,9 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per eval example
-#: Per request: a CPU engine answering a batch of long generations can take minutes.
-REQUEST_TIMEOUT_S = 600.0
+#: Per scoring request (evaluation only; the gateway has its own, mtd_contract.limits): a CPU
+#: engine answering a batch of long generations can take minutes.
+SCORING_REQUEST_TIMEOUT_S = 600.0
 
 
 def wait_ready(url: str, timeout: float) -> None:
@@ -66,7 +67,7 @@ def connect(engine: EngineScoring) -> Upstream:
     return Upstream(
         engine.url,
         "vllm",
-        timeout=REQUEST_TIMEOUT_S,
+        timeout=SCORING_REQUEST_TIMEOUT_S,
         base_model=engine.base_model,
         api_key=api_key,
     )
