@@ -226,3 +226,25 @@ def test_a_broken_serving_manifest_is_one_line_not_a_traceback(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith(f"error: {manifest}: Expecting property name") and "Traceback" not in err
     assert err.rstrip().endswith("run `mtd run` again") and err.count("\n") == 1
+
+
+def test_a_data_folder_without_permission_is_a_problem_not_a_crash(write_spec, capsys, monkeypatch):
+    """A folder on the data path the user may not search makes `stat` fail with EACCES
+    (pathlib raises it from exists()); as root here, that failure is simulated."""
+    import errno
+    import os
+    from pathlib import Path
+
+    path = write_spec(resource([task("a")]))
+    train = (path.parent / resource([task("a")])["spec"]["tasks"][0]["data"]["train"]).resolve()
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if self == train:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "spec.tasks[0].data.train" in err and "cannot be read: Permission denied" in err

@@ -110,10 +110,15 @@ def profile_file(
         where = f"{path}:{line_no}" if line_no else str(path)
         problems.append(Problem(field_path, f"{where}: {message}"))
 
-    if not path.exists():
+    try:  # a folder on the way without search permission raises here (EACCES)
+        exists, regular = path.exists(), path.is_file()
+    except OSError as exc:
+        problem(None, f"cannot be read: {exc.strerror or exc}")
+        return None, problems
+    if not exists:
         problem(None, "file does not exist")
         return None, problems
-    if not path.is_file():
+    if not regular:
         problem(None, "is not a regular file")
         return None, problems
 
