@@ -248,3 +248,20 @@ def test_a_data_folder_without_permission_is_a_problem_not_a_crash(write_spec, c
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "spec.tasks[0].data.train" in err and "cannot be read: Permission denied" in err
+
+
+@pytest.mark.parametrize("name", ["tgi", "binary", "single-x", "solo-y"])
+def test_a_reserved_adapter_name_is_refused_for_a_cgc_task(write_spec, capsys, name):
+    doc = resource([task(name), task("other")])
+    doc["spec"]["training"] = {
+        **doc["spec"].get("training", {}),
+        "method": "cgcLora",
+        "cgcLora": {"commonExperts": 1, "specificExperts": 1, "expertRank": 2},
+    }
+    assert main(["validate", str(write_spec(doc))]) == 2
+    assert f"spec.tasks[0].name: {name!r} is reserved under training.method cgcLora" in (
+        capsys.readouterr().err
+    )
+    doc["spec"]["training"]["method"] = "lora"  # adapters are named by group: no clash
+    doc["spec"]["training"].pop("cgcLora")
+    assert main(["validate", str(write_spec(doc))]) == 0

@@ -706,6 +706,25 @@ class MultiTaskDeploymentSpec(ApiModel):
         return self
 
     @model_validator(mode="after")
+    def _cgc_task_names(self) -> MultiTaskDeploymentSpec:
+        """cgcLora serves one adapter per task under the task's name: a name reserved for
+        a group, a baseline or an engine's own model would be answered by something else
+        (TGI answers an adapter named `tgi` with its base model, silently)."""
+        if self.training.method != "cgcLora":
+            return self
+        for index, task in enumerate(self.tasks):
+            if task.name in RESERVED_ADAPTER_NAMES or task.name.startswith(
+                RESERVED_ADAPTER_PREFIXES
+            ):
+                raise ValueError(
+                    f"spec.tasks[{index}].name: {task.name!r} is reserved under training.method "
+                    f"cgcLora (each task's adapter takes its name); not allowed: "
+                    f"{', '.join(RESERVED_ADAPTER_NAMES)} or names starting with "
+                    f"{' or '.join(RESERVED_ADAPTER_PREFIXES)}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _batch_spans_nodes(self) -> MultiTaskDeploymentSpec:
         """Each node's processes take a share of every batch: none may be left empty."""
         nodes = self.training.resources.nodes
