@@ -120,19 +120,53 @@ def test_a_repository_without_a_model_config_is_refused(tmp_path, monkeypatch):
         download_model("hf://org/data", tmp_path / "d")
 
 
-def test_mtd_profile_reports_a_failed_download_in_its_termination_message(
-    tmp_path, monkeypatch, capsys
-):
-    """`mtd profile --download-model` as the profiling Job runs it: a refused download
-    exits 2 (not retried) with the reason where the operator reads it."""
-    from mtd_operator.cli import main
+def _hub_error(kind: str) -> Exception:
+    """What huggingface_hub raises for each way a download fails (its own classes, built
+    as its HTTP layer builds them)."""
+    import httpx2  # huggingface_hub 2's HTTP client
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
-    def gated(repo_id, local_dir, token, allow_patterns=None):
+    request = httpx2.Request("GET", "https://huggingface.co/api/models/org/m")
+    if kind == "gated":
         error = GatedRepoError.__new__(GatedRepoError)
         Exception.__init__(error, "401: access to this model is restricted")
-        raise error
+        return error
+    if kind == "not found":
+        return RepositoryNotFoundError(
+            "404 Repository Not Found", response=httpx2.Response(404, request=request)
+        )
+    if kind == "bad token":
+        return HfHubHTTPError("401 Unauthorized", response=httpx2.Response(401, request=request))
+    if kind == "network":
+        return httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+    return LocalEntryNotFoundError("cannot reach the hub and nothing is cached")
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("gated", "spec.baseModel.tokenSecret: org/m is gated"),
+        ("not found", "spec.baseModel.uri: hf://org/m does not exist on the hub"),
+        ("bad token", "spec.baseModel.tokenSecret: the hub refused the token for org/m"),
+        ("network", "spec.baseModel.uri: hf://org/m: the hub could not be reached (ConnectError"),
+        ("offline", "spec.baseModel.uri: hf://org/m: the hub could not be reached"),
+    ],
+)
+def test_mtd_profile_reports_a_failed_download_in_its_termination_message(
+    tmp_path, monkeypatch, capsys, kind, expected
+):
+    """`mtd profile --download-model` as the profiling Job runs it: a download that fails
+    for any reason exits 2 (not retried) with the reason where the operator reads it."""
+    from mtd_operator.cli import main
+
+    def failing(repo_id, local_dir, token, allow_patterns=None):
+        raise _hub_error(kind)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     log = tmp_path / "termination-log"
     monkeypatch.setenv("TERMINATION_MESSAGE_PATH", str(log))
@@ -142,5 +176,5 @@ def test_mtd_profile_reports_a_failed_download_in_its_termination_message(
         "--model-dir", str(tmp_path / "models" / "m"),
     ])  # fmt: skip
     assert code == 2
-    assert "spec.baseModel.tokenSecret: org/m is gated" in log.read_text()
-    assert "org/m is gated" in capsys.readouterr().err
+    assert expected in log.read_text()
+    assert expected in capsys.readouterr().err

@@ -58,8 +58,22 @@ def download_model(uri: str, target: Path) -> Path:
             f"spec.baseModel.uri: {uri} does not exist on the hub, or is private and needs "
             "spec.baseModel.tokenSecret"
         ) from None
-    except (HfHubHTTPError, OSError) as exc:
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        if status in (401, 403):
+            raise DownloadError(
+                f"spec.baseModel.tokenSecret: the hub refused the token for {repo} (HTTP "
+                f"{status}); give a Secret key holding a valid token"
+            ) from None
         raise DownloadError(f"spec.baseModel.uri: {uri}: download failed ({exc})") from None
+    except Exception as exc:  # the hub unreachable: DNS, refused, timeouts, offline mode
+        if not isinstance(exc, OSError) and not type(exc).__module__.startswith("httpx"):
+            raise
+        raise DownloadError(
+            f"spec.baseModel.uri: {uri}: the hub could not be reached ({type(exc).__name__}: "
+            f"{exc}); check the cluster's egress to huggingface.co, or put the model on a "
+            "volume and use pvc://CLAIM/PATH"
+        ) from None
     if not (target / "config.json").is_file():
         raise DownloadError(f"spec.baseModel.uri: {uri} has no config.json: not a model")
     if not any(target.rglob("*.safetensors")):
