@@ -42,6 +42,31 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, task: TaskConfig, texts: list
     return tokenizer(prompts)["input_ids"]
 
 
+def check_prompt_fits(
+    tokenizer: PreTrainedTokenizerBase, task: TaskConfig, max_length: int
+) -> None:
+    """The part of every prompt that is not the input (the instruction, and a
+    classification task's label list) must leave room for an input and an answer within
+    `max_length` tokens; else every example would be cut to nothing the model can learn
+    from, and the engine would refuse every request of the task (its context is no
+    longer). Raises InputError naming the field to change."""
+    (fixed,) = prompt_ids(tokenizer, task, [""])
+    if len(fixed) < max_length:
+        return
+    field = "instruction"
+    if task_labels(task):
+        bare = task.model_copy(update={"type": "generation", "labels": None})
+        (without_labels,) = prompt_ids(tokenizer, bare, [""])
+        field = "instruction" if len(without_labels) >= max_length else "labels"
+    raise InputError(
+        f"task {task.name}: its {field} {'make' if field == 'labels' else 'makes'} every "
+        f"prompt {len(fixed)} tokens before the "
+        f"input, at least hyperparameters.max_seq_length ({max_length}, "
+        "spec.training.maxSeqLength); shorten the task's "
+        f"{'label list or labels' if field == 'labels' else 'instruction'} or raise the limit"
+    )
+
+
 def answer_ids(tokenizer: PreTrainedTokenizerBase, answers: list[str]) -> list[list[int]]:
     """Token ids of each answer followed by the end-of-sequence token that stops decoding."""
     if tokenizer.eos_token_id is None:

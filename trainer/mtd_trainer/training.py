@@ -36,7 +36,7 @@ from . import checkpoints, sharding
 from .atomic import write_json, write_text
 from .cgc import CgcModel, task_id_tensor
 from .data import load_examples
-from .encoding import IGNORE, encode_dataset
+from .encoding import IGNORE, check_prompt_fits, encode_dataset
 from .errors import InputError
 from .evaluation import eval_examples, score_task
 from .metrics import saturation_step
@@ -111,6 +111,8 @@ class Run:
             )
         set_seed(self.hp.seed)
         self.tokenizer = load_tokenizer(config.base_model)
+        for task in config.tasks:
+            check_prompt_fits(self.tokenizer, task, self.hp.max_seq_length)
         with self.accelerator.main_process_first():  # one process fills the datasets cache
             self.train_sets = {
                 task.name: encode_dataset(
