@@ -69,6 +69,13 @@ class Answer:
     output: str
     score: float | None
     usage: dict[str, int] | None = None
+    #: Why the engine stopped: "stop" (the answer ended), "length" (max_tokens cut it).
+    finish_reason: str | None = None
+
+
+#: Sampling fields a client may set, passed to the engine as given (OpenAI's names, which
+#: vLLM and TGI's OpenAI routes take). Without them, answers are greedy (temperature 0).
+SAMPLING_FIELDS = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty")
 
 
 def label_regex(labels: Sequence[str]) -> str:
@@ -198,10 +205,17 @@ class Upstream:
             raise UpstreamError(None, f"{self.shown_url}: a chat completion without choices")
         return out
 
-    def classify(self, adapter: str | None, chat: list[dict], labels: Sequence[str]) -> Answer:
+    def classify(
+        self,
+        adapter: str | None,
+        chat: list[dict],
+        labels: Sequence[str],
+        sampling: dict[str, Any] | None = None,
+    ) -> Answer:
         """One of `labels`, with the probability of its generated tokens."""
         longest = max(len(label) for label in labels)
-        out = self.chat(adapter, chat, max_tokens=longest + 8, **self.guided_choice(labels))
+        fields = {**(sampling or {}), "max_tokens": longest + 8, **self.guided_choice(labels)}
+        out = self.chat(adapter, chat, **fields)
         label = (out["choices"][0].get("message", {}).get("content") or "").strip()
         if label not in labels:
             raise UpstreamError(
@@ -210,15 +224,24 @@ class Upstream:
                 "(is its guided decoding enabled?)",
             )
         logprobs = token_logprobs(out)
-        return Answer(label, math.exp(sum(logprobs)) if logprobs else None, out.get("usage"))
+        score = math.exp(sum(logprobs)) if logprobs else None
+        return Answer(label, score, out.get("usage"), out["choices"][0].get("finish_reason"))
 
-    def generate(self, adapter: str | None, chat: list[dict], max_tokens: int) -> Answer:
-        """Greedy text on the adapter, scored by the mean token log-prob."""
-        out = self.chat(adapter, chat, max_tokens=max_tokens)
+    def generate(
+        self,
+        adapter: str | None,
+        chat: list[dict],
+        max_tokens: int,
+        sampling: dict[str, Any] | None = None,
+    ) -> Answer:
+        """Text on the adapter (greedy unless `sampling` says otherwise), scored by the
+        mean token log-prob."""
+        out = self.chat(adapter, chat, **{**(sampling or {}), "max_tokens": max_tokens})
         logprobs = token_logprobs(out)
-        text = out["choices"][0].get("message", {}).get("content") or ""
+        choice = out["choices"][0]
+        text = choice.get("message", {}).get("content") or ""
         score = sum(logprobs) / len(logprobs) if logprobs else None
-        return Answer(text, score, out.get("usage"))
+        return Answer(text, score, out.get("usage"), choice.get("finish_reason"))
 
     def answer(
         self,
@@ -227,12 +250,14 @@ class Upstream:
         text: str,
         labels: Sequence[str] | None,
         max_tokens: int,
+        sampling: dict[str, Any] | None = None,
     ) -> Answer:
-        """A task's answer for `text`, its prompt formatted as training formatted it."""
+        """A task's answer for `text`, its prompt formatted as training formatted it;
+        `sampling`: fields of SAMPLING_FIELDS a client set."""
         chat = messages(instruction, text, list(labels) if labels else None)
         if labels:
-            return self.classify(adapter, chat, labels)
-        return self.generate(adapter, chat, max_tokens)
+            return self.classify(adapter, chat, labels, sampling)
+        return self.generate(adapter, chat, max_tokens, sampling)
 
 
 def token_logprobs(out: dict[str, Any]) -> list[float]:

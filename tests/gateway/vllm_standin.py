@@ -113,9 +113,12 @@ class VllmStandIn:
         choices = (body.get("structured_outputs") or {}).get("choice")
         if choices:
             content = pick(model, prompt, choices)
-        else:
-            content = f"{model} says: {prompt.splitlines()[-1]}"
-            content = " ".join(content.split()[: body.get("max_tokens") or 16])
+        finish = "stop"
+        if not choices:
+            words = f"{model} says: {prompt.splitlines()[-1]}".split()
+            limit = body.get("max_tokens") or 16
+            finish = "length" if len(words) > limit else "stop"  # as vLLM reports a cut
+            content = " ".join(words[:limit])
         tokens = content.split(" ")
         logprobs = None
         if body.get("logprobs"):
@@ -131,7 +134,7 @@ class VllmStandIn:
                         "index": 0,
                         "message": {"role": "assistant", "content": content},
                         "logprobs": logprobs,
-                        "finish_reason": "stop",
+                        "finish_reason": finish,
                     }
                 ],
                 "usage": {

@@ -5,11 +5,15 @@
   the output of a classification task is always one of its labels;
 * `POST /v1/chat/completions` (the last user message is the input) and
   `POST /v1/completions` (`prompt`), with `model` naming the task;
-* `GET /v1/models` (the tasks), `GET /health` (200 once a catalogue is loaded) and
+* `GET /v1/models` (the tasks), `GET /v1/models/{task}` (one, with its type, labels,
+  metric, verdict and adapter), `GET /health` (200 once a catalogue is loaded) and
   `GET /metrics` (Prometheus: requests, errors and latency per task and route).
 
-An unknown task is a 404 naming the known tasks, on every route. Errors are TGI's shape
-(`{"error": message, "error_type": kind}`), as the rest of the project's servers answer.
+An unknown task is a 404 naming the known tasks, on every route. Errors on the OpenAI
+routes (`/v1/*`) are OpenAI's (`{"error": {"message", "type", "param", "code"}}`, 400 for a
+bad field), elsewhere TGI's (`{"error": message, "error_type": kind}`). OpenAI fields the
+gateway cannot honour are refused naming them (`UNSUPPORTED`); sampling fields pass to the
+engine (`SAMPLING_FIELDS`), and `finish_reason` and `usage` are the engine's.
 Upstream calls are blocking httpx calls, run in Starlette's thread pool.
 """
 
@@ -44,7 +48,7 @@ from mtd_contract.limits import (
     MAX_REQUEST_TEXT_CHARS,
     REQUEST_TIMEOUT_S,
 )
-from mtd_contract.upstream import Answer, Upstream, UpstreamError
+from mtd_contract.upstream import SAMPLING_FIELDS, Answer, Upstream, UpstreamError
 
 from ..core.catalogue import Catalogue, CatalogueTask
 from .source import CatalogueSource, CatalogueUnavailable
@@ -58,13 +62,28 @@ UNKNOWN_TASK = "__unknown__"
 
 
 class GatewayError(Exception):
-    """An answer other than 200: HTTP status, message and TGI-style error type."""
+    """An answer other than 200: HTTP status, message, TGI-style error type, and for the
+    OpenAI routes the request field at fault (`param`) and a code."""
 
-    def __init__(self, status: int, message: str, kind: str = "validation") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "validation",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.param = param
+        self.code = code
+
+
+def _invalid(field: str, rule: str) -> GatewayError:
+    """A request field that breaks a rule: 422 here, 400 on the OpenAI routes."""
+    return GatewayError(422, f"{field}: {rule}", param=field)
 
 
 class Metrics:
@@ -97,6 +116,17 @@ def _error(exc: GatewayError) -> JSONResponse:
     return JSONResponse({"error": exc.message, "error_type": exc.kind}, status_code=exc.status)
 
 
+def _openai_error(exc: GatewayError) -> JSONResponse:
+    """OpenAI's error body and status codes (platform.openai.com/docs/guides/error-codes):
+    a bad request is a 400 `invalid_request_error` naming the `param`, an unknown model a
+    404 with code `model_not_found`, the engine's failures a 5xx `server_error`. The
+    official clients raise BadRequestError, NotFoundError, ... with this message."""
+    status = 400 if exc.status == 422 else exc.status
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}
+    return JSONResponse({"error": body}, status_code=status)
+
+
 async def _body(request: Request) -> bytes:
     """The request body, refused with 413 past MAX_BODY_BYTES (by its Content-Length, or
     while it streams in) instead of buffering whatever a client sends."""
@@ -125,6 +155,71 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
+#: OpenAI request fields the gateway cannot honour yet, and why: refused naming the field,
+#: never dropped in silence. A field is refused only when set to other than its default.
+UNSUPPORTED: dict[str, tuple[Any, str]] = {
+    "stream": (False, "streaming is not supported by the gateway yet; allowed: false"),
+    "n": (1, "one choice per request; allowed: 1"),
+    "best_of": (1, "one candidate per request; allowed: 1"),
+    "logprobs": (None, "token log-probabilities are not returned yet (see mtd.score)"),
+    "top_logprobs": (None, "token log-probabilities are not returned yet"),
+    "echo": (False, "the prompt is the task's, not echoed; allowed: false"),
+    "suffix": (None, "not supported"),
+    "logit_bias": (None, "not supported"),
+    "tools": (None, "a task answers with its label or text; no tools"),
+    "tool_choice": (None, "a task answers with its label or text; no tools"),
+    "functions": (None, "a task answers with its label or text; no functions"),
+    "function_call": (None, "a task answers with its label or text; no functions"),
+    "parallel_tool_calls": (None, "no tools"),
+    "audio": (None, "text only"),
+    "modalities": (None, "text only"),
+    "prediction": (None, "not supported"),
+}
+
+
+def _refuse_unsupported(body: dict[str, Any], task: CatalogueTask) -> None:
+    for field, (default, why) in UNSUPPORTED.items():
+        value = body.get(field)
+        unset = value is None or value == default or (value in (False, 0, [], {}) and field != "n")
+        if not unset:
+            raise _invalid(field, why)
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        what = "one of the task's labels" if task.labels else "the task's text"
+        raise _invalid(
+            "response_format",
+            f'the answer is {what}; allowed: {{"type": "text"}} (or leave it out)',
+        )
+
+
+def _sampling(body: dict[str, Any], task: CatalogueTask) -> dict[str, Any]:
+    """The sampling fields a client set, checked as OpenAI bounds them, for the engine."""
+    fields: dict[str, Any] = {}
+    for field in SAMPLING_FIELDS:
+        value = body.get(field)
+        if value is None:
+            continue
+        if field == "seed":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _invalid(field, "an integer")
+        elif field == "stop":
+            stops = [value] if isinstance(value, str) else value
+            if not isinstance(stops, list) or not all(isinstance(v, str) and v for v in stops):
+                raise _invalid(field, "a non-empty string or a list of up to 4 of them")
+            if len(stops) > 4:
+                raise _invalid(field, "at most 4 sequences")
+            if task.labels:
+                raise _invalid(field, "a classification answer is one whole label; not allowed")
+        else:
+            low, high = {"temperature": (0, 2), "top_p": (0, 1)}.get(field, (-2, 2))
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _invalid(field, f"a number from {low} to {high}")
+            if not low <= value <= high:
+                raise _invalid(field, f"a number from {low} to {high}")
+        fields[field] = value
+    return fields
+
+
 def _quoted(value: Any) -> str:
     """A client's value in a message: its repr, cut to QUOTED_CHARS characters."""
     text = repr(value)
@@ -135,10 +230,12 @@ def _text_field(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if isinstance(value, list) and len(value) == 1:  # OpenAI's prompt may be a list
         value = value[0]
+    if isinstance(value, list) and len(value) > 1:
+        raise _invalid(field, "one prompt per request (a task answers one input at a time)")
     if not isinstance(value, str) or not value.strip():
-        raise GatewayError(422, f"{field}: required, a non-empty string")
+        raise _invalid(field, "required, a non-empty string")
     if len(value) > MAX_TEXT_CHARS:
-        raise GatewayError(422, f"{field}: at most {MAX_TEXT_CHARS} characters")
+        raise _invalid(field, f"at most {MAX_TEXT_CHARS} characters")
     return value
 
 
@@ -149,7 +246,7 @@ def _max_tokens(body: dict[str, Any], default: int, *fields: str) -> int:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_NEW_TOKENS:
-            raise GatewayError(422, f"{field}: an integer from 1 to {MAX_NEW_TOKENS}")
+            raise _invalid(field, f"an integer from 1 to {MAX_NEW_TOKENS}")
         return value
     return default
 
@@ -157,20 +254,15 @@ def _max_tokens(body: dict[str, Any], default: int, *fields: str) -> int:
 def _last_user_text(body: dict[str, Any]) -> str:
     chat = body.get("messages")
     if not isinstance(chat, list) or not chat:
-        raise GatewayError(422, "messages: required, a non-empty list of messages")
+        raise _invalid("messages", "required, a non-empty list of messages")
     users = [m for m in chat if isinstance(m, dict) and m.get("role") == "user"]
     if not users:
-        raise GatewayError(422, "messages: no message with role user (the task's input)")
+        raise _invalid("messages", "no message with role user (the task's input)")
     content = users[-1].get("content")
     if isinstance(content, list):
         parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         content = "".join(p for p in parts if isinstance(p, str))
     return _text_field({"messages[].content": content}, "messages[].content")
-
-
-def _no_stream(body: dict[str, Any]) -> None:
-    if body.get("stream"):
-        raise GatewayError(422, "stream: not supported by the gateway; allowed: false")
 
 
 class Gateway:
@@ -186,19 +278,17 @@ class Gateway:
         self.upstream = upstream
         self.default_max_new_tokens = default_max_new_tokens
         self.metrics = Metrics()
+        self.started = int(time.time())
+        chat = self.route("chat", self.chat_completions, openai=True)
+        completions = self.route("completions", self.completions, openai=True)
         self.app = Starlette(
             routes=[
                 Route("/tasks", self.list_tasks, methods=["GET"]),
                 Route("/tasks/{task}", self.route("tasks", self.ask_task), methods=["POST"]),
-                Route(
-                    "/v1/chat/completions",
-                    self.route("chat", self.chat_completions),
-                    methods=["POST"],
-                ),
-                Route(
-                    "/v1/completions", self.route("completions", self.completions), methods=["POST"]
-                ),
+                Route("/v1/chat/completions", chat, methods=["POST"]),
+                Route("/v1/completions", completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/models/{task}", self.model, methods=["GET"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/metrics", self.metrics_text, methods=["GET"]),
             ]
@@ -218,15 +308,20 @@ class Gateway:
         if task is None:
             known = ", ".join(sorted(t.name for t in catalogue.tasks)) or "none"
             message = f"unknown task {_quoted(name)}; known tasks: {known}"
-            raise GatewayError(404, message, "not_found")
+            raise GatewayError(404, message, "not_found", param="model", code="model_not_found")
         return task
 
     # -- plumbing -------------------------------------------------------------------------
 
     def route(
-        self, name: str, handler: Callable[[CatalogueTask, dict], Awaitable[dict]]
+        self,
+        name: str,
+        handler: Callable[[CatalogueTask, dict], Awaitable[dict]],
+        openai: bool = False,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a task handler: parse the body, count, time, turn errors into answers."""
+        """Wrap a task handler: parse the body, count, time, turn errors into answers (in
+        OpenAI's shape on the OpenAI routes)."""
+        shape = _openai_error if openai else _error
 
         async def endpoint(request: Request) -> Response:
             started = time.monotonic()
@@ -235,20 +330,20 @@ class Gateway:
                 body = await _json_object(request)
                 requested = request.path_params.get("task", body.get("model"))
                 if requested is None:
-                    raise GatewayError(422, "model: required, the name of a task")
+                    raise _invalid("model", "required, the name of a task")
                 task = self.task(requested)
                 label = task.name
                 response: Response = JSONResponse(await handler(task, body))
             except GatewayError as exc:
-                response = _error(exc)
+                response = shape(exc)
             except UpstreamError as exc:
                 status = 502 if exc.status is None or exc.status >= 500 else exc.status
-                response = _error(GatewayError(status, f"upstream: {exc.message}", "upstream"))
+                response = shape(GatewayError(status, f"upstream: {exc.message}", "upstream"))
             except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
                 # An engine answer of an unexpected shape: the engine's fault, said so.
                 log.exception("%s: unexpected answer from %s", name, self.upstream.shown_url)
                 message = f"upstream: an answer of unexpected shape ({type(exc).__name__}: {exc})"
-                response = _error(GatewayError(502, message, "upstream"))
+                response = shape(GatewayError(502, message, "upstream"))
             self.metrics.requests.labels(label, name).inc()
             if response.status_code >= 400:
                 self.metrics.errors.labels(label, name, str(response.status_code)).inc()
@@ -257,9 +352,21 @@ class Gateway:
 
         return endpoint
 
-    async def _answer(self, task: CatalogueTask, text: str, max_tokens: int) -> Answer:
+    async def _answer(
+        self,
+        task: CatalogueTask,
+        text: str,
+        max_tokens: int,
+        sampling: dict[str, Any] | None = None,
+    ) -> Answer:
         return await run_in_threadpool(
-            self.upstream.answer, task.adapter, task.instruction, text, task.labels, max_tokens
+            self.upstream.answer,
+            task.adapter,
+            task.instruction,
+            text,
+            task.labels,
+            max_tokens,
+            sampling,
         )
 
     # -- routes ---------------------------------------------------------------------------
@@ -285,20 +392,22 @@ class Gateway:
         }
 
     async def chat_completions(self, task: CatalogueTask, body: dict) -> dict:
-        _no_stream(body)
+        _refuse_unsupported(body, task)
+        sampling = _sampling(body, task)
         text = _last_user_text(body)
         limit = _max_tokens(
             body, self.default_max_new_tokens, "max_completion_tokens", "max_tokens"
         )
-        answer = await self._answer(task, text, limit)
+        answer = await self._answer(task, text, limit, sampling)
         message = {"role": "assistant", "content": answer.output}
         return self._openai("chat.completion", task, answer, {"message": message})
 
     async def completions(self, task: CatalogueTask, body: dict) -> dict:
-        _no_stream(body)
+        _refuse_unsupported(body, task)
+        sampling = _sampling(body, task)
         text = _text_field(body, "prompt")
         limit = _max_tokens(body, self.default_max_new_tokens, "max_tokens")
-        answer = await self._answer(task, text, limit)
+        answer = await self._answer(task, text, limit, sampling)
         return self._openai("text_completion", task, answer, {"text": answer.output})
 
     @staticmethod
@@ -309,22 +418,44 @@ class Gateway:
             "object": kind,
             "created": int(time.time()),
             "model": task.name,
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, **choice}],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": answer.finish_reason or "stop",
+                    "logprobs": None,
+                    **choice,
+                }
+            ],
             "usage": answer.usage
             or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "mtd": {"task": task.name, "adapter": task.adapter, "score": answer.score},
+        }
+
+    def _model_entry(self, task: CatalogueTask) -> dict[str, Any]:
+        """A task as OpenAI lists a model, with what a client needs to call it."""
+        return {
+            "id": task.name,
+            "object": "model",
+            "created": self.started,
+            "owned_by": "multitask-operator",
+            "mtd": task.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
 
     async def models(self, request: Request) -> Response:
         try:
             catalogue = self.catalogue()
         except GatewayError as exc:
-            return _error(exc)
-        data = [
-            {"id": t.name, "object": "model", "owned_by": "multitask-operator"}
-            for t in catalogue.tasks
-        ]
+            return _openai_error(exc)
+        data = [self._model_entry(t) for t in catalogue.tasks]
         return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{task}`: the task (type, labels, metric, verdict, adapter)."""
+        try:
+            task = self.task(request.path_params["task"])
+        except GatewayError as exc:
+            return _openai_error(exc)
+        return JSONResponse(self._model_entry(task))
 
     async def health(self, request: Request) -> Response:
         try:
