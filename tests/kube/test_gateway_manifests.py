@@ -19,7 +19,9 @@ def test_catalogue_follows_the_status_rows() -> None:
     for entry in catalogue.tasks:
         assert entry.adapter == rows[entry.name].adapter is not None
         assert entry.metric == rows[entry.name].metric
-        assert entry.verdict == "Inconclusive"  # no scores in this decision
+        # The status row's verdict, exactly: none here (no baseline, no scores), where the
+        # catalogue used to say Inconclusive for a task status.json leaves unjudged.
+        assert entry.verdict == rows[entry.name].verdict is None
     assert catalogue.task("a").labels == ["x", "y"] and catalogue.task("a").type == (
         "classification"
     )
@@ -84,3 +86,17 @@ def test_rollout_strategies() -> None:
     assert adapter_update(make_spec(serving={"engine": "vllm"})) == "RuntimeLoad"
     decision = finished_decision(one)
     assert decision.status.serving.adapter_update == "OneAtATime"
+
+
+def test_catalogue_verdicts_are_the_status_verdicts() -> None:
+    """`/tasks` and status.json tell the same verdicts (issue #30): judged rows their own,
+    unjudged rows none."""
+    spec = make_spec(serving={"engine": "vllm"})
+    decision = finished_decision(spec)
+    a, g = decision.status.tasks
+    status = decision.status.model_copy(
+        update={"tasks": [a.model_copy(update={"verdict": "NotQualified"}), g]}
+    )
+    catalogue = build_catalogue(spec, status, decision.serving.revision)
+    assert {t.name: t.verdict for t in catalogue.tasks} == {"a": "NotQualified", "g": None}
+    assert "verdict" not in json.loads(catalogue.to_json())["tasks"][1]

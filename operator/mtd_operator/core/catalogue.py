@@ -36,7 +36,11 @@ class CatalogueTask(BaseModel):
     served_by: Literal["multiTask", "baseline", "composition"] | None = Field(
         default=None, alias="servedBy"
     )
-    verdict: Verdict = "Inconclusive"
+    verdict: Verdict | None = Field(
+        default=None,
+        description="The status row's verdict; None while the task is not judged (no "
+        "baseline, or not evaluated yet), as status.json says.",
+    )
     adapter_digest: str | None = Field(
         default=None,
         alias="adapterDigest",
@@ -111,14 +115,9 @@ class Catalogue(BaseModel):
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
-def verdict(row: TaskStatus | CompositionStatus) -> Verdict:
-    """Qualified or not against a baseline; Inconclusive when there is nothing to compare."""
-    explicit = getattr(row, "verdict", None)  # status rows may carry their own verdict
-    if explicit in ("Qualified", "NotQualified", "Inconclusive"):
-        return explicit
-    if row.baseline is None or row.score is None:
-        return "Inconclusive"
-    return "Qualified" if row.qualified else "NotQualified"
+def verdict(row: TaskStatus | CompositionStatus) -> Verdict | None:
+    """The row's own verdict, exactly as status.json carries it (None: not judged)."""
+    return row.verdict
 
 
 def _entry(
@@ -138,7 +137,7 @@ def _entry(
         metric=default_metric(item.type, item.metric),
         adapter=adapter,
         servedBy=served_by,
-        verdict=verdict(row) if row is not None else "Inconclusive",
+        verdict=verdict(row) if row is not None else None,
     )
 
 
