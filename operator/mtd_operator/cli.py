@@ -312,6 +312,39 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _serve_forever(engine, url)
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status_view import StatusNotFound, cluster_status, local_status, render
+
+    try:
+        if args.kube:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api = client.CustomObjectsApi()
+            seen = cluster_status(api, args.namespace or _kube_namespace(), args.name)
+        else:
+            seen = local_status(Path(args.workspace), args.name)
+    except StatusNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(render(seen))
+    return 0
+
+
+def _kube_namespace() -> str:
+    """The current context's namespace, as kubectl picks it (default: `default`)."""
+    from kubernetes import config
+
+    try:
+        _, context = config.list_kube_config_contexts()
+    except (config.ConfigException, OSError):
+        return "default"
+    return (context or {}).get("context", {}).get("namespace") or "default"
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .client import ClientError, MultiTaskClient
 
@@ -400,7 +433,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _add_address(command: argparse.ArgumentParser) -> None:
     """Where `mtd run` and `mtd serve` listen: the gateway, and the engine behind it."""
-    command.add_argument("--host", default="127.0.0.1")
+    command.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     command.add_argument("--port", type=int, default=8080, help="the task gateway's port")
     command.add_argument("--engine-port", type=int, help="the engine's port (default: --port + 1)")
 
@@ -410,7 +443,7 @@ Commands = Any
 
 
 def _add_local_commands(commands: Commands) -> None:
-    """validate, plan, run, serve, predict: what a person runs on a laptop."""
+    """validate, plan, run, serve, predict, status: what a person runs on a laptop."""
     validate = commands.add_parser("validate", help="check a MultiTaskDeployment and its data")
     validate.add_argument("file", help="YAML file holding one MultiTaskDeployment")
     validate.add_argument(
@@ -424,14 +457,16 @@ def _add_local_commands(commands: Commands) -> None:
     validate.set_defaults(func=_cmd_validate)
 
     plan_cmd = commands.add_parser("plan", help="profile the data and print the training plan")
-    plan_cmd.add_argument("file")
-    plan_cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    plan_cmd.add_argument("file", help="YAML file holding one MultiTaskDeployment")
+    plan_cmd.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="the plan's format"
+    )
     plan_cmd.set_defaults(func=_cmd_plan)
 
     run = commands.add_parser(
         "run", help="run the whole pipeline locally (profile, train, evaluate, qualify, serve)"
     )
-    run.add_argument("file")
+    run.add_argument("file", help="YAML file holding one MultiTaskDeployment")
     run.add_argument(
         "--workspace", default="workspace", help="artifacts folder (default: ./workspace)"
     )
@@ -440,17 +475,37 @@ def _add_local_commands(commands: Commands) -> None:
     run.set_defaults(func=_cmd_run)
 
     serve = commands.add_parser("serve", help="serve a workspace's trained adapters locally")
-    serve.add_argument("--workspace", default="workspace")
+    serve.add_argument(
+        "--workspace", default="workspace", help="artifacts folder (default: ./workspace)"
+    )
     serve.add_argument("--name", help="the deployment, when the workspace holds several")
     _add_address(serve)
     serve.set_defaults(func=_cmd_serve)
 
     predict = commands.add_parser("predict", help="ask a served task through the task gateway")
-    predict.add_argument("--url", required=True)
-    predict.add_argument("--task", required=True)
-    predict.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    predict.add_argument("text")
+    predict.add_argument("--url", required=True, help="the gateway's (or an engine's) URL")
+    predict.add_argument("--task", required=True, help="the task's name")
+    predict.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="the answer's format"
+    )
+    predict.add_argument("text", help="the input to answer")
     predict.set_defaults(func=_cmd_predict)
+
+    status = commands.add_parser(
+        "status",
+        help="print a deployment's conditions and task table (a workspace, or the cluster)",
+    )
+    status.add_argument("name", nargs="?", help="the deployment (default: the only one)")
+    status.add_argument(
+        "--workspace", default="workspace", help="the local workspace (default: ./workspace)"
+    )
+    status.add_argument(
+        "--kube", action="store_true", help="read the resource from the cluster (kubeconfig)"
+    )
+    status.add_argument(
+        "-n", "--namespace", help="with --kube: the namespace (default: the context's)"
+    )
+    status.set_defaults(func=_cmd_status)
 
 
 def _add_gateway_command(commands: Commands) -> None:
@@ -465,8 +520,8 @@ def _add_gateway_command(commands: Commands) -> None:
         help="the upstream's engine (default: ask it on first use)",
     )
     gateway.add_argument("--base-model", help="vLLM's base model id (default: from /v1/models)")
-    gateway.add_argument("--host", default="127.0.0.1")
-    gateway.add_argument("--port", type=int, default=8000)
+    gateway.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    gateway.add_argument("--port", type=int, default=8000, help="the port to listen on")
     gateway.set_defaults(func=_cmd_gateway)
 
 
@@ -475,9 +530,11 @@ def _add_job_commands(commands: Commands) -> None:
     step = commands.add_parser(
         "step", help="(inside a Job) run one trainer step and publish its result"
     )
-    step.add_argument("verb", choices=("train", "evaluate", "compose"))
-    step.add_argument("--config", required=True)
-    step.add_argument("--result-configmap", required=True)
+    step.add_argument("verb", choices=("train", "evaluate", "compose"), help="the step's kind")
+    step.add_argument("--config", required=True, help="the step's config (JSON)")
+    step.add_argument(
+        "--result-configmap", required=True, help="the ConfigMap to publish the result in"
+    )
     step.add_argument(
         "--processes", type=int, default=1, help="data-parallel trainer processes (torchrun)"
     )
@@ -493,7 +550,9 @@ def _add_job_commands(commands: Commands) -> None:
     )
     profile.add_argument("--spec", required=True, help="the resource as YAML")
     profile.add_argument("--data-dir", required=True, help="relative data paths resolve here")
-    profile.add_argument("--result-configmap", required=True)
+    profile.add_argument(
+        "--result-configmap", required=True, help="the ConfigMap to publish the profiles in"
+    )
     profile.add_argument("--download-model", help="hf://ORG/NAME to download first")
     profile.add_argument("--model-dir", help="where to (on the workspace volume)")
     profile.set_defaults(func=_cmd_profile)
@@ -517,7 +576,7 @@ def _add_cluster_commands(commands: Commands) -> None:
         "The operator's configuration comes from the MTD_* variables the chart sets, and "
         "--set under the chart's value names.",
     )
-    manifests.add_argument("file")
+    manifests.add_argument("file", help="YAML file holding one MultiTaskDeployment")
     manifests.add_argument(
         "-n", "--namespace", help="the resource's namespace (default: its own, or default)"
     )
@@ -535,10 +594,21 @@ def _add_cluster_commands(commands: Commands) -> None:
     crd.set_defaults(func=_cmd_crd)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("multitask-operator")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtd", description="Train and serve one multi-task LLM in place of many."
     )
+    parser.add_argument("--version", action="version", version=f"mtd {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_local_commands(commands)
     _add_gateway_command(commands)

@@ -51,6 +51,7 @@ from ..core.steps import Step, pipeline_steps
 from ..engines.base import adapter_name, scoring_plan
 from ..engines.vllm import VLLM
 from ..specfile import load_resource, profile_resource
+from ..status_view import RESOURCE_FILE, resource_json
 from .engine import EngineError, LocalEngine, is_full_model, stop_group
 from .lock import pipeline_lock
 from .progress import Progress, step_work
@@ -159,6 +160,8 @@ class LocalRun:
             self._write_blocked(exc)
             raise
         self.plan: Plan = plan(self.spec, self.profiles, self.composition_profiles)
+        # The resource this run runs, beside its status, for `mtd status`.
+        write_text_atomic(self.root / RESOURCE_FILE, resource_json(self.resource))
         self.locations = Locations(
             root=str(self.root),
             data_dir=str(self.spec_file.resolve().parent),
