@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mtd_contract.digests import folder_digest, folder_files
-from mtd_operator.local.serve import ServingError, check_adapters
+from mtd_operator.local.serve import ServingError, check_adapters, read_manifest
 from tests.support.safetensors_files import write_safetensors
 
 
@@ -75,7 +75,7 @@ def test_a_truncated_adapter_is_rebuilt(tmp_path: Path) -> None:
 
         output, decision = run()
         assert not decision.failed, output
-        manifest = json.loads((tmp_path / "ws" / "tiny" / "serving.json").read_text())
+        manifest = read_manifest(tmp_path / "ws" / "tiny" / "serving.json")
         (adapter,) = manifest["adapters"].values()  # under the name the engine serves it by
         weights = Path(adapter) / "adapter_model.safetensors"
         whole = weights.stat().st_size
@@ -90,3 +90,26 @@ def test_a_truncated_adapter_is_rebuilt(tmp_path: Path) -> None:
 
         output, _ = run()
         assert "▶" not in output and "damaged" not in output  # whole again: reused
+
+
+def test_serving_json_paths_follow_a_moved_workspace(tmp_path: Path) -> None:
+    """serving.json names the workspace's folders relative to itself (issue #30), so a
+    copied workspace serves its own adapters, not the original's."""
+    import shutil
+
+    from mtd_operator.local.serve import read_manifest
+
+    first = tmp_path / "first" / "tiny"
+    adapter = first / "train" / "g-stage2" / "adapter"
+    write_safetensors(adapter / "adapter_model.safetensors", {"w": ("F32", [1.0])})
+    digest = folder_digest(folder_files(adapter))
+    manifest = {
+        "engine": "vllm", "baseModel": "org/base",
+        "adapters": {"g-1": "train/g-stage2/adapter"}, "digests": {"g-1": digest},
+    }  # fmt: skip
+    (first / "serving.json").write_text(json.dumps(manifest))
+    shutil.copytree(tmp_path / "first", tmp_path / "copy")
+    copied = read_manifest(tmp_path / "copy" / "tiny" / "serving.json")
+    assert copied["adapters"] == {"g-1": str(tmp_path / "copy" / "tiny" / "train/g-stage2/adapter")}
+    assert copied["baseModel"] == "org/base"  # not a workspace folder: as written
+    check_adapters(copied)

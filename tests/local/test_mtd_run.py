@@ -21,6 +21,7 @@ import yaml
 from mtd_contract.digests import folder_digest, folder_files
 from mtd_operator.local.engine import LocalEngine
 from mtd_operator.local.runner import LocalRun
+from mtd_operator.local.serve import read_manifest
 from tests.support.net import free_port
 from tests.support.tiny_tasks import (
     SOUND_SENTIMENT,
@@ -144,7 +145,7 @@ def test_pipeline_reuse_and_adding_a_task(tmp_path, model, shared_engine):
     table_rows = {line.split()[0]: line.split() for line in output.splitlines() if line.split()}
     assert table_rows["sentiment"][5] == "measured" and table_rows["sounds"][5] == "given"
     assert "[0/7 done]" in output and "[6/7 done, ~" in output
-    manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
+    manifest = read_manifest(workspace / "tiny" / "serving.json")
     for path in manifest["adapters"].values():
         assert (Path(path) / "adapter_config.json").exists()
 
@@ -214,7 +215,7 @@ def test_cgc_lora_end_to_end_serves_one_exported_adapter_per_task(tmp_path, mode
     )
     local, output, decision = run(spec, tmp_path / "ws", shared_engine)
     assert not decision.failed, output
-    manifest = json.loads((tmp_path / "ws" / "tiny" / "serving.json").read_text())
+    manifest = read_manifest(tmp_path / "ws" / "tiny" / "serving.json")
     # Stage 2 of the binary group continued from stage 1's experts; every task is served by
     # its own exported LoRA adapter (the baseline task may be served by its baseline), under
     # the task's name and a hash of the folder (the name the engine serves it by).
@@ -286,7 +287,7 @@ def test_a_composition_is_merged_calibrated_scored_and_served(composed, shared_e
     calibration = result["calibration"]
     assert calibration["steps"] == 3 and calibration["loss_after"] < calibration["loss_before"]
 
-    manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
+    manifest = read_manifest(workspace / "tiny" / "serving.json")
     catalogue = {row["name"]: row for row in manifest["catalogue"]["tasks"]}
     # Served under its name and a hash of its folder (a new merge gets a new name).
     served_name = catalogue["sound-sentiment"]["adapter"]
@@ -320,7 +321,7 @@ def test_a_composition_is_merged_calibrated_scored_and_served(composed, shared_e
     keys = started(output)
     assert len(keys) == 2 and all(k.startswith("compose-") for k in keys), keys
     assert not decision.failed, output
-    manifest = json.loads((workspace / "tiny" / "serving.json").read_text())
+    manifest = read_manifest(workspace / "tiny" / "serving.json")
     (renamed,) = [
         row["adapter"] for row in manifest["catalogue"]["tasks"] if row["name"] == "sound-sentiment"
     ]
@@ -398,7 +399,7 @@ def test_every_damaged_artifact_is_rebuilt_or_refused_never_served(composed, sha
     fresh = LocalRun(composed.spec, composed.workspace, out=io.StringIO(), engine=shared_engine)
     steps = pipeline_steps(fresh.plan)
     assert set(fresh.observe(steps)) == {s.key for s in steps}, "the pipeline is not done"
-    manifest = json.loads((root / "serving.json").read_text())
+    manifest = read_manifest(root / "serving.json")
     served = {Path(folder) for folder in manifest["adapters"].values()}
 
     def scored_by(step) -> set[str]:
@@ -467,7 +468,7 @@ def test_every_damaged_artifact_is_rebuilt_or_refused_never_served(composed, sha
     assert not decision.failed, output
     assert sorted(started(output)) == sorted([compose.key, evaluation.key]), output
     assert "cannot be reused, rebuilding" in output
-    check_adapters(json.loads((root / "serving.json").read_text()))
+    check_adapters(read_manifest(root / "serving.json"))
 
 
 def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model, shared_engine):
@@ -486,7 +487,7 @@ def test_full_fine_tuning_is_evaluated_and_served_until_ready(tmp_path, model, s
     assert not decision.failed, output
     (group,) = {row.group for row in decision.status.tasks}
     assert decision.serving.adapters == {} and decision.serving.model_name == group
-    manifest = json.loads((local.root / "serving.json").read_text())
+    manifest = read_manifest(local.root / "serving.json")
     assert manifest["adapters"] == {} and manifest["modelId"] == group
     assert manifest["baseModel"].endswith("/model")
     assert (Path(manifest["baseModel"]) / "model.safetensors").exists()

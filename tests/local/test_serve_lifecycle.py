@@ -24,6 +24,7 @@ import pytest
 from mtd_operator.client import MultiTaskClient
 from mtd_operator.core.catalogue import Catalogue
 from mtd_operator.local.engine import KEY_FILE, EngineError, LocalEngine, adapter_name
+from mtd_operator.local.serve import read_manifest
 from tests.support.models import build_adapter
 from tests.support.net import free_port
 from tests.support.processes import (
@@ -193,7 +194,7 @@ def test_the_engine_serves_this_workspace_alone(workspace: Path) -> None:
         key_file = deployment / KEY_FILE
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         key = key_file.read_text(encoding="utf-8").strip()
-        manifest = json.loads((deployment / "serving.json").read_text())
+        manifest = read_manifest(deployment / "serving.json")
         # Every /v1 route wants the key (the adapter-loading one among them).
         assert httpx.get(f"{engine_url}/v1/models", timeout=30).status_code == 401
         wrong = {"Authorization": "Bearer not-the-key"}

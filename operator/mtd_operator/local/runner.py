@@ -436,7 +436,9 @@ class LocalRun:
         catalogue gives them (vLLM's: the name plus a hash of the folder)."""
         assert decision.serving is not None
         full = decision.serving.model is not None  # the fine-tuned model, no adapters
-        model = self.locations.artifact(decision.serving.model) if full else self.engine_model
+        # Folders of the workspace are relative to this file's folder (a copied or moved
+        # workspace serves its own); `read_manifest` resolves them.
+        model = decision.serving.model if full else self.engine_model
         return {
             "revision": decision.serving.revision,
             "engine": "vllm",
@@ -446,7 +448,7 @@ class LocalRun:
             "loraRank": VLLM.max_served_rank(self.spec),
             **({"modelId": decision.serving.model_name} if full else {}),
             "adapters": {
-                self._served_names(decision)[name]: self.locations.artifact(path)
+                self._served_names(decision)[name]: path
                 for name, path in decision.serving.adapters.items()
             },
             # What each served folder must hash to (`mtd serve` refuses anything else).

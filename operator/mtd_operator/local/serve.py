@@ -74,6 +74,8 @@ def check_adapters(manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(manifest_path: Path) -> dict[str, Any]:
+    """serving.json with its workspace folders (relative to its own folder, so a moved
+    workspace serves itself) resolved to absolute paths."""
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -83,6 +85,18 @@ def read_manifest(manifest_path: Path) -> dict[str, Any]:
             f"{manifest_path} was written for the earlier local server, not vLLM: run "
             "`mtd run` again (it reuses every trained step) to rewrite it"
         )
+    root = manifest_path.resolve().parent
+
+    def resolved(path: str) -> str:
+        return path if Path(path).is_absolute() else str(root / path)
+
+    manifest["adapters"] = {n: resolved(p) for n, p in manifest.get("adapters", {}).items()}
+    if manifest.get("modelId"):  # a fully fine-tuned model of the workspace
+        model = manifest["baseModel"]
+        manifest["baseModel"] = resolved(model)
+        digests = manifest.get("digests") or {}
+        if model in digests:
+            digests[manifest["baseModel"]] = digests.pop(model)
     return manifest
 
 
