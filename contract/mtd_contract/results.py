@@ -9,7 +9,7 @@ trainer that reports more does not break an older operator.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +40,11 @@ class TrainResult(Result):
         default=None, description="CGC-LoRA: each task's exported adapter."
     )
     saturation_step: int | None = None
+    prompt_format: Literal["chat", "plain"] = Field(
+        default="chat",
+        description="chat: the tokenizer's chat template; plain: the contract's plain prompt "
+        "(a tokenizer without a template). Serving sends the same (mtd_contract.upstream).",
+    )
 
 
 class TaskScore(Result):

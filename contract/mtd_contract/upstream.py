@@ -32,9 +32,15 @@ from typing import Any, Literal
 
 import httpx
 
-from mtd_contract.prompts import messages
+from mtd_contract.prompts import messages, plain_prompt
 
 Engine = Literal["tgi", "vllm"]
+#: How a task's example became the model's input in training: the tokenizer's chat
+#: template (`chat`: sent as messages to /v1/chat/completions, where the engine applies
+#: the same template) or, for a tokenizer without one, the contract's plain prompt
+#: (`plain`: sent as text to /v1/completions). The trainer records which in its result.
+PromptFormat = Literal["chat", "plain"]
+PROMPT_FORMATS: tuple[PromptFormat, ...] = ("chat", "plain")
 ENGINES: tuple[Engine, ...] = ("tgi", "vllm")
 #: The model name TGI gives the base model in chat requests.
 TGI_BASE_MODEL = "tgi"
@@ -191,57 +197,36 @@ class Upstream:
         except ValueError:
             raise UpstreamError(response.status_code, f"{path}: not JSON") from None
 
-    def chat(self, adapter: str | None, chat: list[dict], **fields: Any) -> dict[str, Any]:
-        """A greedy chat completion with token log-probs on the adapter."""
-        body = {
-            "model": self.model_name(adapter),
-            "messages": chat,
-            "temperature": 0,
-            "logprobs": True,
-            **fields,
-        }
-        out = self.post("/v1/chat/completions", body)
-        if not isinstance(out, dict) or not out.get("choices"):
-            raise UpstreamError(None, f"{self.shown_url}: a chat completion without choices")
-        return out
-
-    def classify(
+    def request(
         self,
         adapter: str | None,
-        chat: list[dict],
-        labels: Sequence[str],
-        sampling: dict[str, Any] | None = None,
-    ) -> Answer:
-        """One of `labels`, with the probability of its generated tokens."""
-        longest = max(len(label) for label in labels)
-        fields = {**(sampling or {}), "max_tokens": longest + 8, **self.guided_choice(labels)}
-        out = self.chat(adapter, chat, **fields)
-        label = (out["choices"][0].get("message", {}).get("content") or "").strip()
-        if label not in labels:
-            raise UpstreamError(
-                None,
-                f"the {self.engine} server answered {label!r}, not one of {list(labels)} "
-                "(is its guided decoding enabled?)",
-            )
-        logprobs = token_logprobs(out)
-        score = math.exp(sum(logprobs)) if logprobs else None
-        return Answer(label, score, out.get("usage"), out["choices"][0].get("finish_reason"))
-
-    def generate(
-        self,
-        adapter: str | None,
-        chat: list[dict],
+        instruction: str,
+        text: str,
+        labels: Sequence[str] | None,
         max_tokens: int,
         sampling: dict[str, Any] | None = None,
-    ) -> Answer:
-        """Text on the adapter (greedy unless `sampling` says otherwise), scored by the
-        mean token log-prob."""
-        out = self.chat(adapter, chat, **{**(sampling or {}), "max_tokens": max_tokens})
-        logprobs = token_logprobs(out)
-        choice = out["choices"][0]
-        text = choice.get("message", {}).get("content") or ""
-        score = sum(logprobs) / len(logprobs) if logprobs else None
-        return Answer(text, score, out.get("usage"), choice.get("finish_reason"))
+        prompt_format: PromptFormat = "chat",
+    ) -> tuple[str, dict[str, Any]]:
+        """The route and body that ask the engine a task's question with exactly the
+        prompt training used (`prompt_format`): greedy unless `sampling` says otherwise,
+        a classification constrained to its labels, token log-probs for the score."""
+        label_list = list(labels) if labels else None
+        body: dict[str, Any] = {"model": self.model_name(adapter), "temperature": 0}
+        if prompt_format == "plain":
+            path = "/v1/completions"
+            body.update(prompt=plain_prompt(instruction, text, label_list), logprobs=1)
+        elif prompt_format == "chat":
+            path = "/v1/chat/completions"
+            body.update(messages=messages(instruction, text, label_list), logprobs=True)
+        else:
+            raise ValueError(f"prompt_format {prompt_format!r}: allowed {PROMPT_FORMATS}")
+        body.update(sampling or {})
+        if labels:
+            longest = max(len(label) for label in labels)
+            body.update(max_tokens=longest + 8, **self.guided_choice(labels))
+        else:
+            body["max_tokens"] = max_tokens
+        return path, body
 
     def answer(
         self,
@@ -251,16 +236,43 @@ class Upstream:
         labels: Sequence[str] | None,
         max_tokens: int,
         sampling: dict[str, Any] | None = None,
+        prompt_format: PromptFormat = "chat",
     ) -> Answer:
         """A task's answer for `text`, its prompt formatted as training formatted it;
-        `sampling`: fields of SAMPLING_FIELDS a client set."""
-        chat = messages(instruction, text, list(labels) if labels else None)
+        `sampling`: fields of SAMPLING_FIELDS a client set. A label comes with the
+        probability of its tokens, text with their mean log-prob."""
+        path, body = self.request(
+            adapter, instruction, text, labels, max_tokens, sampling, prompt_format
+        )
+        out = self.post(path, body)
+        if not isinstance(out, dict) or not out.get("choices"):
+            raise UpstreamError(None, f"{self.shown_url}: a completion without choices")
+        choice = out["choices"][0]
+        # A choice without its text or message is the engine's fault: KeyError/TypeError,
+        # which the gateway answers as a 502 naming the shape.
+        output = (
+            choice["text"] if prompt_format == "plain" else choice["message"]["content"]
+        ) or ""
+        logprobs = token_logprobs(out)
         if labels:
-            return self.classify(adapter, chat, labels, sampling)
-        return self.generate(adapter, chat, max_tokens, sampling)
+            label = output.strip()
+            if label not in labels:
+                raise UpstreamError(
+                    None,
+                    f"the {self.engine} server answered {label!r}, not one of {list(labels)} "
+                    "(is its guided decoding enabled?)",
+                )
+            score = math.exp(sum(logprobs)) if logprobs else None
+            return Answer(label, score, out.get("usage"), choice.get("finish_reason"))
+        score = sum(logprobs) / len(logprobs) if logprobs else None
+        return Answer(output, score, out.get("usage"), choice.get("finish_reason"))
 
 
 def token_logprobs(out: dict[str, Any]) -> list[float]:
+    """The generated tokens' log-probs: chat's `logprobs.content`, or completions'
+    `logprobs.token_logprobs`."""
     logprobs = out["choices"][0].get("logprobs") or {}
+    if "token_logprobs" in logprobs:
+        return [v for v in logprobs.get("token_logprobs") or [] if v is not None]
     content = logprobs.get("content") or []
     return [entry["logprob"] for entry in content if entry.get("logprob") is not None]

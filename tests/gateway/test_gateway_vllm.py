@@ -213,10 +213,10 @@ def test_tgi_fields_are_refused_by_vllm(vllm) -> None:
     _, url = vllm
     tgi_style = Upstream(url, "tgi")
     with pytest.raises(UpstreamError) as error:
-        tgi_style.classify("sentiment", [{"role": "user", "content": "x"}], LABELS)
+        tgi_style.answer("sentiment", "Classify.", "x", LABELS, 4)
     assert error.value.status == 400 and "response_format" in error.value.message
     with pytest.raises(UpstreamError) as error:
-        tgi_style.generate(None, [{"role": "user", "content": "x"}], 4)
+        tgi_style.answer(None, "Repeat.", "x", None, 4)
     assert error.value.status == 404 and "`tgi`" in error.value.message
 
 

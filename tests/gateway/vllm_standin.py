@@ -76,6 +76,7 @@ class VllmStandIn:
         routes = [
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.chat, methods=["POST"]),
             Route("/health", lambda _: Response(status_code=200), methods=["GET"]),
         ]
         if self.runtime_lora_updating:
@@ -109,7 +110,12 @@ class VllmStandIn:
                 f"response_format.type: input should be {', '.join(RESPONSE_FORMATS)}",
                 "BadRequestError",
             )
-        prompt = body["messages"][-1]["content"]
+        chat = request.url.path.endswith("/chat/completions")
+        if not chat and not isinstance(body.get("prompt"), str):
+            return _error(400, "prompt: field required", "BadRequestError")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        if not chat:  # the plain prompt ends in "### Response:\n": answer to the input
+            prompt = prompt.removesuffix("\n\n### Response:\n")
         choices = (body.get("structured_outputs") or {}).get("choice")
         if choices:
             content = pick(model, prompt, choices)
@@ -121,18 +127,23 @@ class VllmStandIn:
             content = " ".join(words[:limit])
         tokens = content.split(" ")
         logprobs = None
-        if body.get("logprobs"):
+        if body.get("logprobs") and chat:
             logprobs = {"content": [{"token": t, "logprob": -0.25} for t in tokens]}
+        elif body.get("logprobs"):
+            logprobs = {"tokens": tokens, "token_logprobs": [-0.25] * len(tokens)}
+        answer = (
+            {"message": {"role": "assistant", "content": content}} if chat else {"text": content}
+        )
         return JSONResponse(
             {
-                "id": "chatcmpl-standin",
-                "object": "chat.completion",
+                "id": "chatcmpl-standin" if chat else "cmpl-standin",
+                "object": "chat.completion" if chat else "text_completion",
                 "created": int(time.time()),
                 "model": model,
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": content},
+                        **answer,
                         "logprobs": logprobs,
                         "finish_reason": finish,
                     }

@@ -25,7 +25,7 @@ import httpx
 from transformers import PreTrainedTokenizerBase
 
 from mtd_contract.config import EngineScoring, TaskConfig
-from mtd_contract.upstream import Upstream, UpstreamError
+from mtd_contract.upstream import PromptFormat, Upstream, UpstreamError
 
 from . import metrics
 from .answers import answer_budget, first_line, one_line
@@ -80,12 +80,20 @@ def served_answers(
     texts: list[str],
     max_tokens: int,
     concurrency: int,
+    prompt_format: PromptFormat = "chat",
 ) -> list[str]:
     """The engine's answer to each text, in order; a refusal names the example."""
 
     def ask(index: int) -> str:
         try:
-            return upstream.answer(adapter, task.instruction, texts[index], task.labels, max_tokens)
+            return upstream.answer(
+                adapter,
+                task.instruction,
+                texts[index],
+                task.labels,
+                max_tokens,
+                prompt_format=prompt_format,
+            )
         except UpstreamError as exc:
             raise UpstreamError(
                 exc.status, f"task {task.name!r}, eval example {index + 1}: {exc.message}"
@@ -107,16 +115,20 @@ def score_task_served(
     """One task's results row (the shape `evaluation.score_task` writes), from the engine,
     and the answers it scored (in eval-file order)."""
     texts, references = list(examples["input"]), list(examples["output"])
+    # The prompt training used: the chat template, or the plain prompt without one.
+    fmt: PromptFormat = "chat" if tokenizer.chat_template else "plain"
     if task.type == "classification":
         assert task.labels is not None
         # Room for the longest label (the gateway's own classify budget is per character).
-        predictions = served_answers(upstream, adapter, task, texts, max_new_tokens, concurrency)
+        predictions = served_answers(
+            upstream, adapter, task, texts, max_new_tokens, concurrency, fmt
+        )
         scores = metrics.classification_scores(predictions, references, task.labels, task.ordinal)
     else:
         budget = answer_budget(tokenizer, references, max_new_tokens)
         single = one_line(references)
         log.info("%s: up to %d new tokens, one line: %s (engine)", task.name, budget, single)
-        answers = served_answers(upstream, adapter, task, texts, budget, concurrency)
+        answers = served_answers(upstream, adapter, task, texts, budget, concurrency, fmt)
         predictions = [first_line(a) if single else a.strip() for a in answers]
         scores = metrics.generation_scores(predictions, references)
     row = metrics.task_row(task.metric, scores, predictions, references, task.labels)

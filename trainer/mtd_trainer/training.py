@@ -347,6 +347,8 @@ class Run:
             "final_loss": progress["loss"],
             "examples_per_task": self.sampler.drawn,
             "artifact": str(artifact),
+            # How examples became model input: what serving must send (mtd_contract.upstream).
+            "prompt_format": "chat" if self.tokenizer.chat_template else "plain",
         }
         if progress["evals"]:
             per_task = {

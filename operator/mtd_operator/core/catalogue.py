@@ -69,6 +69,13 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     revision: str | None = Field(default=None, description="The serving revision it describes.")
+    prompt_format: Literal["chat", "plain"] = Field(
+        default="chat",
+        alias="promptFormat",
+        description="How the model takes a prompt, as training gave it: chat (its tokenizer's "
+        "chat template, /v1/chat/completions) or plain (the contract's plain prompt, "
+        "/v1/completions). The gateway sends exactly that.",
+    )
     tasks: list[CatalogueTask] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -92,15 +99,16 @@ class Catalogue(BaseModel):
         ]
         return self.model_copy(update={"tasks": tasks})
 
-    def with_digests(self, digests: Mapping[str, str]) -> Catalogue:
-        """The same catalogue with each adapter's digest (`digests[adapter]`) recorded."""
+    def served(self, digests: Mapping[str, str], prompt_format: str) -> Catalogue:
+        """The same catalogue with each adapter's digest (`digests[adapter]`) and the
+        served model's prompt format recorded (both from the desired serving)."""
         tasks = [
             task.model_copy(update={"adapter_digest": digests[task.adapter]})
             if task.adapter is not None and task.adapter in digests
             else task
             for task in self.tasks
         ]
-        return self.model_copy(update={"tasks": tasks})
+        return self.model_copy(update={"tasks": tasks, "prompt_format": prompt_format})
 
     def digests(self) -> dict[str, str]:
         """Served adapter name → its digest, for every adapter that has one."""

@@ -32,6 +32,9 @@ class DesiredServing:
     #: them (mtd_contract.digests.folder_digest); the engine serves nothing that differs.
     #: Absent for a result that recorded no digests.
     digests: dict[str, str] = field(default_factory=dict)
+    #: How the served model takes a prompt, as training gave it (the trainer's result):
+    #: `chat` (its chat template) or `plain` (the contract's plain prompt).
+    prompt_format: str = "chat"
 
 
 def adapter_update(spec: MultiTaskDeploymentSpec) -> AdapterUpdate:
@@ -85,10 +88,22 @@ def adapter_digests(
     return digests
 
 
+def prompt_format(steps: list[Step], states: Mapping[str, StepState]) -> str:
+    """`chat` or `plain`, as the training steps' results record it (one base tokenizer for
+    every step); `chat` for results that say nothing (older trainers had no other)."""
+    for step in steps:
+        state = states.get(step.key)
+        recorded = (state.result or {}).get("prompt_format") if state else None
+        if step.verb == "train" and recorded in ("chat", "plain"):
+            return recorded
+    return "chat"
+
+
 def desired_serving(
     spec: MultiTaskDeploymentSpec,
     adapters: dict[str, str],
     digests: Mapping[str, str] | None = None,
+    prompt: str = "chat",
 ) -> DesiredServing:
     """The revision is the hash of engine, base model, adapter folders and their digests:
     any change of them (a rebuilt adapter too) is a new revision, and the same ones are
@@ -99,5 +114,7 @@ def desired_serving(
     revision = content_hash({**identity, "digests": known} if known else identity)
     if spec.training.method == "full":  # the spec allows one served model (one group, no baselines)
         (name, model), *_ = adapters.items()
-        return DesiredServing(revision, {}, model=model, model_name=name, digests=known)
-    return DesiredServing(revision=revision, adapters=ordered, digests=known)
+        return DesiredServing(
+            revision, {}, model=model, model_name=name, digests=known, prompt_format=prompt
+        )
+    return DesiredServing(revision=revision, adapters=ordered, digests=known, prompt_format=prompt)

@@ -29,6 +29,7 @@ from .desired import (
     adapter_digests,
     adapter_update,
     desired_serving,
+    prompt_format,
     served_adapters,
 )
 from .observation import Phase, ServingObservation, StepState, succeeded
@@ -145,7 +146,12 @@ def reconcile(
     desired = None
     if pipeline_done:
         adapters = served_adapters(spec, plan, rows, scores, final_stage_steps(plan, steps))
-        desired = desired_serving(spec, adapters, adapter_digests(adapters, steps, states))
+        desired = desired_serving(
+            spec,
+            adapters,
+            adapter_digests(adapters, steps, states),
+            prompt_format(steps, states),
+        )
 
     judged = [row for row in [*rows, *compositions] if row.baseline is not None]
     checks = pipeline_checks(spec, plan, steps, states, judged, pipeline_done)

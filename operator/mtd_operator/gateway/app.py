@@ -359,6 +359,8 @@ class Gateway:
         max_tokens: int,
         sampling: dict[str, Any] | None = None,
     ) -> Answer:
+        # The prompt exactly as training gave it: chat template, or the plain prompt.
+        prompt_format = self.catalogue().prompt_format
         return await run_in_threadpool(
             self.upstream.answer,
             task.adapter,
@@ -367,6 +369,7 @@ class Gateway:
             task.labels,
             max_tokens,
             sampling,
+            prompt_format,
         )
 
     # -- routes ---------------------------------------------------------------------------

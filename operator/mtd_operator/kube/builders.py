@@ -1012,7 +1012,7 @@ def gateway_objects(
 ) -> list[dict[str, Any]]:
     """The gateway side, applied once the engine's adapters are known: the catalogue
     (under the engine's adapter names), the gateway Deployment and its Service."""
-    named = catalogue.with_digests(desired.digests).renamed(
+    named = catalogue.served(desired.digests, desired.prompt_format).renamed(
         engine_adapter_names(spec, desired, locations)
     )
     return [

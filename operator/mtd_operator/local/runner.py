@@ -471,7 +471,7 @@ class LocalRun:
         the adapters under the names this engine serves them by."""
         assert decision.serving is not None
         catalogue = build_catalogue(self.spec, decision.status, decision.serving.revision)
-        catalogue = catalogue.with_digests(decision.serving.digests)
+        catalogue = catalogue.served(decision.serving.digests, decision.serving.prompt_format)
         return catalogue.renamed(self._served_names(decision))
 
     def run_pipeline(self) -> Decision:
