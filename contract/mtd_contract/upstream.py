@@ -24,9 +24,10 @@ calls in its thread pool) share every line.
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -266,6 +267,53 @@ class Upstream:
             return Answer(label, score, out.get("usage"), choice.get("finish_reason"))
         score = sum(logprobs) / len(logprobs) if logprobs else None
         return Answer(output, score, out.get("usage"), choice.get("finish_reason"))
+
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The engine's streamed chunks (server-sent events, OpenAI's `data: {...}` lines
+        up to `data: [DONE]`) for `body` sent with `stream: true`. A refusal before the
+        first chunk raises UpstreamError with the engine's status and message."""
+        try:
+            with self.http.stream("POST", path, json={**body, "stream": True}) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise UpstreamError(response.status_code, error_message(response))
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:") :].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise UpstreamError(None, f"{path}: a streamed chunk is not JSON") from None
+                    if isinstance(chunk, dict) and "error" in chunk:
+                        raise UpstreamError(None, error_message_of(chunk))
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise UpstreamError(None, f"cannot reach {self.shown_url}{path}: {exc}") from None
+
+
+def error_message_of(body: dict[str, Any]) -> str:
+    """The message of an error object an engine streams (`{"error": {...}}`)."""
+    error = body.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    return str(error)[:500]
+
+
+def chunk_text(chunk: dict[str, Any]) -> tuple[str, str | None]:
+    """A streamed chunk's new text and finish reason, from a chat chunk (`delta.content`)
+    or a completions chunk (`text`)."""
+    choices = chunk.get("choices") or []
+    if not choices:
+        return "", None
+    choice = choices[0]
+    if "delta" in choice:
+        text = (choice.get("delta") or {}).get("content") or ""
+    else:
+        text = choice.get("text") or ""
+    return text, choice.get("finish_reason")
 
 
 def token_logprobs(out: dict[str, Any]) -> list[float]:

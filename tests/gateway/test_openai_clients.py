@@ -88,7 +88,6 @@ def test_sampling_fields_reach_the_engine(client):
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"stream": True}, "stream"),
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 2, "logprobs": True}, "logprobs"),
@@ -107,6 +106,27 @@ def test_what_the_gateway_cannot_honour_is_refused_naming_the_field(client, fiel
     # The client shows the gateway's message as "Error code: 400 - <message>".
     assert error.value.param == param and error.value.body["message"].startswith(f"{param}: ")
     assert f"- {param}: " in str(error.value)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_streams_on_both_routes_the_same_answer(client, task):
+    api, _ = client
+    messages = [{"role": "user", "content": "the day was awful"}]
+    whole = api.chat.completions.create(model=task, messages=messages).choices[0].message.content
+    chunks = list(
+        api.chat.completions.create(
+            model=task, messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole and chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.total_tokens > 0 and all(c.model == task for c in chunks)
+    text = "".join(
+        c.choices[0].text
+        for c in api.completions.create(model=task, prompt="the day was awful", stream=True)
+    )
+    assert text == whole
 
 
 def test_a_stop_sequence_cannot_cut_a_label(client):
@@ -135,3 +155,53 @@ def test_plain_http_errors_have_openai_shape(catalogue_file: Path, vllm):
     }
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
     assert listed.json()["error"]["message"].startswith("prompt: one prompt per request")
+
+
+@pytest.mark.slow
+def test_the_real_engine_behind_the_gateway_honours_what_is_passed_on(real_vllm, tmp_path):
+    """With the real vLLM: streaming gives the non-streamed answer, `seed` with
+    `temperature` repeats itself, `stop` and `max_tokens` end an answer with the engine's
+    finish reason, and a classification's usage is the engine's count."""
+    import json
+
+    engine = real_vllm.engine
+    doc = {
+        "revision": "r",
+        "tasks": [
+            {"name": "mood", "type": "classification", "instruction": "Classify.",
+             "labels": LABELS, "metric": "accuracy"},
+            {"name": "echo", "type": "generation", "instruction": "Repeat the text.",
+             "metric": "rougeL"},
+        ],
+    }  # fmt: skip
+    catalogue = tmp_path / "catalogue.json"
+    catalogue.write_text(json.dumps(doc))
+    gateway = build_gateway(
+        str(catalogue), engine.url, engine="vllm", base_model=engine.model, api_key=engine.api_key()
+    )
+    with serve_app(gateway.app) as gateway_url:
+        api = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", max_retries=0)
+        ask = [{"role": "user", "content": "one two three four five"}]
+        whole = api.chat.completions.create(model="echo", messages=ask, max_tokens=12)
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in api.chat.completions.create(
+                model="echo", messages=ask, max_tokens=12, stream=True
+            )
+            if c.choices
+        )
+        assert streamed == whole.choices[0].message.content
+        sampled = [
+            api.chat.completions.create(
+                model="echo", messages=ask, max_tokens=12, temperature=1.5, seed=11
+            )
+            .choices[0]
+            .message.content
+            for _ in range(2)
+        ]
+        assert sampled[0] == sampled[1]
+        cut = api.chat.completions.create(model="echo", messages=ask, max_tokens=1)
+        assert cut.choices[0].finish_reason == "length"
+        mood = api.chat.completions.create(model="mood", messages=ask)
+        assert mood.choices[0].message.content in LABELS
+        assert mood.usage.prompt_tokens > 0 and mood.usage.completion_tokens > 0

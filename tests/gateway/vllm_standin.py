@@ -19,13 +19,14 @@ the choice; generation echoes the model), so a test can tell which adapter answe
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema", "structural_tag")
@@ -134,6 +135,13 @@ class VllmStandIn:
         answer = (
             {"message": {"role": "assistant", "content": content}} if chat else {"text": content}
         )
+        usage = {
+            "prompt_tokens": len(prompt.split()),
+            "completion_tokens": len(tokens),
+            "total_tokens": len(prompt.split()) + len(tokens),
+        }
+        if body.get("stream"):
+            return self.streamed(chat, model, tokens, finish, usage, body)
         return JSONResponse(
             {
                 "id": "chatcmpl-standin" if chat else "cmpl-standin",
@@ -155,6 +163,29 @@ class VllmStandIn:
                 },
             }
         )
+
+    @staticmethod
+    def streamed(
+        chat: bool, model: str, tokens: list[str], finish: str, usage: dict, body: dict
+    ) -> StreamingResponse:
+        """vLLM's stream: a chunk a token (chat: `delta`, completions: `text`), the finish
+        reason on the last, a usage chunk when `stream_options.include_usage`, [DONE]."""
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def events():
+            for index, token in enumerate(tokens):
+                piece = token if index == 0 else " " + token
+                last = index == len(tokens) - 1
+                choice = {"delta": {"content": piece}} if chat else {"text": piece}
+                choice.update(index=0, finish_reason=finish if last else None)
+                chunk = {"id": "s", "object": kind, "model": model, "choices": [choice]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                chunk = {"id": "s", "object": kind, "model": model, "choices": [], "usage": usage}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def load(self, request: Request) -> Response:
         body = await request.json()

@@ -20,11 +20,12 @@ Upstream calls are blocking httpx calls, run in Starlette's thread pool.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -37,7 +38,7 @@ from prometheus_client import (
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mtd_contract.limits import (
@@ -48,7 +49,13 @@ from mtd_contract.limits import (
     MAX_REQUEST_TEXT_CHARS,
     REQUEST_TIMEOUT_S,
 )
-from mtd_contract.upstream import SAMPLING_FIELDS, Answer, Upstream, UpstreamError
+from mtd_contract.upstream import (
+    SAMPLING_FIELDS,
+    Answer,
+    Upstream,
+    UpstreamError,
+    chunk_text,
+)
 
 from ..core.catalogue import Catalogue, CatalogueTask
 from .source import CatalogueSource, CatalogueUnavailable
@@ -158,7 +165,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
 #: OpenAI request fields the gateway cannot honour yet, and why: refused naming the field,
 #: never dropped in silence. A field is refused only when set to other than its default.
 UNSUPPORTED: dict[str, tuple[Any, str]] = {
-    "stream": (False, "streaming is not supported by the gateway yet; allowed: false"),
     "n": (1, "one choice per request; allowed: 1"),
     "best_of": (1, "one candidate per request; allowed: 1"),
     "logprobs": (None, "token log-probabilities are not returned yet (see mtd.score)"),
@@ -175,6 +181,67 @@ UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "modalities": (None, "text only"),
     "prediction": (None, "not supported"),
 }
+
+
+def _streamed(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("stream", "true or false")
+    return stream
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise _invalid("stream_options", '{"include_usage": true or false}')
+    return bool(options.get("include_usage"))
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _events(
+    kind: str,
+    task: str,
+    first: dict[str, Any] | None,
+    chunks: Iterator[dict[str, Any]],
+    include_usage: bool,
+) -> Iterator[str]:
+    """The engine's chunks as OpenAI's stream of `kind` (chat.completion or
+    text_completion) for `task`: the new text of each, the finish reason, the usage when
+    asked for, then `[DONE]`."""
+    chat = kind == "chat.completion"
+    ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    created = int(time.time())
+    head = {
+        "id": ident,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": created,
+        "model": task,
+    }
+    started = False
+    try:
+        for chunk in itertools.chain([first] if first is not None else [], chunks):
+            if chunk.get("choices"):
+                text, finish = chunk_text(chunk)
+                if chat:
+                    delta = {} if started else {"role": "assistant"}
+                    choice = {"index": 0, "delta": {**delta, **({"content": text} if text else {})}}
+                else:
+                    choice = {"index": 0, "text": text}
+                started = True
+                yield _sse(
+                    {**head, "choices": [{**choice, "logprobs": None, "finish_reason": finish}]}
+                )
+            elif include_usage and chunk.get("usage"):
+                yield _sse({**head, "choices": [], "usage": chunk["usage"]})
+    except UpstreamError as exc:  # after the first chunk: the status is sent already
+        error = {"message": f"upstream: {exc.message}", "type": "server_error", "param": None}
+        yield _sse({"error": {**error, "code": None}})
+    yield "data: [DONE]\n\n"
 
 
 def _refuse_unsupported(body: dict[str, Any], task: CatalogueTask) -> None:
@@ -316,7 +383,7 @@ class Gateway:
     def route(
         self,
         name: str,
-        handler: Callable[[CatalogueTask, dict], Awaitable[dict]],
+        handler: Callable[[CatalogueTask, dict], Awaitable[dict | Response]],
         openai: bool = False,
     ) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a task handler: parse the body, count, time, turn errors into answers (in
@@ -333,7 +400,10 @@ class Gateway:
                     raise _invalid("model", "required, the name of a task")
                 task = self.task(requested)
                 label = task.name
-                response: Response = JSONResponse(await handler(task, body))
+                answered = await handler(task, body)
+                response: Response = (
+                    answered if isinstance(answered, Response) else JSONResponse(answered)
+                )
             except GatewayError as exc:
                 response = shape(exc)
             except UpstreamError as exc:
@@ -394,24 +464,52 @@ class Gateway:
             "adapter": task.adapter,
         }
 
-    async def chat_completions(self, task: CatalogueTask, body: dict) -> dict:
+    async def chat_completions(self, task: CatalogueTask, body: dict) -> dict | Response:
         _refuse_unsupported(body, task)
         sampling = _sampling(body, task)
         text = _last_user_text(body)
         limit = _max_tokens(
             body, self.default_max_new_tokens, "max_completion_tokens", "max_tokens"
         )
+        if _streamed(body):
+            return await self._stream("chat.completion", task, text, limit, sampling, body)
         answer = await self._answer(task, text, limit, sampling)
         message = {"role": "assistant", "content": answer.output}
         return self._openai("chat.completion", task, answer, {"message": message})
 
-    async def completions(self, task: CatalogueTask, body: dict) -> dict:
+    async def completions(self, task: CatalogueTask, body: dict) -> dict | Response:
         _refuse_unsupported(body, task)
         sampling = _sampling(body, task)
         text = _text_field(body, "prompt")
         limit = _max_tokens(body, self.default_max_new_tokens, "max_tokens")
+        if _streamed(body):
+            return await self._stream("text_completion", task, text, limit, sampling, body)
         answer = await self._answer(task, text, limit, sampling)
         return self._openai("text_completion", task, answer, {"text": answer.output})
+
+    async def _stream(
+        self,
+        kind: str,
+        task: CatalogueTask,
+        text: str,
+        max_tokens: int,
+        sampling: dict[str, Any],
+        body: dict[str, Any],
+    ) -> Response:
+        """Server-sent events in the client's route's shape, relayed from the engine as it
+        generates (whichever route the model's prompt format takes there), ending with
+        `data: [DONE]`. A refusal before the first chunk is an ordinary error answer; a
+        failure after it, an error event."""
+        usage = _include_usage(body)
+        prompt_format = self.catalogue().prompt_format
+        path, request = self.upstream.request(
+            task.adapter, task.instruction, text, task.labels, max_tokens, sampling, prompt_format
+        )
+        request = {**request, "logprobs": None, "stream_options": {"include_usage": usage}}
+        chunks = self.upstream.stream(path, {k: v for k, v in request.items() if v is not None})
+        first = await run_in_threadpool(next, chunks, None)  # raises a refusal as an answer
+        events = _events(kind, task.name, first, chunks, usage)
+        return StreamingResponse(events, media_type="text/event-stream")
 
     @staticmethod
     def _openai(kind: str, task: CatalogueTask, answer: Answer, choice: dict) -> dict:
