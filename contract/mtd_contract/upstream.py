@@ -254,19 +254,21 @@ class Upstream:
         output = (
             choice["text"] if prompt_format == "plain" else choice["message"]["content"]
         ) or ""
-        logprobs = token_logprobs(out)
         if labels:
-            label = output.strip()
-            if label not in labels:
-                raise UpstreamError(
-                    None,
-                    f"the {self.engine} server answered {label!r}, not one of {list(labels)} "
-                    "(is its guided decoding enabled?)",
-                )
-            score = math.exp(sum(logprobs)) if logprobs else None
-            return Answer(label, score, out.get("usage"), choice.get("finish_reason"))
-        score = sum(logprobs) / len(logprobs) if logprobs else None
+            output = self.checked_label(output, labels)
+        score = answer_score(token_logprobs(out), bool(labels))
         return Answer(output, score, out.get("usage"), choice.get("finish_reason"))
+
+    def checked_label(self, output: str, labels: Sequence[str]) -> str:
+        """`output` as one of `labels`; an engine that answered anything else is at fault."""
+        label = output.strip()
+        if label not in labels:
+            raise UpstreamError(
+                None,
+                f"the {self.engine} server answered {label!r}, not one of {list(labels)} "
+                "(is its guided decoding enabled?)",
+            )
+        return label
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The engine's streamed chunks (server-sent events, OpenAI's `data: {...}` lines
@@ -314,6 +316,13 @@ def chunk_text(chunk: dict[str, Any]) -> tuple[str, str | None]:
     else:
         text = choice.get("text") or ""
     return text, choice.get("finish_reason")
+
+
+def answer_score(logprobs: list[float], classification: bool) -> float | None:
+    """A label's probability (its tokens' product), or text's mean token log-prob."""
+    if not logprobs:
+        return None
+    return math.exp(sum(logprobs)) if classification else sum(logprobs) / len(logprobs)
 
 
 def token_logprobs(out: dict[str, Any]) -> list[float]:

@@ -152,7 +152,7 @@ def test_bad_requests_name_the_field(gateway) -> None:
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}, "model"),
         (
             "/v1/chat/completions",
-            {"model": "sounds", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            {"model": "sounds", "stream": "yes", "messages": [{"role": "user", "content": "x"}]},
             "stream",
         ),
         ("/v1/completions", {"model": "sounds", "prompt": ["a", "b"]}, "prompt"),

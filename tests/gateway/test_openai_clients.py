@@ -88,10 +88,11 @@ def test_sampling_fields_reach_the_engine(client):
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 2, "logprobs": True}, "logprobs"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"n": 17}, "n"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+        ({"response_format": "json"}, "response_format"),
+        ({"extra_body": {"echo": True}}, "echo"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"temperature": 3}, "temperature"),
         ({"seed": "x"}, "seed"),
@@ -127,6 +128,42 @@ def test_every_task_streams_on_both_routes_the_same_answer(client, task):
         for c in api.completions.create(model=task, prompt="the day was awful", stream=True)
     )
     assert text == whole
+
+
+def test_n_choices_and_log_probabilities_come_from_the_engine(client):
+    api, standin = client
+    chat = api.chat.completions.create(
+        model="sentiment",
+        messages=[{"role": "user", "content": "awful"}],
+        n=3, logprobs=True, top_logprobs=2,
+    )  # fmt: skip
+    assert [c.index for c in chat.choices] == [0, 1, 2]
+    assert all(c.message.content in LABELS for c in chat.choices)  # each one a label
+    assert chat.choices[0].logprobs.content[0].logprob == -0.25
+    sent = standin.requests[-1]
+    assert sent["n"] == 3 and sent["logprobs"] is True and sent["top_logprobs"] == 2
+    plain = api.chat.completions.create(model="sounds", messages=[{"role": "user", "content": "x"}])
+    assert plain.choices[0].logprobs is None  # asked for the score only, not passed on
+    with pytest.raises(openai.BadRequestError) as error:  # a chat model: logprobs via chat
+        api.completions.create(model="sounds", prompt="cow", logprobs=2)
+    assert error.value.param == "logprobs" and "/v1/chat/completions" in error.value.message
+
+
+def test_a_generation_task_takes_a_response_format_a_classification_does_not(client):
+    api, standin = client
+    api.chat.completions.create(
+        model="sounds",
+        messages=[{"role": "user", "content": "cow"}],
+        response_format={"type": "json_object"},
+    )
+    assert standin.requests[-1]["response_format"] == {"type": "json_object"}
+    with pytest.raises(openai.BadRequestError) as error:
+        api.chat.completions.create(
+            model="sentiment",
+            messages=[{"role": "user", "content": "cow"}],
+            response_format={"type": "json_object"},
+        )
+    assert error.value.param == "response_format" and "labels" in error.value.message
 
 
 def test_a_stop_sequence_cannot_cut_a_label(client):
@@ -202,6 +239,13 @@ def test_the_real_engine_behind_the_gateway_honours_what_is_passed_on(real_vllm,
         assert sampled[0] == sampled[1]
         cut = api.chat.completions.create(model="echo", messages=ask, max_tokens=1)
         assert cut.choices[0].finish_reason == "length"
+        two = api.chat.completions.create(
+            model="echo", messages=ask, max_tokens=4, n=2, temperature=1.0, seed=3,
+            logprobs=True, top_logprobs=2,
+        )  # fmt: skip
+        assert len(two.choices) == 2
+        first = two.choices[0].logprobs.content[0]
+        assert first.logprob <= 0 and len(first.top_logprobs) == 2
         mood = api.chat.completions.create(model="mood", messages=ask)
         assert mood.choices[0].message.content in LABELS
         assert mood.usage.prompt_tokens > 0 and mood.usage.completion_tokens > 0

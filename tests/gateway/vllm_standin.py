@@ -148,13 +148,9 @@ class VllmStandIn:
                 "object": "chat.completion" if chat else "text_completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        **answer,
-                        "logprobs": logprobs,
-                        "finish_reason": finish,
-                    }
+                "choices": [  # `n` of them (the same answer: the stand-in is greedy)
+                    {"index": i, **answer, "logprobs": logprobs, "finish_reason": finish}
+                    for i in range(body.get("n") or 1)
                 ],
                 "usage": {
                     "prompt_tokens": len(prompt.split()),

@@ -54,7 +54,9 @@ from mtd_contract.upstream import (
     Answer,
     Upstream,
     UpstreamError,
+    answer_score,
     chunk_text,
+    token_logprobs,
 )
 
 from ..core.catalogue import Catalogue, CatalogueTask
@@ -165,10 +167,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 #: OpenAI request fields the gateway cannot honour yet, and why: refused naming the field,
 #: never dropped in silence. A field is refused only when set to other than its default.
 UNSUPPORTED: dict[str, tuple[Any, str]] = {
-    "n": (1, "one choice per request; allowed: 1"),
     "best_of": (1, "one candidate per request; allowed: 1"),
-    "logprobs": (None, "token log-probabilities are not returned yet (see mtd.score)"),
-    "top_logprobs": (None, "token log-probabilities are not returned yet"),
     "echo": (False, "the prompt is the task's, not echoed; allowed: false"),
     "suffix": (None, "not supported"),
     "logit_bias": (None, "not supported"),
@@ -197,6 +196,55 @@ def _include_usage(body: dict[str, Any]) -> bool:
     if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
         raise _invalid("stream_options", '{"include_usage": true or false}')
     return bool(options.get("include_usage"))
+
+
+#: Choices one request may ask for (`n`).
+MAX_CHOICES = 16
+#: Alternatives per token a client may ask for (`top_logprobs`; OpenAI's bound).
+MAX_TOP_LOGPROBS = 20
+
+
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise _invalid("n", f"an integer from 1 to {MAX_CHOICES}")
+    return n
+
+
+def _logprob_fields(body: dict[str, Any], chat: bool, engine_chat: bool) -> dict[str, Any]:
+    """The log-prob fields a client asked for, in the engine's terms, or {} for none.
+    Chat asks with `logprobs: true` (+ `top_logprobs`), completions with `logprobs: N`;
+    the engine's answer is passed on as it is, so the client's route must be the one the
+    model's prompt format takes at the engine."""
+    logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+    if chat:
+        if logprobs not in (None, True, False):
+            raise _invalid("logprobs", "true or false")
+        if top is not None and (
+            isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS
+        ):
+            raise _invalid("top_logprobs", f"an integer from 0 to {MAX_TOP_LOGPROBS}")
+        if top is not None and not logprobs:
+            raise _invalid("top_logprobs", "needs logprobs: true")
+        wanted: dict[str, Any] = {"logprobs": True, "top_logprobs": top or 0} if logprobs else {}
+    else:
+        if top is not None:
+            raise _invalid("top_logprobs", "a chat field; completions take logprobs: N")
+        if logprobs is not None and (
+            isinstance(logprobs, bool) or not isinstance(logprobs, int) or not 0 <= logprobs <= 5
+        ):
+            raise _invalid("logprobs", "an integer from 0 to 5")
+        wanted = {"logprobs": logprobs} if logprobs is not None else {}
+    if wanted and chat != engine_chat:
+        other = "/v1/chat/completions" if engine_chat else "/v1/completions"
+        raise _invalid(
+            "logprobs",
+            f"this model takes its prompt through {other} (as it was trained); ask there "
+            "for log-probabilities",
+        )
+    return wanted
 
 
 def _sse(payload: dict[str, Any]) -> str:
@@ -247,16 +295,18 @@ def _events(
 def _refuse_unsupported(body: dict[str, Any], task: CatalogueTask) -> None:
     for field, (default, why) in UNSUPPORTED.items():
         value = body.get(field)
-        unset = value is None or value == default or (value in (False, 0, [], {}) and field != "n")
+        unset = value is None or value == default or value in (False, 0, [], {})
         if not unset:
             raise _invalid(field, why)
     response_format = body.get("response_format")
-    if response_format is not None and response_format != {"type": "text"}:
-        what = "one of the task's labels" if task.labels else "the task's text"
+    if task.labels and response_format is not None and response_format != {"type": "text"}:
         raise _invalid(
             "response_format",
-            f'the answer is {what}; allowed: {{"type": "text"}} (or leave it out)',
+            "the answer is one of the task's labels (the gateway constrains it); allowed: "
+            '{"type": "text"} (or leave it out)',
         )
+    if response_format is not None and not isinstance(response_format, dict):
+        raise _invalid("response_format", 'an object such as {"type": "json_object"}')
 
 
 def _sampling(body: dict[str, Any], task: CatalogueTask) -> dict[str, Any]:
@@ -473,9 +523,7 @@ class Gateway:
         )
         if _streamed(body):
             return await self._stream("chat.completion", task, text, limit, sampling, body)
-        answer = await self._answer(task, text, limit, sampling)
-        message = {"role": "assistant", "content": answer.output}
-        return self._openai("chat.completion", task, answer, {"message": message})
+        return await self._complete("chat.completion", task, text, limit, sampling, body)
 
     async def completions(self, task: CatalogueTask, body: dict) -> dict | Response:
         _refuse_unsupported(body, task)
@@ -484,8 +532,63 @@ class Gateway:
         limit = _max_tokens(body, self.default_max_new_tokens, "max_tokens")
         if _streamed(body):
             return await self._stream("text_completion", task, text, limit, sampling, body)
-        answer = await self._answer(task, text, limit, sampling)
-        return self._openai("text_completion", task, answer, {"text": answer.output})
+        return await self._complete("text_completion", task, text, limit, sampling, body)
+
+    async def _complete(
+        self,
+        kind: str,
+        task: CatalogueTask,
+        text: str,
+        max_tokens: int,
+        sampling: dict[str, Any],
+        body: dict[str, Any],
+    ) -> dict:
+        """One engine request with the task's prompt (as training gave it) and the
+        client's `n`, log-prob and `response_format` fields; its choices, usage and finish
+        reasons in the client's route's shape. A classification's every choice is a label."""
+        chat = kind == "chat.completion"
+        prompt_format = self.catalogue().prompt_format
+        engine_chat = prompt_format == "chat"
+        n = _choices(body)
+        wanted = _logprob_fields(body, chat, engine_chat)
+        path, request = self.upstream.request(
+            task.adapter, task.instruction, text, task.labels, max_tokens, sampling, prompt_format
+        )
+        request.update(n=n, **wanted)
+        if not task.labels and body.get("response_format") is not None:
+            request["response_format"] = body["response_format"]
+        out = await run_in_threadpool(self.upstream.post, path, request)
+        if not isinstance(out, dict) or not out.get("choices"):
+            raise UpstreamError(None, f"{self.upstream.shown_url}: a completion without choices")
+        choices = []
+        for index, choice in enumerate(out["choices"]):
+            content = (choice["message"]["content"] if engine_chat else choice["text"]) or ""
+            if task.labels:
+                content = self.upstream.checked_label(content, task.labels)
+            shaped = (
+                {"message": {"role": "assistant", "content": content}}
+                if chat
+                else {"text": content}
+            )
+            choices.append(
+                {
+                    "index": index,
+                    **shaped,
+                    "logprobs": choice.get("logprobs") if wanted else None,
+                    "finish_reason": choice.get("finish_reason") or "stop",
+                }
+            )
+        score = answer_score(token_logprobs({"choices": out["choices"][:1]}), bool(task.labels))
+        return {
+            "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": task.name,
+            "choices": choices,
+            "usage": out.get("usage")
+            or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "mtd": {"task": task.name, "adapter": task.adapter, "score": score},
+        }
 
     async def _stream(
         self,
@@ -510,27 +613,6 @@ class Gateway:
         first = await run_in_threadpool(next, chunks, None)  # raises a refusal as an answer
         events = _events(kind, task.name, first, chunks, usage)
         return StreamingResponse(events, media_type="text/event-stream")
-
-    @staticmethod
-    def _openai(kind: str, task: CatalogueTask, answer: Answer, choice: dict) -> dict:
-        prefix = "chatcmpl" if kind == "chat.completion" else "cmpl"
-        return {
-            "id": f"{prefix}-{uuid.uuid4().hex}",
-            "object": kind,
-            "created": int(time.time()),
-            "model": task.name,
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": answer.finish_reason or "stop",
-                    "logprobs": None,
-                    **choice,
-                }
-            ],
-            "usage": answer.usage
-            or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "mtd": {"task": task.name, "adapter": task.adapter, "score": answer.score},
-        }
 
     def _model_entry(self, task: CatalogueTask) -> dict[str, Any]:
         """A task as OpenAI lists a model, with what a client needs to call it."""
