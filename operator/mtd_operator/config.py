@@ -11,11 +11,11 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .api.spec import DNS1123_SUBDOMAIN
+from .api.spec import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from .engines.vllm import VLLM_IMAGE
 
 ENV_PREFIX = "MTD_"
@@ -32,6 +32,7 @@ IMAGE_REFERENCE = re.compile(
 # keys, tolerations' keys and extended resource names are qualified names
 # (k8s.io/apimachinery validation.go IsQualifiedName).
 _DNS1123_SUBDOMAIN = re.compile(DNS1123_SUBDOMAIN)
+_DNS1123_LABEL = re.compile(DNS1123_LABEL)
 _QUALIFIED = re.compile(
     r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"
@@ -67,6 +68,20 @@ class OperatorConfig(BaseModel):
     gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name.")
     trainer_gpus: int = Field(default=1, ge=0, description="GPUs per trainer Job (0: CPU only).")
     serving_gpus: int = Field(default=1, ge=0, description="GPUs per serving replica.")
+    serving_router: Literal["gateway", "inferencePool"] = Field(
+        default="gateway",
+        description="How requests reach a task's adapter: gateway (the task gateway "
+        "Deployment routes by task name, as locally) or inferencePool (the Gateway API "
+        "Inference Extension: an InferencePool over the vLLM pods and an llm-d "
+        "InferenceModelRewrite mapping each task name to its adapter; the cluster needs "
+        "those CRDs and a Gateway routing to the pool). TGI resources keep the gateway.",
+    )
+    endpoint_picker: str | None = Field(
+        default=None,
+        description="With serving_router inferencePool: the endpoint picker Service the "
+        "pools name (NAME:PORT, e.g. llm-d's EPP); None: no endpointPickerRef (optional "
+        "since the Inference Extension v1.6.0).",
+    )
     score_through_engine: bool = Field(
         default=True,
         description="Evaluations of vLLM resources ask the serving engine, started beside "
@@ -107,6 +122,24 @@ class OperatorConfig(BaseModel):
     workspace_mount_path: str = Field(default="/workspace")
     job_backoff_limit: int = Field(default=2, ge=0, description="Pod retries per Job.")
     metrics_port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("endpoint_picker")
+    @classmethod
+    def _endpoint_picker(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        name, _, port = value.rpartition(":")
+        if (
+            len(name) > 63
+            or not _DNS1123_LABEL.fullmatch(name)
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+        ):
+            raise ValueError(
+                f"{value[:80]!r}: expected NAME:PORT, a Service name (DNS-1123 label) and a "
+                "port from 1 to 65535"
+            )
+        return value
 
     @field_validator("trainer_image", "tgi_image", "vllm_image", "gateway_image")
     @classmethod

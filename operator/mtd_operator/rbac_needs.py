@@ -11,6 +11,8 @@ the trainer adds its permission here and in charts/multitask-operator/templates/
 * ``cluster``: a cluster-scoped resource, always in a ClusterRole;
 * ``all-namespaces``: only when the operator watches all namespaces (ClusterRole).
 
+`router` names the chart's `serving.router` a permission comes with (None: always).
+
 `called` is False for a permission that the code never exercises by an API call of its
 own but that the API server checks on its behalf (an admission plugin), so a test that
 compares recorded API calls with this list knows to expect no call for it.
@@ -30,6 +32,8 @@ class Need(NamedTuple):
     why: str
     scope: Scope = "namespace"
     called: bool = True
+    #: Granted only with this chart `serving.router` (None: always).
+    router: str | None = None
 
 
 OPERATOR_NEEDS: list[Need] = [
@@ -107,6 +111,21 @@ OPERATOR_NEEDS: list[Need] = [
         "networkpolicies",
         ("create",),
         "The serving pods' NetworkPolicy: only the gateway and the operator reach the engine.",
+    ),
+    Need(
+        "inference.networking.k8s.io",
+        "inferencepools",
+        ("create", "patch"),
+        "serving.router inferencePool: each resource's InferencePool over its vLLM pods.",
+        router="inferencePool",
+    ),
+    Need(
+        "llm-d.ai",
+        "inferencemodelrewrites",
+        ("create", "patch"),
+        "serving.router inferencePool: the rewrite of each task's name to its adapter, "
+        "patched when a new adapter set is served.",
+        router="inferencePool",
     ),
     Need(
         "apiextensions.k8s.io",

@@ -9,6 +9,8 @@ RELEASE_NAMESPACE = "multitask-system"
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    # Route through the Gateway API Inference Extension (InferencePool + llm-d's rewrite).
+    "inference-pool": {"serving": {"router": "inferencePool", "endpointPicker": "epp:9002"}},
     # Watch two namespaces, custom images and workload settings, CRD managed elsewhere.
     "namespaced": {
         "watchNamespaces": ["team-a", "team-b"],

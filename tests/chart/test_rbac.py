@@ -31,8 +31,9 @@ def rules_of(role: dict) -> list[Rule]:
     return sorted(rules)
 
 
-def needs_in(scopes: set[str]) -> list[Rule]:
-    return as_rules([n for n in OPERATOR_NEEDS if n.scope in scopes])
+def needs_in(scopes: set[str], router: str = "gateway") -> list[Rule]:
+    """The rules of `scopes`, with those that come with the chart's serving.router."""
+    return as_rules([n for n in OPERATOR_NEEDS if n.scope in scopes and n.router in (None, router)])
 
 
 def test_needs_are_well_formed():
@@ -74,6 +75,17 @@ def test_cluster_wide_mode_grants_every_need_in_one_cluster_role(render):
         "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [operator_subject(rendered)]
+
+
+def test_the_inference_pool_router_adds_exactly_its_kinds(render):
+    role = operator_cluster_role(render("inference-pool"))
+    rules = needs_in({"namespace", "cluster", "all-namespaces"}, router="inferencePool")
+    assert rules_of(role) == rules
+    added = set(rules) - set(needs_in({"namespace", "cluster", "all-namespaces"}))
+    assert {(group, resource) for group, resource, _ in added} == {
+        ("inference.networking.k8s.io", "inferencepools"),
+        ("llm-d.ai", "inferencemodelrewrites"),
+    }
 
 
 def test_namespaced_mode_grants_roles_per_namespace_and_only_crd_reads_cluster_wide(render):
@@ -176,12 +188,16 @@ def rule_comments(text: str) -> dict[Rule, str]:
     return comments
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "namespaced"])
+@pytest.mark.parametrize("scenario", ["defaults", "namespaced", "inference-pool"])
 def test_each_rule_is_commented_with_its_why(render, scenario):
     comments = rule_comments(render(scenario).text)
     trainer_needs = TRAINER_NEEDS if scenario == "namespaced" else []  # no trainer Role else
+    router = "inferencePool" if scenario == "inference-pool" else "gateway"
     for need in [*OPERATOR_NEEDS, *trainer_needs]:
         key = (need.api_group, need.resource, frozenset(need.verbs))
         if need.scope == "all-namespaces" and scenario == "namespaced":
+            continue
+        if need.router not in (None, router):
+            assert key not in comments, f"{need.resource}: granted without its router"
             continue
         assert comments.get(key) == need.why, f"{need.resource}: comment != rbac_needs why"

@@ -118,6 +118,16 @@ The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["create"]
+{{- if eq .Values.serving.router "inferencePool" }}
+# serving.router inferencePool: each resource's InferencePool over its vLLM pods.
+- apiGroups: ["inference.networking.k8s.io"]
+  resources: ["inferencepools"]
+  verbs: ["create", "patch"]
+# serving.router inferencePool: the rewrite of each task's name to its adapter, patched when a new adapter set is served.
+- apiGroups: ["llm-d.ai"]
+  resources: ["inferencemodelrewrites"]
+  verbs: ["create", "patch"]
+{{- end }}
 {{- end }}
 
 {{- define "mto.clusterRules" -}}

@@ -1015,11 +1015,84 @@ def gateway_objects(
     named = catalogue.served(desired.digests, desired.prompt_format).renamed(
         engine_adapter_names(spec, desired, locations)
     )
+    if routes_by_inference_pool(spec, config):
+        return [
+            catalogue_config_map(body, named),
+            *inference_objects(body, spec, config, named),
+        ]
     return [
         catalogue_config_map(body, named),
         gateway_deployment(body, spec, config),
         gateway_service(body),
     ]
+
+
+# -- the Gateway API Inference Extension (serving_router: inferencePool) ---------------------
+
+#: apiVersion, kind and plural of what the inferencePool router renders: the Inference
+#: Extension's stable InferencePool and llm-d's InferenceModelRewrite (the model-name
+#: rewrite left the Inference Extension in v1.6.0 for llm-d's router, group llm-d.ai).
+#: Schemas pinned in tests/fixtures/inference-crds/.
+INFERENCE_POOL = ("inference.networking.k8s.io/v1", "InferencePool", "inferencepools")
+MODEL_REWRITE = ("llm-d.ai/v1alpha2", "InferenceModelRewrite", "inferencemodelrewrites")
+
+
+def routes_by_inference_pool(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> bool:
+    """The cluster's router serves this resource: the chart says so, and the engine is
+    vLLM (the endpoint picker reads vLLM's metrics and LoRA state; TGI keeps the gateway)."""
+    return config.serving_router == "inferencePool" and engine_of(spec) is VLLM
+
+
+def inference_pool_name(parent: str) -> str:
+    return child_name(parent, "pool")
+
+
+def inference_objects(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    catalogue: Catalogue,
+) -> list[dict[str, Any]]:
+    """An InferencePool over the resource's vLLM pods, and one InferenceModelRewrite
+    whose rules send each task's name (the `model` a client sends through the cluster's
+    Gateway) to the adapter serving it (`catalogue`: under the engine's names), or to
+    the served model for a task on the base model."""
+    parent = body["metadata"]["name"]
+    pool = inference_pool_name(parent)
+    pool_spec: dict[str, Any] = {
+        "selector": {"matchLabels": _selector(parent, "serving")},
+        "targetPorts": [{"number": SERVING_PORT}],
+    }
+    if config.endpoint_picker:
+        name, _, port = config.endpoint_picker.rpartition(":")
+        pool_spec["endpointPickerRef"] = {"name": name, "port": {"number": int(port)}}
+    version, kind, _ = INFERENCE_POOL
+    objects = [
+        {
+            "apiVersion": version,
+            "kind": kind,
+            "metadata": _meta(body, pool, _labels(parent, "pool")),
+            "spec": pool_spec,
+        }
+    ]
+    base = served_model_id(spec, config)
+    rules = [
+        {
+            "matches": [{"model": {"type": "Exact", "value": task.name}}],
+            "targets": [{"modelRewrite": task.adapter or base}],
+        }
+        for task in catalogue.tasks
+    ]
+    version, kind, _ = MODEL_REWRITE
+    objects.append(
+        {
+            "apiVersion": version,
+            "kind": kind,
+            "metadata": _meta(body, child_name(parent, "tasks"), _labels(parent, "tasks")),
+            "spec": {"poolRef": {"name": pool}, "rules": rules},
+        }
+    )
+    return objects
 
 
 def serving_objects(

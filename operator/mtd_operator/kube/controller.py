@@ -568,7 +568,9 @@ class Controller:
         )
         self._apply([catalogue_cm], created, cms, update=_serving_settled(spec, decision))
         self._apply(gateway, created, cms)
-        if decision.status.serving is not None:
+        if decision.status.serving is not None and not builders.routes_by_inference_pool(
+            spec, self.config
+        ):
             decision.status.serving.gateway = builders.gateway_endpoint(body)
 
     def _write_status(

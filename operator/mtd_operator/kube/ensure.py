@@ -10,6 +10,8 @@ Every child the controller writes goes through here, with the same rule per kind
 * a ConfigMap or Secret gets a JSON merge patch of its data (their keys are fixed per
   object, so a merge is the whole update), only when the listed copy differs, or always
   for a Secret (the operator may not read Secrets; the same patch again is a no-op);
+* an InferencePool or InferenceModelRewrite (another project's CRD) gets a JSON merge
+  patch of its spec;
 * Jobs, Services and NetworkPolicies are never updated: a Job's template is immutable
   and a changed step is a Job of another name (its step hash); the others are fixed by
   their name.
@@ -58,7 +60,30 @@ def kind_calls(api: Any) -> dict[str, KindCalls]:
         "Job": KindCalls(api.batch.create_namespaced_job),
         "Service": KindCalls(api.core.create_namespaced_service),
         "NetworkPolicy": KindCalls(api.networking.create_namespaced_network_policy),
+        **{kind: _custom_calls(api, group) for kind, group in CUSTOM_KINDS.items()},
     }
+
+
+#: Kinds of other projects' CRDs the operator writes (serving_router inferencePool):
+#: group, version and plural. Their spec is merge-patched when it changes.
+CUSTOM_KINDS: dict[str, tuple[str, str, str]] = {
+    "InferencePool": ("inference.networking.k8s.io", "v1", "inferencepools"),
+    "InferenceModelRewrite": ("llm-d.ai", "v1alpha2", "inferencemodelrewrites"),
+}
+
+
+def _custom_calls(api: Any, where: tuple[str, str, str]) -> KindCalls:
+    group, version, plural = where
+
+    def create(namespace: str, body: dict[str, Any]) -> Any:
+        return api.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+
+    def patch(name: str, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        return api.custom.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, body, **kwargs
+        )
+
+    return KindCalls(create, patch=patch)
 
 
 class Ensure:
@@ -126,8 +151,9 @@ def _create(calls: KindCalls, desired: dict[str, Any]) -> bool:
 
 
 def _merge_patch(desired: dict[str, Any]) -> dict[str, Any]:
-    """The data maps a ConfigMap or Secret update sends (the listed copy has `data`)."""
-    return {k: desired[k] for k in ("data", "stringData") if k in desired}
+    """What an update sends: a ConfigMap's or Secret's data maps (the listed copy has
+    `data`), a custom object's spec."""
+    return {k: desired[k] for k in ("data", "stringData", "spec") if k in desired}
 
 
 def _with_annotations(desired: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

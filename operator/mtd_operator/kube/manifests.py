@@ -42,6 +42,8 @@ CHART_VALUES: dict[str, str] = {
     "serving.vllmImage": "vllm_image",
     "serving.gpus": "serving_gpus",
     "serving.scoreThroughEngine": "score_through_engine",
+    "serving.router": "serving_router",
+    "serving.endpointPicker": "endpoint_picker",
     "workloads.gpuResource": "gpu_resource",
     "workloads.nodeSelector": "node_selector",
     "workloads.tolerations": "tolerations",
