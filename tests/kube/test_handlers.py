@@ -5,15 +5,32 @@ from __future__ import annotations
 import asyncio
 
 import kopf
-from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from mtd_operator.kube import handlers
 from mtd_operator.labels import LABEL_DEPLOYMENT
 
 
-def _stopped() -> tuple[FlagSetter, kopf.DaemonStopped]:
-    setter: FlagSetter = FlagSetter()
-    return setter, AsyncFlagWaiter(setter)
+class Stopped:
+    """What `wait_for_wake` uses of kopf's DaemonStopped (its documented behaviour: true
+    once the daemon is asked to stop, and awaitable until then), without kopf's private
+    classes."""
+
+    def __init__(self) -> None:
+        self.flag = asyncio.Event()
+
+    def set(self) -> None:
+        self.flag.set()
+
+    def __bool__(self) -> bool:
+        return self.flag.is_set()
+
+    async def wait(self) -> None:
+        await self.flag.wait()
+
+
+def _stopped() -> tuple[Stopped, Stopped]:
+    stopped = Stopped()
+    return stopped, stopped
 
 
 def test_the_wake_event_lives_in_the_resource_memo():

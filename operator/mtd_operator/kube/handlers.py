@@ -36,6 +36,8 @@ log = logging.getLogger("mtd_operator")
 RESYNC_SECONDS = 60.0
 # Children whose changes wake their owner's daemon: (group, version, plural).
 CHILD_RESOURCES = (("batch", "v1", "jobs"), ("", "v1", "configmaps"), ("apps", "v1", "deployments"))
+#: Seconds between retries after an API error: kopf's own calls (its networking setting)
+#: and the daemon's passes use the same steps.
 ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -53,7 +55,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> 
         settings.watching.label_selectors[resource] = LABEL_DEPLOYMENT
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    settings.networking.error_backoffs = list(ERROR_BACKOFF_SECONDS)  # the daemon's too
     try:
         kube_config.load_incluster_config()
     except kube_config.ConfigException:
