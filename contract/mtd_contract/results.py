@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import AnyConfig, EvalConfig
+from .layout import RESULT_FILE
 
 
 class Result(BaseModel):
@@ -115,4 +116,4 @@ def result_file(config: AnyConfig) -> Path:
     """Where the trainer writes a step's result (last, so its presence means done)."""
     if isinstance(config, EvalConfig):
         return Path(config.output_path)
-    return Path(config.output_dir) / "result.json"
+    return Path(config.output_dir) / RESULT_FILE

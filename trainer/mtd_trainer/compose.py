@@ -27,6 +27,7 @@ from accelerate.utils import set_seed
 from transformers import DataCollatorWithFlattening
 
 from mtd_contract.config import CalibrationConfig, ComposeConfig, LoraConfig
+from mtd_contract.layout import ADAPTER_DIR, RESULT_FILE
 
 from .data import load_examples
 from .encoding import IGNORE, encode_dataset
@@ -213,7 +214,7 @@ def fold(merge: Factors, correction: Factors) -> Factors:
 def compose(config: ComposeConfig) -> dict[str, Any]:
     """Merge (and calibrate) into output_dir/adapter; returns (and writes) result.json."""
     output = Path(config.output_dir)
-    result_path = output / "result.json"
+    result_path = output / RESULT_FILE
     done = reusable(result_path)
     if done is not None:
         log.info("%s exists and its files match it: this composition is complete", result_path)
@@ -232,7 +233,7 @@ def compose(config: ComposeConfig) -> dict[str, Any]:
         factors = fold(merge, correction)
     natural_rank = next(iter(factors.values()))[0].shape[0]
     rank = served_rank(natural_rank, config.served_ranks)
-    artifact = write_lora_adapter(output / "adapter", factors, config.base_model, [rank])
+    artifact = write_lora_adapter(output / ADAPTER_DIR, factors, config.base_model, [rank])
     result.update(
         natural_rank=natural_rank,
         rank=rank,

@@ -31,6 +31,13 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithFlattening, get_linear_schedule_with_warmup
 
 from mtd_contract.config import TrainConfig
+from mtd_contract.layout import (
+    CGC_STATE_DIR,
+    GATES_FILE,
+    RESULT_FILE,
+    artifact_dir,
+    task_adapter_dir,
+)
 
 from . import checkpoints, sharding
 from .atomic import write_json, write_text
@@ -334,10 +341,7 @@ class Run:
     def _finish(self) -> dict[str, Any]:
         """Save the artifact and result.json (atomically), then drop the checkpoints."""
         acc, progress = self.accelerator, self.progress
-        artifact = (
-            self.output
-            / {"lora": "adapter", "full": "model", "cgcLora": "adapters"}[self.config.method]
-        )
+        artifact = self.output / artifact_dir(self.config.method)
         result: dict[str, Any] = {
             "run_name": self.config.run_name,
             "method": self.config.method,
@@ -370,18 +374,20 @@ class Run:
                 state = sharding.trainable_state(model)
         if isinstance(model, CgcModel):
             # One plain LoRA adapter per task for serving, and the CGC state for stage 2.
-            result["adapters"] = {task: str(artifact / task) for task in model.tasks}
-            result["cgc_state"] = str(self.output / "cgc")
+            result["adapters"] = {
+                task: str(self.output / task_adapter_dir(task)) for task in model.tasks
+            }
+            result["cgc_state"] = str(self.output / CGC_STATE_DIR)
         if acc.is_main_process:
             produced = [artifact]
             if isinstance(model, CgcModel):
                 model.export_task_adapters(artifact, self.config.served_ranks)
-                model.save_state(self.output / "cgc")
-                write_json(self.output / "cgc" / "gates.json", model.gate_weights())
-                produced.append(self.output / "cgc")
+                model.save_state(self.output / CGC_STATE_DIR)
+                write_json(self.output / CGC_STATE_DIR / GATES_FILE, model.gate_weights())
+                produced.append(self.output / CGC_STATE_DIR)
             else:
                 save_artifact(model, self.tokenizer, artifact, self.config.served_ranks, state)
-            result = write_result(self.output / "result.json", result, produced)
+            result = write_result(self.output / RESULT_FILE, result, produced)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()
         return result
@@ -428,7 +434,7 @@ def _kept_row(line: str, last: int) -> bool:
 
 def train(config: TrainConfig, stop_after_steps: int | None = None) -> dict[str, Any] | None:
     """Run (or resume, or recognise as done) one training run; returns result.json."""
-    result_path = Path(config.output_dir) / "result.json"
+    result_path = Path(config.output_dir) / RESULT_FILE
     done = reusable(result_path)
     if done is not None:
         log.info("%s exists and its files match it: this run is complete", result_path)

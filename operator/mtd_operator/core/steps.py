@@ -11,6 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mtd_contract.layout import (
+    ADAPTER_DIR,
+    CGC_STATE_DIR,
+    MODEL_DIR,
+    RESULT_FILE,
+    task_adapter_dir,
+)
+
 from ..api.grouping import BASELINE_PREFIX
 from .planner import BaselinePlan, CompositionPlan, GroupPlan, Plan, StagePlan
 
@@ -36,7 +44,7 @@ class Step:
     @property
     def result_path(self) -> str:
         """The file whose presence says the step succeeded (the trainer writes it last)."""
-        return self.output if self.verb == "evaluate" else f"{self.output}/result.json"
+        return self.output if self.verb == "evaluate" else f"{self.output}/{RESULT_FILE}"
 
     @property
     def config_path(self) -> str:
@@ -44,15 +52,15 @@ class Step:
 
     @property
     def adapter_path(self) -> str:
-        """Where a training step's adapter lands (the trainer writes `<output>/adapter`)."""
-        return f"{self.output}/adapter"
+        """Where a training step's adapter lands (mtd_contract.layout)."""
+        return f"{self.output}/{ADAPTER_DIR}"
 
 
 def trained_path(step: Step, method: str) -> str:
     """What a step wrote: `<output>/model` for a full fine-tune (the trainer's layout),
     else the adapter."""
     if method == "full" and step.verb == "train":
-        return f"{step.output}/model"
+        return f"{step.output}/{MODEL_DIR}"
     return step.adapter_path
 
 
@@ -60,14 +68,14 @@ def served_adapter_path(step: Step, task: str, method: str) -> str:
     """Where the adapter that serves `task` lies: CGC-LoRA exports one per task; under
     method full, the fine-tuned model folder."""
     if method == "cgcLora" and step.role == "stage":
-        return f"{step.output}/adapters/{task}"
+        return f"{step.output}/{task_adapter_dir(task)}"
     return trained_path(step, method)
 
 
 def continuation_path(step: Step, method: str) -> str:
     """What the next stage starts from: the adapter (the model, under full), or
     CGC-LoRA's experts and gates."""
-    return f"{step.output}/cgc" if method == "cgcLora" else trained_path(step, method)
+    return f"{step.output}/{CGC_STATE_DIR}" if method == "cgcLora" else trained_path(step, method)
 
 
 def baseline_adapter_name(task: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtd_contract.config import AnyConfig, ComposeConfig, EvalConfig, TrainConfig
+from mtd_contract.layout import ADAPTER_DIR, artifact_dir
 from mtd_contract.results import ComposeResult, EvalResult, TaskScore, TrainResult
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeployment
@@ -80,7 +81,7 @@ def assumed_result(config: AnyConfig) -> dict[str, Any]:
             run_name=config.run_name,
             method=config.method,
             steps=config.hyperparameters.max_steps,
-            artifact=str(output / "adapter"),
+            artifact=str(output / artifact_dir(config.method)),
         )
     elif isinstance(config, EvalConfig):
         result = EvalResult(
@@ -94,7 +95,7 @@ def assumed_result(config: AnyConfig) -> dict[str, Any]:
             run_name=config.run_name,
             merge=config.merge.method,
             rank=rank,
-            artifact=str(Path(config.output_dir) / "adapter"),
+            artifact=str(Path(config.output_dir) / ADAPTER_DIR),
         )
     return result.model_dump(mode="json")
 
