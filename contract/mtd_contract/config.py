@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .tasks import DEFAULT_METRIC, METRICS, Metric, TaskType
 
+#: Tokens per training example unless the spec says otherwise (training.maxSeqLength).
+DEFAULT_MAX_SEQ_LENGTH = 512
+
 
 class ConfigError(ValueError):
     """A config file that cannot be run; the message names the file and the field."""
@@ -104,7 +107,7 @@ class Hyperparameters(Strict):
     learning_rate: float = Field(default=2e-4, gt=0)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
-    max_seq_length: int = Field(default=512, ge=16)
+    max_seq_length: int = Field(default=DEFAULT_MAX_SEQ_LENGTH, ge=16)
     seed: int = 0
     checkpoint_every: int = Field(default=50, ge=1, description="Steps between checkpoints.")
     log_every: int = Field(default=10, ge=1)
@@ -214,7 +217,7 @@ class EvalConfig(Strict):
         default=None, ge=1, description="Evaluate at most this many examples per task."
     )
     max_new_tokens: int = Field(default=64, ge=1)
-    max_seq_length: int = Field(default=512, ge=16)
+    max_seq_length: int = Field(default=DEFAULT_MAX_SEQ_LENGTH, ge=16)
     batch_size: int = Field(default=8, ge=1)
     output_path: str = Field(description="The results JSON file to write.")
     engine: EngineScoring | None = Field(
@@ -264,7 +267,7 @@ class CalibrationConfig(Strict):
     max_steps: int = Field(default=50, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     batch_size: int = Field(default=8, ge=1)
-    max_seq_length: int = Field(default=512, ge=16)
+    max_seq_length: int = Field(default=DEFAULT_MAX_SEQ_LENGTH, ge=16)
     seed: int = 0
 
     def task(self) -> TaskConfig:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from mtd_contract.config import DEFAULT_MAX_SEQ_LENGTH
 from mtd_contract.limits import MAX_INSTRUCTION_CHARS, MAX_LABEL_CHARS, MAX_LABELS
 from mtd_contract.tasks import (
     CLASSIFICATION_METRICS,
@@ -405,7 +406,10 @@ class Training(ApiModel):
     )
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
     max_seq_length: int = Field(
-        default=512, ge=16, le=131072, description="Longer examples are truncated from the left."
+        default=DEFAULT_MAX_SEQ_LENGTH,
+        ge=16,
+        le=131072,
+        description="Longer examples are truncated from the left.",
     )
     seed: int = Field(
         default=0, ge=0, le=2**32 - 1, description="Seed for sampling and initialisation."

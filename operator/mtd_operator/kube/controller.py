@@ -27,6 +27,7 @@ from mtd_contract.results import ProfileResult, ResultError, parse_result
 
 from ..api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeploymentSpec
 from ..api.status import Condition, MultiTaskDeploymentStatus
+from ..clock import now_rfc3339
 from ..config import OperatorConfig
 from ..core.catalogue import build_catalogue
 from ..core.conditions import Blocked
@@ -50,10 +51,6 @@ from .pod_problems import JOB_NAME_LABEL, expected_pods, job_problem
 log = logging.getLogger("mtd_operator")
 RUNTIME_LOAD_RETRY_S = 5.0
 USER_AGENT = "multitask-operator/0.1.0"
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass

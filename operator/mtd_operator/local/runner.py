@@ -40,6 +40,7 @@ from mtd_contract.results import EvalResult, ResultError, parse_result
 
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
+from ..clock import now_rfc3339
 from ..core.catalogue import Catalogue, build_catalogue
 from ..core.conditions import Blocked
 from ..core.desired import adapter_digests
@@ -90,10 +91,6 @@ def children_cpu() -> float:
     inflate the way it inflates wall time."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def resolve_base_model(uri: str, spec_dir: Path) -> str:
