@@ -245,7 +245,12 @@ class Upstream:
         path, body = self.request(
             adapter, instruction, text, labels, max_tokens, sampling, prompt_format
         )
-        out = self.post(path, body)
+        return self.parse_answer(self.post(path, body), labels, prompt_format)
+
+    def parse_answer(
+        self, out: Any, labels: Sequence[str] | None, prompt_format: PromptFormat = "chat"
+    ) -> Answer:
+        """The Answer in an engine's reply to `request`'s body (its first choice)."""
         if not isinstance(out, dict) or not out.get("choices"):
             raise UpstreamError(None, f"{self.shown_url}: a completion without choices")
         choice = out["choices"][0]

@@ -4,6 +4,7 @@ memory by the gateway and, for a client without its key, by the real engine (iss
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -139,3 +140,56 @@ def test_eight_gigabyte_bodies_without_the_key_keep_the_engine_under_1_gib(real_
     assert all(o in ("401", "WriteError", "RemoteProtocolError", "ReadError") for o in outcomes)
     assert peak - before < RSS_LIMIT_KB
     assert peak < RSS_LIMIT_KB
+
+
+def test_a_client_that_leaves_cancels_its_engine_request(catalogue_file):
+    """The gateway stops waiting and closes its engine request (vLLM aborts a request
+    whose connection closes) when its client disconnects, on /tasks and on /v1."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.support.net import serve_app
+
+    seen: list[str] = []
+
+    async def slow(request: Request) -> JSONResponse:
+        body = await request.json()
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                seen.append(body["model"])
+                break
+            await asyncio.sleep(0.05)
+        return JSONResponse({"choices": [{"message": {"content": "late"}}]})
+
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse({"data": [{"id": "org/tiny-base", "parent": None}]})
+
+    engine = Starlette(
+        routes=[
+            Route("/v1/chat/completions", slow, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+    with serve_app(engine) as engine_url:
+        gateway = build_gateway(str(catalogue_file), engine_url, engine="vllm")
+        port = free_port()
+        server = serve_in_thread(gateway, "127.0.0.1", port)
+        try:
+            for path, body in (
+                ("/tasks/sounds", {"text": "cow"}),
+                ("/v1/chat/completions",
+                 {"model": "echo", "messages": [{"role": "user", "content": "x"}]}),
+            ):  # fmt: skip
+                with pytest.raises(httpx.ReadTimeout):  # the client gives up and leaves
+                    httpx.post(f"http://127.0.0.1:{port}{path}", json=body, timeout=1.0)
+            deadline = time.monotonic() + WAIT_S
+            while len(seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert seen == ["sounds", "org/tiny-base"]  # each engine request was closed
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert 'status="499"' in metrics
+        finally:
+            server.should_exit = True

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -56,6 +57,7 @@ from mtd_contract.upstream import (
     UpstreamError,
     answer_score,
     chunk_text,
+    error_message,
     token_logprobs,
 )
 
@@ -68,6 +70,14 @@ MAX_TEXT_CHARS = MAX_REQUEST_TEXT_CHARS
 # How much of a client's value an error message quotes back.
 QUOTED_CHARS = 100
 UNKNOWN_TASK = "__unknown__"
+#: How often a request waiting on the engine checks that its client is still there.
+DISCONNECT_POLL_S = 0.5
+#: The status counted for a request whose client left before its answer (nginx's 499).
+CLIENT_GONE = 499
+
+
+class ClientGone(Exception):
+    """The client closed its connection while the engine was answering."""
 
 
 class GatewayError(Exception):
@@ -396,6 +406,7 @@ class Gateway:
         self.default_max_new_tokens = default_max_new_tokens
         self.metrics = Metrics()
         self.started = int(time.time())
+        self._async_http: httpx.AsyncClient | None = None
         chat = self.route("chat", self.chat_completions, openai=True)
         completions = self.route("completions", self.completions, openai=True)
         self.app = Starlette(
@@ -413,14 +424,16 @@ class Gateway:
 
     # -- catalogue ------------------------------------------------------------------------
 
-    def catalogue(self) -> Catalogue:
+    async def catalogue(self) -> Catalogue:
+        """The current catalogue, (re)read in the thread pool: a changed file of many
+        thousand tasks is parsed without holding up the event loop's other requests."""
         try:
-            return self.source.current()
+            return await run_in_threadpool(self.source.current)
         except CatalogueUnavailable as exc:
             raise GatewayError(503, str(exc), "unavailable") from None
 
-    def task(self, name: Any) -> CatalogueTask:
-        catalogue = self.catalogue()
+    async def task(self, name: Any) -> CatalogueTask:
+        catalogue = await self.catalogue()
         task = catalogue.task(name) if isinstance(name, str) else None
         if task is None:
             known = ", ".join(sorted(t.name for t in catalogue.tasks)) or "none"
@@ -433,7 +446,7 @@ class Gateway:
     def route(
         self,
         name: str,
-        handler: Callable[[CatalogueTask, dict], Awaitable[dict | Response]],
+        handler: Callable[[CatalogueTask, dict, Request], Awaitable[dict | Response]],
         openai: bool = False,
     ) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a task handler: parse the body, count, time, turn errors into answers (in
@@ -448,14 +461,16 @@ class Gateway:
                 requested = request.path_params.get("task", body.get("model"))
                 if requested is None:
                     raise _invalid("model", "required, the name of a task")
-                task = self.task(requested)
+                task = await self.task(requested)
                 label = task.name
-                answered = await handler(task, body)
+                answered = await handler(task, body, request)
                 response: Response = (
                     answered if isinstance(answered, Response) else JSONResponse(answered)
                 )
             except GatewayError as exc:
                 response = shape(exc)
+            except ClientGone:
+                response = Response(status_code=CLIENT_GONE)  # never read: counted only
             except UpstreamError as exc:
                 status = 502 if exc.status is None or exc.status >= 500 else exc.status
                 response = shape(GatewayError(status, f"upstream: {exc.message}", "upstream"))
@@ -472,17 +487,54 @@ class Gateway:
 
         return endpoint
 
+    async def _engine(self, request: Request, path: str, body: dict[str, Any]) -> Any:
+        """POST `body` to the engine and return its JSON; ClientGone, with the engine's
+        request cancelled (its connection closed, so vLLM aborts the generation), once the
+        client has left instead of waiting for the answer."""
+        call = asyncio.ensure_future(self._http().post(path, json=body))
+        try:
+            while not call.done():
+                await asyncio.wait({call}, timeout=DISCONNECT_POLL_S)
+                if not call.done() and await request.is_disconnected():
+                    raise ClientGone
+            response = call.result()
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                None, f"cannot reach {self.upstream.shown_url}{path}: {exc}"
+            ) from None
+        finally:
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+        if response.status_code >= 400:
+            raise UpstreamError(response.status_code, error_message(response))
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(response.status_code, f"{path}: not JSON") from None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The engine's async client (the Upstream's URL, key and timeout), made on the
+        event loop that uses it."""
+        if self._async_http is None:
+            sync = self.upstream.http
+            self._async_http = httpx.AsyncClient(
+                base_url=sync.base_url, headers=sync.headers, timeout=sync.timeout
+            )
+        return self._async_http
+
     async def _answer(
         self,
+        request: Request,
         task: CatalogueTask,
         text: str,
         max_tokens: int,
         sampling: dict[str, Any] | None = None,
     ) -> Answer:
         # The prompt exactly as training gave it: chat template, or the plain prompt.
-        prompt_format = self.catalogue().prompt_format
-        return await run_in_threadpool(
-            self.upstream.answer,
+        prompt_format = (await self.catalogue()).prompt_format
+        path, body = await run_in_threadpool(
+            self.upstream.request,
             task.adapter,
             task.instruction,
             text,
@@ -490,22 +542,24 @@ class Gateway:
             max_tokens,
             sampling,
             prompt_format,
-        )
+        )  # in the pool: the first request may ask the engine which one it is
+        out = await self._engine(request, path, body)
+        return self.upstream.parse_answer(out, task.labels, prompt_format)
 
     # -- routes ---------------------------------------------------------------------------
 
     async def list_tasks(self, request: Request) -> Response:
         try:
-            catalogue = self.catalogue()
+            catalogue = await self.catalogue()
         except GatewayError as exc:
             return _error(exc)
         body = catalogue.model_dump(mode="json", by_alias=True, exclude_none=True)
         return JSONResponse(body)
 
-    async def ask_task(self, task: CatalogueTask, body: dict) -> dict:
+    async def ask_task(self, task: CatalogueTask, body: dict, request: Request) -> dict:
         text = _text_field(body, "text")
         max_tokens = _max_tokens(body, self.default_max_new_tokens, "max_new_tokens")
-        answer = await self._answer(task, text, max_tokens)
+        answer = await self._answer(request, task, text, max_tokens)
         return {
             "task": task.name,
             "type": task.type,
@@ -514,7 +568,9 @@ class Gateway:
             "adapter": task.adapter,
         }
 
-    async def chat_completions(self, task: CatalogueTask, body: dict) -> dict | Response:
+    async def chat_completions(
+        self, task: CatalogueTask, body: dict, request: Request
+    ) -> dict | Response:
         _refuse_unsupported(body, task)
         sampling = _sampling(body, task)
         text = _last_user_text(body)
@@ -523,19 +579,22 @@ class Gateway:
         )
         if _streamed(body):
             return await self._stream("chat.completion", task, text, limit, sampling, body)
-        return await self._complete("chat.completion", task, text, limit, sampling, body)
+        return await self._complete(request, "chat.completion", task, text, limit, sampling, body)
 
-    async def completions(self, task: CatalogueTask, body: dict) -> dict | Response:
+    async def completions(
+        self, task: CatalogueTask, body: dict, request: Request
+    ) -> dict | Response:
         _refuse_unsupported(body, task)
         sampling = _sampling(body, task)
         text = _text_field(body, "prompt")
         limit = _max_tokens(body, self.default_max_new_tokens, "max_tokens")
         if _streamed(body):
             return await self._stream("text_completion", task, text, limit, sampling, body)
-        return await self._complete("text_completion", task, text, limit, sampling, body)
+        return await self._complete(request, "text_completion", task, text, limit, sampling, body)
 
     async def _complete(
         self,
+        request: Request,
         kind: str,
         task: CatalogueTask,
         text: str,
@@ -547,17 +606,24 @@ class Gateway:
         client's `n`, log-prob and `response_format` fields; its choices, usage and finish
         reasons in the client's route's shape. A classification's every choice is a label."""
         chat = kind == "chat.completion"
-        prompt_format = self.catalogue().prompt_format
+        prompt_format = (await self.catalogue()).prompt_format
         engine_chat = prompt_format == "chat"
         n = _choices(body)
         wanted = _logprob_fields(body, chat, engine_chat)
-        path, request = self.upstream.request(
-            task.adapter, task.instruction, text, task.labels, max_tokens, sampling, prompt_format
+        path, asked = await run_in_threadpool(
+            self.upstream.request,
+            task.adapter,
+            task.instruction,
+            text,
+            task.labels,
+            max_tokens,
+            sampling,
+            prompt_format,
         )
-        request.update(n=n, **wanted)
+        asked.update(n=n, **wanted)
         if not task.labels and body.get("response_format") is not None:
-            request["response_format"] = body["response_format"]
-        out = await run_in_threadpool(self.upstream.post, path, request)
+            asked["response_format"] = body["response_format"]
+        out = await self._engine(request, path, asked)
         if not isinstance(out, dict) or not out.get("choices"):
             raise UpstreamError(None, f"{self.upstream.shown_url}: a completion without choices")
         choices = []
@@ -604,7 +670,7 @@ class Gateway:
         `data: [DONE]`. A refusal before the first chunk is an ordinary error answer; a
         failure after it, an error event."""
         usage = _include_usage(body)
-        prompt_format = self.catalogue().prompt_format
+        prompt_format = (await self.catalogue()).prompt_format
         path, request = self.upstream.request(
             task.adapter, task.instruction, text, task.labels, max_tokens, sampling, prompt_format
         )
@@ -626,7 +692,7 @@ class Gateway:
 
     async def models(self, request: Request) -> Response:
         try:
-            catalogue = self.catalogue()
+            catalogue = await self.catalogue()
         except GatewayError as exc:
             return _openai_error(exc)
         data = [self._model_entry(t) for t in catalogue.tasks]
@@ -635,14 +701,14 @@ class Gateway:
     async def model(self, request: Request) -> Response:
         """`GET /v1/models/{task}`: the task (type, labels, metric, verdict, adapter)."""
         try:
-            task = self.task(request.path_params["task"])
+            task = await self.task(request.path_params["task"])
         except GatewayError as exc:
             return _openai_error(exc)
         return JSONResponse(self._model_entry(task))
 
     async def health(self, request: Request) -> Response:
         try:
-            catalogue = self.catalogue()
+            catalogue = await self.catalogue()
         except GatewayError as exc:
             return _error(exc)
         return JSONResponse({"status": "ok", "tasks": len(catalogue.tasks)})
