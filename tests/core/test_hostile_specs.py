@@ -265,3 +265,10 @@ def test_a_reserved_adapter_name_is_refused_for_a_cgc_task(write_spec, capsys, n
     doc["spec"]["training"]["method"] = "lora"  # adapters are named by group: no clash
     doc["spec"]["training"].pop("cgcLora")
     assert main(["validate", str(write_spec(doc))]) == 0
+
+
+def test_a_bad_task_name_is_said_in_words_not_as_a_regex(write_spec, capsys):
+    assert main(["validate", str(write_spec(resource([task("Bad_Name")])))]) == 2
+    err = capsys.readouterr().err
+    assert "spec.tasks[0].name: 'Bad_Name' is not a DNS-1123 label: lowercase letters" in err
+    assert "^[a-z0-9]" not in err

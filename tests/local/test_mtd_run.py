@@ -313,6 +313,9 @@ def test_a_composition_is_merged_calibrated_scored_and_served(composed, shared_e
     assert written == manifest["catalogue"] and written["revision"] == manifest["revision"]
     status = json.loads((workspace / "tiny" / "status.json").read_text())
     assert status["compositions"][0]["name"] == "sound-sentiment"
+    # The spec says TGI (for its padded ranks); locally the real vLLM serves, and says so.
+    assert status["serving"]["engine"] == "vllm"
+    assert status["serving"]["adapterUpdate"] == "RuntimeLoad"
 
     # New merge weights: only the composition and its evaluation run again.
     doc["spec"]["compositions"][0]["weights"] = [0.5, 1.0]

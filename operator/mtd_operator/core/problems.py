@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..api.spec import DNS1123_LABEL
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -80,6 +82,13 @@ def _allowed_fields(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
+#: Patterns of the API, said in words (the regex itself tells a user little).
+PATTERN_RULES: dict[str, str] = {
+    DNS1123_LABEL: "a DNS-1123 label: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit (at most 63 characters)",
+}
+
+
 def problems_from_validation(
     error: ValidationError, root: type[BaseModel], prefix: str = ""
 ) -> list[Problem]:
@@ -96,5 +105,9 @@ def problems_from_validation(
             message = "required field is missing"
         elif err["type"] in {"literal_error", "enum"}:
             message = f"{err['input']!r} is not allowed; {message[0].lower()}{message[1:]}"
+        elif err["type"] == "string_pattern_mismatch":
+            rule = PATTERN_RULES.get((err.get("ctx") or {}).get("pattern", ""))
+            if rule is not None:
+                message = f"{str(err['input'])[:100]!r} is not {rule}"
         problems.append(Problem(format_loc(loc, prefix), message))
     return problems

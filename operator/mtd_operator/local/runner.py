@@ -278,6 +278,11 @@ class LocalRun:
             previous=self.previous.conditions if self.previous else None,
             now=now_rfc3339(),
         )
+        serving = decision.status.serving
+        if serving is not None:
+            # Locally the real vLLM serves whatever the spec's engine (TGI cannot run
+            # here) and loads new adapters at run time: the status says what serves.
+            serving.engine, serving.adapter_update = "vllm", "RuntimeLoad"
         write_json_atomic(self.status_path, decision.status.to_api())
         print_status_changes(self.previous, decision.status, self.out, self.spec)
         self.previous = decision.status
