@@ -1,6 +1,6 @@
 """The README's "Calling it from clients" examples, run as written against a gateway
-(the vLLM stand-in behind it): the openai client, huggingface_hub's InferenceClient and
-curl (issue #30)."""
+(the vLLM stand-in behind it): the openai client, LangChain's ChatOpenAI,
+huggingface_hub's InferenceClient and curl (issue #30)."""
 
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ def gateway_url(tmp_path: Path, vllm):
         yield served
 
 
-def test_the_readme_has_the_three_examples():
-    assert [kind for kind, _ in section_blocks()] == ["python", "python", "sh"]
+def test_the_readme_has_the_four_examples():
+    assert [kind for kind, _ in section_blocks()] == ["python", "python", "python", "sh"]
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_each_python_example_runs_as_written(gateway_url, index):
     _, code = section_blocks()[index]
     out = io.StringIO()
@@ -63,13 +63,16 @@ def test_each_python_example_runs_as_written(gateway_url, index):
         assert printed[0] == "['movie-review-sentiment', 'bbc-headline']"
         assert printed[1] in LABELS
         assert printed[2].startswith("sounds says")  # the streamed headline, from its adapter
+    elif index == 1:  # LangChain: invoke, then stream
+        assert printed[0] == "sounds says: Shares rose sharply on Monday."
+        assert printed[1] == "sounds says: Rain is due all week."
     else:
         assert printed == [printed[0]] and printed[0] in LABELS
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="no curl on this machine")
 def test_the_curl_example_runs_as_written(gateway_url):
-    _, script = section_blocks()[2]
+    _, script = section_blocks()[3]
     done = subprocess.run(
         ["bash", "-c", script], env={"GATEWAY": gateway_url, "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60, check=True,
