@@ -52,7 +52,10 @@ def load_examples(path: str, task: TaskConfig) -> datasets.Dataset:
             config_name=f"{stat.st_size}-{stat.st_mtime_ns}",
         )
     except Exception as exc:
-        raise _input_error_in(exc) or exc from None
+        found = _input_error_in(exc)
+        if found is not None:
+            raise found from None
+        raise  # not the data's fault: keep what `datasets` says caused it
 
 
 def _input_error_in(exc: BaseException) -> InputError | None:
