@@ -407,6 +407,7 @@ class Gateway:
         self.metrics = Metrics()
         self.started = int(time.time())
         self._async_http: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         chat = self.route("chat", self.chat_completions, openai=True)
         completions = self.route("completions", self.completions, openai=True)
         self.app = Starlette(
@@ -514,13 +515,16 @@ class Gateway:
             raise UpstreamError(response.status_code, f"{path}: not JSON") from None
 
     def _http(self) -> httpx.AsyncClient:
-        """The engine's async client (the Upstream's URL, key and timeout), made on the
-        event loop that uses it."""
-        if self._async_http is None:
+        """The engine's async client (the Upstream's URL, key and timeout), one per event
+        loop: a client's connections belong to the loop that opened them (uvicorn runs
+        one loop; a test client may run each request on a new one)."""
+        loop = asyncio.get_running_loop()
+        if self._async_http is None or self._async_loop is not loop:
             sync = self.upstream.http
             self._async_http = httpx.AsyncClient(
                 base_url=sync.base_url, headers=sync.headers, timeout=sync.timeout
             )
+            self._async_loop = loop
         return self._async_http
 
     async def _answer(
