@@ -104,8 +104,13 @@ def test_an_evaluation_pod_that_cannot_start_is_reported(
     cluster.apply(resource("support", "default", ALL_TASKS))
     obj = reported(cluster, "Evaluated", f"{reason}: {message}")
     assert "pod support-eval-" in condition(obj, "Evaluated")["message"]
-    events = cluster.emulator.list("v1/events", "default")
-    assert any(
-        e["reason"] == "PodNotRunning" and e["type"] == "Warning" and reason in e["message"]
-        for e in events
-    ), [(e["reason"], e["message"]) for e in events]
+
+    def events() -> list[tuple[str, str, str]]:
+        listed = cluster.emulator.list("v1/events", "default")
+        return [(e["reason"], e["type"], e["message"]) for e in listed]
+
+    # Recorded for the transition, just after the status write that shows it.
+    def warned() -> bool:
+        return any(r == "PodNotRunning" and t == "Warning" and reason in m for r, t, m in events())
+
+    wait_until(warned, 30, "a PodNotRunning Warning Event", lambda: str(events()))
