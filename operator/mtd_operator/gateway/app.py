@@ -527,15 +527,16 @@ class Gateway:
             self._async_loop = loop
         return self._async_http
 
-    async def _answer(
+    async def _engine_request(
         self,
-        request: Request,
         task: CatalogueTask,
         text: str,
         max_tokens: int,
-        sampling: dict[str, Any] | None = None,
-    ) -> Answer:
-        # The prompt exactly as training gave it: chat template, or the plain prompt.
+        sampling: dict[str, Any] | None,
+    ) -> tuple[str, str, dict[str, Any]]:
+        """The prompt format, route and body that ask the engine `task`'s question with the
+        prompt training used. Built in the thread pool: the first request may ask the
+        engine which one it is (a blocking call)."""
         prompt_format = (await self.catalogue()).prompt_format
         path, body = await run_in_threadpool(
             self.upstream.request,
@@ -546,7 +547,18 @@ class Gateway:
             max_tokens,
             sampling,
             prompt_format,
-        )  # in the pool: the first request may ask the engine which one it is
+        )
+        return prompt_format, path, body
+
+    async def _answer(
+        self,
+        request: Request,
+        task: CatalogueTask,
+        text: str,
+        max_tokens: int,
+        sampling: dict[str, Any] | None = None,
+    ) -> Answer:
+        prompt_format, path, body = await self._engine_request(task, text, max_tokens, sampling)
         out = await self._engine(request, path, body)
         return self.upstream.parse_answer(out, task.labels, prompt_format)
 
@@ -610,20 +622,10 @@ class Gateway:
         client's `n`, log-prob and `response_format` fields; its choices, usage and finish
         reasons in the client's route's shape. A classification's every choice is a label."""
         chat = kind == "chat.completion"
-        prompt_format = (await self.catalogue()).prompt_format
-        engine_chat = prompt_format == "chat"
         n = _choices(body)
+        prompt_format, path, asked = await self._engine_request(task, text, max_tokens, sampling)
+        engine_chat = prompt_format == "chat"
         wanted = _logprob_fields(body, chat, engine_chat)
-        path, asked = await run_in_threadpool(
-            self.upstream.request,
-            task.adapter,
-            task.instruction,
-            text,
-            task.labels,
-            max_tokens,
-            sampling,
-            prompt_format,
-        )
         asked.update(n=n, **wanted)
         if not task.labels and body.get("response_format") is not None:
             asked["response_format"] = body["response_format"]
@@ -674,10 +676,7 @@ class Gateway:
         `data: [DONE]`. A refusal before the first chunk is an ordinary error answer; a
         failure after it, an error event."""
         usage = _include_usage(body)
-        prompt_format = (await self.catalogue()).prompt_format
-        path, request = self.upstream.request(
-            task.adapter, task.instruction, text, task.labels, max_tokens, sampling, prompt_format
-        )
+        _, path, request = await self._engine_request(task, text, max_tokens, sampling)
         request = {**request, "logprobs": None, "stream_options": {"include_usage": usage}}
         chunks = self.upstream.stream(path, {k: v for k, v in request.items() if v is not None})
         first = await run_in_threadpool(next, chunks, None)  # raises a refusal as an answer
