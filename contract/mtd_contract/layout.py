@@ -38,3 +38,11 @@ def artifact_dir(method: str) -> str:
 def task_adapter_dir(task: str) -> str:
     """CGC-LoRA: the folder of `task`'s exported adapter, inside the step's output."""
     return f"{TASK_ADAPTERS_DIR}/{task}"
+
+
+def served_folders(method: str, tasks: list[str]) -> list[str]:
+    """The folders a training step of `method` writes for serving: one adapter per task for
+    CGC-LoRA, else its one artifact folder."""
+    if method == "cgcLora":
+        return [task_adapter_dir(task) for task in tasks]
+    return [artifact_dir(method)]

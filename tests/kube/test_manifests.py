@@ -78,7 +78,11 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(
     steps = pipeline_steps(the_plan)
     runnable = {s.key for s in steps if evaluable(s, resource.spec, the_plan)}
 
-    jobs = [o for o in objects if o["kind"] == "Job"]
+    every_job = [o for o in objects if o["kind"] == "Job"]
+    # vLLM loads new adapters into running pods: one Job verifies them first (issue #29)
+    (verify,) = [j for j in every_job if j["metadata"]["labels"]["multitask.dev/role"] == "verify"]
+    assert verify["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["mtd", "verify"]
+    jobs = [j for j in every_job if j is not verify]
     maps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
     name = resource.metadata.name
     # each Job with its ConfigMap, plus the gateway's catalogue and vLLM's adapter list
@@ -111,11 +115,15 @@ def test_every_step_has_its_job_and_config_and_serving_comes_last(
         # holds the serving GPUs, the trainer only sends requests.
         check_scoring_engine(pod, configs[job["metadata"]["name"]], resource.spec)
 
-    adapters, deployment, _service, policy, catalogue, gateway, gateway_service = objects[-7:]
-    assert [o["kind"] for o in objects[-7:]] == [
-        "ConfigMap", "Deployment", "Service", "NetworkPolicy", "ConfigMap", "Deployment",
+    serving = objects[-8:]
+    adapters, deployment, _service, policy, verify_job, catalogue, gateway, gateway_service = (
+        serving
+    )
+    assert [o["kind"] for o in serving] == [
+        "ConfigMap", "Deployment", "Service", "NetworkPolicy", "Job", "ConfigMap", "Deployment",
         "Service",
     ]  # fmt: skip
+    assert verify_job is verify
     assert policy["metadata"]["name"] == f"{name}-serving"
     assert adapters["metadata"]["name"] == f"{name}-adapters"
     assert gateway["metadata"]["name"] == f"{name}-gateway"

@@ -302,9 +302,10 @@ def _job(
     labels_extra: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     hub_env: list[dict[str, Any]] | None = None,
+    read_only: bool = False,
 ) -> dict[str, Any]:
     labels = _labels(body["metadata"]["name"], role, labels_extra)
-    volumes, mounts = _volumes(spec, config, config_map, read_only=False)
+    volumes, mounts = _volumes(spec, config, config_map, read_only=read_only)
     env = [
         {"name": NAMESPACE_ENV, "value": body["metadata"]["namespace"]},
         {"name": DEPLOYMENT_ENV, "value": label_value(body["metadata"]["name"])},
@@ -713,6 +714,42 @@ def verify_container(
     }
 
 
+def verify_job_name(parent: str, revision: str) -> str:
+    """One verification per serving revision: the name says which one it checked."""
+    return child_name(parent, f"verify-{revision}", limit=MAX_JOB_NAME)
+
+
+def verify_job(
+    body: dict[str, Any],
+    spec: MultiTaskDeploymentSpec,
+    config: OperatorConfig,
+    desired: DesiredServing,
+    locations: Locations,
+) -> dict[str, Any] | None:
+    """With vLLM's runtime loading a new adapter set reaches pods that are already running,
+    so no init container sees it: this Job (`mtd verify`, the same check, our trainer image,
+    the workspace read-only) checks the revision's folders, and the controller loads them
+    only once it has succeeded. None when nothing recorded digests or nothing is loaded at
+    runtime (the serving pods' init container checks those)."""
+    digests = served_digests(desired, locations)
+    runtime = engine_of(spec).adapter_update(spec) == "RuntimeLoad" and desired.model is None
+    if not digests or not runtime:
+        return None
+    name = verify_job_name(body["metadata"]["name"], desired.revision)
+    command = verify_command(pairs=[f"{folder}={d}" for folder, d in sorted(digests.items())])
+    annotations = {ANNOTATION_REVISION: desired.revision}
+    job = _job(
+        body, config, spec, name, "verify", command, None, gpus=0,
+        annotations=annotations, read_only=True,
+    )  # fmt: skip
+    # A folder that differs stays different: one attempt says so (exit 2 fails the Job at
+    # once anyway); a pod lost to the cluster is retried by the failure policy.
+    job["spec"]["backoffLimit"] = min(config.job_backoff_limit, 1)
+    # It reads files only: no token for the API server in its pod.
+    job["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    return job
+
+
 def keyed(spec: MultiTaskDeploymentSpec, config: OperatorConfig) -> bool:
     """Whether the engine is given an API key: it has admin routes and the operator has a
     secret to derive keys from (kube/engine_key.py)."""
@@ -1106,7 +1143,9 @@ def serving_objects(
 ) -> list[dict[str, Any]]:
     """Every serving-side object of a resource once its adapter set is decided, in the
     order the controller applies them (what `mtd manifests` prints)."""
+    verify = verify_job(body, spec, config, desired, locations)
     return [
         *engine_objects(body, spec, config, desired, locations, engine_key),
+        *([verify] if verify is not None else []),
         *gateway_objects(body, spec, config, desired, catalogue, locations),
     ]

@@ -40,6 +40,7 @@ from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
     ANNOTATION_STEP,
+    LABEL_ROLE,
 )
 from ..result_parts import read_result
 from . import builders, runtime_lora
@@ -377,8 +378,13 @@ class Controller:
             self._apply_engine(body, spec, decision, locations, children.cms, created)
             runtime_load = engine_of(spec).adapter_update(spec) == "RuntimeLoad"
             runtime_load = runtime_load and spec.serving.replicas > 0
+            refused = None
+            if runtime_load:
+                refused = self._verify_revision(body, spec, decision, locations, children, created)
             if runtime_load and serving_obs is not None:
-                serving_obs = self._runtime_load(body, spec, decision, locations, serving_obs)
+                serving_obs = self._runtime_load(
+                    body, spec, decision, locations, serving_obs, refused
+                )
                 decision = decide(serving_obs)
                 retry_after = None if serving_obs.ready else RUNTIME_LOAD_RETRY_S
             self._apply_gateway(body, spec, decision, locations, children.cms, created)
@@ -495,19 +501,65 @@ class Controller:
             if exc.status != 404:
                 raise
 
+    def _verify_revision(
+        self, body, spec, decision: Decision, locations, children: Children, created: list[str]
+    ) -> str | None:
+        """Why the decision's adapters may not be loaded yet (None: they may): its
+        verification Job (builders.verify_job) has not succeeded. Verification Jobs of
+        other revisions are deleted; the current one's stays as the record."""
+        assert decision.serving is not None
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        job = builders.verify_job(body, spec, self.config, decision.serving, locations)
+        wanted = job["metadata"]["name"] if job is not None else None
+        for other, existing in children.jobs.items():
+            role = (existing.metadata.labels or {}).get(LABEL_ROLE)
+            if role == "verify" and other != wanted:
+                self._delete_job(namespace, other)
+        if job is None:
+            return None
+        revision = decision.serving.revision
+        existing = children.jobs.get(wanted)
+        if existing is None:
+            self._apply([job], created)
+            return f"verifying the adapters of revision {revision} before loading them"
+        if _finished(existing, "Complete"):
+            return None
+        pods = children.pods_of(wanted)
+        if _finished(existing, "Failed"):
+            why = _last_termination(pods) or next(
+                (f"{c.reason}: {c.message}" for c in existing.status.conditions or []
+                 if c.type == "Failed" and c.status == "True"), "failed",
+            )  # fmt: skip
+            log.warning("%s/%s: revision %s refused: %s", namespace, name, revision, why)
+            return f"revision {revision} not loaded: its adapters failed verification ({why})"
+        waiting = job_problem(existing, pods, list(children.events))
+        return f"verifying the adapters of revision {revision} before loading them" + (
+            f": {waiting}" if waiting else ""
+        )
+
     def _runtime_load(
-        self, body, spec, decision: Decision, locations, rollout: ServingObservation
+        self,
+        body,
+        spec,
+        decision: Decision,
+        locations,
+        rollout: ServingObservation,
+        refused: str | None = None,
     ) -> ServingObservation:
         """Load the adapter set into every ready vLLM pod; served once all of them hold it.
 
         The Deployment's own rollout (`rollout.ready`) only says its pods run: they serve
-        the decision's revision once each one lists every adapter of it.
+        the decision's revision once each one lists every adapter of it. Nothing is loaded
+        while `refused` says why not (the revision's verification, `_verify_revision`).
         """
         assert decision.serving is not None
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        if not rollout.ready:
+        if refused is not None or not rollout.ready:
             return ServingObservation(
-                revision=None, ready=False, message=rollout.message, endpoint=rollout.endpoint
+                revision=None,
+                ready=False,
+                message=refused or rollout.message,
+                endpoint=rollout.endpoint,
             )
         selector = builders.label_selector(name, "serving")
         pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector).items

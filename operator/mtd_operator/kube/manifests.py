@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtd_contract.config import AnyConfig, ComposeConfig, EvalConfig, TrainConfig
-from mtd_contract.layout import ADAPTER_DIR, artifact_dir
+from mtd_contract.layout import ADAPTER_DIR, artifact_dir, served_folders
 from mtd_contract.results import ComposeResult, EvalResult, TaskScore, TrainResult
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeployment
@@ -73,15 +73,24 @@ def operator_config(environ: Mapping[str, str], sets: list[str]) -> OperatorConf
     return load_config(values)
 
 
+#: The file and digest an assumed training result records (a placeholder, like the uid).
+ASSUMED_FILE = "adapter_model.safetensors"
+ASSUMED_DIGEST = "0" * 64
+
+
 def assumed_result(config: AnyConfig) -> dict[str, Any]:
     """What the step reports when it succeeds (the contract's result of its verb)."""
     if isinstance(config, TrainConfig):
         output = Path(config.output_dir)
+        folders = served_folders(config.method, [t.name for t in config.tasks])
         result: TrainResult | EvalResult | ComposeResult = TrainResult(
             run_name=config.run_name,
             method=config.method,
             steps=config.hyperparameters.max_steps,
             artifact=str(output / artifact_dir(config.method)),
+            # A recorded file per artifact folder, so the objects that check digests
+            # before serving (the verify init container and Job) are printed too.
+            files={f"{folder}/{ASSUMED_FILE}": ASSUMED_DIGEST for folder in folders},
         )
     elif isinstance(config, EvalConfig):
         result = EvalResult(
