@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import kopf
+import pytest
+from kubernetes.client.exceptions import ApiException
 
+from mtd_operator.config import OperatorConfig
 from mtd_operator.kube import handlers
 from mtd_operator.labels import LABEL_DEPLOYMENT
 
@@ -99,3 +102,54 @@ def test_a_new_generation_wakes_the_daemon_and_a_status_write_does_not():
 
     # First sight, a status write (same generation), a spec change, another status write.
     assert asyncio.run(woken([1, 1, 2, 2])) == [True, False, True, False]
+
+
+class FailingController:
+    """Raises what it is given on each pass, in order; None ends the list with success."""
+
+    def __init__(self, *outcomes: BaseException | None) -> None:
+        self.outcomes = list(outcomes)
+
+    def reconcile(self, namespace: str, name: str):
+        outcome = self.outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "passed"
+
+
+def test_a_failed_pass_is_kopfs_temporary_error_with_a_growing_backoff():
+    async def delays() -> tuple[list[float], object, int]:
+        memo = kopf.Memo()
+        failures: list[BaseException | None] = [ApiException(500, "boom")] * 6 + [None]
+        controller, seen = FailingController(*failures), []
+        for _ in range(6):
+            try:
+                await handlers.reconcile_pass(controller, "ns", "a", memo)
+            except kopf.TemporaryError as exc:
+                assert "API error 500" in str(exc)
+                seen.append(exc.delay)
+        result = await handlers.reconcile_pass(controller, "ns", "a", memo)
+        return seen, result, memo["failures"]
+
+    seen, result, failures = asyncio.run(delays())
+    assert seen == [*handlers.ERROR_BACKOFF_SECONDS, handlers.ERROR_BACKOFF_SECONDS[-1]]
+    assert result == "passed" and failures == 0  # a pass that works resets the backoff
+
+
+def test_an_unexpected_error_is_temporary_too_and_names_itself():
+    async def raised() -> kopf.TemporaryError:
+        try:
+            await handlers.reconcile_pass(
+                FailingController(KeyError("spec")), "ns", "a", kopf.Memo()
+            )
+        except kopf.TemporaryError as exc:
+            return exc
+        raise AssertionError("no error")
+
+    error = asyncio.run(raised())
+    assert "KeyError('spec')" in str(error) and error.delay == handlers.ERROR_BACKOFF_SECONDS[0]
+
+
+def test_an_unusable_engine_key_file_is_a_permanent_error(tmp_path):
+    with pytest.raises(kopf.PermanentError, match="configuration is unusable"):
+        handlers.make_controller(OperatorConfig(engine_key_file=str(tmp_path / "missing")))

@@ -100,6 +100,41 @@ async def wait_for_wake(
     return "woken" if wake.is_set() else "timeout"
 
 
+def error_backoff(memo: kopf.Memo) -> float:
+    """Seconds before the next try after the resource's `failures`-th error in a row (kept
+    in its memo, which outlives a restarted daemon; a pass that succeeds resets it)."""
+    failures = memo.get("failures", 0)
+    memo["failures"] = failures + 1
+    return ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+
+
+def make_controller(config: OperatorConfig) -> Controller:
+    """The resource's Controller; a configuration no retry can fix (an unreadable or
+    malformed engine key file) is kopf's PermanentError: this resource's daemon stops,
+    kopf posts the reason as an Event on it, and the operator's next start tries again."""
+    try:
+        return Controller(config)
+    except (OSError, ValueError) as exc:
+        raise kopf.PermanentError(f"the operator's configuration is unusable: {exc}") from exc
+
+
+async def reconcile_pass(controller: Controller, namespace: str, name: str, memo: kopf.Memo):
+    """One pass in a thread. A failed pass is kopf's TemporaryError with our backoff:
+    kopf logs it, posts it as an Event on the resource, and starts the daemon again after
+    the delay (it resumes from what the cluster shows, like after an operator restart)."""
+    try:
+        result = await asyncio.to_thread(controller.reconcile, namespace, name)
+    except ApiException as exc:
+        delay = error_backoff(memo)
+        raise kopf.TemporaryError(f"API error {exc.status} {exc.reason}", delay=delay) from exc
+    except Exception as exc:
+        delay = error_backoff(memo)
+        log.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, delay)
+        raise kopf.TemporaryError(f"reconcile failed: {exc!r}", delay=delay) from exc
+    memo["failures"] = 0
+    return result
+
+
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10, initial_delay=0)
 async def run_pipeline(
     stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo, **_: object
@@ -107,35 +142,16 @@ async def run_pipeline(
     """Async on purpose: a sync daemon holds one of kopf's executor threads (min(32,
     CPUs + 4)) for the resource's whole life, so past a handful of resources the others
     never ran. Each pass runs the synchronous Controller in a thread, released between
-    passes."""
+    passes. Errors are kopf's (`reconcile_pass`, `make_controller`)."""
     config: OperatorConfig = memo.config
-    controller = Controller(config)
+    controller = make_controller(config)
     wake = wake_event(memo)
-    failures = 0
     while not stopped:
         wake.clear()
-        try:
-            result = await asyncio.to_thread(controller.reconcile, namespace, name)
-            failures = 0
-            if result is None:
-                return  # gone or being deleted: owner references clean up the children
-            wait = result.retry_after or RESYNC_SECONDS
-        except ApiException as exc:
-            wait = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
-            failures += 1
-            log.warning(
-                "%s/%s: API error %s %s; retrying in %ss",
-                namespace,
-                name,
-                exc.status,
-                exc.reason,
-                wait,
-            )
-        except Exception:
-            wait = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
-            failures += 1
-            log.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, wait)
-        await wait_for_wake(wake, stopped, wait)
+        result = await reconcile_pass(controller, namespace, name, memo)
+        if result is None:
+            return  # gone or being deleted: owner references clean up the children
+        await wait_for_wake(wake, stopped, result.retry_after or RESYNC_SECONDS)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
