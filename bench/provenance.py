@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +57,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def previous_invocations(
-    path: Path, command: str, legacy: Callable[[dict[str, Any]], dict[str, Any]]
-) -> list[dict[str, Any]]:
+def previous_invocations(path: Path, command: str) -> list[dict[str, Any]]:
     """Earlier runs of the same command into this folder (they made the reused artifacts).
 
-    `legacy` turns a report written before invocations were recorded into its one entry."""
+    Empty when the folder holds no report of this command, or one without an invocation
+    record (every committed single-seed report has one)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     if old.get("command") != command:
         return []
-    if "invocations" in old:
-        return list(old["invocations"])
-    return [legacy(old)]
+    return list(old.get("invocations", []))

@@ -264,20 +264,6 @@ def score_methods(methods, specs, work: Path, data_dir: Path, scale, tasks):
     return base_scores, rows
 
 
-def legacy_invocation(old: dict[str, Any]) -> dict[str, Any]:
-    """A report written before invocations were recorded: one full run."""
-    return {
-        "started": old["started"],
-        "finished": old["finished"],
-        "minutes": round(old["wall_minutes"], 1),
-        "load_start": round(old["load"]["start"][0], 2),
-        "load_end": round(old["load"]["end"][0], 2),
-        "git": old.get("versions", {}).get("git"),
-        "methods": list(old.get("methods", {})),
-        "trained_runs": None,
-    }
-
-
 def write_seeds_report(report: dict[str, Any], out: Path) -> None:
     """results.json, ratio.png and results.md of a several-seed scale (the per-example
     file is written once, by the run that measured it)."""
@@ -417,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds.in_lanes(args.jobs, [("+".join(c), c) for c in chains], train)
     base_scores, method_rows = score_methods(methods, specs, work, data_dir, scale, tasks)
 
-    invocations = previous_invocations(out / "results.json", command, legacy_invocation)
+    invocations = previous_invocations(out / "results.json", command)
     finished = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     this_run = (time.monotonic() - t0) / 60
     invocations.append(

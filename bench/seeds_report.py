@@ -14,12 +14,14 @@ from bench import paired
 from bench.quality_report import tasks_section
 from bench.report import fmt
 from bench.scales import METHOD_NAMES, THRESHOLD
+from mtd_operator.api.spec import Qualification
 from mtd_operator.core.confidence import PerExample, verdict
 
 REFERENCE = "single-task"
 BASE = "base"
 CONFIDENCE = 0.9
-MIN_EXAMPLES = 100  # the product's qualification.minEvalExamples default
+# The product's qualification.minEvalExamples default, read from its model.
+MIN_EXAMPLES: int = Qualification.model_fields["min_eval_examples"].default
 VERDICTS = ("Qualified", "Inconclusive", "NotQualified")
 
 

@@ -5,6 +5,7 @@ No training here: tiny fake data files, the real planner, and the spec/eval buil
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 import yaml
 
 from bench.provenance import previous_invocations
-from bench.quality import legacy_invocation
 from bench.quality_report import provenance, summarise
 from bench.runs import adapter_label
 from bench.scales import METHOD_NAMES, SCALES, quick_variant
@@ -39,8 +39,11 @@ COUNTS = {  # the real data's shape, shrunk: three high-resource tasks, one tiny
 }
 
 
-@pytest.fixture
-def built(tmp_path: Path):
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory):
+    """The fake data and every method's spec, built once for the module (the planner runs
+    twice per method). No test writes under its folder: they plan and build configs."""
+    tmp_path = tmp_path_factory.mktemp("built")
     tasks = task_definitions()
     data = tmp_path / "data"
     for task in tasks:
@@ -61,6 +64,14 @@ def built(tmp_path: Path):
     base = tmp_path / "model"
     specs = build_specs(tasks, data, spec_dir, base, scale, seed=3)
     return tasks, data, spec_dir, base, scale, specs
+
+
+@pytest.fixture
+def built(built_once):
+    """`built_once` with its mutable parts (the task list and the specs) copied per test,
+    so a test that changed them could not change what the next one sees."""
+    tasks, data, spec_dir, base, scale, specs = built_once
+    return copy.deepcopy(tasks), data, spec_dir, base, scale, copy.deepcopy(specs)
 
 
 def test_every_method_has_the_same_budget(built):
@@ -213,21 +224,21 @@ def test_adapter_label():
 
 
 def test_a_later_run_keeps_the_first_runs_provenance(tmp_path: Path):
-    old = {  # a report written before invocations were recorded
-        "command": "python -m bench.quality --scale quick",
+    first = {  # as the committed quick report's first run: recorded before runs were tracked
         "started": "2026-01-01T06:00:00+00:00",
         "finished": "2026-01-01T07:00:00+00:00",
-        "wall_minutes": 60.04,
-        "load": {"start": [6.0, 5, 4], "end": [3.0, 3, 3]},
-        "versions": {"git": "abc1234"},
-        "methods": {"single-task": {}, "naive": {}},
+        "minutes": 60.0,
+        "load_start": 6.0,
+        "load_end": 3.0,
+        "git": "abc1234",
+        "methods": ["single-task", "naive"],
+        "trained_runs": None,
     }
+    old = {"command": "python -m bench.quality --scale quick", "invocations": [first]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(old))
-    assert previous_invocations(path, "python -m bench.quality --other", legacy_invocation) == []
-    (first,) = previous_invocations(path, old["command"], legacy_invocation)
-    assert first["minutes"] == 60.0 and first["git"] == "abc1234"
-    assert first["methods"] == ["single-task", "naive"] and first["trained_runs"] is None
+    assert previous_invocations(path, "python -m bench.quality --other") == []
+    assert previous_invocations(path, old["command"]) == [first]
     later = {
         "started": "2026-01-02T08:00:00+00:00",
         "finished": "2026-01-02T08:20:00+00:00",

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import composition, seeds_report
+from bench import composition_report, seeds_report
 from bench.quality_report import findings, markdown
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
-RENDERERS = {"results": markdown, "composition": composition.markdown}
+RENDERERS = {"results": markdown, "composition": composition_report.markdown}
 REPORTS = sorted(path for name in RENDERERS for path in RESULTS.glob(f"*/{name}.json"))
 SEEDED = sorted(path.parent for path in RESULTS.glob("*/per_example.json"))
 

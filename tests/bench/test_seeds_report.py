@@ -106,6 +106,18 @@ def test_equal_methods_are_not_significant():
         assert report["analysis"]["methods"][m]["verdicts"]["NotQualified"] == 0
 
 
+def test_verdicts_use_the_products_min_eval_examples():
+    """The report's verdicts follow the operator's own default, not a copy of it: one
+    example fewer and a clearly worse method is Inconclusive instead of NotQualified."""
+    from mtd_operator.api.spec import Qualification
+
+    least = Qualification().min_eval_examples
+    assert least == seeds_report.MIN_EXAMPLES
+    for n, expected in ((least, "NotQualified"), (least - 1, "Inconclusive")):
+        analysis = seeds_report.analyse(fake_per_example(0.3, 0.7, n), list(TASKS))
+        assert {analysis["tasks"][t]["naive"]["verdict"] for t in TASKS} == {expected}, n
+
+
 def test_markdown_and_plot_render_from_the_report_alone(tmp_path: Path):
     report = fake_report(fake_per_example(naive=0.6, three=0.7))
     report = json.loads(json.dumps(report))  # what results.json gives back
