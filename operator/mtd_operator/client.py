@@ -21,9 +21,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from mtd_contract.catalogue import Catalogue, CatalogueTask
 from mtd_contract.upstream import Engine, Upstream, UpstreamError, error_message, label_regex
-
-from .core.catalogue import Catalogue, CatalogueTask
 
 __all__ = [
     "ClientError",

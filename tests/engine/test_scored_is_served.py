@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mtd_contract.catalogue import Catalogue
 from mtd_contract.config import EngineScoring, EvalConfig, TaskConfig
-from mtd_operator.core.catalogue import Catalogue
 from mtd_operator.engines.base import adapter_name
 from mtd_operator.gateway.app import build_gateway, serve_in_thread
 from mtd_operator.local.engine import LocalEngine

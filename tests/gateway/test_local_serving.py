@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from mtd_contract.catalogue import Catalogue
 from mtd_contract.upstream import Upstream
 from mtd_operator.client import MultiTaskClient
-from mtd_operator.core.catalogue import Catalogue
 from mtd_operator.engines.base import adapter_name
 from mtd_operator.local.engine import LocalEngine
 from mtd_operator.local.serve import ServingError, read_manifest, start_serving

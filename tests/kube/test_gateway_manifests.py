@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mtd_operator.core.catalogue import Catalogue, build_catalogue
+from mtd_contract.catalogue import Catalogue
+from mtd_operator.core.catalogue import build_catalogue
 from mtd_operator.core.reconcile import adapter_update
 from mtd_operator.kube import builders
 from tests.kube.test_builders import BODY, CONFIG, finished_decision, make_spec

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mtd_contract.catalogue import Catalogue
 from mtd_operator.client import MultiTaskClient
-from mtd_operator.core.catalogue import Catalogue
 from mtd_operator.local.engine import KEY_FILE, EngineError, LocalEngine, adapter_name
 from mtd_operator.local.serve import read_manifest
 from tests.support.models import build_adapter

@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mtd_contract.catalogue import Catalogue, CatalogueTask
 from mtd_contract.limits import (
     HEADER_TIMEOUT_S,
     MAX_BODY_BYTES,
@@ -61,7 +62,6 @@ from mtd_contract.upstream import (
     token_logprobs,
 )
 
-from ..core.catalogue import Catalogue, CatalogueTask
 from .source import CatalogueSource, CatalogueUnavailable
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from mtd_contract.catalogue import Catalogue
 from mtd_contract.limits import MAX_CATALOGUE_BYTES
-
-from ..core.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 

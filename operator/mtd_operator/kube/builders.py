@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
+from mtd_contract.catalogue import Catalogue
 from mtd_contract.config import AnyConfig, EngineScoring, EvalConfig
 from mtd_contract.exits import EXIT_INVALID
 from mtd_contract.pod import profile_command, step_command, verify_command
 
 from ..api.spec import API_GROUP, API_VERSION, KIND, MultiTaskDeploymentSpec
 from ..config import OperatorConfig
-from ..core.catalogue import Catalogue
 from ..core.planner import Plan
 from ..core.reconcile import DesiredServing
 from ..core.render import Locations, render_step

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mtd_contract.catalogue import Catalogue
 from mtd_contract.config import EngineScoring, EvalConfig
 from mtd_contract.digests import (
     adapter_problem,
@@ -41,7 +42,7 @@ from mtd_contract.results import EvalResult, ResultError, parse_result
 from ..api.spec import MultiTaskDeployment
 from ..api.status import MultiTaskDeploymentStatus
 from ..clock import now_rfc3339
-from ..core.catalogue import Catalogue, build_catalogue
+from ..core.catalogue import build_catalogue
 from ..core.conditions import Blocked
 from ..core.desired import adapter_digests
 from ..core.planner import Plan, plan
