@@ -28,6 +28,7 @@ from mtd_trainer.modeling import (
     save_artifact,
     write_lora_adapter,
 )
+from mtd_trainer.progress import Progress
 
 
 def unreadable_by_others(folder: Path) -> list[str]:
@@ -54,7 +55,7 @@ def test_saved_adapters_models_and_checkpoints_are_readable_by_any_uid(
     written = write_lora_adapter(tmp_path / "written", factors, str(tiny_model))
     optimizer = torch.optim.SGD(peft_model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    checkpoint = save_checkpoint(tmp_path / "ckpt", 1, peft_model, optimizer, scheduler, {})
+    checkpoint = save_checkpoint(tmp_path / "ckpt", 1, peft_model, optimizer, scheduler, Progress())
 
     for folder in (full, padded, written, checkpoint):
         assert any(folder.glob("*.safetensors")), folder

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_dir, write_json
+from .progress import Progress
 from .sharding import by_name, load_state, optimizer_state
 
 _NAME = re.compile(r"^step-(\d+)$")
@@ -62,7 +63,7 @@ def save(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    progress: dict[str, Any],
+    progress: Progress,
     gathered: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
     """Write one checkpoint (main process only). A sharded model's weights and optimizer
@@ -80,7 +81,7 @@ def save(
             },
             tmp / "state.pt",
         )
-        write_json(tmp / "progress.json", progress)
+        write_json(tmp / "progress.json", progress.to_json())
     for path in folder.iterdir():
         if (match := _NAME.match(path.name)) and int(match[1]) < step:
             shutil.rmtree(path, ignore_errors=True)
@@ -92,9 +93,10 @@ def load(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-) -> dict[str, Any]:
+) -> Progress:
     """Restore everything into the given objects; returns the saved progress. Every rank
-    reads the checkpoint (a sharded model keeps its shards of it)."""
+    reads the checkpoint (a sharded model keeps its shards of it). KeyError or ValueError
+    when it is not one this trainer wrote."""
     weights = load_file(str(path / "weights.safetensors"))
     trainable = {name for name, param in model.named_parameters() if param.requires_grad}
     missing = trainable - set(weights)
@@ -108,4 +110,4 @@ def load(
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
-    return json.loads((path / "progress.json").read_text(encoding="utf-8"))
+    return Progress.from_json(json.loads((path / "progress.json").read_text(encoding="utf-8")))

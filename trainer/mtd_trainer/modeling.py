@@ -166,10 +166,11 @@ def load_nf4_model(name: str) -> PreTrainedModel:
     return peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
-def compute_dtype(method: str) -> torch.dtype:
-    """bf16 frozen weights under LoRA on a GPU that has it; fp32 otherwise (CPU, full)."""
-    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if method in ("lora", "cgcLora") and gpu_bf16:
+def frozen_base_dtype() -> torch.dtype:
+    """The dtype of a base that adapters train on: bf16 on a GPU that has it (the weights
+    are frozen, so nothing accumulates in it), fp32 otherwise (CPU). Full fine-tuning
+    trains the weights themselves and keeps fp32 (`load_model`'s default)."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
 

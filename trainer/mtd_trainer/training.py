@@ -8,7 +8,9 @@ on CPU and GPU alike spends compute only on real tokens. The loss is the mean ov
 answer tokens of the whole step, across micro-batches and processes, so accumulation
 and DDP give the same update as one big batch. torchrun runs it as DDP, or with
 `strategy: fsdp` as FSDP2 (`sharding.py`: who shards, and how state is gathered); a
-plain `python -m` run is single-process.
+plain `python -m` run is single-process. What differs between LoRA, full fine-tuning
+and CGC-LoRA (the model, a batch's extra inputs, evaluation, export) is the method
+object's (`methods.py`); nothing here asks which method it runs.
 """
 
 from __future__ import annotations
@@ -31,63 +33,24 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithFlattening, get_linear_schedule_with_warmup
 
 from mtd_contract.config import TrainConfig
-from mtd_contract.layout import (
-    CGC_STATE_DIR,
-    GATES_FILE,
-    RESULT_FILE,
-    artifact_dir,
-    task_adapter_dir,
-)
+from mtd_contract.layout import RESULT_FILE
 
 from . import checkpoints, sharding
-from .atomic import write_json, write_text
-from .cgc import CgcModel, task_id_tensor
+from .atomic import write_text
 from .data import load_examples
 from .encoding import IGNORE, check_prompt_fits, encode_dataset
 from .errors import InputError
 from .evaluation import eval_examples, score_task
+from .methods import training_method
 from .metrics import saturation_step
-from .modeling import (
-    attach_lora,
-    compute_dtype,
-    load_adapter,
-    load_model,
-    load_nf4_model,
-    load_tokenizer,
-    save_artifact,
-)
+from .modeling import load_tokenizer
+from .progress import Evaluation, Progress, Window
 from .sampling import TaskSampler
 from .verified import reusable, write_result
 
 log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
-
-
-def build_model(config: TrainConfig) -> torch.nn.Module:
-    """The model to train: LoRA on the base (new, or stage 1's adapter), or the full model."""
-    if config.method == "full":
-        if config.init_adapter:
-            return load_model(config.init_adapter, field="init_adapter")
-        return load_model(config.base_model)
-    if config.quantization == "nf4":
-        base = load_nf4_model(config.base_model)
-    else:
-        base = load_model(config.base_model, dtype=compute_dtype(config.method))
-    if config.method == "cgcLora":
-        assert config.cgc is not None
-        tasks = [task.name for task in config.tasks]
-        cgc = CgcModel(base, tasks, config.cgc, config.lora, config.base_model)
-        if config.init_adapter:
-            cgc.load_state(config.init_adapter)
-        cgc.print_trainable_parameters()
-        return cgc
-    if config.init_adapter:
-        model = load_adapter(base, config.init_adapter, config.base_model, "init_adapter", True)
-    else:
-        model = attach_lora(base, config.lora)
-    model.print_trainable_parameters()
-    return model
 
 
 def add_counts(batch: dict[str, list]) -> dict[str, list[int]]:
@@ -103,6 +66,7 @@ class Run:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        self.method = training_method(config)
         self.hp = config.hyperparameters
         self.output = Path(config.output_dir)
         # cpu=True on GPU-less hosts is what lets torchrun start multi-process CPU DDP (gloo).
@@ -138,7 +102,7 @@ class Run:
             config.sampling.rates,
             self.hp.seed,
         )
-        model = build_model(config)
+        model = self.method.build_model()
         if self.sharder == "torch":  # before the optimizer: it must hold the shards
             model = sharding.shard_with_torch(model)
         elif plugin is not None:  # the same units as the torch path: one per decoder layer
@@ -158,14 +122,7 @@ class Run:
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.sharded = sharding.is_sharded(self.model)
         self.collate = DataCollatorWithFlattening()
-        self.progress: dict[str, Any] = {
-            "step": 0,
-            "tokens": 0,
-            "seconds": 0.0,
-            "loss": None,
-            "evals": [],
-            "sampler": None,
-        }
+        self.progress = Progress()
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -183,16 +140,18 @@ class Run:
                 self._torch_optimizer(),
                 self.scheduler,
             )
-            self.sampler.load_state_dict(self.progress["sampler"])
-        except (ValueError, RuntimeError, KeyError) as exc:
+            if self.progress.sampler is None:
+                raise ValueError("its progress has no sampler state")
+            self.sampler.load_state_dict(self.progress.sampler)
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise InputError(
                 f"output_dir: {path} was written by a different run; use a new output_dir "
                 f"or delete it ({first})"
             ) from None
         if self.accelerator.is_main_process:
-            self._truncate_metrics(self.progress["step"])
-        log.info("resumed from %s at step %d", path, self.progress["step"])
+            self._truncate_metrics(self.progress.step)
+        log.info("resumed from %s at step %d", path, self.progress.step)
 
     def step(self) -> tuple[float, int, Counter[str]]:
         """One optimizer step; returns the mean loss, tokens trained and examples per task."""
@@ -211,15 +170,11 @@ class Run:
             mine = rows[first:last_row]
             features = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in mine]
             batch = self.collate(features)
-            if self.config.method == "cgcLora":  # the task id travels with every token
-                drawn_mine = drawn[first:last_row]
-                batch["task_ids"] = task_id_tensor(
-                    [task.name for task in self.config.tasks],
-                    [
-                        (task, len(row["input_ids"]))
-                        for (task, _), row in zip(drawn_mine, mine, strict=True)
-                    ],
-                )
+            lengths = [
+                (task, len(row["input_ids"]))
+                for (task, _), row in zip(drawn[first:last_row], mine, strict=True)
+            ]
+            batch.update(self.method.batch_extras(lengths))
             batch = {key: value.to(acc.device) for key, value in batch.items()}
             last = micro == hp.gradient_accumulation_steps - 1
             with contextlib.nullcontext() if last else acc.no_sync(self.model):
@@ -248,12 +203,7 @@ class Run:
             model = self.accelerator.unwrap_model(self.model)
             model.eval()
             for task in self.config.tasks:
-                routed = (
-                    model.task(task.name)
-                    if isinstance(model, CgcModel)
-                    else contextlib.nullcontext()
-                )
-                with routed:
+                with self.method.evaluating(model, task.name):
                     scores[task.name] = score_task(
                         model,
                         self.tokenizer,
@@ -275,118 +225,90 @@ class Run:
         self.model.train()
         bar = tqdm(
             total=hp.max_steps,
-            initial=progress["step"],
+            initial=progress.step,
             desc=self.config.run_name,
             disable=not acc.is_main_process,
         )
         session_start = time.monotonic()
-        seconds_before = progress["seconds"]
-        window = {"loss": 0.0, "steps": 0, "tokens": 0, "start": time.monotonic()}
-        window_tasks: Counter[str] = Counter()
-        while progress["step"] < hp.max_steps:
+        seconds_before = progress.seconds
+        window = Window()
+        while progress.step < hp.max_steps:
             loss, tokens, tasks = self.step()
-            progress["step"] += 1
-            progress["tokens"] += tokens
-            progress["loss"] = loss
-            progress["seconds"] = seconds_before + time.monotonic() - session_start
-            window["loss"] += loss
-            window["steps"] += 1
-            window["tokens"] += tokens
-            window_tasks.update(tasks)
+            progress.step += 1
+            progress.tokens += tokens
+            progress.loss = loss
+            progress.seconds = seconds_before + time.monotonic() - session_start
+            window.add(loss, tokens, tasks)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            step = progress["step"]
+            step = progress.step
             if step % hp.log_every == 0 or step == hp.max_steps:
-                elapsed = max(time.monotonic() - window["start"], 1e-9)
-                self._record(
-                    {
-                        "step": step,
-                        "loss": window["loss"] / window["steps"],
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "tokens_per_second": window["tokens"] / elapsed,
-                        "examples_per_task": dict(window_tasks),
-                    }
-                )
-                window = {"loss": 0.0, "steps": 0, "tokens": 0, "start": time.monotonic()}
-                window_tasks.clear()
+                self._record(window.row(step, self.scheduler.get_last_lr()[0]))
+                window = Window()
             if hp.eval_every and (step % hp.eval_every == 0 or step == hp.max_steps):
                 scores = self.evaluate()
-                progress["evals"].append({"step": step, "scores": scores})
+                progress.evals.append(Evaluation(step, scores))
                 self._record({"step": step, "eval": scores})
             if step % hp.checkpoint_every == 0 and step < hp.max_steps:
-                progress["sampler"] = self.sampler.state_dict()
-                gathered = None
-                if self.sharded:  # a collective: every rank gathers, rank 0 writes
-                    gathered = (
-                        sharding.trainable_state(self.model),
-                        sharding.optimizer_state(self.model, self._torch_optimizer()),
-                    )
-                if acc.is_main_process:
-                    checkpoints.save(
-                        self.checkpoint_dir,
-                        step,
-                        acc.unwrap_model(self.model),
-                        self._torch_optimizer(),
-                        self.scheduler,
-                        progress,
-                        gathered,
-                    )
-                acc.wait_for_everyone()
+                self._checkpoint(step)
             if stop_after_steps is not None and step >= stop_after_steps:
                 bar.close()
                 return None
         bar.close()
         return self._finish()
 
+    def _checkpoint(self, step: int) -> None:
+        """Save a checkpoint at `step` (a collective when sharded; rank 0 writes)."""
+        acc = self.accelerator
+        self.progress.sampler = self.sampler.state_dict()
+        gathered = None
+        if self.sharded:  # a collective: every rank gathers, rank 0 writes
+            gathered = (
+                sharding.trainable_state(self.model),
+                sharding.optimizer_state(self.model, self._torch_optimizer()),
+            )
+        if acc.is_main_process:
+            checkpoints.save(
+                self.checkpoint_dir,
+                step,
+                acc.unwrap_model(self.model),
+                self._torch_optimizer(),
+                self.scheduler,
+                self.progress,
+                gathered,
+            )
+        acc.wait_for_everyone()
+
     def _finish(self) -> dict[str, Any]:
         """Save the artifact and result.json (atomically), then drop the checkpoints."""
         acc, progress = self.accelerator, self.progress
-        artifact = self.output / artifact_dir(self.config.method)
+        artifact = self.output / self.method.artifact
         result: dict[str, Any] = {
             "run_name": self.config.run_name,
-            "method": self.config.method,
-            "steps": progress["step"],
-            "tokens_trained": progress["tokens"],
-            "wall_seconds": round(progress["seconds"], 3),
-            "final_loss": progress["loss"],
+            "method": self.method.name,
+            "steps": progress.step,
+            "tokens_trained": progress.tokens,
+            "wall_seconds": round(progress.seconds, 3),
+            "final_loss": progress.loss,
             "examples_per_task": self.sampler.drawn,
             "artifact": str(artifact),
             # How examples became model input: what serving must send (mtd_contract.upstream).
             "prompt_format": "chat" if self.tokenizer.chat_template else "plain",
         }
-        if progress["evals"]:
+        if progress.evals:
             per_task = {
-                task.name: saturation_step(
-                    [(e["step"], e["scores"][task.name]) for e in progress["evals"]]
-                )
+                task.name: saturation_step([(e.step, e.scores[task.name]) for e in progress.evals])
                 for task in self.config.tasks
             }
             result["saturation"] = per_task
             result["saturation_step"] = max(step for step in per_task.values() if step is not None)
-            result["final_scores"] = progress["evals"][-1]["scores"]
+            result["final_scores"] = progress.evals[-1].scores
         model = acc.unwrap_model(self.model)
         # Sharded: every rank gathers the weights to export, rank 0 writes them.
-        state = None
-        if self.sharded:
-            if self.config.method == "full":
-                state = sharding.full_state(model)
-            else:
-                state = sharding.trainable_state(model)
-        if isinstance(model, CgcModel):
-            # One plain LoRA adapter per task for serving, and the CGC state for stage 2.
-            result["adapters"] = {
-                task: str(self.output / task_adapter_dir(task)) for task in model.tasks
-            }
-            result["cgc_state"] = str(self.output / CGC_STATE_DIR)
+        state = self.method.gather(model) if self.sharded else None
+        result.update(self.method.result_fields(model, self.output))
         if acc.is_main_process:
-            produced = [artifact]
-            if isinstance(model, CgcModel):
-                model.export_task_adapters(artifact, self.config.served_ranks)
-                model.save_state(self.output / CGC_STATE_DIR)
-                write_json(self.output / CGC_STATE_DIR / GATES_FILE, model.gate_weights())
-                produced.append(self.output / CGC_STATE_DIR)
-            else:
-                save_artifact(model, self.tokenizer, artifact, self.config.served_ranks, state)
+            produced = self.method.export(model, self.tokenizer, self.output, state)
             result = write_result(self.output / RESULT_FILE, result, produced)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()
