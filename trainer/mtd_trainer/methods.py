@@ -32,7 +32,7 @@ from .atomic import write_json
 from .cgc import CgcModel, task_id_tensor
 from .modeling import (
     attach_lora,
-    frozen_base_dtype,
+    compute_dtype,
     load_adapter,
     load_model,
     load_nf4_model,
@@ -92,7 +92,7 @@ class TrainingMethod(ABC):
         """The base the adapters train on: NF4 (QLoRA) or the compute dtype."""
         if self.config.quantization == "nf4":
             return load_nf4_model(self.config.base_model)
-        return load_model(self.config.base_model, dtype=frozen_base_dtype())
+        return load_model(self.config.base_model, dtype=compute_dtype())
 
 
 class Lora(TrainingMethod):

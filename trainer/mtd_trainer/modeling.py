@@ -166,7 +166,7 @@ def load_nf4_model(name: str) -> PreTrainedModel:
     return peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
-def frozen_base_dtype() -> torch.dtype:
+def compute_dtype() -> torch.dtype:
     """The dtype of a base that adapters train on: bf16 on a GPU that has it (the weights
     are frozen, so nothing accumulates in it), fp32 otherwise (CPU). Full fine-tuning
     trains the weights themselves and keeps fp32 (`load_model`'s default)."""

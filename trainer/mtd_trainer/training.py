@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 MAX_GRAD_NORM = 1.0
 
 
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The model `config`'s method trains. A module-level seam on purpose:
+    bench/trainer_throughput.py patches it to measure memory once the model is loaded."""
+    return training_method(config).build_model()
+
+
 def add_counts(batch: dict[str, list]) -> dict[str, list[int]]:
     """Per example: tokens, and answer tokens the loss counts (the first never is)."""
     return {
@@ -102,7 +108,7 @@ class Run:
             config.sampling.rates,
             self.hp.seed,
         )
-        model = self.method.build_model()
+        model = build_model(config)
         if self.sharder == "torch":  # before the optimizer: it must hold the shards
             model = sharding.shard_with_torch(model)
         elif plugin is not None:  # the same units as the torch path: one per decoder layer
