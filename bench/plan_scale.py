@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from mtd_operator.core.planner import plan
-from mtd_operator.core.profile import profile_spec
+from mtd_operator.data_files import profile_spec
 from mtd_operator.specfile import load_resource
 
 KINDS = [

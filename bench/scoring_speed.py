@@ -32,7 +32,7 @@ from mtd_contract.config import TaskConfig
 
 
 def task_configs(spec_file: Path, names: list[str] | None) -> list[TaskConfig]:
-    from mtd_operator.core.profile import resolve_data_path
+    from mtd_operator.data_files import resolve_data_path
     from mtd_operator.specfile import load_resource
 
     spec = load_resource(spec_file).spec

@@ -128,7 +128,7 @@ def plan_of(resource: dict[str, Any], spec_dir: Path):
     """The product's planner on a spec dict (data paths resolve against spec_dir)."""
     from mtd_operator.core.planner import plan
     from mtd_operator.core.problems import InvalidSpec
-    from mtd_operator.core.profile import profile_spec
+    from mtd_operator.data_files import profile_spec
     from mtd_operator.specfile import parse_resource
 
     parsed = parse_resource(resource)

@@ -1,428 +1,112 @@
-"""`mtd`: the command line of multitask-operator.
+"""`mtd`: the command line of multitask-operator. It only parses arguments: each command's
+`_cmd_*` hands them to the one function, in the module where the command runs, that does
+it (tests/contract/test_cli_only_parses.py holds it to that).
 
-Exit codes: 0 success, 2 invalid input (one line per problem on stderr), 1 failure.
+Exit codes: 0 success, 2 invalid input (one line per problem on stderr), 1 failure
+(exit_codes.py turns a command's exception into its code).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtd_contract.quantization import NF4, nf4_error
+from .exit_codes import run_command
 
-from .api.crd import crd_yaml
-from .api.spec import MultiTaskDeployment
-from .core.planner import Plan
-from .core.problems import InvalidSpec
-from .local.serve import ServingError
-from .specfile import load_and_profile
-
-EXIT_INVALID = 2
-
-
-def _has_cuda() -> bool:
-    """Whether this machine has a CUDA device torch can use (no torch: no)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _cluster_problems(resource: MultiTaskDeployment, settings: list[str], paths: bool) -> int:
-    """Print what the spec asks that a cluster run with the chart values `settings` cannot
-    do (TGI's rank floor depends on serving.gpus; with `paths`, a model path off the
-    workspace volume, which is fine for `mtd run`); EXIT_INVALID if any, else 0."""
-    import os
-
-    from .kube.builders import cluster_problems
-    from .kube.manifests import operator_config
-
-    try:
-        config = operator_config(os.environ, settings)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    problems = cluster_problems(resource.spec, config, model_path=paths)
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return EXIT_INVALID if problems else 0
+# Each command imports its module only when it runs: no command pays for another's
+# imports (the Kubernetes client, yaml, the gateway's server, the hub client).
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    resource, profiles, _ = load_and_profile(Path(args.file), check_base_model=True)
-    if _cluster_problems(resource, args.set, paths=False):
-        return EXIT_INVALID
-    if resource.spec.training.quantization == NF4:
-        # Only here, on the machine that will run it; a cluster's node is unknown to the
-        # operator, so there the trainer exits 2 naming the field (docs/trainer.md).
-        problem = nf4_error("training.quantization", _has_cuda())
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return EXIT_INVALID
-    examples = sum(p.train_examples for p in profiles.values())
-    compositions = len(resource.spec.compositions)
-    print(
-        f"{args.file}: valid MultiTaskDeployment {resource.metadata.name!r}: "
-        f"{len(resource.spec.tasks)} tasks, {examples} training examples"
-        + (f", {compositions} compositions" if compositions else "")
-    )
-    return 0
+    from .local.spec_commands import validate
 
-
-def plan_table(plan: Plan) -> str:
-    rows = [("GROUP", "STAGE", "HASH", "STEPS", "SAMPLING", "TASK", "RATE")]
-    for group in plan.groups:
-        for stage in group.stages:
-            sampling = stage.sampling
-            label = sampling.strategy
-            if sampling.strategy == "temperature":
-                label += f" τ={sampling.temperature:g} K={sampling.dataset_cap}"
-            for index, task in enumerate(stage.tasks):
-                first = index == 0
-                rows.append(
-                    (
-                        group.name if first else "",
-                        stage.name if first else "",
-                        stage.hash if first else "",
-                        str(stage.max_steps) if first else "",
-                        label if first else "",
-                        task,
-                        f"{sampling.rates[task]:.4f}",
-                    )
-                )
-    for baseline in plan.baselines:
-        rows.append(
-            (
-                "baseline",
-                "single-task",
-                baseline.hash,
-                str(baseline.max_steps),
-                "",
-                baseline.task,
-                "1.0000",
-            )
-        )
-    for composition in plan.compositions:
-        for index, task in enumerate(composition.tasks):
-            first = index == 0
-            rows.append(
-                (
-                    "composition" if first else "",
-                    composition.name if first else "",
-                    composition.hash if first else "",
-                    "",
-                    "merge" if first else "",
-                    task,
-                    "",
-                )
-            )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    return "\n".join(lines) + f"\nplan {plan.hash}"
+    return validate(args.file, args.set)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .core.planner import plan
+    from .local.spec_commands import print_plan
 
-    resource, profiles, compositions = load_and_profile(Path(args.file))
-    result = plan(resource.spec, profiles, compositions)
-    if args.output == "json":
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(plan_table(result))
-    return 0
+    return print_plan(args.file, args.output)
 
 
 def _cmd_manifests(args: argparse.Namespace) -> int:
-    import os
+    from .local.spec_commands import print_manifests
 
-    import yaml
-
-    from .kube.manifests import operator_config, pipeline_objects
-
-    try:
-        config = operator_config(os.environ, args.set)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    resource, profiles, compositions = load_and_profile(Path(args.file))
-    if _cluster_problems(resource, args.set, paths=True):
-        return EXIT_INVALID
-    namespace = args.namespace or resource.metadata.namespace or "default"
-    objects = pipeline_objects(resource, profiles, compositions, config, namespace)
-    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
-    return 0
+    return print_manifests(args.file, args.set, args.namespace)
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
-    sys.stdout.write(crd_yaml())
-    return 0
+    from .local.spec_commands import print_crd
 
-
-def _serve_forever(engine, url: str, out=sys.stdout) -> int:
-    """Wait on the engine; Ctrl-C, SIGTERM or SIGHUP stop it with us (stop_on_signals)."""
-    out.write(
-        f"\nServing at {url} (the task gateway; Ctrl-C stops). Try:\n"
-        f"  mtd predict --url {url} --task TASK 'some text'\n"
-        f"  curl {url}/tasks\n"
-        f"The vLLM engine behind it: {engine.url} (API key in {engine.key_file})\n"
-    )
-    out.flush()
-    try:
-        if engine.process is None:  # an earlier command's engine: serve until stopped
-            threading.Event().wait()
-        assert engine.process is not None
-        code = engine.process.wait()
-        print(f"the engine exited with code {code}; log: {engine.log_file}", file=sys.stderr)
-        return code or 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        engine.stop()
-
-
-def _local_engine(args: argparse.Namespace, root: Path):
-    from .local.engine import LocalEngine
-
-    return LocalEngine(root, host=args.host, port=args.engine_port or args.port + 1)
+    return print_crd()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .local.lock import WorkspaceBusy
-    from .local.runner import LocalRun, raise_interrupted
-    from .local.serve import start_serving, stop_on_signals
+    from .local.pipeline import run_and_serve
 
-    signal.signal(signal.SIGTERM, raise_interrupted)  # stops like Ctrl-C: children first
-    # The engine evaluates every step and then serves; it needs its port from the start.
-    engine = _local_engine(args, Path())
-    run = LocalRun(Path(args.file), Path(args.workspace), engine=engine)
-    with engine, stop_on_signals():
-        print(f"workspace: {run.root}\n{plan_table(run.plan)}")
-        try:
-            decision = run.run_pipeline()
-        except WorkspaceBusy as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_INVALID
-        if decision.failed:
-            print("pipeline failed: see the Trained/Evaluated conditions above", file=sys.stderr)
-            return 1
-        if decision.serving is None:
-            return 1
-        if args.no_serve:
-            from .local.report import task_table
-
-            print(task_table(decision.status, run.spec))
-            return 0
-        url = f"http://{args.host}:{args.port}"
-        manifest = run.root / "serving.json"
-        from .local.serve import read_manifest
-
-        if engine.process is None and not engine.attached:  # nothing was evaluated now
-            engine.attach(read_manifest(manifest)["baseModel"])
-        if engine.attached:
-            # An earlier `mtd run`/`mtd serve` of this workspace serves: its engine now holds
-            # the new adapters, and its gateway follows catalogue.json, rewritten just now.
-            served = read_manifest(manifest)
-            engine.load(served["adapters"], served.get("digests"))
-            run.mark_serving(decision.serving.revision, url)
-            print(f"{engine.url} now serves the new adapters too (no restart)")
-            _ask_every_task(url, run)
-            return 0
-        _server, url = start_serving(manifest, engine, args.host, args.port)
-        run.mark_serving(decision.serving.revision, url)
-        reason = "mtd run ended"
-        try:
-            _ask_every_task(url, run)
-            code = _serve_forever(engine, url)
-            reason = "mtd run stopped" if code == 0 else f"the engine exited with code {code}"
-            return code
-        except BaseException as exc:
-            reason = f"mtd run failed while serving: {type(exc).__name__}: {exc}"
-            raise
-        finally:
-            run.mark_stopped(reason)  # status.json: no longer Serving at that URL
-
-
-def _ask_every_task(url: str, run) -> None:
-    """One real query per task (its first eval example), so a run ends with proof."""
-    from .client import MultiTaskClient
-    from .core.profile import resolve_data_path
-
-    print("\nOne query per task and composition:")
-    with MultiTaskClient(url) as client:
-        for task in run.spec.tasks:
-            source = task.data.eval or task.data.train
-            _ask_one(client, task.name, source, run.spec_file.resolve().parent, resolve_data_path)
-        for composition in run.spec.compositions:
-            source = composition.data.eval or (
-                composition.calibration.data if composition.calibration else None
-            )
-            if source is None:
-                print(f"  {composition.name}: no compositional example to ask (no data)")
-                continue
-            spec_dir = run.spec_file.resolve().parent
-            _ask_one(client, composition.name, source, spec_dir, resolve_data_path)
-
-
-def _ask_one(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> None:
-    from .client import ClientError
-
-    try:
-        _ask(client, name, data, spec_dir, resolve_data_path)
-    except ClientError as exc:
-        print(f"  {name}: error: {exc}")
-
-
-def _ask(client, name: str, data: str, spec_dir: Path, resolve_data_path) -> None:
-    from mtd_contract.records import Record, iter_records
-
-    # The first record as the trainer reads it (a byte order mark, blank lines allowed).
-    source = resolve_data_path(data, spec_dir)
-    example = next((r for _, r in iter_records(source, None) if isinstance(r, Record)), None)
-    if example is None:
-        print(f"  {name}: no example to ask in {data}")
-        return
-    prediction = client.predict(name, example.input)
-    text = example.input.replace("\n", " ")
-    answer = prediction.output.replace("\n", " ")
-    print(f"  {name} [{prediction.adapter}]: {text[:70]!r}")
-    print(f"    → {answer[:100]!r} (expected {example.output[:60]!r})")
+    return run_and_serve(
+        Path(args.file),
+        Path(args.workspace),
+        args.host,
+        args.port,
+        args.engine_port,
+        serve=not args.no_serve,
+    )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .local.serve import find_manifest, start_serving, stop_on_signals
+    from .local.serve import serve_workspace
 
-    manifest = find_manifest(Path(args.workspace), args.name)
-    engine = _local_engine(args, manifest.parent)
-    with engine, stop_on_signals():
-        _server, url = start_serving(manifest, engine, args.host, args.port)
-        return _serve_forever(engine, url)
+    return serve_workspace(Path(args.workspace), args.name, args.host, args.port, args.engine_port)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .status_view import StatusNotFound, cluster_status, local_status, render
+    from .status_view import status_command
 
-    try:
-        if args.kube:
-            from kubernetes import client, config
-
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api = client.CustomObjectsApi()
-            seen = cluster_status(api, args.namespace or _kube_namespace(), args.name)
-        else:
-            seen = local_status(Path(args.workspace), args.name)
-    except StatusNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    print(render(seen))
-    return 0
-
-
-def _kube_namespace() -> str:
-    """The current context's namespace, as kubectl picks it (default: `default`)."""
-    from kubernetes import config
-
-    try:
-        _, context = config.list_kube_config_contexts()
-    except (config.ConfigException, OSError):
-        return "default"
-    return (context or {}).get("context", {}).get("namespace") or "default"
+    return status_command(Path(args.workspace), args.name, args.kube, args.namespace)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .client import ClientError, MultiTaskClient
+    from .local.asking import predict
 
-    try:
-        with MultiTaskClient(args.url) as client:
-            prediction = client.predict(args.task, args.text)
-    except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.output == "json":
-        print(json.dumps(prediction.to_json()))
-    else:
-        score = "-" if prediction.score is None else f"{prediction.score:.3f}"
-        print(f"{prediction.output}\t(score {score}, adapter {prediction.adapter})")
-    return 0
+    return predict(args.url, args.task, args.text, args.output)
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    import os
+    from .gateway.command import run_gateway
 
-    from .gateway.app import build_gateway, serve
-    from .kube.builders import GATEWAY_KEY_ENV
-
-    if not Path(args.catalogue).is_file():
-        print(f"error: --catalogue {args.catalogue}: no such file", file=sys.stderr)
-        return EXIT_INVALID
-    gateway = build_gateway(
-        args.catalogue,
-        args.upstream,
-        args.engine,
-        args.base_model,
-        api_key=os.environ.get(GATEWAY_KEY_ENV) or None,  # from the resource's Secret
+    return run_gateway(
+        args.catalogue, args.upstream, args.engine, args.base_model, args.host, args.port
     )
-    serve(gateway, args.host, args.port)
-    return 0
 
 
 def _cmd_step(args: argparse.Namespace) -> int:
-    from .pod.jobs import rendezvous_from_env, run_step
+    from .pod.jobs import step_command
 
-    rendezvous = None
-    if args.nnodes > 1:
-        if not args.rdzv_endpoint:
-            print("error: --nnodes > 1 needs --rdzv-endpoint HOST:PORT", file=sys.stderr)
-            return 2
-        try:
-            rendezvous = rendezvous_from_env(args.nnodes, args.rdzv_endpoint, args.rdzv_id)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return run_step(
+    return step_command(
         args.verb,
         Path(args.config),
         args.result_configmap,
-        processes=args.processes,
-        rendezvous=rendezvous,
+        args.processes,
+        args.nnodes,
+        args.rdzv_endpoint,
+        args.rdzv_id,
     )
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from .pod.jobs import run_profile
+    from .pod.jobs import profile_command
 
-    if args.download_model:
-        from .pod.download import DownloadError, download_model
-
-        if not args.model_dir:
-            print("error: --download-model needs --model-dir", file=sys.stderr)
-            return 2
-        try:
-            download_model(args.download_model, Path(args.model_dir))
-        except DownloadError as exc:
-            from mtd_contract.exits import write_termination
-
-            write_termination(str(exc))  # what the operator reports as the Job's failure
-            print(exc, file=sys.stderr)
-            return 2
-        print(f"{args.download_model} is in {args.model_dir}")
-    return run_profile(Path(args.spec), Path(args.data_dir), args.result_configmap)
+    return profile_command(
+        Path(args.spec),
+        Path(args.data_dir),
+        args.result_configmap,
+        args.download_model,
+        args.model_dir,
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -617,40 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stdout_closed() -> int:
-    """The reader of our output left (`mtd plan | head`): stop quietly, as `cat` does.
-
-    Python would report the pipe again when it flushes stdout at exit; pointing stdout at
-    /dev/null first is the remedy the Python docs give (library/signal, "Note on SIGPIPE").
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except InvalidSpec as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_INVALID
-    except ServingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:
-        print(f"interrupted ({exc or 'SIGINT'}): rerun the same command to resume", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return _stdout_closed()
-    except (MemoryError, RecursionError) as exc:  # the parsers bound this; a last guard
-        print(f"error: the input is too large or too deeply nested ({exc!r})", file=sys.stderr)
-        return EXIT_INVALID
-    except Exception as exc:  # a bug or a system failure: one line, never a traceback
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

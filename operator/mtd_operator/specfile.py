@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from .api.spec import MultiTaskDeployment
 from .core.problems import InvalidData, InvalidSpec, Problem, problems_from_validation
-from .core.profile import CompositionProfile, TaskProfile, profile_compositions, profile_spec
+from .core.profile import CompositionProfile, TaskProfile
+from .data_files import profile_compositions, profile_spec
 
 # libyaml's loader is ~10x faster on large specs; same safe semantics.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

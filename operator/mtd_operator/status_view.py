@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mtd_contract.exits import EXIT_INVALID
 
 from .api.spec import API_GROUP, API_VERSION, PLURAL, MultiTaskDeployment
 from .api.status import MultiTaskDeploymentStatus
@@ -106,6 +109,39 @@ def cluster_status(api: Any, namespace: str, name: str | None) -> Seen:
     except ValueError:
         resource = None  # a resource the operator refuses: its status says why
     return Seen(name, f"namespace {namespace}", status, resource)
+
+
+def status_command(workspace: Path, name: str | None, kube: bool, namespace: str | None) -> int:
+    """`mtd status`: print what `local_status` (or, with `kube`, `cluster_status` through
+    the kubeconfig) sees; EXIT_INVALID when there is no such deployment."""
+    try:
+        if kube:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api = client.CustomObjectsApi()
+            seen = cluster_status(api, namespace or _kube_namespace(), name)
+        else:
+            seen = local_status(workspace, name)
+    except StatusNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(render(seen))
+    return 0
+
+
+def _kube_namespace() -> str:
+    """The current context's namespace, as kubectl picks it (default: `default`)."""
+    from kubernetes import config
+
+    try:
+        _, context = config.list_kube_config_contexts()
+    except (config.ConfigException, OSError):
+        return "default"
+    return (context or {}).get("context", {}).get("namespace") or "default"
 
 
 def resource_json(resource: MultiTaskDeployment) -> str:

@@ -287,7 +287,7 @@ def test_wheel_builds_from_the_docker_context(tmp_path):
     assert {
         "mtd_contract/config.py",
         "mtd_operator/config.py",
-        "mtd_operator/rbac_needs.py",
+        "mtd_operator/cli.py",
         "mtd_trainer/__main__.py",
     } <= names
     assert not any("__pycache__" in n for n in names)

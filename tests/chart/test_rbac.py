@@ -1,4 +1,4 @@
-"""The chart grants exactly what operator/mtd_operator/rbac_needs.py lists, nothing more.
+"""The chart grants exactly what tests/support/rbac_needs.py lists, nothing more.
 
 Each rule is one need (one API group, one resource), carries the need's `why` as its
 comment, and sits where its scope says: a Role per watched namespace, or the ClusterRole.
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from mtd_operator.rbac_needs import OPERATOR_NEEDS, TRAINER_NEEDS, Need
+from tests.support.rbac_needs import OPERATOR_NEEDS, TRAINER_NEEDS, Need
 
 from .scenarios import RELEASE_NAMESPACE, SCENARIOS
 

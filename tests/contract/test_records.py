@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtd_contract.records import MAX_LINE_BYTES, Record, RecordError, check_line
-from mtd_operator.core.profile import profile_file
+from mtd_operator.data_files import profile_file
 from mtd_trainer.data import iter_records
 from mtd_trainer.errors import InputError
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from mtd_contract.quantization import nf4_unavailable
-from mtd_operator.cli import _has_cuda, main
+from mtd_operator.cli import main
+from mtd_operator.local.spec_commands import has_cuda
 
 from .specs import resource, task
 
@@ -230,11 +231,11 @@ def test_spec_file_round_trip_keeps_defaults_explicit():
     assert yaml.safe_load(yaml.safe_dump(wire)) == wire
 
 
-@pytest.mark.skipif(nf4_unavailable(_has_cuda()) is None, reason="can run nf4")
+@pytest.mark.skipif(nf4_unavailable(has_cuda()) is None, reason="can run nf4")
 def test_nf4_is_refused_where_it_cannot_run(write_spec, capsys):
     doc = resource([task("spam")], training={"quantization": "nf4"})
     err = assert_invalid(capsys, write_spec(doc), "training.quantization: nf4")
-    assert str(nf4_unavailable(_has_cuda())) in err
+    assert str(nf4_unavailable(has_cuda())) in err
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from mtd_operator.cli import _ask
-from mtd_operator.core.profile import resolve_data_path
+from mtd_operator.local.asking import ask
 
 
 class Client:
@@ -25,6 +24,6 @@ def test_a_byte_order_mark_and_blank_lines_are_read_as_the_trainer_reads_them(
     data = tmp_path / "eval.jsonl"
     data.write_bytes(b'\xef\xbb\xbf{"input": "great film", "output": "pos"}\n\n')
     client = Client()
-    _ask(client, "sentiment", "eval.jsonl", tmp_path, resolve_data_path)
+    ask(client, "sentiment", "eval.jsonl", tmp_path)
     assert client.asked == [("sentiment", "great film")]
     assert "expected 'pos'" in capsys.readouterr().out

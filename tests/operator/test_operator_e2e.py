@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from mtd_operator.labels import LABEL_DEPLOYMENT
-from mtd_operator.rbac_needs import OPERATOR_NEEDS
 from tests.support.models import build_model
+from tests.support.rbac_needs import OPERATOR_NEEDS
 from tests.support.tiny_tasks import (
     SOUND_SENTIMENT,
     task,

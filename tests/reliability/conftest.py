@@ -87,7 +87,7 @@ def precomputed_profiles(
     """The profiling result (tasks' and compositions' profiles), computed by the real
     profiler once, for the fake `mtd profile` to publish."""
     from mtd_operator.api.spec import MultiTaskDeploymentSpec
-    from mtd_operator.core.profile import profile_compositions, profile_spec
+    from mtd_operator.data_files import profile_compositions, profile_spec
 
     spec = MultiTaskDeploymentSpec.model_validate(
         resource("x", "default", tasks, compositions)["spec"]

@@ -11,7 +11,7 @@ import pytest
 
 from mtd_contract.records import MAX_LINE_BYTES
 from mtd_operator.api.spec import MultiTaskDeploymentSpec
-from mtd_operator.core.profile import profile_spec
+from mtd_operator.data_files import profile_spec
 
 from .conftest import condition, resource, task, wait_until, write_data
 

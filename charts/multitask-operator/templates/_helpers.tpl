@@ -64,7 +64,7 @@ app.kubernetes.io/part-of: multitask-operator
 {{- end }}
 
 {{/*
-The operator's rules in each watched namespace; operator/mtd_operator/rbac_needs.py
+The operator's rules in each watched namespace; tests/support/rbac_needs.py
 (scope "namespace") lists the same permissions with why, and a test keeps them equal.
 */}}
 {{- define "mto.namespaceRules" -}}

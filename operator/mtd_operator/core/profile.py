@@ -1,22 +1,26 @@
-"""Data profiling: read each task's JSON Lines once, check it, count it, fingerprint it.
+"""Data profiling: each data file's JSON Lines checked, counted and fingerprinted.
 
 The planner needs example counts (high/low resource, sampling rates) and a content
-fingerprint (stage hashes change when data changes). Profiling streams the files, so
-memory does not grow with their size, and reports every bad line it finds (up to a
-limit) with its file and line number. Locally it runs in-process; on a cluster the same
-function runs inside a profiling Job (`mtd profile`).
+fingerprint (stage hashes change when data changes). Profiling takes the lines one at a
+time, so memory does not grow with a file's size, and reports every bad line it finds
+(up to a limit) with its file and line number.
+
+The core reads no file: a driver (`data_files.py`, in process for `mtd run`, inside the
+profiling Job for `mtd profile`) resolves the paths `task_files`/`composition_files`
+name, streams each file's lines into a `FileProfiler`, and hands the results to
+`task_profiles`/`composition_profiles`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from mtd_contract.records import RecordError, check_line, lines
+from mtd_contract.records import RecordError, check_line
 
-from ..api.spec import MultiTaskDeploymentSpec, TaskSpec
+from ..api.spec import CompositionSpec, MultiTaskDeploymentSpec, TaskSpec
 from .problems import Problem
 
 MAX_PROBLEMS_PER_FILE = 5
@@ -73,24 +77,8 @@ class CompositionProfile:
         )
 
 
-class DataPathError(ValueError):
-    """A data path that leaves its folder (absolute elsewhere, `../`, or a symlink out)."""
-
-
-def resolve_data_path(path: str, base_dir: Path) -> Path:
-    """`path` resolved against `base_dir`, symlinks followed; it must stay inside it.
-
-    Locally `base_dir` is the spec file's folder, on a cluster the workspace volume: a
-    spec must not make the operator read (and quote) `/etc/passwd` or
-    `/proc/self/environ`, nor a file of another deployment's data."""
-    base = base_dir.resolve()
-    candidate = (base / path).resolve()
-    if not candidate.is_relative_to(base):
-        raise DataPathError(
-            f"{path!r} resolves to {candidate}, outside {base}; data paths must stay "
-            "inside the spec file's folder (locally) or the workspace volume (on a cluster)"
-        )
-    return candidate
+#: A profiled file: its profile, or the problems that make it unusable.
+FileResult = tuple[FileProfile | None, list[Problem]]
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -100,144 +88,159 @@ def _percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[index]
 
 
-def profile_file(
-    path: Path, field_path: str, labels: list[str] | None
-) -> tuple[FileProfile | None, list[Problem]]:
-    """Stream one JSON Lines file; return its profile, or the problems that make it unusable."""
-    problems: list[Problem] = []
+class FileProfiler:
+    """One data file's profile, built from its lines as the driver reads them: `add`
+    each (line number, raw bytes) that `mtd_contract.records.lines` yields, then `result`.
+    A driver that cannot read the file reports why with `problem`."""
 
-    def problem(line_no: int | None, message: str) -> None:
-        where = f"{path}:{line_no}" if line_no else str(path)
-        problems.append(Problem(field_path, f"{where}: {message}"))
+    def __init__(self, source: str, field_path: str, labels: list[str] | None) -> None:
+        self.source = source  # the file as problems and the profile name it
+        self.field_path = field_path
+        self.labels = labels
+        self.problems: list[Problem] = []
+        self._digest = hashlib.sha256()
+        self._label_counts = dict.fromkeys(labels or [], 0)
+        self._inputs: list[int] = []
+        self._outputs: list[int] = []
+        self._bad_lines = 0
 
-    try:  # a folder on the way without search permission raises here (EACCES)
-        exists, regular = path.exists(), path.is_file()
-    except OSError as exc:
-        problem(None, f"cannot be read: {exc.strerror or exc}")
-        return None, problems
-    if not exists:
-        problem(None, "file does not exist")
-        return None, problems
-    if not regular:
-        problem(None, "is not a regular file")
-        return None, problems
+    def problem(self, line_no: int | None, message: str) -> None:
+        where = f"{self.source}:{line_no}" if line_no else self.source
+        self.problems.append(Problem(self.field_path, f"{where}: {message}"))
 
-    digest = hashlib.sha256()
-    label_counts = dict.fromkeys(labels or [], 0)
-    input_lengths: list[int] = []
-    output_lengths: list[int] = []
-    bad_lines = 0
-    try:
-        with path.open("rb") as handle:
-            for line_no, raw in lines(handle):
-                digest.update(raw)
-                if bad_lines >= MAX_PROBLEMS_PER_FILE:
-                    continue
-                try:
-                    record = check_line(raw, labels, first=line_no == 1)
-                except RecordError as exc:
-                    problem(line_no, str(exc))
-                    bad_lines += 1
-                    continue
-                if record is None:
-                    continue
-                if labels is not None:
-                    label_counts[record.output] += 1
-                input_lengths.append(len(record.input))
-                output_lengths.append(len(record.output))
-    except OSError as exc:
-        problem(None, f"cannot be read: {exc.strerror}")
-        return None, problems
+    def add(self, line_no: int, raw: bytes) -> None:
+        """One line: hashed always, checked until MAX_PROBLEMS_PER_FILE lines were bad."""
+        self._digest.update(raw)
+        if self._bad_lines >= MAX_PROBLEMS_PER_FILE:
+            return
+        try:
+            record = check_line(raw, self.labels, first=line_no == 1)
+        except RecordError as exc:
+            self.problem(line_no, str(exc))
+            self._bad_lines += 1
+            return
+        if record is None:
+            return
+        if self.labels is not None:
+            self._label_counts[record.output] += 1
+        self._inputs.append(len(record.input))
+        self._outputs.append(len(record.output))
 
-    if bad_lines >= MAX_PROBLEMS_PER_FILE:
-        problem(None, f"stopped reporting after {MAX_PROBLEMS_PER_FILE} bad lines")
-    if problems:
-        return None, problems
-    if not input_lengths:
-        problem(None, "has no examples (empty file)")
-        return None, problems
-
-    input_lengths.sort()
-    output_lengths.sort()
-    return (
-        FileProfile(
-            path=str(path),
-            sha256=digest.hexdigest(),
-            examples=len(input_lengths),
-            label_counts=label_counts,
-            input_chars_p50=int(statistics.median_low(input_lengths)),
-            input_chars_p95=_percentile(input_lengths, 0.95),
-            input_chars_max=input_lengths[-1],
-            output_chars_p50=int(statistics.median_low(output_lengths)),
-            output_chars_max=output_lengths[-1],
-        ),
-        [],
-    )
-
-
-def profile_path(
-    path: str, base_dir: Path, field_path: str, labels: list[str] | None
-) -> tuple[FileProfile | None, list[Problem]]:
-    """Profile the file a spec field names, once its path is known to stay inside."""
-    try:
-        resolved = resolve_data_path(path, base_dir)
-    except DataPathError as exc:
-        return None, [Problem(field_path, str(exc))]
-    return profile_file(resolved, field_path, labels)
-
-
-def profile_task(
-    task: TaskSpec, index: int, base_dir: Path
-) -> tuple[TaskProfile | None, list[Problem]]:
-    prefix = f"spec.tasks[{index}].data"
-    train, problems = profile_path(task.data.train, base_dir, f"{prefix}.train", task.labels)
-    evaluation = None
-    if task.data.eval is not None:
-        evaluation, eval_problems = profile_path(
-            task.data.eval, base_dir, f"{prefix}.eval", task.labels
+    def result(self) -> FileResult:
+        """The profile once every line was added, or every problem found."""
+        if self._bad_lines >= MAX_PROBLEMS_PER_FILE:
+            self.problem(None, f"stopped reporting after {MAX_PROBLEMS_PER_FILE} bad lines")
+        if self.problems:
+            return None, self.problems
+        if not self._inputs:
+            self.problem(None, "has no examples (empty file)")
+            return None, self.problems
+        inputs, outputs = sorted(self._inputs), sorted(self._outputs)
+        return (
+            FileProfile(
+                path=self.source,
+                sha256=self._digest.hexdigest(),
+                examples=len(inputs),
+                label_counts=self._label_counts,
+                input_chars_p50=int(statistics.median_low(inputs)),
+                input_chars_p95=_percentile(inputs, 0.95),
+                input_chars_max=inputs[-1],
+                output_chars_p50=int(statistics.median_low(outputs)),
+                output_chars_max=outputs[-1],
+            ),
+            [],
         )
-        problems += eval_problems
-    if train is None or problems:
-        return None, problems
-    return TaskProfile(train=train, eval=evaluation), []
 
 
-def profile_spec(
-    spec: MultiTaskDeploymentSpec, base_dir: Path
-) -> tuple[dict[str, TaskProfile], list[Problem]]:
-    """Profile every task; the problems of all of them are returned together."""
-    profiles: dict[str, TaskProfile] = {}
+@dataclass(frozen=True)
+class DataFile:
+    """A data file a spec names: `role` in its task or composition, the spec field that
+    names it (problems point there), the path as written, and the labels its records
+    must use (None: generation)."""
+
+    role: str
+    field_path: str
+    path: str
+    labels: list[str] | None
+
+
+def _of_task(index: int, task: TaskSpec) -> list[DataFile]:
+    prefix = f"spec.tasks[{index}].data"
+    files = [DataFile("train", f"{prefix}.train", task.data.train, task.labels)]
+    if task.data.eval is not None:
+        files.append(DataFile("eval", f"{prefix}.eval", task.data.eval, task.labels))
+    return files
+
+
+def _of_composition(index: int, composition: CompositionSpec) -> list[DataFile]:
+    prefix = f"spec.compositions[{index}]"
+    files = []
+    if composition.data.eval is not None:
+        files.append(
+            DataFile("eval", f"{prefix}.data.eval", composition.data.eval, composition.labels)
+        )
+    if composition.calibration is not None:
+        files.append(
+            DataFile(
+                "calibration",
+                f"{prefix}.calibration.data",
+                composition.calibration.data,
+                composition.labels,
+            )
+        )
+    return files
+
+
+def task_files(spec: MultiTaskDeploymentSpec) -> list[DataFile]:
+    """Every task's data files, in the order their problems are reported."""
+    return [file for index, task in enumerate(spec.tasks) for file in _of_task(index, task)]
+
+
+def composition_files(spec: MultiTaskDeploymentSpec) -> list[DataFile]:
+    """Every composition's eval and calibration files, in the order of their problems."""
+    return [
+        file
+        for index, composition in enumerate(spec.compositions)
+        for file in _of_composition(index, composition)
+    ]
+
+
+def _collect(
+    files: list[DataFile], results: Mapping[str, FileResult]
+) -> tuple[dict[str, FileProfile | None], list[Problem]]:
+    """Role → profile of one task's (or composition's) files, and their problems."""
+    profiles: dict[str, FileProfile | None] = {}
     problems: list[Problem] = []
-    for index, task in enumerate(spec.tasks):
-        profile, task_problems = profile_task(task, index, base_dir)
-        problems += task_problems
-        if profile is not None:
-            profiles[task.name] = profile
+    for file in files:
+        profiles[file.role], found = results[file.field_path]
+        problems += found
     return profiles, problems
 
 
-def profile_compositions(
-    spec: MultiTaskDeploymentSpec, base_dir: Path
+def task_profiles(
+    spec: MultiTaskDeploymentSpec, results: Mapping[str, FileResult]
+) -> tuple[dict[str, TaskProfile], list[Problem]]:
+    """Every task's profile from its files' `results` (by field path; `task_files`); the
+    problems of all of them are returned together."""
+    profiles: dict[str, TaskProfile] = {}
+    problems: list[Problem] = []
+    for index, task in enumerate(spec.tasks):
+        files, found = _collect(_of_task(index, task), results)
+        problems += found
+        train = files["train"]
+        if train is not None and not found:
+            profiles[task.name] = TaskProfile(train=train, eval=files.get("eval"))
+    return profiles, problems
+
+
+def composition_profiles(
+    spec: MultiTaskDeploymentSpec, results: Mapping[str, FileResult]
 ) -> tuple[dict[str, CompositionProfile], list[Problem]]:
-    """Profile every composition's eval and calibration files (problems all together)."""
+    """Every composition's profile from its files' `results` (`composition_files`)."""
     profiles: dict[str, CompositionProfile] = {}
     problems: list[Problem] = []
     for index, composition in enumerate(spec.compositions):
-        prefix = f"spec.compositions[{index}]"
-        files: dict[str, FileProfile | None] = {"eval": None, "calibration": None}
-        found: list[Problem] = []
-        for key, path, field_path in (
-            ("eval", composition.data.eval, f"{prefix}.data.eval"),
-            (
-                "calibration",
-                composition.calibration.data if composition.calibration else None,
-                f"{prefix}.calibration.data",
-            ),
-        ):
-            if path is None:
-                continue
-            files[key], file_problems = profile_path(path, base_dir, field_path, composition.labels)
-            found += file_problems
+        files, found = _collect(_of_composition(index, composition), results)
         problems += found
         if not found:
             profiles[composition.name] = CompositionProfile(**files)

@@ -1,4 +1,5 @@
-"""What `mtd run` shows a person: condition changes as they happen, and the task table."""
+"""What `mtd run` shows a person: the plan, condition changes as they happen, and the task
+table."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import TextIO
 
 from ..api.spec import Baseline, MultiTaskDeploymentSpec
 from ..api.status import CompositionStatus, MultiTaskDeploymentStatus, TaskStatus
+from ..core.planner import Plan
 
 
 def _fmt(value: float | None) -> str:
@@ -101,3 +103,60 @@ def print_status_changes(
     if scored and changed:
         out.write(task_table(after, spec) + "\n")
     out.flush()
+
+
+def plan_table(plan: Plan) -> str:
+    """The plan as `mtd plan` and `mtd run` print it: one row per task of each stage,
+    baseline and composition, then the plan's hash."""
+    rows = [("GROUP", "STAGE", "HASH", "STEPS", "SAMPLING", "TASK", "RATE")]
+    for group in plan.groups:
+        for stage in group.stages:
+            sampling = stage.sampling
+            label = sampling.strategy
+            if sampling.strategy == "temperature":
+                label += f" τ={sampling.temperature:g} K={sampling.dataset_cap}"
+            for index, task in enumerate(stage.tasks):
+                first = index == 0
+                rows.append(
+                    (
+                        group.name if first else "",
+                        stage.name if first else "",
+                        stage.hash if first else "",
+                        str(stage.max_steps) if first else "",
+                        label if first else "",
+                        task,
+                        f"{sampling.rates[task]:.4f}",
+                    )
+                )
+    for baseline in plan.baselines:
+        rows.append(
+            (
+                "baseline",
+                "single-task",
+                baseline.hash,
+                str(baseline.max_steps),
+                "",
+                baseline.task,
+                "1.0000",
+            )
+        )
+    for composition in plan.compositions:
+        for index, task in enumerate(composition.tasks):
+            first = index == 0
+            rows.append(
+                (
+                    "composition" if first else "",
+                    composition.name if first else "",
+                    composition.hash if first else "",
+                    "",
+                    "merge" if first else "",
+                    task,
+                    "",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines) + f"\nplan {plan.hash}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,15 @@ from mtd_contract.digests import adapter_problem
 
 from .engine import LocalEngine, ServingError, check_port_free
 
-__all__ = ["ServingError", "find_manifest", "start_serving", "stop_on_signals"]
+__all__ = [
+    "ServingError",
+    "find_manifest",
+    "local_engine",
+    "serve_forever",
+    "serve_workspace",
+    "start_serving",
+    "stop_on_signals",
+]
 
 
 def find_manifest(workspace: Path, name: str | None) -> Path:
@@ -126,3 +136,41 @@ def start_serving(
     except OSError as exc:
         raise ServingError(f"{exc} (is port {port} taken?)") from None
     return server, f"http://{host}:{port}"
+
+
+def local_engine(root: Path, host: str, port: int, engine_port: int | None) -> LocalEngine:
+    """The engine behind a gateway on `port`: on `engine_port`, by default the next one."""
+    return LocalEngine(root, host=host, port=engine_port or port + 1)
+
+
+def serve_forever(engine: LocalEngine, url: str) -> int:
+    """Wait on the engine; Ctrl-C, SIGTERM or SIGHUP stop it with us (stop_on_signals)."""
+    sys.stdout.write(
+        f"\nServing at {url} (the task gateway; Ctrl-C stops). Try:\n"
+        f"  mtd predict --url {url} --task TASK 'some text'\n"
+        f"  curl {url}/tasks\n"
+        f"The vLLM engine behind it: {engine.url} (API key in {engine.key_file})\n"
+    )
+    sys.stdout.flush()
+    try:
+        if engine.process is None:  # an earlier command's engine: serve until stopped
+            threading.Event().wait()
+        assert engine.process is not None
+        code = engine.process.wait()
+        print(f"the engine exited with code {code}; log: {engine.log_file}", file=sys.stderr)
+        return code or 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        engine.stop()
+
+
+def serve_workspace(
+    workspace: Path, name: str | None, host: str, port: int, engine_port: int | None
+) -> int:
+    """`mtd serve`: the deployment's serving.json served until stopped; the exit code."""
+    manifest = find_manifest(workspace, name)
+    engine = local_engine(manifest.parent, host, port, engine_port)
+    with engine, stop_on_signals():
+        _server, url = start_serving(manifest, engine, host, port)
+        return serve_forever(engine, url)

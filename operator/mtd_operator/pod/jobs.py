@@ -23,7 +23,7 @@ from mtd_contract.pod import Rendezvous, trainer_command
 from mtd_contract.results import ProfileResult, ResultError, parse_result, result_file
 
 from ..core.problems import InvalidSpec
-from ..core.profile import profile_compositions, profile_spec
+from ..data_files import profile_compositions, profile_spec
 from ..result_parts import ResultTooLarge
 from ..specfile import load_resource
 from .publish import write_result
@@ -80,6 +80,54 @@ def run_step(
     if rendezvous is None or rendezvous.rank == 0:  # rank 0's main process wrote the output
         return _publish(result_name, result.model_dump(mode="json"))
     return EXIT_OK
+
+
+def step_command(
+    verb: str,
+    config_path: Path,
+    result_name: str,
+    processes: int,
+    nodes: int,
+    endpoint: str,
+    run_id: str,
+) -> int:
+    """`mtd step`: one step on this pod, of `nodes` pods rendezvousing at `endpoint`."""
+    rendezvous = None
+    if nodes > 1:
+        if not endpoint:
+            print("error: --nnodes > 1 needs --rdzv-endpoint HOST:PORT", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            rendezvous = rendezvous_from_env(nodes, endpoint, run_id)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+    return run_step(verb, config_path, result_name, processes=processes, rendezvous=rendezvous)
+
+
+def profile_command(
+    spec_path: Path,
+    data_dir: Path,
+    result_name: str,
+    download: str | None,
+    model_dir: str | None,
+) -> int:
+    """`mtd profile`: the hub model `download` (hf://ORG/NAME) copied into `model_dir`
+    first if asked, then the data profiled and published."""
+    if download:
+        from .download import DownloadError, download_model
+
+        if not model_dir:
+            print("error: --download-model needs --model-dir", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            download_model(download, Path(model_dir))
+        except DownloadError as exc:
+            write_termination(str(exc))  # what the operator reports as the Job's failure
+            print(exc, file=sys.stderr)
+            return EXIT_INVALID
+        print(f"{download} is in {model_dir}")
+    return run_profile(spec_path, data_dir, result_name)
 
 
 def run_profile(spec_path: Path, data_dir: Path, result_name: str) -> int:

@@ -4,6 +4,9 @@ The Helm chart's RBAC rules are checked against these lists exactly (tests/chart
 verb the code uses may be missing, and none it does not use may be granted, and each
 rule's comment in the chart is its `why`. Whoever adds an API call to the operator or
 the trainer adds its permission here and in charts/multitask-operator/templates/_helpers.tpl.
+The chart is what grants them; this list is the tests' statement of what the code needs
+(tests/chart/test_rbac.py, and the recorded API calls in tests/operator), so it lives
+with them and not in the product.
 
 `scope` says where a permission is granted:
 * ``namespace``: in every watched namespace (a Role per namespace when the operator
