@@ -87,6 +87,18 @@ def add_serving_pod(cluster: EmulatedCluster, port: int) -> None:
     )  # fmt: skip
 
 
+def verified_revisions(cluster) -> list[str]:
+    """The revisions whose verification Job (mtd verify, run by the job runner from the
+    trainer image's venv) completed; the operator keeps only the current one's."""
+    jobs = cluster.list("batch/v1/jobs", NAMESPACE)
+    return [
+        j["metadata"]["annotations"]["multitask.dev/serving-revision"]
+        for j in jobs
+        if j["metadata"]["labels"].get("multitask.dev/role") == "verify"
+        and any(c["type"] == "Complete" for c in (j.get("status") or {}).get("conditions", []))
+    ]
+
+
 def ready_with(cluster, tasks: int):
     obj = cluster.get(MTD, "support", NAMESPACE)
     return condition(obj, "Ready").get("status") == "True" and obj["status"]["taskCount"] == tasks
@@ -122,6 +134,8 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
         assert replica_sets(cluster) == "1"
         status = cluster.get(MTD, "support", NAMESPACE)["status"]["serving"]
         assert status["adapterUpdate"] == "RuntimeLoad"
+        # Loaded only after the revision's adapters were verified on the volume (#29).
+        assert verified_revisions(cluster) == [status["revision"]]
         assert status["gateway"] == f"http://support-gateway.{NAMESPACE}.svc"
         assert cluster.get("apps/v1/deployments", "support-gateway", NAMESPACE)
         assert cluster.get("v1/services", "support-gateway", NAMESPACE)
@@ -134,6 +148,8 @@ def test_vllm_adds_adapters_at_runtime_without_a_new_replicaset(
         serving = cluster.get("apps/v1/deployments", "support-serving", NAMESPACE)
         assert json.dumps(serving["spec"]["template"], sort_keys=True) == template
         assert replica_sets(cluster) == "1"  # no new ReplicaSet
+        revision = cluster.get(MTD, "support", NAMESPACE)["status"]["serving"]["revision"]
+        assert verified_revisions(cluster) == [revision] != [status["revision"]]
         modules = cluster.get("v1/configmaps", "support-adapters", NAMESPACE)["data"]
         assert next(iter(added)) in modules["lora-modules"]
 
