@@ -80,6 +80,23 @@ class Answer:
     finish_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Question:
+    """One task's question to an engine: the adapter that answers (None: the base model),
+    the task's instruction and labels, the input, the answer's token budget, a client's
+    sampling fields (SAMPLING_FIELDS; None: greedy) and how training formatted the prompt.
+    One value for everything that asks, so `request` and `parse_answer` read the same one.
+    """
+
+    adapter: str | None
+    instruction: str
+    text: str
+    labels: Sequence[str] | None
+    max_tokens: int
+    sampling: dict[str, Any] | None = None
+    prompt_format: PromptFormat = "chat"
+
+
 #: Sampling fields a client may set, passed to the engine as given (OpenAI's names, which
 #: vLLM and TGI's OpenAI routes take). Without them, answers are greedy (temperature 0).
 SAMPLING_FIELDS = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty")
@@ -103,6 +120,18 @@ def error_message(response: httpx.Response) -> str:
         if isinstance(error, str) and error:
             return error
     return response.text[:500]
+
+
+def reply_json(response: httpx.Response, path: str) -> Any:
+    """The JSON of an engine's reply to `path`: UpstreamError with the engine's status and
+    message for a refusal, or for a body that is not JSON. The blocking `Upstream.post` and
+    the gateway's async requests read replies alike."""
+    if response.status_code >= 400:
+        raise UpstreamError(response.status_code, error_message(response))
+    try:
+        return response.json()
+    except ValueError:
+        raise UpstreamError(response.status_code, f"{path}: not JSON") from None
 
 
 def detect_engine(http: httpx.Client) -> tuple[Engine, str | None]:
@@ -186,82 +215,59 @@ class Upstream:
             return {"structured_outputs": {"choice": list(labels)}}
         return {"response_format": {"type": "regex", "value": label_regex(labels)}}
 
+    def unreachable(self, path: str, exc: Exception) -> UpstreamError:
+        """The error for a request to `path` that never got an answer (no credentials)."""
+        return UpstreamError(None, f"cannot reach {self.shown_url}{path}: {exc}")
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         try:
             response = self.http.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise UpstreamError(None, f"cannot reach {self.shown_url}{path}: {exc}") from None
-        if response.status_code >= 400:
-            raise UpstreamError(response.status_code, error_message(response))
-        try:
-            return response.json()
-        except ValueError:
-            raise UpstreamError(response.status_code, f"{path}: not JSON") from None
+            raise self.unreachable(path, exc) from None
+        return reply_json(response, path)
 
-    def request(
-        self,
-        adapter: str | None,
-        instruction: str,
-        text: str,
-        labels: Sequence[str] | None,
-        max_tokens: int,
-        sampling: dict[str, Any] | None = None,
-        prompt_format: PromptFormat = "chat",
-    ) -> tuple[str, dict[str, Any]]:
-        """The route and body that ask the engine a task's question with exactly the
-        prompt training used (`prompt_format`): greedy unless `sampling` says otherwise,
+    def request(self, question: Question) -> tuple[str, dict[str, Any]]:
+        """The route and body that ask the engine `question` with exactly the prompt
+        training used (its `prompt_format`): greedy unless its `sampling` says otherwise,
         a classification constrained to its labels, token log-probs for the score."""
-        label_list = list(labels) if labels else None
-        body: dict[str, Any] = {"model": self.model_name(adapter), "temperature": 0}
-        if prompt_format == "plain":
+        labels = list(question.labels) if question.labels else None
+        body: dict[str, Any] = {"model": self.model_name(question.adapter), "temperature": 0}
+        prompt = (question.instruction, question.text, labels)
+        if question.prompt_format == "plain":
             path = "/v1/completions"
-            body.update(prompt=plain_prompt(instruction, text, label_list), logprobs=1)
-        elif prompt_format == "chat":
+            body.update(prompt=plain_prompt(*prompt), logprobs=1)
+        elif question.prompt_format == "chat":
             path = "/v1/chat/completions"
-            body.update(messages=messages(instruction, text, label_list), logprobs=True)
+            body.update(messages=messages(*prompt), logprobs=True)
         else:
-            raise ValueError(f"prompt_format {prompt_format!r}: allowed {PROMPT_FORMATS}")
-        body.update(sampling or {})
+            raise ValueError(f"prompt_format {question.prompt_format!r}: allowed {PROMPT_FORMATS}")
+        body.update(question.sampling or {})
         if labels:
             longest = max(len(label) for label in labels)
             body.update(max_tokens=longest + 8, **self.guided_choice(labels))
         else:
-            body["max_tokens"] = max_tokens
+            body["max_tokens"] = question.max_tokens
         return path, body
 
-    def answer(
-        self,
-        adapter: str | None,
-        instruction: str,
-        text: str,
-        labels: Sequence[str] | None,
-        max_tokens: int,
-        sampling: dict[str, Any] | None = None,
-        prompt_format: PromptFormat = "chat",
-    ) -> Answer:
-        """A task's answer for `text`, its prompt formatted as training formatted it;
-        `sampling`: fields of SAMPLING_FIELDS a client set. A label comes with the
-        probability of its tokens, text with their mean log-prob."""
-        path, body = self.request(
-            adapter, instruction, text, labels, max_tokens, sampling, prompt_format
-        )
-        return self.parse_answer(self.post(path, body), labels, prompt_format)
+    def answer(self, question: Question) -> Answer:
+        """The engine's answer to `question`: a label with the probability of its tokens,
+        or text with their mean log-prob."""
+        path, body = self.request(question)
+        return self.parse_answer(self.post(path, body), question)
 
-    def parse_answer(
-        self, out: Any, labels: Sequence[str] | None, prompt_format: PromptFormat = "chat"
-    ) -> Answer:
-        """The Answer in an engine's reply to `request`'s body (its first choice)."""
+    def parse_answer(self, out: Any, question: Question) -> Answer:
+        """The Answer in an engine's reply to `request(question)` (its first choice)."""
         if not isinstance(out, dict) or not out.get("choices"):
             raise UpstreamError(None, f"{self.shown_url}: a completion without choices")
         choice = out["choices"][0]
         # A choice without its text or message is the engine's fault: KeyError/TypeError,
         # which the gateway answers as a 502 naming the shape.
         output = (
-            choice["text"] if prompt_format == "plain" else choice["message"]["content"]
+            choice["text"] if question.prompt_format == "plain" else choice["message"]["content"]
         ) or ""
-        if labels:
-            output = self.checked_label(output, labels)
-        score = answer_score(token_logprobs(out), bool(labels))
+        if question.labels:
+            output = self.checked_label(output, question.labels)
+        score = answer_score(token_logprobs(out), bool(question.labels))
         return Answer(output, score, out.get("usage"), choice.get("finish_reason"))
 
     def checked_label(self, output: str, labels: Sequence[str]) -> str:
@@ -298,7 +304,7 @@ class Upstream:
                         raise UpstreamError(None, error_message_of(chunk))
                     yield chunk
         except httpx.HTTPError as exc:
-            raise UpstreamError(None, f"cannot reach {self.shown_url}{path}: {exc}") from None
+            raise self.unreachable(path, exc) from None
 
 
 def error_message_of(body: dict[str, Any]) -> str:

@@ -22,7 +22,14 @@ import httpx
 from pydantic import ValidationError
 
 from mtd_contract.catalogue import Catalogue, CatalogueTask
-from mtd_contract.upstream import Engine, Upstream, UpstreamError, error_message, label_regex
+from mtd_contract.upstream import (
+    Engine,
+    Question,
+    Upstream,
+    UpstreamError,
+    error_message,
+    label_regex,
+)
 
 __all__ = [
     "ClientError",
@@ -154,7 +161,7 @@ class MultiTaskClient:
         spec = self.task(task)
         try:
             answer = self.upstream.answer(
-                spec.adapter, spec.instruction, text, spec.labels, self.max_new_tokens
+                Question(spec.adapter, spec.instruction, text, spec.labels, self.max_new_tokens)
             )
         except UpstreamError as exc:
             raise ServerError(exc.status, exc.message) from None

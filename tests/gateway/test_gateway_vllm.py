@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from mtd_contract.upstream import Upstream, UpstreamError
+from mtd_contract.upstream import Question, Upstream, UpstreamError
 from mtd_operator.gateway.app import MAX_BODY_BYTES, build_gateway
 from tests.support.net import serve_app
 from tests.support.processes import heavy_imports
@@ -213,10 +213,10 @@ def test_tgi_fields_are_refused_by_vllm(vllm) -> None:
     _, url = vllm
     tgi_style = Upstream(url, "tgi")
     with pytest.raises(UpstreamError) as error:
-        tgi_style.answer("sentiment", "Classify.", "x", LABELS, 4)
+        tgi_style.answer(Question("sentiment", "Classify.", "x", LABELS, 4))
     assert error.value.status == 400 and "response_format" in error.value.message
     with pytest.raises(UpstreamError) as error:
-        tgi_style.answer(None, "Repeat.", "x", None, 4)
+        tgi_style.answer(Question(None, "Repeat.", "x", None, 4))
     assert error.value.status == 404 and "`tgi`" in error.value.message
 
 

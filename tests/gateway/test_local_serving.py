@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from mtd_contract.catalogue import Catalogue
-from mtd_contract.upstream import Upstream
+from mtd_contract.upstream import Question, Upstream
 from mtd_operator.client import MultiTaskClient
 from mtd_operator.engines.base import adapter_name
 from mtd_operator.local.engine import LocalEngine
@@ -68,7 +68,9 @@ def test_local_serving_goes_through_the_gateway_to_vllm(
         direct = Upstream(engine.url, "vllm", api_key=engine.api_key())
         try:
             task = "Classify the sentiment."
-            answer = direct.answer(names["sentiment"], task, "the day was awful", LABELS, 16)
+            answer = direct.answer(
+                Question(names["sentiment"], task, "the day was awful", LABELS, 16)
+            )
         finally:
             direct.close()
         assert answer.output == prediction.output

@@ -11,7 +11,7 @@ import pytest
 
 from mtd_contract.config import TaskConfig
 from mtd_contract.prompts import plain_prompt
-from mtd_contract.upstream import Upstream
+from mtd_contract.upstream import Question, Upstream
 from mtd_operator.gateway.app import build_gateway
 from tests.support.net import serve_app
 
@@ -44,7 +44,8 @@ def test_the_engine_reads_the_token_ids_the_trainer_trained_on(real_vllm, prompt
     (trained,) = prompt_ids(tokenizer, task, [text])
     engine = real_vllm.engine
     upstream = Upstream(engine.url, "vllm", base_model=engine.model, api_key=engine.api_key())
-    path, body = upstream.request(None, task.instruction, text, task.labels, 4, None, prompt_format)
+    question = Question(None, task.instruction, text, task.labels, 4, None, prompt_format)
+    path, body = upstream.request(question)
     assert path == {"chat": "/v1/chat/completions", "plain": "/v1/completions"}[prompt_format]
     out = upstream.post(path, {**body, "return_token_ids": True})  # vLLM echoes its input ids
     served = out.get("prompt_token_ids") or out["choices"][0].get("prompt_token_ids")

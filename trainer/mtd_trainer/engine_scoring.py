@@ -25,7 +25,7 @@ import httpx
 from transformers import PreTrainedTokenizerBase
 
 from mtd_contract.config import EngineScoring, TaskConfig
-from mtd_contract.upstream import PromptFormat, Upstream, UpstreamError
+from mtd_contract.upstream import PromptFormat, Question, Upstream, UpstreamError
 
 from . import metrics
 from .answers import answer_budget, first_line, one_line
@@ -87,12 +87,14 @@ def served_answers(
     def ask(index: int) -> str:
         try:
             return upstream.answer(
-                adapter,
-                task.instruction,
-                texts[index],
-                task.labels,
-                max_tokens,
-                prompt_format=prompt_format,
+                Question(
+                    adapter,
+                    task.instruction,
+                    texts[index],
+                    task.labels,
+                    max_tokens,
+                    prompt_format=prompt_format,
+                )
             )
         except UpstreamError as exc:
             raise UpstreamError(

@@ -54,11 +54,12 @@ from mtd_contract.limits import (
 from mtd_contract.upstream import (
     SAMPLING_FIELDS,
     Answer,
+    Question,
     Upstream,
     UpstreamError,
     answer_score,
     chunk_text,
-    error_message,
+    reply_json,
     token_logprobs,
 )
 
@@ -500,19 +501,12 @@ class Gateway:
                     raise ClientGone
             response = call.result()
         except httpx.HTTPError as exc:
-            raise UpstreamError(
-                None, f"cannot reach {self.upstream.shown_url}{path}: {exc}"
-            ) from None
+            raise self.upstream.unreachable(path, exc) from None
         finally:
             if not call.done():
                 call.cancel()
                 await asyncio.gather(call, return_exceptions=True)
-        if response.status_code >= 400:
-            raise UpstreamError(response.status_code, error_message(response))
-        try:
-            return response.json()
-        except ValueError:
-            raise UpstreamError(response.status_code, f"{path}: not JSON") from None
+        return reply_json(response, path)
 
     def _http(self) -> httpx.AsyncClient:
         """The engine's async client (the Upstream's URL, key and timeout), one per event
@@ -527,40 +521,29 @@ class Gateway:
             self._async_loop = loop
         return self._async_http
 
-    async def _engine_request(
+    async def _question(
         self,
-        task: CatalogueTask,
-        text: str,
-        max_tokens: int,
-        sampling: dict[str, Any] | None,
-    ) -> tuple[str, str, dict[str, Any]]:
-        """The prompt format, route and body that ask the engine `task`'s question with the
-        prompt training used. Built in the thread pool: the first request may ask the
-        engine which one it is (a blocking call)."""
-        prompt_format = (await self.catalogue()).prompt_format
-        path, body = await run_in_threadpool(
-            self.upstream.request,
-            task.adapter,
-            task.instruction,
-            text,
-            task.labels,
-            max_tokens,
-            sampling,
-            prompt_format,
-        )
-        return prompt_format, path, body
-
-    async def _answer(
-        self,
-        request: Request,
         task: CatalogueTask,
         text: str,
         max_tokens: int,
         sampling: dict[str, Any] | None = None,
-    ) -> Answer:
-        prompt_format, path, body = await self._engine_request(task, text, max_tokens, sampling)
+    ) -> Question:
+        """`task`'s question for `text`, in the prompt format training used (the
+        catalogue's)."""
+        prompt_format = (await self.catalogue()).prompt_format
+        return Question(
+            task.adapter, task.instruction, text, task.labels, max_tokens, sampling, prompt_format
+        )
+
+    async def _engine_request(self, question: Question) -> tuple[str, dict[str, Any]]:
+        """The route and body that ask the engine `question`. Built in the thread pool: the
+        first request may ask the engine which one it is (a blocking call)."""
+        return await run_in_threadpool(self.upstream.request, question)
+
+    async def _answer(self, request: Request, question: Question) -> Answer:
+        path, body = await self._engine_request(question)
         out = await self._engine(request, path, body)
-        return self.upstream.parse_answer(out, task.labels, prompt_format)
+        return self.upstream.parse_answer(out, question)
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -575,7 +558,7 @@ class Gateway:
     async def ask_task(self, task: CatalogueTask, body: dict, request: Request) -> dict:
         text = _text_field(body, "text")
         max_tokens = _max_tokens(body, self.default_max_new_tokens, "max_new_tokens")
-        answer = await self._answer(request, task, text, max_tokens)
+        answer = await self._answer(request, await self._question(task, text, max_tokens))
         return {
             "task": task.name,
             "type": task.type,
@@ -593,9 +576,10 @@ class Gateway:
         limit = _max_tokens(
             body, self.default_max_new_tokens, "max_completion_tokens", "max_tokens"
         )
+        question = await self._question(task, text, limit, sampling)
         if _streamed(body):
-            return await self._stream("chat.completion", task, text, limit, sampling, body)
-        return await self._complete(request, "chat.completion", task, text, limit, sampling, body)
+            return await self._stream("chat.completion", task, question, body)
+        return await self._complete(request, "chat.completion", task, question, body)
 
     async def completions(
         self, task: CatalogueTask, body: dict, request: Request
@@ -604,18 +588,17 @@ class Gateway:
         sampling = _sampling(body, task)
         text = _text_field(body, "prompt")
         limit = _max_tokens(body, self.default_max_new_tokens, "max_tokens")
+        question = await self._question(task, text, limit, sampling)
         if _streamed(body):
-            return await self._stream("text_completion", task, text, limit, sampling, body)
-        return await self._complete(request, "text_completion", task, text, limit, sampling, body)
+            return await self._stream("text_completion", task, question, body)
+        return await self._complete(request, "text_completion", task, question, body)
 
     async def _complete(
         self,
         request: Request,
         kind: str,
         task: CatalogueTask,
-        text: str,
-        max_tokens: int,
-        sampling: dict[str, Any],
+        question: Question,
         body: dict[str, Any],
     ) -> dict:
         """One engine request with the task's prompt (as training gave it) and the
@@ -623,8 +606,8 @@ class Gateway:
         reasons in the client's route's shape. A classification's every choice is a label."""
         chat = kind == "chat.completion"
         n = _choices(body)
-        prompt_format, path, asked = await self._engine_request(task, text, max_tokens, sampling)
-        engine_chat = prompt_format == "chat"
+        path, asked = await self._engine_request(question)
+        engine_chat = question.prompt_format == "chat"
         wanted = _logprob_fields(body, chat, engine_chat)
         asked.update(n=n, **wanted)
         if not task.labels and body.get("response_format") is not None:
@@ -666,9 +649,7 @@ class Gateway:
         self,
         kind: str,
         task: CatalogueTask,
-        text: str,
-        max_tokens: int,
-        sampling: dict[str, Any],
+        question: Question,
         body: dict[str, Any],
     ) -> Response:
         """Server-sent events in the client's route's shape, relayed from the engine as it
@@ -676,7 +657,7 @@ class Gateway:
         `data: [DONE]`. A refusal before the first chunk is an ordinary error answer; a
         failure after it, an error event."""
         usage = _include_usage(body)
-        _, path, request = await self._engine_request(task, text, max_tokens, sampling)
+        path, request = await self._engine_request(question)
         request = {**request, "logprobs": None, "stream_options": {"include_usage": usage}}
         chunks = self.upstream.stream(path, {k: v for k, v in request.items() if v is not None})
         first = await run_in_threadpool(next, chunks, None)  # raises a refusal as an answer
