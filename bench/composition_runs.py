@@ -173,7 +173,7 @@ def compose_all(singles, inputs: Inputs, folder: Path, settings: Settings, scale
 def predict_all(singles, compose_rows, inputs: Inputs, folder: Path, data_dir, settings, scale):
     """Each method's answers on the test articles, cached by content."""
     from mtd_contract.config import TaskConfig
-    from mtd_trainer.evaluation import classify, generate, load_for_inference
+    from mtd_trainer.evaluation import Scorer, classify, generate, load_for_inference
     from mtd_trainer.modeling import load_tokenizer
 
     base_model = str(BASE_MODEL)
@@ -187,18 +187,16 @@ def predict_all(singles, compose_rows, inputs: Inputs, folder: Path, data_dir, s
     data_key = digest([texts, new_tokens, batch, max_len])
     predictions_dir = folder / "predictions"
 
+    def scorer(adapter: str | None) -> Scorer:
+        return Scorer(load_for_inference(base_model, adapter).eval(), tokenizer, batch, max_len)
+
     def generated(adapter: str | None, task: TaskConfig) -> list[str]:
-        model = load_for_inference(base_model, adapter).eval()
-        return generate(model, tokenizer, task, texts, batch, max_len, new_tokens)
+        return generate(scorer(adapter), task, texts, new_tokens)
 
     def two_pass() -> list[str]:
-        topics = classify(
-            load_for_inference(base_model, topic_adapter).eval(), tokenizer,
-            task_config(TOPIC, data_dir, scale), texts, batch, max_len,
-        )  # fmt: skip
-        model = load_for_inference(base_model, headline_adapter).eval()
+        topics = classify(scorer(topic_adapter), task_config(TOPIC, data_dir, scale), texts)
         headline_task = task_config(HEADLINE, data_dir, scale)
-        headlines = generate(model, tokenizer, headline_task, texts, batch, max_len, new_tokens)
+        headlines = generate(scorer(headline_adapter), headline_task, texts, new_tokens)
         return [compose_output(t, h) for t, h in zip(topics, headlines, strict=True)]
 
     runs: dict[str, dict[str, Any]] = {}

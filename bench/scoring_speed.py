@@ -67,16 +67,16 @@ def agreement(task: TaskConfig, a: list[str], b: list[str]) -> float:
 
 def in_process(base: str, adapter: str, task: TaskConfig, examples, max_len: int) -> list[str]:
     from mtd_trainer.answers import answer_budget, one_line
-    from mtd_trainer.evaluation import classify, generate, load_for_inference
+    from mtd_trainer.evaluation import Scorer, classify, generate, load_for_inference
     from mtd_trainer.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(base)
-    model = load_for_inference(base, adapter).eval()
+    scorer = Scorer(load_for_inference(base, adapter).eval(), tokenizer, 8, max_len)
     texts, references = list(examples["input"]), list(examples["output"])
     if task.type == "classification":
-        return classify(model, tokenizer, task, texts, 8, max_len)
+        return classify(scorer, task, texts)
     budget = answer_budget(tokenizer, references, 64)
-    return generate(model, tokenizer, task, texts, 8, max_len, budget, one_line(references))
+    return generate(scorer, task, texts, budget, one_line(references))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from mtd_contract.config import CgcConfig, EvalConfig, LoraConfig, TaskConfig, TrainConfig
 from mtd_trainer.cgc import CgcLinear, CgcModel, task_id_tensor
 from mtd_trainer.errors import InputError
-from mtd_trainer.evaluation import eval_examples, evaluate, score_task
+from mtd_trainer.evaluation import Scorer, eval_examples, evaluate, score_task
 from mtd_trainer.modeling import load_tokenizer
 from mtd_trainer.training import train
 
@@ -233,7 +233,7 @@ def test_evaluation_with_exported_task_adapters_scores_like_the_cgc_model(
     examples = eval_examples(tasks, 4)
     for task in tasks:
         with model.task(task.name), torch.no_grad():
-            row = score_task(model, tokenizer, task, examples[task.name], 8, 512, 3)
+            row = score_task(Scorer(model, tokenizer, 8, 512), task, examples[task.name], 3)
         assert results["tasks"][task.name] == row
     with pytest.raises(ValidationError, match="task_adapters"):
         EvalConfig.model_validate(config.model_dump() | {"task_adapters": {"nope": str(tmp_path)}})

@@ -14,7 +14,7 @@ from mtd_contract.config import EvalConfig, TaskConfig
 from mtd_operator.core.confidence import PerExample
 from mtd_trainer.answers import FirstLineDone, answer_budget, first_line, one_line
 from mtd_trainer.encoding import answer_ids, prompt_ids
-from mtd_trainer.evaluation import classify, evaluate, generate, label_log_likelihoods
+from mtd_trainer.evaluation import Scorer, classify, evaluate, generate, label_log_likelihoods
 
 from .conftest import sentiment_task, sounds_task
 
@@ -47,10 +47,11 @@ def brute_force_scores(model, tokenizer, task: TaskConfig, text: str) -> list[fl
 def test_classify_matches_per_label_likelihood(tiny_model: Path, task: TaskConfig) -> None:
     model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    scores = label_log_likelihoods(model, tokenizer, task, TEXTS, batch_size=3, max_length=128)
+    scorer = Scorer(model, tokenizer, batch_size=3, max_length=128)
+    scores = label_log_likelihoods(scorer, task, TEXTS)
     expected = torch.tensor([brute_force_scores(model, tokenizer, task, text) for text in TEXTS])
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
-    predicted = classify(model, tokenizer, task, TEXTS, batch_size=3, max_length=128)
+    predicted = classify(scorer, task, TEXTS)
     labels = task.labels or []
     assert predicted == [labels[i] for i in expected.argmax(dim=1).tolist()]
     assert set(predicted) <= set(labels)
@@ -60,8 +61,8 @@ def test_generate_is_greedy_and_batch_independent(tiny_model: Path) -> None:
     model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     task = TaskConfig.model_validate(sounds_task({"train": Path("x"), "eval": Path("y")}))
-    batched = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=5)
-    alone = [generate(model, tokenizer, task, [text], 1, 128, 5)[0] for text in TEXTS]
+    batched = generate(Scorer(model, tokenizer, 4, 128), task, TEXTS, max_new_tokens=5)
+    alone = [generate(Scorer(model, tokenizer, 1, 128), task, [text], 5)[0] for text in TEXTS]
     assert batched == alone
     assert all(isinstance(answer, str) for answer in batched)
 
@@ -129,17 +130,18 @@ def test_single_line_generation_is_the_first_line(tiny_model: Path) -> None:
     model = LlamaForCausalLM.from_pretrained(tiny_model).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     task = TaskConfig.model_validate(sounds_task({"train": Path("x"), "eval": Path("y")}))
-    full = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=12)
+    batched, alone = Scorer(model, tokenizer, 4, 128), Scorer(model, tokenizer, 1, 128)
+    full = generate(batched, task, TEXTS, max_new_tokens=12)
     # Make the line break as likely as the second answer token of the first text, and a bit
     # more, so that greedy decoding writes a break after some text.
-    second = generate(model, tokenizer, task, TEXTS[:1], 1, 128, max_new_tokens=2)[0]
+    second = generate(alone, task, TEXTS[:1], max_new_tokens=2)[0]
     second_id = tokenizer(second, add_special_tokens=False)["input_ids"][-1]
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
     with torch.no_grad():
         head = model.get_output_embeddings().weight
         head[newline] = head[second_id] * 1.05
-    full = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=12)
+    full = generate(batched, task, TEXTS, max_new_tokens=12)
     assert any("\n" in answer.strip() for answer in full), full  # the case under test occurs
-    cut = generate(model, tokenizer, task, TEXTS, 4, 128, max_new_tokens=12, single_line=True)
+    cut = generate(batched, task, TEXTS, max_new_tokens=12, single_line=True)
     assert cut == [first_line(answer) for answer in full]
     assert all("\n" not in answer for answer in cut)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,29 +37,26 @@ from .verified import scored_digests, write_result
 log = logging.getLogger(__name__)
 
 
-def classify(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    task: TaskConfig,
-    texts: list[str],
-    batch_size: int,
-    max_length: int,
-) -> list[str]:
+@dataclass(frozen=True)
+class Scorer:
+    """What in-process scoring runs with, whatever the task: the model and its tokenizer,
+    how many examples a forward pass takes, and the prompt tokens each keeps (its last)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    batch_size: int
+    max_length: int
+
+
+def classify(scorer: Scorer, task: TaskConfig, texts: list[str]) -> list[str]:
     """The most likely label for each text: always one of the task's labels."""
     assert task.labels is not None
-    scores = label_log_likelihoods(model, tokenizer, task, texts, batch_size, max_length)
+    scores = label_log_likelihoods(scorer, task, texts)
     return [task.labels[i] for i in scores.argmax(dim=1).tolist()]
 
 
 @torch.no_grad()
-def label_log_likelihoods(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    task: TaskConfig,
-    texts: list[str],
-    batch_size: int,
-    max_length: int,
-) -> torch.Tensor:
+def label_log_likelihoods(scorer: Scorer, task: TaskConfig, texts: list[str]) -> torch.Tensor:
     """[texts × labels]: log P(label tokens + eos | prompt).
 
     Each prompt is computed once: a row holds [prompt, label 1, label 2, ...] per example,
@@ -66,10 +64,12 @@ def label_log_likelihoods(
     with positions continuing from the prompt, as if each label were decoded after it.
     """
     assert task.labels is not None
+    model, tokenizer, batch_size = scorer.model, scorer.tokenizer, scorer.batch_size
     options = answer_ids(tokenizer, task.labels)
     longest = max(len(option) for option in options)
     prompts = [
-        prompt[-max(1, max_length - longest) :] for prompt in prompt_ids(tokenizer, task, texts)
+        prompt[-max(1, scorer.max_length - longest) :]
+        for prompt in prompt_ids(tokenizer, task, texts)
     ]
     rows: list[torch.Tensor] = []
     for start in range(0, len(prompts), batch_size):
@@ -127,12 +127,9 @@ def label_log_likelihoods(
 
 @torch.no_grad()
 def generate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    scorer: Scorer,
     task: TaskConfig,
     texts: list[str],
-    batch_size: int,
-    max_length: int,
     max_new_tokens: int,
     single_line: bool = False,
 ) -> list[str]:
@@ -140,7 +137,8 @@ def generate(
 
     With `single_line`, a sequence stops at its first line break after some text and its
     answer is that first line (`answers.FirstLineDone`)."""
-    prompts = [prompt[-max_length:] for prompt in prompt_ids(tokenizer, task, texts)]
+    model, tokenizer, batch_size = scorer.model, scorer.tokenizer, scorer.batch_size
+    prompts = [prompt[-scorer.max_length :] for prompt in prompt_ids(tokenizer, task, texts)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: dict[int, str] = {}
     settings = GenerationConfig(
@@ -170,29 +168,21 @@ def generate(
 
 
 def score_task(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    task: TaskConfig,
-    examples: datasets.Dataset,
-    batch_size: int,
-    max_length: int,
-    max_new_tokens: int,
+    scorer: Scorer, task: TaskConfig, examples: datasets.Dataset, max_new_tokens: int
 ) -> dict[str, Any]:
     """{"metric", "score", "examples", <every metric of the task type>, "per_example"} for
     one task; "per_example" lets the operator put a confidence interval on the ratio."""
     texts, references = examples["input"], examples["output"]
     if task.type == "classification":
         assert task.labels is not None
-        predictions = classify(model, tokenizer, task, texts, batch_size, max_length)
+        predictions = classify(scorer, task, texts)
         scores = metrics.classification_scores(predictions, references, task.labels, task.ordinal)
     else:
         # Sized from the references: see answers.py (the ceiling is the configured budget).
         answers = list(references)
-        budget = answer_budget(tokenizer, answers, max_new_tokens)
+        budget = answer_budget(scorer.tokenizer, answers, max_new_tokens)
         log.info("%s: up to %d new tokens, one line: %s", task.name, budget, one_line(answers))
-        predictions = generate(
-            model, tokenizer, task, texts, batch_size, max_length, budget, one_line(answers)
-        )
+        predictions = generate(scorer, task, texts, budget, one_line(answers))
         scores = metrics.generation_scores(predictions, references)
     return metrics.task_row(task.metric, scores, predictions, references, task.labels)
 
@@ -246,16 +236,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         if adapter not in models:  # one model at a time: per-task adapters do not pile up
             models.clear()
             models[adapter] = load_for_inference(config.base_model, adapter).eval()
-        model = models[adapter]
-        row = score_task(
-            model,
-            tokenizer,
-            task,
-            examples[task.name],
-            config.batch_size,
-            config.max_seq_length,
-            config.max_new_tokens,
-        )
+        scorer = Scorer(models[adapter], tokenizer, config.batch_size, config.max_seq_length)
+        row = score_task(scorer, task, examples[task.name], config.max_new_tokens)
         log.info(
             "%s: %s %.4f on %d examples", task.name, row["metric"], row["score"], row["examples"]
         )

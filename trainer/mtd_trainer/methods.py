@@ -53,6 +53,8 @@ class TrainingMethod(ABC):
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        #: The run's output folder: the artifact, the result and the metrics go there.
+        self.output = Path(config.output_dir)
 
     @abstractmethod
     def build_model(self) -> torch.nn.Module:
@@ -72,19 +74,15 @@ class TrainingMethod(ABC):
         so every rank calls it (rank 0 receives them)."""
         return sharding.trainable_state(model)
 
-    def result_fields(self, model: torch.nn.Module, output: Path) -> dict[str, Any]:
+    def result_fields(self, model: torch.nn.Module) -> dict[str, Any]:
         """What result.json records beside the common fields (every rank computes it)."""
         return {}
 
     def export(
-        self,
-        model: torch.nn.Module,
-        tokenizer: PreTrainedTokenizerBase,
-        output: Path,
-        state: ExportState,
+        self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, state: ExportState
     ) -> list[Path]:
         """Write the artifact (main process only); returns every path result.json seals."""
-        artifact = output / self.artifact
+        artifact = self.output / self.artifact
         save_artifact(model, tokenizer, artifact, self.config.served_ranks, state)
         return [artifact]
 
@@ -153,20 +151,18 @@ class CgcLora(TrainingMethod):
     def evaluating(self, model: torch.nn.Module, task: str) -> AbstractContextManager[Any]:
         return _cgc(model).task(task)
 
-    def result_fields(self, model: torch.nn.Module, output: Path) -> dict[str, Any]:
+    def result_fields(self, model: torch.nn.Module) -> dict[str, Any]:
+        output = self.output
         return {
             "adapters": {task: str(output / task_adapter_dir(task)) for task in _cgc(model).tasks},
             "cgc_state": str(output / CGC_STATE_DIR),
         }
 
     def export(
-        self,
-        model: torch.nn.Module,
-        tokenizer: PreTrainedTokenizerBase,
-        output: Path,
-        state: ExportState,
+        self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, state: ExportState
     ) -> list[Path]:
-        cgc, artifact, state_dir = _cgc(model), output / self.artifact, output / CGC_STATE_DIR
+        cgc, output = _cgc(model), self.output
+        artifact, state_dir = output / self.artifact, output / CGC_STATE_DIR
         cgc.export_task_adapters(artifact, self.config.served_ranks)
         cgc.save_state(state_dir)
         write_json(state_dir / GATES_FILE, cgc.gate_weights())

@@ -40,7 +40,7 @@ from .atomic import write_text
 from .data import load_examples
 from .encoding import IGNORE, check_prompt_fits, encode_dataset
 from .errors import InputError
-from .evaluation import eval_examples, score_task
+from .evaluation import Scorer, eval_examples, score_task
 from .methods import training_method
 from .metrics import saturation_step
 from .modeling import load_tokenizer
@@ -74,7 +74,7 @@ class Run:
         self.config = config
         self.method = training_method(config)
         self.hp = config.hyperparameters
-        self.output = Path(config.output_dir)
+        self.output = self.method.output
         # cpu=True on GPU-less hosts is what lets torchrun start multi-process CPU DDP (gloo).
         cuda = torch.cuda.is_available()
         processes = int(os.environ.get("WORLD_SIZE", "1"))
@@ -208,17 +208,12 @@ class Run:
         if self.accelerator.is_main_process or self.sharded:
             model = self.accelerator.unwrap_model(self.model)
             model.eval()
+            scorer = Scorer(model, self.tokenizer, self.hp.batch_size, self.hp.max_seq_length)
             for task in self.config.tasks:
                 with self.method.evaluating(model, task.name):
-                    scores[task.name] = score_task(
-                        model,
-                        self.tokenizer,
-                        task,
-                        self.eval_sets[task.name],
-                        self.hp.batch_size,
-                        self.hp.max_seq_length,
-                        self.hp.eval_max_new_tokens,
-                    )["score"]
+                    examples = self.eval_sets[task.name]
+                    row = score_task(scorer, task, examples, self.hp.eval_max_new_tokens)
+                    scores[task.name] = row["score"]
             model.train()
         # Every rank keeps the main process's scores (its progress and result use them).
         shared = [scores]
@@ -312,9 +307,9 @@ class Run:
         model = acc.unwrap_model(self.model)
         # Sharded: every rank gathers the weights to export, rank 0 writes them.
         state = self.method.gather(model) if self.sharded else None
-        result.update(self.method.result_fields(model, self.output))
+        result.update(self.method.result_fields(model))
         if acc.is_main_process:
-            produced = self.method.export(model, self.tokenizer, self.output, state)
+            produced = self.method.export(model, self.tokenizer, state)
             result = write_result(self.output / RESULT_FILE, result, produced)
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         acc.wait_for_everyone()
