@@ -117,7 +117,9 @@ def test_tgi_deployment_serves_every_adapter_with_zero_unavailability():
     spec = make_spec(serving={"engine": "tgi", "replicas": 2})
     decision = finished_decision(spec)
     where = builders.cluster_locations(spec, CONFIG, "ml", "support")
-    deployment = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)
+    deployment = builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+    )
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     template = deployment["spec"]["template"]
@@ -148,9 +150,9 @@ def test_vllm_deployment_reads_lora_modules_from_its_adapters_config_map():
     spec = make_spec(serving={"engine": "vllm"})
     decision = finished_decision(spec)
     where = builders.cluster_locations(spec, CONFIG, "ml", "support")
-    template = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)["spec"][
-        "template"
-    ]
+    template = builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+    )["spec"]["template"]
     container = template["spec"]["containers"][0]
     assert "--enable-lora" in container["args"] and "--lora-modules" not in container["args"]
     assert container["command"][:2] == ["/bin/sh", "-c"] and container["command"][3] == "vllm"
@@ -162,7 +164,9 @@ def test_vllm_deployment_reads_lora_modules_from_its_adapters_config_map():
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert "annotations" not in template["metadata"]  # a new adapter set keeps the pods
-    cm = builders.adapters_config_map(BODY, spec, decision.serving, where)
+    cm = builders.adapters_config_map(
+        builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+    )
     modules = cm["data"]["lora-modules"].split(" ")
     assert {m.split("=")[0].rsplit("-", 1)[0] for m in modules} == {"binary", "generation"}
     assert {m.split("=", 1)[1] for m in modules} == {
@@ -318,7 +322,9 @@ TWO_GPUS = CONFIG.model_copy(update={"trainer_gpus": 2, "serving_gpus": 2})
 def serving_pod(spec, config=TWO_GPUS):
     decision = finished_decision(spec)
     where = builders.cluster_locations(spec, config, "ml", "support")
-    deployment = builders.serving_deployment(BODY, spec, config, decision.serving, where)
+    deployment = builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, config, decision.serving, where)
+    )
     return deployment["spec"]["template"]["spec"]
 
 

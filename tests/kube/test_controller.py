@@ -102,10 +102,10 @@ def one_pass(controller: Controller, fake: FakeClients, spec, decision):
     """The runtime-load part of a pass: verify the revision, then load if allowed."""
     body = resource(spec.to_api())
     where = builders.cluster_locations(spec, CONFIG, NS, NAME)
-    children = controller._children(NS, NAME)
-    refused = controller._verify_revision(body, spec, decision, where, children, [])
+    serving = builders.ServingInputs(body, spec, CONFIG, decision.serving, where)
+    refused = controller._verify_revision(serving, controller._children(NS, NAME), [])
     rollout = ServingObservation(revision=None, ready=True, ready_replicas=1)
-    return controller._runtime_load(body, spec, decision, where, rollout, refused)
+    return controller._runtime_load(serving, rollout, refused)
 
 
 def test_adapters_are_loaded_only_after_their_revision_is_verified(fake, monkeypatch):
@@ -170,11 +170,9 @@ def test_nothing_is_verified_by_a_job_where_pods_verify_at_start(fake):
     spec = make_spec(serving={"engine": "tgi", "replicas": 1})
     decision = decide(spec)
     where = builders.cluster_locations(spec, CONFIG, NS, NAME)
-    assert (
-        builders.verify_job(resource(spec.to_api()), spec, CONFIG, decision.serving, where) is None
-    )
+    serving = builders.ServingInputs(resource(spec.to_api()), spec, CONFIG, decision.serving, where)
+    assert builders.verify_job(serving) is None
     children = Children({}, {}, [], [])
     controller = Controller(CONFIG, fake)
-    body = resource(spec.to_api())
-    assert controller._verify_revision(body, spec, decision, where, children, []) is None
+    assert controller._verify_revision(serving, children, []) is None
     assert fake.store.of("Job") == []

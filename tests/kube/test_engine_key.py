@@ -46,9 +46,8 @@ def keyed_objects(engine: str, key_file: str | None) -> dict[str, dict]:
     where = builders.cluster_locations(spec, config, "ml", "support")
     catalogue = build_catalogue(spec, decision.status, decision.serving.revision)
     key = "k" * 64 if builders.keyed(spec, config) else None
-    objects = builders.serving_objects(
-        BODY, spec, config, decision.serving, catalogue, where, engine_key=key
-    )
+    serving = builders.ServingInputs(BODY, spec, config, decision.serving, where)
+    objects = builders.serving_objects(serving, catalogue, engine_key=key)
     return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
 
 

@@ -296,9 +296,9 @@ def test_vllm_under_method_full_serves_the_model_as_the_base_without_adapters():
     decision = finished_decision(spec)
     assert decision.serving.model is not None and decision.serving.adapters == {}
     where = builders.cluster_locations(spec, TWO_GPUS, "ml", "support")
-    pod = builders.serving_deployment(BODY, spec, TWO_GPUS, decision.serving, where)["spec"][
-        "template"
-    ]["spec"]
+    pod = builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, TWO_GPUS, decision.serving, where)
+    )["spec"]["template"]["spec"]
     (server,) = pod["containers"]
     assert server["command"] == ["vllm", "serve"]
     assert server["args"][0] == where.artifact(decision.serving.model)

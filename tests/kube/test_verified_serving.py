@@ -48,9 +48,9 @@ def test_serving_pods_verify_every_folder_before_the_engine_starts(engine):
     spec = make_spec(serving={"engine": engine})
     decision = decide(spec)
     where = builders.cluster_locations(spec, CONFIG, "ml", "support")
-    pod = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)["spec"][
-        "template"
-    ]["spec"]
+    pod = builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+    )["spec"]["template"]["spec"]
     (verify_init,) = pod["initContainers"]
     assert verify_init["image"] == CONFIG.trainer_image
     assert verify_init["command"][:2] == ["mtd", "verify"]
@@ -65,7 +65,9 @@ def test_serving_pods_verify_every_folder_before_the_engine_starts(engine):
         # Runtime loading: the digests live beside the adapter list, so the template stays.
         assert verify_init["command"][2:] == ["--digests", "/etc/mtd-adapters/digests.json"]
         assert "adapters" in mounts
-        cm = builders.adapters_config_map(BODY, spec, decision.serving, where)
+        cm = builders.adapters_config_map(
+            builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+        )
         assert json.loads(cm["data"]["digests.json"]) == folders
     else:
         pairs = dict(p.rsplit("=", 1) for p in verify_init["command"][2:])
@@ -78,7 +80,9 @@ def test_no_digests_recorded_means_no_verify_container():
     observed = {s.key: StepState("Succeeded", result={"tasks": {}}) for s in steps}
     decision = reconcile(spec, the_plan, observed, None, now="2026-01-01T00:00:00Z")
     where = builders.cluster_locations(spec, CONFIG, "ml", "support")
-    pod = builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)
+    pod = builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+    )
     assert "initContainers" not in pod["spec"]["template"]["spec"]
 
 

@@ -30,7 +30,9 @@ def rendered(**overrides: Any) -> dict[str, Any]:
     spec = make_spec(**overrides)
     decision = finished_decision(spec)
     where = builders.cluster_locations(spec, CONFIG, NS, "support")
-    return builders.serving_deployment(BODY, spec, CONFIG, decision.serving, where)
+    return builders.serving_deployment(
+        builders.ServingInputs(BODY, spec, CONFIG, decision.serving, where)
+    )
 
 
 TGI = {"serving": {"engine": "tgi"}}

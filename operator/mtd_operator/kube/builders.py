@@ -12,6 +12,7 @@ import hashlib
 import json
 import posixpath
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -593,19 +594,29 @@ def serving_name(parent: str) -> str:
     return _role_name(parent, "serving")
 
 
-def serving_deployment(
-    body: dict[str, Any],
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    desired: DesiredServing,
-    locations: Locations,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ServingInputs:
+    """What every serving object is built from: the resource (`body`, its parsed `spec`),
+    the chart's configuration, the adapter set the reconciler decided on, and where the
+    pods see the workspace. One value, so the controller and `mtd manifests` hand the
+    builders the same five things."""
+
+    body: dict[str, Any]
+    spec: MultiTaskDeploymentSpec
+    config: OperatorConfig
+    desired: DesiredServing
+    locations: Locations
+
+
+def serving_deployment(serving: ServingInputs) -> dict[str, Any]:
     """One Deployment for the whole resource: the base model once, every adapter by name.
 
     TGI: the revision annotation on the pod template makes a new adapter set a new
     ReplicaSet, rolled out as `serving.rollout` says. vLLM: the template does not change
     with the adapters; the controller loads a new set into the running pods.
     """
+    body, spec, config, desired = serving.body, serving.spec, serving.config, serving.desired
+    locations = serving.locations
     parent = body["metadata"]["name"]
     selector = _selector(parent, "serving")
     engine = engine_of(spec)
@@ -634,7 +645,7 @@ def serving_deployment(
             volumes.append({"name": "adapters", "configMap": {"name": adapters_name(parent)}})
             mounts.append({"name": "adapters", "mountPath": ADAPTERS_MOUNT, "readOnly": True})
         del template_meta["annotations"]
-    verify = verify_container(spec, config, desired, locations, mounts)
+    verify = verify_container(serving, mounts)
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     if keyed(spec, config):
         container_fields["env"] = [*container_fields["env"], _key_env(engine.api_key_env, parent)]
@@ -682,18 +693,13 @@ def served_digests(desired: DesiredServing, locations: Locations) -> dict[str, s
     }
 
 
-def verify_container(
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    desired: DesiredServing,
-    locations: Locations,
-    mounts: list[dict[str, Any]],
-) -> dict[str, Any] | None:
+def verify_container(serving: ServingInputs, mounts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The serving pods' init container (`mtd verify`, our trainer image, non-root): the
     engine starts only on folders whose files are what their steps recorded. With vLLM's
     runtime loading the digests come from the adapters ConfigMap (the template stays the
     same as adapters change); otherwise they are in its arguments."""
-    digests = served_digests(desired, locations)
+    spec, desired = serving.spec, serving.desired
+    digests = served_digests(desired, serving.locations)
     if not digests:
         return None
     from_file = engine_of(spec).adapter_update(spec) == "RuntimeLoad" and desired.model is None
@@ -705,7 +711,7 @@ def verify_container(
     own = {k: v for k, v in _pod_security().items() if k in _CONTAINER_SECURITY_FIELDS}
     return {
         "name": "verify",
-        "image": config.trainer_image,
+        "image": serving.config.trainer_image,
         "command": command,
         "volumeMounts": [m for m in mounts if m["name"] in ("workspace", "adapters", "tmp")]
         + [m for m in mounts if m["name"].startswith("model-")],
@@ -719,19 +725,14 @@ def verify_job_name(parent: str, revision: str) -> str:
     return child_name(parent, f"verify-{revision}", limit=MAX_JOB_NAME)
 
 
-def verify_job(
-    body: dict[str, Any],
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    desired: DesiredServing,
-    locations: Locations,
-) -> dict[str, Any] | None:
+def verify_job(serving: ServingInputs) -> dict[str, Any] | None:
     """With vLLM's runtime loading a new adapter set reaches pods that are already running,
     so no init container sees it: this Job (`mtd verify`, the same check, our trainer image,
     the workspace read-only) checks the revision's folders, and the controller loads them
     only once it has succeeded. None when nothing recorded digests or nothing is loaded at
     runtime (the serving pods' init container checks those)."""
-    digests = served_digests(desired, locations)
+    body, spec, config, desired = serving.body, serving.spec, serving.config, serving.desired
+    digests = served_digests(desired, serving.locations)
     runtime = engine_of(spec).adapter_update(spec) == "RuntimeLoad" and desired.model is None
     if not digests or not runtime:
         return None
@@ -996,13 +997,9 @@ def engine_adapters(
     return {names[n]: locations.artifact(path) for n, path in desired.adapters.items()}
 
 
-def adapters_config_map(
-    body: dict[str, Any],
-    spec: MultiTaskDeploymentSpec,
-    desired: DesiredServing,
-    locations: Locations,
-) -> dict[str, Any]:
+def adapters_config_map(serving: ServingInputs) -> dict[str, Any]:
     """vLLM's adapter set, read by its pods at start (`--lora-modules`)."""
+    body, spec, desired, locations = serving.body, serving.spec, serving.desired, serving.locations
     modules = " ".join(f"{n}={p}" for n, p in engine_adapters(spec, desired, locations).items())
     name = adapters_name(body["metadata"]["name"])
     data = {ADAPTERS_KEY: modules}
@@ -1014,43 +1011,31 @@ def adapters_config_map(
     return cm
 
 
-def engine_objects(
-    body: dict[str, Any],
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    desired: DesiredServing,
-    locations: Locations,
-    engine_key: str | None = None,
-) -> list[dict[str, Any]]:
+def engine_objects(serving: ServingInputs, engine_key: str | None = None) -> list[dict[str, Any]]:
     """The engine side of serving, in the order the controller applies them: the engine's
     API key (when `keyed`), vLLM's adapter file, the engine Deployment, its Service and
     NetworkPolicy."""
+    body, spec, config = serving.body, serving.spec, serving.config
     objects = []
     if keyed(spec, config):
         assert engine_key is not None, "a keyed engine needs its key"
         objects.append(engine_key_secret(body, engine_key))
     if engine_of(spec).adapter_update(spec) == "RuntimeLoad":
-        objects.append(adapters_config_map(body, spec, desired, locations))
+        objects.append(adapters_config_map(serving))
     return [
         *objects,
-        serving_deployment(body, spec, config, desired, locations),
+        serving_deployment(serving),
         serving_service(body),
         serving_network_policy(body, config),
     ]
 
 
-def gateway_objects(
-    body: dict[str, Any],
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    desired: DesiredServing,
-    catalogue: Catalogue,
-    locations: Locations,
-) -> list[dict[str, Any]]:
+def gateway_objects(serving: ServingInputs, catalogue: Catalogue) -> list[dict[str, Any]]:
     """The gateway side, applied once the engine's adapters are known: the catalogue
     (under the engine's adapter names), the gateway Deployment and its Service."""
+    body, spec, config, desired = serving.body, serving.spec, serving.config, serving.desired
     named = catalogue.served(desired.digests, desired.prompt_format).renamed(
-        engine_adapter_names(spec, desired, locations)
+        engine_adapter_names(spec, desired, serving.locations)
     )
     if routes_by_inference_pool(spec, config):
         return [
@@ -1133,19 +1118,13 @@ def inference_objects(
 
 
 def serving_objects(
-    body: dict[str, Any],
-    spec: MultiTaskDeploymentSpec,
-    config: OperatorConfig,
-    desired: DesiredServing,
-    catalogue: Catalogue,
-    locations: Locations,
-    engine_key: str | None = None,
+    serving: ServingInputs, catalogue: Catalogue, engine_key: str | None = None
 ) -> list[dict[str, Any]]:
     """Every serving-side object of a resource once its adapter set is decided, in the
     order the controller applies them (what `mtd manifests` prints)."""
-    verify = verify_job(body, spec, config, desired, locations)
+    verify = verify_job(serving)
     return [
-        *engine_objects(body, spec, config, desired, locations, engine_key),
+        *engine_objects(serving, engine_key),
         *([verify] if verify is not None else []),
-        *gateway_objects(body, spec, config, desired, catalogue, locations),
+        *gateway_objects(serving, catalogue),
     ]

@@ -375,19 +375,20 @@ class Controller:
         self._start_steps(body, spec, the_plan, decision, children.cms, created)
         retry_after = None
         if decision.serving is not None:
-            self._apply_engine(body, spec, decision, locations, children.cms, created)
+            # The adapter set does not depend on the serving observation: deciding again
+            # after a runtime load changes the status only.
+            serving = builders.ServingInputs(body, spec, self.config, decision.serving, locations)
+            self._apply_engine(serving, children.cms, created)
             runtime_load = engine_of(spec).adapter_update(spec) == "RuntimeLoad"
             runtime_load = runtime_load and spec.serving.replicas > 0
             refused = None
             if runtime_load:
-                refused = self._verify_revision(body, spec, decision, locations, children, created)
+                refused = self._verify_revision(serving, children, created)
             if runtime_load and serving_obs is not None:
-                serving_obs = self._runtime_load(
-                    body, spec, decision, locations, serving_obs, refused
-                )
+                serving_obs = self._runtime_load(serving, serving_obs, refused)
                 decision = decide(serving_obs)
                 retry_after = None if serving_obs.ready else RUNTIME_LOAD_RETRY_S
-            self._apply_gateway(body, spec, decision, locations, children.cms, created)
+            self._apply_gateway(serving, decision, children.cms, created)
         result = self._write_status(body, old_status, decision.status, created, decision.done)
         result.retry_after = retry_after
         return result
@@ -502,14 +503,13 @@ class Controller:
                 raise
 
     def _verify_revision(
-        self, body, spec, decision: Decision, locations, children: Children, created: list[str]
+        self, serving: builders.ServingInputs, children: Children, created: list[str]
     ) -> str | None:
-        """Why the decision's adapters may not be loaded yet (None: they may): its
+        """Why the decided adapters may not be loaded yet (None: they may): their
         verification Job (builders.verify_job) has not succeeded. Verification Jobs of
         other revisions are deleted; the current one's stays as the record."""
-        assert decision.serving is not None
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        job = builders.verify_job(body, spec, self.config, decision.serving, locations)
+        namespace, name = serving.body["metadata"]["namespace"], serving.body["metadata"]["name"]
+        job = builders.verify_job(serving)
         wanted = job["metadata"]["name"] if job is not None else None
         for other, existing in children.jobs.items():
             role = (existing.metadata.labels or {}).get(LABEL_ROLE)
@@ -517,7 +517,7 @@ class Controller:
                 self._delete_job(namespace, other)
         if job is None:
             return None
-        revision = decision.serving.revision
+        revision = serving.desired.revision
         existing = children.jobs.get(wanted)
         if existing is None:
             self._apply([job], created)
@@ -539,10 +539,7 @@ class Controller:
 
     def _runtime_load(
         self,
-        body,
-        spec,
-        decision: Decision,
-        locations,
+        serving: builders.ServingInputs,
         rollout: ServingObservation,
         refused: str | None = None,
     ) -> ServingObservation:
@@ -552,7 +549,7 @@ class Controller:
         the decision's revision once each one lists every adapter of it. Nothing is loaded
         while `refused` says why not (the revision's verification, `_verify_revision`).
         """
-        assert decision.serving is not None
+        body, spec = serving.body, serving.spec
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         if refused is not None or not rollout.ready:
             return ServingObservation(
@@ -564,7 +561,7 @@ class Controller:
         selector = builders.label_selector(name, "serving")
         pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector).items
         urls = runtime_lora.ready_pod_urls(pods)
-        adapters = builders.engine_adapters(spec, decision.serving, locations)
+        adapters = builders.engine_adapters(spec, serving.desired, serving.locations)
         problems: list[str] = []
         for pod, url in sorted(urls.items()):
             try:
@@ -585,24 +582,27 @@ class Controller:
                 endpoint=rollout.endpoint,
             )
         return ServingObservation(
-            revision=decision.serving.revision,
+            revision=serving.desired.revision,
             ready=True,
             ready_replicas=len(urls),
             endpoint=rollout.endpoint,
         )
 
     def _apply_engine(
-        self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
+        self, serving: builders.ServingInputs, cms: dict[str, dict], created: list[str]
     ) -> None:
         """The engine's key, vLLM's adapter file, the engine Deployment, Service and
         NetworkPolicy (builders.engine_objects, as `mtd manifests` prints them)."""
-        assert decision.serving is not None
-        key = self.engine_key(body) if builders.keyed(spec, self.config) else None
-        objects = builders.engine_objects(body, spec, self.config, decision.serving, locations, key)
-        self._apply(objects, created, cms)
+        keyed = builders.keyed(serving.spec, self.config)
+        key = self.engine_key(serving.body) if keyed else None
+        self._apply(builders.engine_objects(serving, key), created, cms)
 
     def _apply_gateway(
-        self, body, spec, decision: Decision, locations, cms: dict[str, dict], created: list[str]
+        self,
+        serving: builders.ServingInputs,
+        decision: Decision,
+        cms: dict[str, dict],
+        created: list[str],
     ) -> None:
         """The catalogue ConfigMap, the gateway Deployment and its Service.
 
@@ -610,17 +610,15 @@ class Controller:
         (or loaded into every vLLM pod): until then old pods still serve, and a real TGI
         answers an adapter it lacks with the base model, silently.
         """
-        assert decision.serving is not None
-        catalogue = build_catalogue(spec, decision.status, decision.serving.revision)
-        catalogue_cm, *gateway = builders.gateway_objects(
-            body, spec, self.config, decision.serving, catalogue, locations
-        )
+        spec = serving.spec
+        catalogue = build_catalogue(spec, decision.status, serving.desired.revision)
+        catalogue_cm, *gateway = builders.gateway_objects(serving, catalogue)
         self._apply([catalogue_cm], created, cms, update=_serving_settled(spec, decision))
         self._apply(gateway, created, cms)
         if decision.status.serving is not None and not builders.routes_by_inference_pool(
             spec, self.config
         ):
-            decision.status.serving.gateway = builders.gateway_endpoint(body)
+            decision.status.serving.gateway = builders.gateway_endpoint(serving.body)
 
     def _write_status(
         self, body, old_status: dict, status: MultiTaskDeploymentStatus, created, done: bool

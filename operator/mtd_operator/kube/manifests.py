@@ -152,7 +152,6 @@ def pipeline_objects(
         catalogue = build_catalogue(spec, status, serving.revision)
         master = read_master(config)
         key = engine_api_key(master, namespace, name, PLACEHOLDER_UID) if master else None
-        objects += builders.serving_objects(
-            body, spec, config, serving, catalogue, locations, engine_key=key
-        )
+        inputs = builders.ServingInputs(body, spec, config, serving, locations)
+        objects += builders.serving_objects(inputs, catalogue, engine_key=key)
     return objects
