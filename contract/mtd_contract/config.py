@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -18,6 +18,17 @@ from .tasks import DEFAULT_METRIC, METRICS, Metric, TaskType
 
 #: Tokens per training example unless the spec says otherwise (training.maxSeqLength).
 DEFAULT_MAX_SEQ_LENGTH = 512
+
+
+#: What a step that writes a served adapter (train, compose) pads its rank to: one field
+#: for both, so the trainer pads alike whichever step wrote the adapter.
+ServedRanks = Annotated[
+    list[int] | None,
+    Field(
+        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
+        "of another rank is zero-padded to the next one (exact)."
+    ),
+]
 
 
 class ConfigError(ValueError):
@@ -152,11 +163,7 @@ class TrainConfig(Strict):
         "(parameters, gradients and optimizer state sharded among them; lora or full).",
     )
     output_dir: str = Field(description="Where the adapter/model, metrics and result go.")
-    served_ranks: list[int] | None = Field(
-        default=None,
-        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
-        "of another rank is zero-padded to the next one (exact).",
-    )
+    served_ranks: ServedRanks = None
 
     @model_validator(mode="after")
     def _rates_cover_tasks(self) -> TrainConfig:
@@ -292,11 +299,7 @@ class ComposeConfig(Strict):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     calibration: CalibrationConfig | None = None
     output_dir: str = Field(description="Gets adapter/ and result.json.")
-    served_ranks: list[int] | None = Field(
-        default=None,
-        description="LoRA ranks the serving engine has kernels for (TGI); a served adapter "
-        "of another rank is zero-padded to the next one (exact).",
-    )
+    served_ranks: ServedRanks = None
 
     @model_validator(mode="after")
     def _calibration_task(self) -> ComposeConfig:
