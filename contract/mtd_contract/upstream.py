@@ -63,10 +63,13 @@ def redacted(url: str) -> str:
 class UpstreamError(Exception):
     """The engine refused, failed or could not be reached; `status` is its HTTP status."""
 
+    #: How the message names a failure that has a status (a subclass names its server).
+    failure = "upstream error"
+
     def __init__(self, status: int | None, message: str) -> None:
         self.status = status
         self.message = message
-        super().__init__(f"upstream error {status}: {message}" if status else message)
+        super().__init__(f"{self.failure} {status}: {message}" if status else message)
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,11 @@ class UnknownTaskError(ClientError):
     pass
 
 
-class ServerError(ClientError):
-    """The server refused or failed; `message` is the server's own explanation."""
+class ServerError(ClientError, UpstreamError):
+    """The server refused or failed; `message` is the server's own explanation, `status`
+    its HTTP status (None: it could not be reached), as the gateway's upstream errors."""
 
-    def __init__(self, status: int | None, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"server error {status}: {message}" if status else message)
+    failure = "server error"
 
 
 @dataclass(frozen=True)
