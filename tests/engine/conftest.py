@@ -3,6 +3,8 @@ the objects `mtd manifests` renders, and the real vLLM started from them."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import shutil
@@ -86,9 +88,12 @@ def write_full_model(base: Path, target: Path) -> Path:
     return target
 
 
-def render(workspace: Path, doc: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Cluster:
+def render(
+    workspace: Path, doc: dict[str, Any], capsys: pytest.CaptureFixture[str] | None = None
+) -> Cluster:
     """`mtd manifests` as the chart's operator renders: with its engine-key secret (a file,
-    as the chart mounts it) and its namespace."""
+    as the chart mounts it) and its namespace. Without `capsys` (a module-scoped fixture
+    has none) the output is captured here."""
     spec_file = workspace / "mtd.yaml"
     spec_file.write_text(yaml.safe_dump(doc))
     key_file = workspace / "operator-engine-key"
@@ -98,8 +103,11 @@ def render(workspace: Path, doc: dict[str, Any], capsys: pytest.CaptureFixture[s
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MTD_ENGINE_KEY_FILE", str(key_file))
         patch.setenv("MTD_OPERATOR_NAMESPACE", "multitask-system")
-        assert main(["manifests", str(spec_file), "--namespace", "default"]) == 0
-    return Cluster(workspace, list(yaml.safe_load_all(capsys.readouterr().out)))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out) if capsys is None else contextlib.nullcontext():
+            assert main(["manifests", str(spec_file), "--namespace", "default"]) == 0
+    text = out.getvalue() if capsys is None else capsys.readouterr().out
+    return Cluster(workspace, list(yaml.safe_load_all(text)))
 
 
 @pytest.fixture(scope="module")

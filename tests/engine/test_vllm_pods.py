@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import pwd
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,87 +100,91 @@ def served_models(pod: Pod, key: str) -> dict[str, Any]:
     return {entry["id"]: entry for entry in answer.json()["data"]}
 
 
+@pytest.fixture(scope="module")
+def lora_serving(workspace, venv) -> Iterator[tuple[Cluster, Pod]]:
+    """The two-adapter resource rendered and its serving pod started once for the tests
+    below (a vLLM start is most of each one's time); none of them stops or restarts it."""
+    cluster = render(workspace, lora_resource())
+    for seed, path in enumerate(lora_modules(cluster).values()):
+        write_adapter(workspace / "models" / "tiny", cluster.host(path), seed)
+    with start_serving(cluster, venv) as pod:
+        yield cluster, pod
+
+
 def test_the_rendered_vllm_pod_serves_every_adapter_through_the_gateway(
-    workspace, venv, capsys, tmp_path
+    workspace, lora_serving, tmp_path
 ):
-    cluster = render(workspace, lora_resource(), capsys)
+    cluster, pod = lora_serving
     modules = lora_modules(cluster)
     assert len(modules) == 2
-    for seed, path in enumerate(modules.values()):
-        write_adapter(workspace / "models" / "tiny", cluster.host(path), seed)
     container = cluster.one("Deployment", "-serving")["spec"]["template"]["spec"]
     assert container["securityContext"]["runAsUser"] == TRAINER_UID
     with pytest.raises(KeyError):  # the pod's uid has no passwd entry, as in the image
         pwd.getpwuid(container["securityContext"]["runAsUser"])
 
-    with start_serving(cluster, venv) as pod:
-        key = engine_key(cluster)
-        models = served_models(pod, key)
-        assert set(modules) <= set(models)  # every adapter of the catalogue, by its name
-        assert all(models[name]["parent"] for name in modules)
+    key = engine_key(cluster)
+    models = served_models(pod, key)
+    assert set(modules) <= set(models)  # every adapter of the catalogue, by its name
+    assert all(models[name]["parent"] for name in modules)
 
-        client = gateway_for(cluster, pod, tmp_path / "catalogue.json")
-        answer = client.post("/tasks/sentiment", json={"text": "the film was good"})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["output"] in {"pos", "neg"}
-        assert answer.json()["adapter"] in modules
-        answer = client.post("/tasks/sounds", json={"text": "the cow says", "max_new_tokens": 4})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["adapter"] in modules
+    client = gateway_for(cluster, pod, tmp_path / "catalogue.json")
+    answer = client.post("/tasks/sentiment", json={"text": "the film was good"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["output"] in {"pos", "neg"}
+    assert answer.json()["adapter"] in modules
+    answer = client.post("/tasks/sounds", json={"text": "the cow says", "max_new_tokens": 4})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["adapter"] in modules
 
-        unknown = client.post("/tasks/translate", json={"text": "hola"})
-        assert unknown.status_code == 404
-        assert "sentiment" in unknown.text  # it names the known tasks
+    unknown = client.post("/tasks/translate", json={"text": "hola"})
+    assert unknown.status_code == 404
+    assert "sentiment" in unknown.text  # it names the known tasks
 
-        # A retrained adapter: loaded into the running pod by the operator's own code,
-        # then the catalogue moves the task to it (as the controller does).
-        retrained = cluster.host(modules[next(iter(modules))]).parent / "adapter-retrained"
-        write_adapter(workspace / "models" / "tiny", retrained, seed=7)
-        pod_path = "/workspace/" + str(retrained.relative_to(workspace))
-        loaded = runtime_lora.load_into(pod.url(SERVING_PORT), {"sentiment-new": pod_path}, key)
-        assert loaded == ["sentiment-new"]
-        assert "sentiment-new" in served_models(pod, key)
-        catalogue = json.loads((tmp_path / "catalogue.json").read_text())
-        for entry in catalogue["tasks"]:
-            if entry["name"] == "sentiment":
-                entry["adapter"] = "sentiment-new"
-        (tmp_path / "catalogue.json").write_text(json.dumps(catalogue))
-        answer = client.post("/tasks/sentiment", json={"text": "an awful day"})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["adapter"] == "sentiment-new"
-        assert answer.json()["output"] in {"pos", "neg"}
-        assert re.search(r"vLLM API server version|vllm", pod.logs())
+    # A retrained adapter: loaded into the running pod by the operator's own code,
+    # then the catalogue moves the task to it (as the controller does).
+    retrained = cluster.host(modules[next(iter(modules))]).parent / "adapter-retrained"
+    write_adapter(workspace / "models" / "tiny", retrained, seed=7)
+    pod_path = "/workspace/" + str(retrained.relative_to(workspace))
+    loaded = runtime_lora.load_into(pod.url(SERVING_PORT), {"sentiment-new": pod_path}, key)
+    assert loaded == ["sentiment-new"]
+    assert "sentiment-new" in served_models(pod, key)
+    catalogue = json.loads((tmp_path / "catalogue.json").read_text())
+    for entry in catalogue["tasks"]:
+        if entry["name"] == "sentiment":
+            entry["adapter"] = "sentiment-new"
+    (tmp_path / "catalogue.json").write_text(json.dumps(catalogue))
+    answer = client.post("/tasks/sentiment", json={"text": "an awful day"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["adapter"] == "sentiment-new"
+    assert answer.json()["output"] in {"pos", "neg"}
+    assert re.search(r"vLLM API server version|vllm", pod.logs())
 
 
-def test_only_the_operator_and_the_gateway_reach_the_engines_admin_routes(workspace, venv, capsys):
+def test_only_the_operator_and_the_gateway_reach_the_engines_admin_routes(workspace, lora_serving):
     """vLLM 0.32 with runtime LoRA updating serves POST /v1/load_lora_adapter and
     /v1/unload_lora_adapter, and SageMaker's POST /adapters and DELETE /adapters/{name}.
     The API key from the resource's Secret closes the /v1 ones on the engine itself; the
     others are outside the prefixes vLLM guards, so the rendered NetworkPolicy admits only
     the resource's gateway pods and the operator's pods to the serving port."""
-    cluster = render(workspace, lora_resource(), capsys)
+    cluster, pod = lora_serving
     modules = lora_modules(cluster)
-    for seed, path in enumerate(modules.values()):
-        write_adapter(workspace / "models" / "tiny", cluster.host(path), seed)
     adapter = "/workspace/" + str(cluster.host(next(iter(modules.values()))).relative_to(workspace))
-    with start_serving(cluster, venv) as pod:
-        url = pod.url(SERVING_PORT)
-        body = {"lora_name": "intruder", "lora_path": adapter}
-        for headers in ({}, {"Authorization": "Bearer wrong"}):
-            assert (
-                httpx.post(f"{url}/v1/load_lora_adapter", json=body, headers=headers).status_code
-                == 401
-            )
-            assert httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "x"},
-                              headers=headers).status_code == 401  # fmt: skip
-            assert httpx.get(f"{url}/v1/models", headers=headers).status_code == 401
-        with pytest.raises(runtime_lora.LoadError, match="401"):
-            runtime_lora.load_into(url, {"intruder": adapter})  # the operator without the key
-        assert "intruder" not in served_models(pod, engine_key(cluster))
-        # Outside vLLM's guarded prefixes: open to whoever reaches the port.
-        sagemaker = httpx.post(f"{url}/adapters", json={"name": "intruder", "src": adapter})
-        assert sagemaker.status_code != 401
-        assert httpx.get(f"{url}/health").status_code == 200  # probes need no key
+    url = pod.url(SERVING_PORT)
+    body = {"lora_name": "intruder", "lora_path": adapter}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert (
+            httpx.post(f"{url}/v1/load_lora_adapter", json=body, headers=headers).status_code == 401
+        )
+        assert httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "x"},
+                          headers=headers).status_code == 401  # fmt: skip
+        assert httpx.get(f"{url}/v1/models", headers=headers).status_code == 401
+    with pytest.raises(runtime_lora.LoadError, match="401"):
+        runtime_lora.load_into(url, {"intruder": adapter})  # the operator without the key
+    assert "intruder" not in served_models(pod, engine_key(cluster))
+    # Outside vLLM's guarded prefixes: open to whoever reaches the port.
+    sagemaker = httpx.post(f"{url}/adapters", json={"name": "intruder", "src": adapter})
+    assert sagemaker.status_code != 401
+    assert httpx.get(f"{url}/health").status_code == 200  # probes need no key
 
     policy = cluster.one("NetworkPolicy", "-serving")["spec"]
     serving = cluster.one("Deployment", "-serving")["spec"]["template"]["metadata"]["labels"]
