@@ -21,25 +21,25 @@ from .exit_codes import run_command
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .local.spec_commands import validate
+    from .spec_commands import validate
 
     return validate(args.file, args.set)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .local.spec_commands import print_plan
+    from .spec_commands import print_plan
 
     return print_plan(args.file, args.output)
 
 
 def _cmd_manifests(args: argparse.Namespace) -> int:
-    from .local.spec_commands import print_manifests
+    from .spec_commands import print_manifests
 
     return print_manifests(args.file, args.set, args.namespace)
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
-    from .local.spec_commands import print_crd
+    from .spec_commands import print_crd
 
     return print_crd()
 

@@ -3,6 +3,8 @@
 * mtd_contract imports nothing of ours and no torch, kopf or kubernetes;
 * `api` does not import `core`; the operator never imports the trainer, nor the trainer
   the operator (it runs as a subprocess of `mtd step`);
+* the kopf driver (`kube`), the local driver (`local`), the pod side (`pod`) and the
+  gateway import none of each other, and `core` none of them;
 * no module imports, directly or through others, itself;
 * no function of the operator, the trainer or the benchmarks reaches 100 lines.
 """
@@ -83,6 +85,17 @@ def test_the_graph_is_read() -> None:
         ("mtd_operator.api", ("mtd_operator.core", "mtd_operator.kube", "mtd_operator.local")),
         ("mtd_operator", ("mtd_trainer",)),
         ("mtd_trainer", ("mtd_operator",)),
+        # The kopf driver, the local driver, the pod side and the gateway are separate
+        # packages: each reaches the others' knowledge only through core/, engines/ and
+        # the contract (issue #31).
+        ("mtd_operator.local", ("mtd_operator.kube", "mtd_operator.pod")),
+        ("mtd_operator.kube", ("mtd_operator.local", "mtd_operator.pod")),
+        ("mtd_operator.pod", ("mtd_operator.kube", "mtd_operator.local", "mtd_operator.gateway")),
+        ("mtd_operator.gateway", ("mtd_operator.kube", "mtd_operator.local", "mtd_operator.pod")),
+        (
+            "mtd_operator.core",
+            ("mtd_operator.kube", "mtd_operator.local", "mtd_operator.pod", "mtd_operator.gateway"),
+        ),
     ],
 )
 def test_no_forbidden_imports(importer: str, forbidden: tuple[str, ...]) -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from mtd_contract.quantization import nf4_unavailable
 from mtd_operator.cli import main
-from mtd_operator.local.spec_commands import has_cuda
+from mtd_operator.spec_commands import has_cuda
 
 from .specs import resource, task
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from mtd_operator.engines import runtime_lora
 from mtd_operator.engines.base import SERVING_PORT
 from mtd_operator.engines.vllm import ADAPTERS_KEY
 from mtd_operator.gateway.app import build_gateway
-from mtd_operator.kube import runtime_lora
-from mtd_operator.kube.builders import GATEWAY_KEY_ENV
+from mtd_operator.gateway.command import GATEWAY_KEY_ENV
 from tests.engine.conftest import (
     CLAIM,
     NODE_ENV,

@@ -6,7 +6,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from mtd_operator.kube.runtime_lora import LoadError, load_into, ready_pod_urls
+from mtd_operator.engines.runtime_lora import LoadError, load_into, ready_pod_urls
 from tests.support.net import serve_app
 
 from .vllm_standin import VllmStandIn

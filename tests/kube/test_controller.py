@@ -82,7 +82,7 @@ class Loads:
     def __init__(self, monkeypatch):
         self.calls: list[tuple[str, dict]] = []
         monkeypatch.setattr(
-            "mtd_operator.kube.controller.runtime_lora.load_into",
+            "mtd_operator.engines.runtime_lora.load_into",
             lambda url, adapters, key=None: self.calls.append((url, dict(adapters))) or [],
         )
 

@@ -6,6 +6,7 @@ import pytest
 
 from mtd_operator.config import OperatorConfig, load_config
 from mtd_operator.core.catalogue import build_catalogue
+from mtd_operator.gateway.command import GATEWAY_KEY_ENV
 from mtd_operator.kube import builders
 from mtd_operator.kube.engine_key import SECRET_KEY, engine_api_key, read_master
 from tests.kube.test_builders import BODY, CONFIG, finished_decision, make_spec
@@ -64,7 +65,7 @@ def test_vllm_reads_its_key_from_the_resources_secret_and_so_does_the_gateway():
     ref = {"secretKeyRef": {"name": "support-engine-key", "key": SECRET_KEY}}
     assert env_of(objects["Deployment/support-serving"])["VLLM_API_KEY"]["valueFrom"] == ref
     gateway_env = env_of(objects["Deployment/support-gateway"])
-    assert gateway_env[builders.GATEWAY_KEY_ENV]["valueFrom"] == ref
+    assert gateway_env[GATEWAY_KEY_ENV]["valueFrom"] == ref
     # the key never appears in a pod template
     assert "k" * 64 not in str(objects["Deployment/support-serving"])
 
@@ -74,7 +75,7 @@ def test_no_key_without_the_operators_secret_or_for_tgi(engine, key_file):
     objects = keyed_objects(engine, key_file)
     assert not [name for name in objects if name.startswith("Secret/")]
     assert "VLLM_API_KEY" not in env_of(objects["Deployment/support-serving"])
-    assert builders.GATEWAY_KEY_ENV not in env_of(objects["Deployment/support-gateway"])
+    assert GATEWAY_KEY_ENV not in env_of(objects["Deployment/support-gateway"])
 
 
 @pytest.mark.parametrize("engine", ["vllm", "tgi"])

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from mtd_contract.exits import EXIT_INVALID
 
+#: The engine's API key, as the gateway Deployment's env gives it (kube/builders.py sets it
+#: from the resource's Secret).
+GATEWAY_KEY_ENV = "MTD_ENGINE_API_KEY"
+
 
 def run_gateway(
     catalogue: str,
@@ -20,7 +24,6 @@ def run_gateway(
 ) -> int:
     """Serve until stopped; EXIT_INVALID at once when there is no catalogue file. The
     engine's API key comes from the environment (the resource's Secret on a cluster)."""
-    from ..kube.builders import GATEWAY_KEY_ENV
     from .app import build_gateway, serve
 
     if not Path(catalogue).is_file():

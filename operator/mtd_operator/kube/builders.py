@@ -31,6 +31,7 @@ from ..core.steps import Step
 from ..engines import engine_of
 from ..engines.base import CACHE_MOUNT, SERVING_PORT, ServeRequest, non_root_pod, scoring_plan
 from ..engines.vllm import ADAPTERS_KEY, ADAPTERS_MOUNT, DIGESTS_KEY, VLLM
+from ..gateway.command import GATEWAY_KEY_ENV
 from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
@@ -878,7 +879,6 @@ def serving_endpoint(body: dict[str, Any]) -> str:
 # -- the task gateway, its catalogue, and vLLM's adapter list ------------------------------
 
 GATEWAY_PORT = 8000
-GATEWAY_KEY_ENV = "MTD_ENGINE_API_KEY"  # the engine's API key, for `mtd gateway`
 CATALOGUE_MOUNT = "/etc/mtd-catalogue"
 CATALOGUE_KEY = "catalogue.json"
 

@@ -35,7 +35,7 @@ from ..core.planner import plan
 from ..core.problems import problems_from_validation
 from ..core.profile import CompositionProfile, TaskProfile
 from ..core.reconcile import Decision, ServingObservation, StepState, reconcile
-from ..engines import engine_of
+from ..engines import engine_of, runtime_lora
 from ..labels import (
     ANNOTATION_PLACEMENT,
     ANNOTATION_REVISION,
@@ -43,7 +43,7 @@ from ..labels import (
     LABEL_ROLE,
 )
 from ..result_parts import read_result
-from . import builders, runtime_lora
+from . import builders
 from .engine_key import engine_api_key, read_master
 from .ensure import MERGE_PATCH, Ensure
 from .metrics import METRICS

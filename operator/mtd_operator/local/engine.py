@@ -37,8 +37,8 @@ import httpx
 from mtd_contract.digests import adapter_problem
 
 from ..engines.base import adapter_name
+from ..engines.runtime_lora import LoadError, load_into
 from ..engines.vllm import max_lora_rank
-from ..kube.runtime_lora import LoadError, load_into
 
 __all__ = ["EngineError", "LocalEngine", "ServingError", "adapter_name", "find_vllm"]
 

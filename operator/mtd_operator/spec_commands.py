@@ -16,10 +16,10 @@ from pathlib import Path
 from mtd_contract.exits import EXIT_INVALID
 from mtd_contract.quantization import NF4, nf4_error
 
-from ..api.crd import crd_yaml
-from ..api.spec import MultiTaskDeployment
-from ..specfile import load_and_profile
-from .report import plan_table
+from .api.crd import crd_yaml
+from .api.spec import MultiTaskDeployment
+from .local.report import plan_table
+from .specfile import load_and_profile
 
 
 def has_cuda() -> bool:
@@ -37,8 +37,8 @@ def cluster_problems(resource: MultiTaskDeployment, settings: list[str], paths: 
     """Print what the spec asks that a cluster run with the chart values `settings` cannot
     do (TGI's rank floor depends on serving.gpus; with `paths`, a model path off the
     workspace volume, which is fine for `mtd run`); EXIT_INVALID if any, else 0."""
-    from ..kube.builders import cluster_problems
-    from ..kube.manifests import operator_config
+    from .kube.builders import cluster_problems
+    from .kube.manifests import operator_config
 
     try:
         config = operator_config(os.environ, settings)
@@ -76,7 +76,7 @@ def validate(file: str, settings: list[str]) -> int:
 
 def print_plan(file: str, output: str) -> int:
     """`mtd plan`: profile the data and print the plan (`table` or `json`)."""
-    from ..core.planner import plan
+    from .core.planner import plan
 
     resource, profiles, compositions = load_and_profile(Path(file))
     result = plan(resource.spec, profiles, compositions)
@@ -92,7 +92,7 @@ def print_manifests(file: str, settings: list[str], namespace: str | None) -> in
     with the operator's configuration from the MTD_* variables and `settings`."""
     import yaml
 
-    from ..kube.manifests import operator_config, pipeline_objects
+    from .kube.manifests import operator_config, pipeline_objects
 
     try:
         config = operator_config(os.environ, settings)
