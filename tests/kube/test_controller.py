@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import pytest
 
+from mtd_contract.results import ProfileResult
 from mtd_operator.api.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from mtd_operator.core.observation import ServingObservation
 from mtd_operator.kube import builders
 from mtd_operator.kube.controller import Children, Controller
+from mtd_operator.labels import ANNOTATION_STEP
+from mtd_operator.result_parts import encode
+from tests.core.test_planner import profiles_of
 from tests.kube.fake_clients import FakeClients, by_role, failed_pod, job_finished
 from tests.kube.test_builders import CONFIG, make_spec
 from tests.kube.test_verified_serving import decide
@@ -73,6 +77,81 @@ def test_a_failed_profile_blocks_with_the_pods_own_words(fake):
     ready = conditions(fake)["Ready"]
     assert ready["reason"] == "InvalidData" and "line 3: 'label' missing" in ready["message"]
     assert by_role(fake.store.of("Job"))["profile"] == [job]  # not started again
+
+
+def publish_profiles(fake: FakeClients, counts: dict[str, int]) -> None:
+    """What `mtd profile` leaves: its result ConfigMap(s), named after its Job."""
+    (job,) = by_role(fake.store.of("Job"))["profile"]
+    profiles = {name: profile.to_json() for name, profile in profiles_of(counts).items()}
+    payload = ProfileResult(profiles=profiles).model_dump(mode="json")
+    for part in encode(builders.result_name(job), payload):
+        fake.store.put("ConfigMap", NS, {
+            "metadata": {"name": part.name, "labels": builders.owner_label(NAME)},
+            "data": part.data, "binaryData": part.binary_data,
+        })  # fmt: skip
+
+
+def profiled(fake: FakeClients) -> Controller:
+    fake.store.put(PLURAL, NS, resource(make_spec().to_api()))
+    controller = Controller(CONFIG, fake)
+    controller.reconcile(NS, NAME)
+    publish_profiles(fake, {"a": 40, "g": 40})
+    return controller
+
+
+def test_published_profiles_start_the_first_steps_once(fake):
+    controller = profiled(fake)
+    controller.reconcile(NS, NAME)
+    steps = [
+        j
+        for j in fake.store.of("Job")
+        if ANNOTATION_STEP in (j["metadata"].get("annotations") or {})
+    ]
+    assert steps, fake.store.created()
+    for job in steps:  # each with the config it reads
+        fake.store.get("ConfigMap", NS, job["metadata"]["name"])
+    assert conditions(fake)["Ready"]["status"] == "False"
+    stages = fake.store.get(PLURAL, NS, NAME)["status"]["stages"]
+    assert {s["state"] for s in stages} == {"Pending"}  # started, not yet seen running
+    assert controller.reconcile(NS, NAME).created == []  # the next pass starts nothing
+    stages = fake.store.get(PLURAL, NS, NAME)["status"]["stages"]
+    started = {j["metadata"]["annotations"][ANNOTATION_STEP] for j in steps}
+    assert {s["state"] for s in stages if s["hash"] in str(started)} == {"Running"}
+    writes = len(fake.store.writes)
+    controller.reconcile(NS, NAME)
+    assert fake.store.writes[writes:] == []  # nothing changed: nothing written
+
+
+def test_a_finished_step_whose_result_is_gone_runs_again(fake):
+    controller = profiled(fake)
+    controller.reconcile(NS, NAME)
+    job = next(
+        j["metadata"]["name"] for j in fake.store.of("Job")
+        if ANNOTATION_STEP in (j["metadata"].get("annotations") or {})
+    )  # fmt: skip
+    job_finished(fake.store, NS, job, "Complete")  # but no result ConfigMap
+    before = len(fake.store.writes)
+    controller.reconcile(NS, NAME)
+    assert fake.store.writes[before:][:2] == [("delete", "Job", job), ("create", "Job", job)]
+    assert fake.store.get("Job", NS, job)["status"] == {}  # a new Job, not yet run
+
+
+def test_a_status_write_that_lost_a_race_is_redone_on_the_fresh_object(fake, monkeypatch):
+    fake.store.put(PLURAL, NS, resource(make_spec().to_api()))
+    real = fake.custom.patch_namespaced_custom_object_status
+    raced = []
+
+    def racing(*args, **kwargs):
+        if not raced:  # another writer changes the resource between our read and write
+            raced.append(True)
+            fake.store.patch(PLURAL, NS, NAME, {"metadata": {"labels": {"touched": "yes"}}})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fake.custom, "patch_namespaced_custom_object_status", racing)
+    result = Controller(CONFIG, fake).reconcile(NS, NAME)
+    assert raced and result is not None
+    assert conditions(fake)["Ready"]["reason"] == "Profiling"
+    assert len(by_role(fake.store.of("Job"))["profile"]) == 1  # the retry created no twin
 
 
 # -- loading adapters into running vLLM pods only once they are verified (issue #29) ---
