@@ -136,10 +136,11 @@ def verify_command(digests_file: str | None = None, pairs: Sequence[str] = ()) -
 
 
 def command_verb(command: Sequence[str]) -> str | None:
-    """`profile` or the step verb of a command built here; None for anything else."""
+    """`profile`, `verify` or the step verb of a command built here; None for anything
+    else."""
     parts = list(command)
-    if parts[:2] == [ENTRYPOINT, PROFILE]:
-        return PROFILE
+    if parts[:2] in ([ENTRYPOINT, PROFILE], [ENTRYPOINT, VERIFY]):
+        return parts[1]
     if parts[:2] == [ENTRYPOINT, "step"] and len(parts) > 2 and parts[2] in STEP_VERBS:
         return parts[2]
     return None

@@ -2,7 +2,8 @@
 virtualenv and imports all it needs (tools/image-venv.sh: exactly what trainer/Dockerfile
 installs). The Jobs run through the emulator's job runner in image mode, with the pod's
 command, env and volumes as rendered; there is no base model, so the steps stop with exit
-2 once their modules are imported, and profiling publishes its result."""
+2 once their modules are imported, profiling publishes its result, and the verification
+of the adapters vLLM would load at run time refuses them (none was trained)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_every_job_command_starts_and_imports_what_it_needs(tmp_path, capsys) ->
     for job in (o for o in objects if o["kind"] == "Job"):
         verb = command_verb(job["spec"]["template"]["spec"]["containers"][0]["command"])
         first.setdefault(verb, job)
-    assert set(first) == {"profile", "train", "evaluate", "compose"}
+    # verify: the Job that checks a new adapter set before vLLM loads it at run time
+    assert set(first) == {"profile", "train", "evaluate", "compose", "verify"}
     names = {job["metadata"]["name"] for job in first.values()}
 
     workspace = tmp_path / "ws"
@@ -67,6 +69,9 @@ def test_every_job_command_starts_and_imports_what_it_needs(tmp_path, capsys) ->
                     assert "Complete" in _types(done), logs  # and it published its profiles
                     result = emulator.get("v1/configmaps", f"{name}-result", "default")
                     assert "profiles" in result["data"]["result.json"]
+                elif verb == "verify":  # no adapter was trained: refused, naming it
+                    assert terminated["exitCode"] == 2, logs
+                    assert "refusing to serve" in terminated.get("message", logs), logs
                 else:  # the base model is not there: bad input, after every import
                     assert terminated["exitCode"] == 2, logs
                     assert "PodFailurePolicy" in _types(done, reason=True), logs
