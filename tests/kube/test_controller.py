@@ -187,12 +187,16 @@ def one_pass(controller: Controller, fake: FakeClients, spec, decision):
     return controller._runtime_load(serving, rollout, refused)
 
 
-def test_adapters_are_loaded_only_after_their_revision_is_verified(fake, monkeypatch):
-    loads = Loads(monkeypatch)
+@pytest.fixture
+def vllm(fake, monkeypatch):
+    """A vLLM resource whose steps are done, one ready serving pod, and the loads made."""
     spec = make_spec(serving={"engine": "vllm", "replicas": 1})
-    decision = decide(spec)
     serving_pod(fake)
-    controller = Controller(CONFIG, fake)
+    return Loads(monkeypatch), spec, decide(spec), Controller(CONFIG, fake)
+
+
+def test_adapters_are_loaded_only_after_their_revision_is_verified(fake, vllm):
+    loads, spec, decision, controller = vllm
 
     seen = one_pass(controller, fake, spec, decision)
     (job,) = by_role(fake.store.of("Job"))["verify"]
@@ -214,12 +218,8 @@ def test_adapters_are_loaded_only_after_their_revision_is_verified(fake, monkeyp
     assert adapters == builders.engine_adapters(spec, decision.serving, where)
 
 
-def test_a_revision_that_fails_verification_is_never_loaded(fake, monkeypatch):
-    loads = Loads(monkeypatch)
-    spec = make_spec(serving={"engine": "vllm", "replicas": 1})
-    decision = decide(spec)
-    serving_pod(fake)
-    controller = Controller(CONFIG, fake)
+def test_a_revision_that_fails_verification_is_never_loaded(fake, vllm):
+    loads, spec, decision, controller = vllm
     one_pass(controller, fake, spec, decision)
     (job,) = by_role(fake.store.of("Job"))["verify"]
     job_finished(fake.store, NS, job, "Failed", reason="PodFailurePolicy")

@@ -518,24 +518,21 @@ class Controller:
         if job is None:
             return None
         revision = serving.desired.revision
+        verifying = f"verifying the adapters of revision {revision} before loading them"
         existing = children.jobs.get(wanted)
         if existing is None:
             self._apply([job], created)
-            return f"verifying the adapters of revision {revision} before loading them"
+            return verifying
         if _finished(existing, "Complete"):
             return None
-        pods = children.pods_of(wanted)
-        if _finished(existing, "Failed"):
-            why = _last_termination(pods) or next(
-                (f"{c.reason}: {c.message}" for c in existing.status.conditions or []
-                 if c.type == "Failed" and c.status == "True"), "failed",
-            )  # fmt: skip
-            log.warning("%s/%s: revision %s refused: %s", namespace, name, revision, why)
+        # The same reading of an unfinished or failed Job as a step's (its pods' words).
+        state = _job_state(existing, children.pods_of(wanted), {}, children.events)
+        assert state is not None  # only a Complete Job reads a result
+        if state.phase == "Failed":
+            log.warning("%s/%s: revision %s refused: %s", namespace, name, revision, state.message)
+            why = state.message
             return f"revision {revision} not loaded: its adapters failed verification ({why})"
-        waiting = job_problem(existing, pods, list(children.events))
-        return f"verifying the adapters of revision {revision} before loading them" + (
-            f": {waiting}" if waiting else ""
-        )
+        return verifying + (f": {state.message}" if state.message else "")
 
     def _runtime_load(
         self,
